@@ -1,0 +1,168 @@
+"""safetensors checkpoints with JSON metadata, in each backbone's own format.
+
+A model folder written here is loadable three ways: by `create_backbone(folder)`, by
+`CLIPModel.from_pretrained(folder)` (HF backbones) or by `open_clip.create_model("local-dir:" + folder)`
+(open_clip backbones) — so people can use a CultureCLIP model without our code.
+
+Training state (optimizer, scheduler, RNG, step) lives next to it in `train_state.safetensors` +
+`train_state.json`; nothing is ever pickled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .backbone import CHECKPOINT_META, ClipBackbone
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temp folder into place; the previous folder (if any) is removed only afterwards."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old{os.getpid()}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared/non-contiguous storage; clone keeps it simple and correct
+    return {k: v.detach().contiguous().clone().cpu() for k, v in sd.items()}
+
+
+def save_model(backbone: ClipBackbone, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write `backbone` in its native format plus `cultureclip_checkpoint.json`, atomically."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
+    try:
+        if backbone.kind == "open_clip":
+            cfg = {"model_cfg": backbone.info.get("model_cfg"), "preprocess_cfg": backbone.info.get("preprocess_cfg", {})}
+            if cfg["model_cfg"] is None:
+                raise ValueError("this open_clip backbone has no architecture config to save (info['model_cfg'])")
+            (tmp / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
+            save_file(_contiguous(backbone.model.state_dict()), str(tmp / "open_clip_model.safetensors"))
+        else:
+            backbone.model.save_pretrained(str(tmp), safe_serialization=True)
+            tok = getattr(backbone.tokenize, "tokenizer", None)
+            if tok is not None:
+                tok.save_pretrained(str(tmp))
+            pp = backbone.info.get("preprocess_cfg") or {}
+            if pp:
+                from transformers import CLIPImageProcessor
+
+                CLIPImageProcessor(
+                    size={"shortest_edge": pp["size"]},
+                    crop_size={"height": pp["size"], "width": pp["size"]},
+                    image_mean=list(pp["mean"]),
+                    image_std=list(pp["std"]),
+                ).save_pretrained(str(tmp))
+        meta = {"format": backbone.kind, "base_spec": backbone.info.get("base_spec", backbone.spec)}
+        meta.update(metadata or {})
+        (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=str))
+        _replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_metadata(folder: str | Path) -> dict | None:
+    p = Path(folder) / CHECKPOINT_META
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Training state (optimizer etc.) without pickle
+# --------------------------------------------------------------------------------------------------
+
+
+def _flatten_state(prefix: str, obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Replace tensors inside nested dicts/lists by {"__tensor__": key}, collecting them in `tensors`."""
+    if torch.is_tensor(obj):
+        key = f"{prefix}"
+        tensors[key] = obj.detach().contiguous().clone().cpu()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_flatten_state(f"{prefix}.k{i}", k, tensors), _flatten_state(f"{prefix}.{i}", v, tensors)] for i, (k, v) in enumerate(obj.items())]}
+    if isinstance(obj, (list, tuple)):
+        return {"__list__" if isinstance(obj, list) else "__tuple__": [_flatten_state(f"{prefix}.{i}", v, tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} in a training state (at {prefix})")
+
+
+def _unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__dict__" in obj:
+            return {_unflatten_state(k, tensors): _unflatten_state(v, tensors) for k, v in obj["__dict__"]}
+        if "__list__" in obj:
+            return [_unflatten_state(v, tensors) for v in obj["__list__"]]
+        if "__tuple__" in obj:
+            return tuple(_unflatten_state(v, tensors) for v in obj["__tuple__"])
+    return obj
+
+
+def save_state(folder: str | Path, name: str, state: dict[str, Any]) -> None:
+    """Save a nested dict of tensors/ints/floats/strings as `<name>.safetensors` + `<name>.json`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten_state("s", state, tensors)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".safetensors")
+    os.close(fd)
+    save_file(tensors, tmp)
+    os.replace(tmp, folder / f"{name}.safetensors")
+    atomic_write_text(folder / f"{name}.json", json.dumps(skeleton))
+
+
+def load_state(folder: str | Path, name: str) -> dict[str, Any]:
+    folder = Path(folder)
+    tensors = load_file(str(folder / f"{name}.safetensors"))
+    skeleton = json.loads((folder / f"{name}.json").read_text())
+    return _unflatten_state(skeleton, tensors)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_sha(backbone: ClipBackbone) -> str:
+    """A stable hash of the weights (for result/embedding-cache keys): hashes every tensor's bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(backbone.model.state_dict().items()):
+        h.update(k.encode())
+        t = v.detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:
+            t = t.float()
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,173 @@
+"""Dataclass configs, YAML presets and `key=value` overrides.
+
+A config is plain data: a (possibly nested) dataclass. Presets are YAML files whose keys must match
+fields; `key=value` overrides use dotted paths (`optim.lr=1e-4`). Unknown keys are rejected with the
+list of valid ones, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override does not match the config's fields."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to the annotated type (str from the CLI is parsed as YAML first)."""
+    tp = _unwrap_optional(tp)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, where) for v in value]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as e:  # pragma: no cover - yaml rarely fails on scalars
+                raise ConfigError(f"{where}: cannot parse {value!r}") from e
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if tp is int:
+            if float(value) != int(value):
+                raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            return int(value)
+        return float(value)
+    if tp is str:
+        return str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict, where: str = "") -> T:
+    """Build dataclass `cls` from a dict, rejecting unknown keys."""
+    types_ = _field_types(cls)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys{' under ' + where if where else ''}: {', '.join(sorted(types_))}"
+        )
+    kwargs = {k: _coerce(v, types_[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(cfg: T, overrides: list[str]) -> T:
+    """Return a copy of `cfg` with `a.b=value` overrides applied (values parsed as YAML scalars)."""
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value (example: optim.lr=1e-4)")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = data
+        cls: Any = type(cfg)
+        for i, part in enumerate(parts):
+            types_ = _field_types(cls)
+            if part not in types_:
+                where = ".".join(parts[:i]) or "top level"
+                raise ConfigError(
+                    f"unknown config key {key!r}: {part!r} is not a field at {where}; "
+                    f"valid: {', '.join(sorted(types_))}"
+                )
+            if i == len(parts) - 1:
+                node[part] = _coerce(raw, types_[part], key)
+                if dataclasses.is_dataclass(node[part]):
+                    node[part] = dataclasses.asdict(node[part])
+            else:
+                cls = _unwrap_optional(types_[part])
+                if not dataclasses.is_dataclass(cls):
+                    raise ConfigError(f"{'.'.join(parts[: i + 1])} is not a section; cannot set {key}")
+                node = node[part]
+    return from_dict(type(cfg), data)
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Defaults <- YAML preset <- overrides."""
+    cfg = cls()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        with open(p, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of config keys")
+        base = to_dict(cfg)
+        _deep_update(base, data)
+        try:
+            cfg = from_dict(cls, base)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
+
+
+def _deep_update(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def config_hash(cfg: Any) -> str:
+    """A short stable hash of a config (dataclass or dict)."""
+    data = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

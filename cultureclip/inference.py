@@ -1,0 +1,163 @@
+"""The one place that turns images and texts into embeddings, for evaluation, synthesis filters and the demo.
+
+Batched, no-grad, autocast in fp16/bf16 on GPU. Label banks (prompt templates x labels) are embedded
+once and cached per (model weights, labels, templates), so a 1,000-label query costs one image forward.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+
+import torch
+from PIL import Image
+
+from .backbone import ClipBackbone
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATES = ("a photo of {}.",)
+
+
+def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Embedder:
+    """Embeds images and texts with a `ClipBackbone`.
+
+    All outputs are L2-normalized float32 tensors on the CPU, shape (N, D).
+    """
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        amp_dtype: torch.dtype | None = None,
+        bank_cache_size: int = 32,
+    ):
+        self.backbone = backbone
+        self.batch_size = int(batch_size)
+        if device is not None:
+            backbone.to(device)
+        self.device = backbone.device
+        if amp_dtype is None and self.device.type == "cuda":
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = amp_dtype
+        self._banks: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._bank_cache_size = bank_cache_size
+        self._lock = threading.Lock()
+        self._weights_version = 0
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is not None and self.device.type in ("cuda", "cpu") and self.backbone.dtype == torch.float32:
+            return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return nullcontext()
+
+    def invalidate(self) -> None:
+        """Call after changing the backbone's weights in place (e.g. WiSE-FT blending)."""
+        with self._lock:
+            self._banks.clear()
+            self._weights_version += 1
+
+    def preprocess(self, images: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
+        """PIL images (or already preprocessed (3,H,W) tensors) -> (B, 3, H, W)."""
+        tensors = [im if torch.is_tensor(im) else self.backbone.preprocess_eval(im) for im in images]
+        return torch.stack(tensors)
+
+    # -- embeddings ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) preprocessed -> (B, D)."""
+        with self._autocast():
+            feats = self.backbone.encode_image(pixels.to(self.device, dtype=self.backbone.dtype, non_blocking=True))
+        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
+
+    @torch.no_grad()
+    def embed_images(self, images: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
+        if len(images) == 0:
+            return torch.empty(0, self.backbone.embed_dim)
+        out = [self.embed_pixels(self.preprocess(batch)) for batch in _batches(images, self.batch_size)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        if len(texts) == 0:
+            return torch.empty(0, self.backbone.embed_dim)
+        out = []
+        for batch in _batches(list(texts), self.batch_size * 4):
+            tokens = self.backbone.tokenize(list(batch)).to(self.device)
+            with self._autocast():
+                feats = self.backbone.encode_text(tokens)
+            out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu())
+        return torch.cat(out)
+
+    # -- label banks -----------------------------------------------------------------------------
+    def _bank_key(self, labels: Sequence[str], templates: Sequence[str]) -> str:
+        h = hashlib.sha256()
+        h.update(f"{id(self.backbone)}:{self._weights_version}".encode())
+        for t in templates:
+            h.update(b"\x00T" + t.encode())
+        for label in labels:
+            h.update(b"\x00L" + label.encode())
+        return h.hexdigest()
+
+    def label_bank(self, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> torch.Tensor:
+        """(L, D) class embeddings: mean over templates of normalized text embeddings, renormalized.
+
+        Cached (LRU) per model weights, label list and template list."""
+        labels = list(labels)
+        templates = list(templates) or ["{}"]
+        for t in templates:
+            if "{}" not in t:
+                raise ValueError(f"prompt template {t!r} has no '{{}}' placeholder for the label")
+        key = self._bank_key(labels, templates)
+        with self._lock:
+            if key in self._banks:
+                self._banks.move_to_end(key)
+                return self._banks[key]
+        texts = [t.format(label) for label in labels for t in templates]
+        feats = self.embed_texts(texts).view(len(labels), len(templates), -1).mean(dim=1)
+        bank = torch.nn.functional.normalize(feats, dim=-1)
+        with self._lock:
+            self._banks[key] = bank
+            while len(self._banks) > self._bank_cache_size:
+                self._banks.popitem(last=False)
+        return bank
+
+    # -- scores ----------------------------------------------------------------------------------
+    def logit_scale(self) -> float:
+        return float(self.backbone.logit_scale.detach().float().cpu())
+
+    def zero_shot(self, image_feats: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
+        """(N, D) x (L, D) -> (N, L) probabilities (softmax of logit_scale * cosine)."""
+        logits = self.logit_scale() * image_feats.float() @ bank.float().T
+        return logits.softmax(dim=-1)
+
+    @staticmethod
+    def twin_scores(image_feats: torch.Tensor, own_feats: torch.Tensor, twin_feats: torch.Tensor) -> torch.Tensor:
+        """(N, D) images vs their own concept's (N, D) and their twin's (N, D) text embeddings -> (N, 2) cosines."""
+        own = (image_feats * own_feats).sum(-1)
+        twin = (image_feats * twin_feats).sum(-1)
+        return torch.stack([own, twin], dim=-1)
+
+
+def classify(
+    embedder: Embedder,
+    images: Sequence[Image.Image],
+    labels: Sequence[str],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    top_k: int = 5,
+) -> list[list[tuple[str, float]]]:
+    """Zero-shot: for each image, the top-k (label, probability) pairs."""
+    bank = embedder.label_bank(labels, templates)
+    probs = embedder.zero_shot(embedder.embed_images(images), bank)
+    k = min(top_k, len(labels))
+    vals, idx = probs.topk(k, dim=-1)
+    return [[(labels[j], float(v)) for v, j in zip(vr.tolist(), ir.tolist())] for vr, ir in zip(vals, idx)]

@@ -1,0 +1,418 @@
+"""Twin-aware contrastive loss for CultureCLIP (torch only; imports nothing else from the project).
+
+Our reading of the paper (DESIGN.md section 5), with every choice stated here so it can be changed:
+
+* **Caption term** -- symmetric InfoNCE between images and captions, as open_clip's ``ClipLoss``:
+  - image rows: columns are all captions of the (global) batch plus the row's *own* twin captions
+    (``twin_text_features[i]``). Only the row's own twins are added: a twin caption describes the
+    twin concept, which twin-aware batching usually puts in the batch too, so using another item's
+    twin caption as a negative would often contradict that concept's own images.
+  - caption rows: columns are all images of the batch plus all twin images
+    (``twin_image_features``); a twin image whose concept id equals the caption's is masked out.
+* **Positives are by concept id** -- we *mask* (drop from the softmax denominator) every other item
+  of the same concept; the target stays the row's own item. We do not use soft targets spread over
+  same-concept columns: cross-entropy against a uniform target pushes a same-concept pair apart
+  whenever its probability exceeds 1/P, whereas masking makes the gradient with respect to their
+  similarity exactly zero -- two images of one concept are never pushed apart. With one image per
+  concept and no twins nothing is masked and the term equals open_clip's ``ClipLoss`` exactly.
+* **Concept term** -- image rows against the batch's unique concept prompts (one column per concept
+  id: the mean of the prompt features of that concept's items, so it does not depend on batch
+  order) plus the row's own twin prompts; the target is the image's own concept. One direction only
+  (image -> concept), like zero-shot classification. If ``prompt_features`` is None the term is
+  skipped: ``concept_loss`` is reported as 0 and its weight moves to the caption term, so the total
+  is ``(w_cap + w_con) * caption_loss`` (= plain CLIP loss with the default 0.7/0.3).
+* **Distillation** (``w_keep``) -- keeps general ability: the mean of the two KL divergences
+  KL(base || student) between the frozen base model's and the student's image->text and
+  text->image softmax distributions over the batch (same logit scale for both unless
+  ``base_logit_scale`` is given). Computed whenever both base feature tensors are given.
+* **Distributed** -- with ``gather=True`` and an initialised process group of world size > 1,
+  images, captions, prompts, concept ids, twin images and base features are all-gathered (with
+  gradient, variable sizes allowed) and each rank computes the loss of its *local rows* against the
+  *global columns* (open_clip's ``local_loss=True``). Row losses are summed and divided by
+  ``global_batch / world_size``, so the mean of the ranks' losses equals the single-process loss on
+  the global batch; the all-gather backward sums gradients over ranks, so after DDP's gradient
+  averaging the parameter gradient equals the single-process one (each rank's feature gradient is
+  ``world_size`` times the single-process gradient, exactly as with open_clip).
+  All ranks must pass the same optional tensors (twin images may be empty on some ranks).
+
+Logits are computed in float32 whatever the feature dtype (bf16/fp16 autocast), for stable softmax.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LOSSES",
+    "ClipContrastiveLoss",
+    "TwinContrastiveLoss",
+    "all_gather_with_grad",
+    "create_loss",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _dist_info(gather: bool) -> tuple[int, int]:
+    """(rank, world_size) when gathering applies, else (0, 1)."""
+    if gather and dist.is_available() and dist.is_initialized():
+        world = dist.get_world_size()
+        if world > 1:
+            return dist.get_rank(), world
+    return 0, 1
+
+
+class _AllGatherVar(torch.autograd.Function):
+    """All-gather along dim 0 with per-rank sizes; backward sums the gradient over ranks."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, sizes: list[int], rank: int) -> Tensor:  # type: ignore[override]
+        ctx.sizes, ctx.rank = sizes, rank
+        max_n = max(sizes)
+        padded = tensor.new_zeros((max_n, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        buffers = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(buffers, padded.contiguous())
+        return torch.cat([buf[:n] for buf, n in zip(buffers, sizes)], dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        # Every rank's loss depends on every rank's features: sum the contributions (gloo has no
+        # reduce_scatter, so all_reduce the whole gradient and keep our slice).
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None, None
+
+
+def all_gather_with_grad(tensor: Tensor, sizes: list[int], rank: int) -> Tensor:
+    """Concatenate every rank's ``tensor`` (rank r holds ``sizes[r]`` rows): (n_r, ...) -> (sum n, ...).
+
+    Gradients flow back to each rank's own rows (summed over ranks). Tensors that do not require
+    grad take the same path; autograd simply records nothing.
+    """
+    return _AllGatherVar.apply(tensor, sizes, rank)
+
+
+def _gather_sizes(values: list[int], device: torch.device) -> Tensor:
+    """All-gather a small int vector per rank -> (world, len(values)). One collective per call."""
+    local = torch.tensor(values, dtype=torch.long, device=device)
+    out = [torch.empty_like(local) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, local)
+    return torch.stack(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_2d(name: str, t: Tensor | None, rows: int | None, dim: int) -> None:
+    if t is None:
+        return
+    if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[1] != dim or (rows is not None and t.shape[0] != rows):
+        want = f"({rows if rows is not None else 'M'}, {dim})"
+        raise ValueError(f"{name} must have shape {want} to match image_features; got {tuple(t.shape)}")
+
+
+def _twin_slots(name: str, feats: Tensor | None, mask: Tensor | None, batch: int, dim: int) -> tuple[Tensor, Tensor] | None:
+    """Normalise twin features to (B, T, D) and a (B, T) bool mask (all True when mask is None)."""
+    if feats is None:
+        return None
+    if feats.dim() == 2:
+        feats = feats.unsqueeze(1)
+    if feats.dim() != 3 or feats.shape[0] != batch or feats.shape[2] != dim:
+        raise ValueError(
+            f"{name} must have shape ({batch}, {dim}) or ({batch}, T, {dim}) (one row per batch item); "
+            f"got {tuple(feats.shape)}"
+        )
+    slots = feats.shape[1]
+    if mask is None:
+        mask = torch.ones(batch, slots, dtype=torch.bool, device=feats.device)
+    else:
+        if mask.dim() == 1:
+            mask = mask.unsqueeze(1)
+        if tuple(mask.shape) != (batch, slots):
+            raise ValueError(f"twin_mask must have shape ({batch},) or ({batch}, {slots}) to match {name}; got {tuple(mask.shape)}")
+        mask = mask.to(device=feats.device, dtype=torch.bool)
+    return feats, mask
+
+
+def _as_scale(logit_scale: Tensor | float, device: torch.device) -> Tensor:
+    scale = torch.as_tensor(logit_scale, device=device)
+    if scale.numel() != 1:
+        raise ValueError(f"logit_scale must be a scalar (already exp'd); got shape {tuple(scale.shape)}")
+    return scale.reshape(()).float()
+
+
+# --------------------------------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------------------------------
+
+
+class TwinContrastiveLoss(nn.Module):
+    """Caption + concept contrastive loss with cultural twins as hard negatives (see module doc).
+
+    Args:
+        w_cap: weight of the caption term.
+        w_con: weight of the concept term (moves to the caption term when no prompts are given).
+        w_keep: weight of the distillation term toward the frozen base model (needs base features).
+        gather: all-gather features across processes when torch.distributed runs with world > 1.
+    """
+
+    def __init__(self, w_cap: float = 0.7, w_con: float = 0.3, w_keep: float = 0.0, gather: bool = True) -> None:
+        super().__init__()
+        for name, w in (("w_cap", w_cap), ("w_con", w_con), ("w_keep", w_keep)):
+            if not w >= 0:
+                raise ValueError(f"{name} must be >= 0; got {w}")
+        if w_cap + w_con <= 0:
+            raise ValueError("w_cap + w_con must be > 0 (at least one contrastive term must be on)")
+        self.w_cap, self.w_con, self.w_keep, self.gather = float(w_cap), float(w_con), float(w_keep), gather
+
+    def extra_repr(self) -> str:
+        return f"w_cap={self.w_cap}, w_con={self.w_con}, w_keep={self.w_keep}, gather={self.gather}"
+
+    def forward(
+        self,
+        image_features: Tensor,
+        text_features: Tensor,
+        logit_scale: Tensor | float,
+        concept_ids: Tensor,
+        prompt_features: Tensor | None = None,
+        twin_text_features: Tensor | None = None,
+        twin_prompt_features: Tensor | None = None,
+        twin_mask: Tensor | None = None,
+        twin_image_features: Tensor | None = None,
+        twin_image_concept_ids: Tensor | None = None,
+        base_image_features: Tensor | None = None,
+        base_text_features: Tensor | None = None,
+        base_logit_scale: Tensor | float | None = None,
+        logit_bias: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Return ``{"caption_loss", "concept_loss", ["distill_loss"], "loss"}`` (scalars).
+
+        Shapes (B local items, D embedding dim, T twin slots, M twin images):
+        image/text/prompt/base features (B, D); concept_ids (B,) long; twin text/prompt features
+        (B, D) or (B, T, D) with twin_mask (B,) or (B, T) bool marking real slots (shared by twin
+        captions and prompts); twin_image_features (M, D) with twin_image_concept_ids (M,).
+        ``logit_bias`` (SigLIP-style models) is accepted so ``loss(**model_out)`` works and ignored:
+        a constant shift cancels in the softmax.
+        """
+        del logit_bias
+        batch, dim = self._check(image_features, text_features, concept_ids, prompt_features,
+                                 twin_image_features, twin_image_concept_ids,
+                                 base_image_features, base_text_features)
+        device = image_features.device
+        scale = _as_scale(logit_scale, device)
+        twin_text = _twin_slots("twin_text_features", twin_text_features, twin_mask, batch, dim)
+        twin_prompt = _twin_slots("twin_prompt_features", twin_prompt_features, twin_mask, batch, dim)
+        if twin_image_features is None:
+            twin_image_features = image_features.new_zeros((0, dim))
+            twin_image_concept_ids = concept_ids.new_zeros((0,))
+        concept_ids = concept_ids.to(device=device, dtype=torch.long)
+        twin_image_concept_ids = twin_image_concept_ids.to(device=device, dtype=torch.long)
+        has_prompt = prompt_features is not None
+        has_base = base_image_features is not None
+        if not has_prompt and twin_prompt is not None:
+            raise ValueError("twin_prompt_features needs prompt_features (the concept term uses both)")
+        if not has_prompt and self.w_cap == 0:
+            raise ValueError("w_cap is 0 and prompt_features is None: nothing to train; pass prompt_features")
+
+        # ---- gather (global columns) ----------------------------------------------------------
+        rank, world = _dist_info(self.gather)
+        if world > 1:
+            table = _gather_sizes([batch, twin_image_features.shape[0], int(has_prompt), int(has_base)], device)
+            for col, what in ((2, "prompt_features"), (3, "base_image_features/base_text_features")):
+                if table[:, col].min() != table[:, col].max():
+                    raise ValueError(f"{what} must be given on every rank or on none (ranks disagree)")
+            sizes = table[:, 0].tolist()
+            twin_sizes = table[:, 1].tolist()
+            all_img = all_gather_with_grad(image_features, sizes, rank)
+            all_txt = all_gather_with_grad(text_features, sizes, rank)
+            all_ids = all_gather_with_grad(concept_ids, sizes, rank)
+            all_prompt = all_gather_with_grad(prompt_features, sizes, rank) if has_prompt else None
+            if sum(twin_sizes) > 0:
+                all_twin_img = all_gather_with_grad(twin_image_features, twin_sizes, rank)
+                all_twin_ids = all_gather_with_grad(twin_image_concept_ids, twin_sizes, rank)
+            else:
+                all_twin_img, all_twin_ids = twin_image_features, twin_image_concept_ids
+            if has_base:
+                with torch.no_grad():
+                    all_base_img = all_gather_with_grad(base_image_features.detach(), sizes, rank)
+                    all_base_txt = all_gather_with_grad(base_text_features.detach(), sizes, rank)
+            offset, total = sum(sizes[:rank]), sum(sizes)
+        else:
+            all_img, all_txt, all_ids, all_prompt = image_features, text_features, concept_ids, prompt_features
+            all_twin_img, all_twin_ids = twin_image_features, twin_image_concept_ids
+            all_base_img, all_base_txt = base_image_features, base_text_features
+            offset, total = 0, batch
+        # Sum of local row losses / (global rows / world): mean over ranks == global mean.
+        norm = total / world
+        rows = torch.arange(offset, offset + batch, device=device)  # (B,) global index of local rows
+
+        img = image_features.float()
+        txt = text_features.float()
+        # Same concept but not the item itself: not a negative (masked out of the softmax).
+        same = concept_ids[:, None] == all_ids[None, :]  # (B, N)
+        same[torch.arange(batch, device=device), rows] = False
+
+        # ---- caption term ---------------------------------------------------------------------
+        logits_img = scale * img @ all_txt.float().T  # (B, N)
+        logits_img = logits_img.masked_fill(same, float("-inf"))
+        if twin_text is not None:
+            feats, mask = twin_text
+            twin_logits = scale * torch.einsum("bd,btd->bt", img, feats.float())  # (B, T)
+            logits_img = torch.cat([logits_img, twin_logits.masked_fill(~mask, float("-inf"))], dim=1)  # (B, N+T)
+        logits_txt = scale * txt @ all_img.float().T  # (B, N)
+        logits_txt = logits_txt.masked_fill(same, float("-inf"))
+        if all_twin_img.shape[0] > 0:
+            twin_img_logits = scale * txt @ all_twin_img.float().T  # (B, M)
+            twin_same = concept_ids[:, None] == all_twin_ids[None, :]
+            logits_txt = torch.cat([logits_txt, twin_img_logits.masked_fill(twin_same, float("-inf"))], dim=1)
+        caption_loss = (
+            F.cross_entropy(logits_img, rows, reduction="sum") + F.cross_entropy(logits_txt, rows, reduction="sum")
+        ) / (2 * norm)
+
+        # ---- concept term ---------------------------------------------------------------------
+        if has_prompt:
+            uniq, inverse = torch.unique(all_ids, return_inverse=True)  # (U,), (N,)
+            sums = all_prompt.float().new_zeros((uniq.shape[0], dim)).index_add(0, inverse, all_prompt.float())
+            counts = torch.bincount(inverse, minlength=uniq.shape[0]).to(sums.dtype)
+            concept_bank = sums / counts[:, None]  # (U, D): one prompt per concept
+            logits_con = scale * img @ concept_bank.T  # (B, U)
+            if twin_prompt is not None:
+                feats, mask = twin_prompt
+                twin_logits = scale * torch.einsum("bd,btd->bt", img, feats.float())
+                logits_con = torch.cat([logits_con, twin_logits.masked_fill(~mask, float("-inf"))], dim=1)
+            target = inverse[offset : offset + batch]
+            concept_loss = F.cross_entropy(logits_con, target, reduction="sum") / norm
+            w_cap, w_con = self.w_cap, self.w_con
+        else:
+            concept_loss = caption_loss.new_zeros(())
+            w_cap, w_con = self.w_cap + self.w_con, 0.0
+
+        out = {"caption_loss": caption_loss, "concept_loss": concept_loss}
+        total_loss = w_cap * caption_loss + w_con * concept_loss
+
+        # ---- distillation toward the frozen base ----------------------------------------------
+        if has_base:
+            base_scale = scale.detach() if base_logit_scale is None else _as_scale(base_logit_scale, device)
+            with torch.no_grad():
+                base_img = base_image_features.float()
+                base_txt = base_text_features.float()
+                p_img = F.log_softmax(base_scale * base_img @ all_base_txt.float().T, dim=1)  # (B, N)
+                p_txt = F.log_softmax(base_scale * base_txt @ all_base_img.float().T, dim=1)
+            q_img = F.log_softmax(scale * img @ all_txt.float().T, dim=1)
+            q_txt = F.log_softmax(scale * txt @ all_img.float().T, dim=1)
+            kl = F.kl_div(q_img, p_img, reduction="sum", log_target=True) + F.kl_div(
+                q_txt, p_txt, reduction="sum", log_target=True
+            )
+            out["distill_loss"] = kl / (2 * norm)
+            total_loss = total_loss + self.w_keep * out["distill_loss"]
+        elif self.w_keep > 0:
+            raise ValueError("w_keep > 0 needs base_image_features and base_text_features from the frozen base model")
+
+        out["loss"] = total_loss
+        return out
+
+    @staticmethod
+    def _check(
+        image_features: Tensor,
+        text_features: Tensor,
+        concept_ids: Tensor,
+        prompt_features: Tensor | None,
+        twin_image_features: Tensor | None,
+        twin_image_concept_ids: Tensor | None,
+        base_image_features: Tensor | None,
+        base_text_features: Tensor | None,
+    ) -> tuple[int, int]:
+        if image_features.dim() != 2:
+            raise ValueError(f"image_features must be (B, D); got shape {tuple(image_features.shape)}")
+        batch, dim = image_features.shape
+        _check_2d("text_features", text_features, batch, dim)
+        _check_2d("prompt_features", prompt_features, batch, dim)
+        _check_2d("twin_image_features", twin_image_features, None, dim)
+        if (base_image_features is None) != (base_text_features is None):
+            raise ValueError("pass both base_image_features and base_text_features, or neither")
+        if base_image_features is not None:  # the base model may have another embedding dim
+            if base_image_features.dim() != 2 or base_image_features.shape[0] != batch:
+                raise ValueError(f"base_image_features must be ({batch}, D_base); got {tuple(base_image_features.shape)}")
+            _check_2d("base_text_features", base_text_features, batch, base_image_features.shape[1])
+        if not isinstance(concept_ids, Tensor) or tuple(concept_ids.shape) != (batch,) or concept_ids.is_floating_point():
+            raise ValueError(
+                f"concept_ids must be an integer tensor of shape ({batch},) (one id per item; map string ids "
+                f"to ints first); got {type(concept_ids).__name__} {tuple(getattr(concept_ids, 'shape', ()))}"
+            )
+        if (twin_image_features is None) != (twin_image_concept_ids is None):
+            raise ValueError("twin_image_features needs twin_image_concept_ids (M,) and vice versa")
+        if twin_image_features is not None and tuple(twin_image_concept_ids.shape) != (twin_image_features.shape[0],):
+            raise ValueError(
+                f"twin_image_concept_ids must have shape ({twin_image_features.shape[0]},); "
+                f"got {tuple(twin_image_concept_ids.shape)}"
+            )
+        return batch, dim
+
+
+class ClipContrastiveLoss(nn.Module):
+    """Plain symmetric CLIP InfoNCE (the baseline / ablation): diagonal targets, no twins.
+
+    Takes the same arguments as ``TwinContrastiveLoss`` so a trainer can swap them; concept ids,
+    prompts and twin tensors are ignored. Gathers like ``TwinContrastiveLoss`` (local rows, global
+    columns), which matches open_clip's ``ClipLoss(local_loss=True, gather_with_grad=True)``.
+    """
+
+    def __init__(self, gather: bool = True) -> None:
+        super().__init__()
+        self.gather = gather
+
+    def forward(self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor | float, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        """Return ``{"caption_loss", "loss"}``; image/text features (B, D)."""
+        if image_features.dim() != 2 or text_features.shape != image_features.shape:
+            raise ValueError(
+                f"image_features and text_features must both be (B, D); got {tuple(image_features.shape)} "
+                f"and {tuple(text_features.shape)}"
+            )
+        batch = image_features.shape[0]
+        device = image_features.device
+        scale = _as_scale(logit_scale, device)
+        rank, world = _dist_info(self.gather)
+        if world > 1:
+            sizes = _gather_sizes([batch], device)[:, 0].tolist()
+            all_img = all_gather_with_grad(image_features, sizes, rank)
+            all_txt = all_gather_with_grad(text_features, sizes, rank)
+            offset, total = sum(sizes[:rank]), sum(sizes)
+        else:
+            all_img, all_txt, offset, total = image_features, text_features, 0, batch
+        rows = torch.arange(offset, offset + batch, device=device)
+        logits_img = scale * image_features.float() @ all_txt.float().T
+        logits_txt = scale * text_features.float() @ all_img.float().T
+        loss = (F.cross_entropy(logits_img, rows, reduction="sum") + F.cross_entropy(logits_txt, rows, reduction="sum")) / (
+            2 * total / world
+        )
+        return {"caption_loss": loss, "loss": loss}
+
+
+LOSSES: dict[str, type[nn.Module]] = {"twin": TwinContrastiveLoss, "clip": ClipContrastiveLoss}
+
+
+def create_loss(name: str, **kwargs: Any) -> nn.Module:
+    """Build a loss from the ``LOSSES`` registry by name (``"twin"`` or ``"clip"``)."""
+    try:
+        cls = LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}") from None
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments for loss {name!r}: {exc}") from None

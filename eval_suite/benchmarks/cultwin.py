@@ -1,0 +1,60 @@
+"""CulTwin test split (our own format; ARCHITECTURE.md "CulTwin manifest").
+
+Format checked against: ARCHITECTURE.md (`<dataset>/manifest.parquet` + `<dataset>/images/...`,
+columns image_id, image_path, concept_id, concept_name, culture, region, category, caption,
+concept_prompt, twin_concept_ids (list[str]), split, ...). Scored as N-way concept classification
+over the split's concepts plus Winoground-style twin scores per twin pair, grouped by region and
+category.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from eval_suite.benchmarks.base import Benchmark, BenchmarkError, BenchmarkNotFoundError, ImageRef, TwinData
+
+
+def _read_manifest(path: Path):
+    try:
+        from cultureclip.data import read_manifest  # validates the contract when available
+    except ImportError:
+        read_manifest = None
+    if read_manifest is not None:
+        return read_manifest(path)
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+class CulTwinBenchmark(Benchmark):
+    name = "cultwin"
+    task = "twin"
+    env_var = "CULTURECLIP_CULTWIN"
+    source_hint = ("(a folder written by the synth pipeline: `python -m synth ...` or the bundled offline "
+                   "twin world, holding manifest.parquet)")
+
+    def _load(self, root: Path) -> TwinData:
+        manifest = root / "manifest.parquet" if root.is_dir() else root
+        if not manifest.is_file():
+            raise BenchmarkNotFoundError(f"cultwin: {manifest} not found. {self.how_to_get()}")
+        base = manifest.parent
+        df = _read_manifest(manifest)
+        split = self.options.get("split", "test")
+        df = df[df["split"] == split]
+        if df.empty:
+            raise BenchmarkError(f"cultwin: no rows with split == {split!r} in {manifest}")
+        texts: dict[str, str] = {}
+        for cid, prompt, name in zip(df["concept_id"], df["concept_prompt"], df["concept_name"]):
+            texts.setdefault(str(cid), str(prompt or name))
+        present = set(texts)
+        pairs: set[tuple[str, str]] = set()
+        for cid, twins in zip(df["concept_id"], df["twin_concept_ids"]):
+            for t in list(twins if twins is not None else []):
+                if str(t) in present and str(t) != str(cid):
+                    pairs.add(tuple(sorted((str(cid), str(t)))))
+        images = [ImageRef(path=str(base / p)) for p in df["image_path"]]
+        return TwinData(images=images, concept_ids=[str(c) for c in df["concept_id"]], concept_texts=texts,
+                        pairs=sorted(pairs),
+                        groups={"region": [str(v) for v in df["region"]],
+                                "category": [str(v) for v in df["category"]]})

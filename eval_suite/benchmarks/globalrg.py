@@ -1,0 +1,155 @@
+"""GlobalRG (`UBCNLP/GlobalRG-Retrieval`, `UBCNLP/GlobalRG-Grounding`; mirrors under `UBC-VL/`).
+
+Format checked against /work/shared/BENCHMARK_FORMATS.md §2 (dataset-card YAML): parquet
+`data/test-*.parquet`; Retrieval columns `image` (HF Image), `region` (country), `universal`; Grounding
+columns `image`, `region`, `concept`; `u_id` appears in the card prose only, so it is optional.
+Gold relevance / boxes are not public.
+
+Retrieval protocols:
+- `paper` (CultureCLIP authors): universals seen in >= 4 regions; per image 4 options
+  "The picture depicts a kind of {universal} in {region}" (true region + 3 other regions with that
+  universal, sampled and shuffled with seed 42); accuracy.
+- `official`: text -> image retrieval, one query "a photo of {universal}" per universal over the whole
+  pool; precision@5/10 against a local gold file (`gold=PATH`: CSV/JSONL with columns `universal` and
+  `u_id` or `index` of a relevant image, optional `relevant` 0/1) and cultural diversity@5/10
+  (normalised entropy of `region` in the top k). Without gold the relevance proxy is
+  `universal == query`, reported as `proxy_precision@k`.
+Grounding: only `paper` (4-way concept choice "The item in the picture is {concept} in {region}" among
+concepts of the same region, regions with >= 4 concepts); the official box accuracy needs hidden boxes.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from eval_suite.benchmarks.base import (Benchmark, BenchmarkError, BenchmarkNotFoundError, ChoiceData,
+                                        RankingData, find_parquet, image_ref_from_hf, null_ref,
+                                        read_parquet_rows)
+
+
+def _rows(bench: Benchmark, root: Path) -> list[dict]:
+    files = find_parquet(root, "test")
+    if not files:
+        raise BenchmarkNotFoundError(f"{bench.name}: no data/test-*.parquet under {root}. {bench.how_to_get()}")
+    return read_parquet_rows(files)
+
+
+def _read_gold(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise BenchmarkNotFoundError(f"GlobalRG gold file {path} not found (the gold answers come from the "
+                                     "GlobalRG authors on request: see https://globalrg.github.io)")
+    if path.suffix == ".jsonl":
+        return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+class GlobalRGRetrievalBenchmark(Benchmark):
+    name = "globalrg_retrieval"
+    hub_id = "UBCNLP/GlobalRG-Retrieval"
+    env_var = "CULTURECLIP_GLOBALRG_RETRIEVAL"
+    protocols = ("paper", "official")
+
+    def __init__(self, root=None, protocol: str = "paper", **options):
+        super().__init__(root, protocol, **options)
+
+    @property
+    def task(self) -> str:  # type: ignore[override]
+        return "multiple_choice" if self.protocol == "paper" else "retrieval"
+
+    def _load(self, root: Path):
+        rows = _rows(self, root)
+        if self.protocol == "paper":
+            rows = [r for r in rows if r.get("universal") and r.get("region")]
+            return self._paper(rows)  # universals seen in >= 4 regions
+        queries = sorted({str(r["universal"]) for r in rows})
+        rel = np.zeros((len(queries), len(rows)), dtype=bool)
+        qi = {q: i for i, q in enumerate(queries)}
+        gold = self.options.get("gold")
+        if gold:
+            uid_to_row = {str(r.get("u_id")): i for i, r in enumerate(rows) if r.get("u_id") is not None}
+            for g in _read_gold(Path(gold)):
+                if str(g.get("relevant", "1")) in ("0", "false", "False"):
+                    continue
+                q = str(g["universal"])
+                if q not in qi:
+                    raise BenchmarkError(f"gold file names universal {q!r}, which is not in the dataset")
+                if g.get("u_id") not in (None, ""):
+                    if str(g["u_id"]) not in uid_to_row:
+                        raise BenchmarkError(f"gold u_id {g['u_id']!r} is not in the dataset")
+                    rel[qi[q], uid_to_row[str(g["u_id"])]] = True
+                else:
+                    rel[qi[q], int(g["index"])] = True
+            source = "gold"
+        else:
+            for j, r in enumerate(rows):
+                rel[qi[str(r["universal"])], j] = True
+            source = "proxy"
+        return RankingData(images=[image_ref_from_hf(r.get("image")) or null_ref() for r in rows],
+                           queries=queries, query_texts=[f"a photo of {q}" for q in queries], relevance=rel,
+                           image_cultures=[str(r["region"]) for r in rows], relevance_source=source)
+
+    def _paper(self, rows: list[dict]) -> ChoiceData:
+        regions_by_universal: dict[str, list[str]] = {}
+        for r in rows:
+            lst = regions_by_universal.setdefault(str(r["universal"]), [])
+            if str(r["region"]) not in lst:
+                lst.append(str(r["region"]))
+        rng = random.Random(int(self.options.get("seed", 42)))
+        images, options, answers, groups = [], [], [], {"region": [], "universal": []}
+        for r in rows:
+            u, reg = str(r["universal"]), str(r["region"])
+            pool = regions_by_universal[u]
+            if len(pool) < 4:
+                continue
+            vals = [reg] + rng.sample([p for p in pool if p != reg], 3)
+            rng.shuffle(vals)
+            images.append(image_ref_from_hf(r.get("image")) or null_ref())
+            options.append([f"The picture depicts a kind of {u} in {v}" for v in vals])
+            answers.append(vals.index(reg))
+            groups["region"].append(reg)
+            groups["universal"].append(u)
+        if not images:
+            raise BenchmarkError("globalrg_retrieval: no universal appears in >= 4 regions (paper protocol)")
+        return ChoiceData(images=images, options=options, answers=np.array(answers), groups=groups, strict=False)
+
+
+class GlobalRGGroundingBenchmark(Benchmark):
+    name = "globalrg_grounding"
+    task = "multiple_choice"
+    hub_id = "UBCNLP/GlobalRG-Grounding"
+    env_var = "CULTURECLIP_GLOBALRG_GROUNDING"
+    protocols = ("paper",)
+    source_hint = "(the official box-accuracy protocol needs hidden boxes, so only protocol 'paper' exists)"
+
+    def __init__(self, root=None, protocol: str = "paper", **options):
+        super().__init__(root, protocol, **options)
+
+    def _load(self, root: Path) -> ChoiceData:
+        rows = [r for r in _rows(self, root) if r.get("concept") and r.get("region")]
+        concepts_by_region: dict[str, list[str]] = {}
+        for r in rows:
+            lst = concepts_by_region.setdefault(str(r["region"]), [])
+            if str(r["concept"]) not in lst:
+                lst.append(str(r["concept"]))
+        rng = random.Random(int(self.options.get("seed", 42)))
+        images, options, answers, groups = [], [], [], {"region": []}
+        for r in rows:
+            c, reg = str(r["concept"]), str(r["region"])
+            pool = concepts_by_region[reg]
+            if len(pool) < 4:
+                continue
+            vals = [c] + rng.sample([p for p in pool if p != c], 3)
+            rng.shuffle(vals)
+            images.append(image_ref_from_hf(r.get("image")) or null_ref())
+            options.append([f"The item in the picture is {v} in {reg}" for v in vals])
+            answers.append(vals.index(c))
+            groups["region"].append(reg)
+        if not images:
+            raise BenchmarkError("globalrg_grounding: no region has >= 4 concepts (paper protocol)")
+        return ChoiceData(images=images, options=options, answers=np.array(answers), groups=groups, strict=False)

@@ -1,0 +1,51 @@
+"""SugarCrepe (RAIVNLab/sugar-crepe): compositional caption selection on COCO val2017.
+
+Format checked against /work/shared/BENCHMARK_FORMATS.md §9 (the public repository): 7 files
+`data/{add_att,add_obj,replace_att,replace_obj,replace_rel,swap_att,swap_obj}.json`, each one JSON
+object keyed by (possibly non-contiguous) stringified ints -> {filename, caption, negative_caption};
+images are COCO val2017 files (`000000085329.jpg`) under ROOT/val2017/ (or `images=PATH`).
+Metric as `main_eval.py`: per-subset accuracy of pos > neg (ties wrong), plus the mean.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from eval_suite.benchmarks.base import Benchmark, BenchmarkNotFoundError, ChoiceData, ImageRef, null_ref
+
+SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
+
+
+class SugarCrepeBenchmark(Benchmark):
+    name = "sugarcrepe"
+    task = "image_caption_selection"
+    env_var = "CULTURECLIP_SUGARCREPE"
+    source_hint = ("(https://github.com/RAIVNLab/sugar-crepe: its data/ folder, plus COCO 2017 val images "
+                   "extracted to val2017/ beside it)")
+
+    def _load(self, root: Path) -> ChoiceData:
+        data_dir = root / "data" if (root / "data").is_dir() else root
+        img_dir = Path(self.options.get("images") or root / "val2017")
+        subsets = [s for s in SUBSETS if (data_dir / f"{s}.json").is_file()]
+        if not subsets:
+            raise BenchmarkNotFoundError(f"sugarcrepe: no data/<subset>.json under {root}. {self.how_to_get()}")
+        images, options, groups = [], [], {"subset": []}
+        for sub in subsets:
+            entries = json.loads((data_dir / f"{sub}.json").read_text(encoding="utf-8"))
+            for key in sorted(entries, key=int):
+                e = entries[key]
+                p = img_dir / e["filename"]
+                images.append(ImageRef(path=str(p)) if p.is_file() else null_ref())
+                options.append([e["caption"], e["negative_caption"]])
+                groups["subset"].append(sub)
+        return ChoiceData(images=images, options=options, answers=np.zeros(len(images), dtype=int),
+                          groups=groups, strict=True)
+
+    def evaluate(self, embedder, image_features=None, valid=None, **kw):
+        out = super().evaluate(embedder, image_features, valid, **kw)
+        subs = [g["accuracy"] for k, g in out["groups"].items() if k.startswith("subset=")]
+        out["metrics"]["mean_subset_accuracy"] = float(np.mean(subs)) if subs else float("nan")
+        out["metrics"].pop("accuracy_worst_subset", None)
+        return out

@@ -1,0 +1,73 @@
+"""`python -m synth.catalog stats [--json]` and `python -m synth.catalog validate [--floors]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import FLOORS, CatalogError, check_floors, load_catalog
+
+
+def _table(title: str, counts: dict[str, int], total: int, names: dict[str, str] | None = None) -> str:
+    lines = [f"{title}:"]
+    for key, k in counts.items():
+        label = f"{key} ({names[key]})" if names else key
+        lines.append(f"  {label:<40} {k:>5}  {k / total:6.1%}" if total else f"  {label:<40} {k:>5}")
+    return "\n".join(lines)
+
+
+def _format_stats(s: dict) -> str:
+    t = s["totals"]
+    n = t["concepts"]
+    head = (f"concepts: {n}  twin pairs: {t['twin_pairs']}  categories: {t['categories']}  "
+            f"cultures: {t['cultures']}  regions: {t['regions']}  "
+            f"concepts with twins: {t['concepts_with_twins']}  generated: {t['generated']}")
+    cultures = {k: v["count"] for k, v in s["culture"].items()}
+    names = {k: v["name"] for k, v in s["culture"].items()}
+    return "\n\n".join([
+        head,
+        _table("category", s["category"], n),
+        _table("twin pairs per category", s["twin_pairs_per_category"], t["twin_pairs"]),
+        _table("region", s["region"], n),
+        _table("subregion", s["subregion"], n),
+        _table("culture", cultures, n, names),
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 invalid catalog or floors not met)."""
+    parser = argparse.ArgumentParser(prog="python -m synth.catalog",
+                                     description="Inspect and validate the curated concept catalog.")
+    parser.add_argument("--paths", nargs="+", type=Path, default=None,
+                        help="catalog YAML files/folders (default: synth/catalog/data)")
+    parser.add_argument("--include-generated", action="store_true",
+                        help="also read synth/catalog/generated and accept generated: true entries")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_stats = sub.add_parser("stats", help="counts per category, region and culture")
+    p_stats.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p_val = sub.add_parser("validate", help="check every rule; exit 1 with the problems when invalid")
+    p_val.add_argument("--floors", action="store_true",
+                       help=f"also require the catalog size/coverage floors {FLOORS}")
+    args = parser.parse_args(argv)
+
+    try:
+        catalog = load_catalog(args.paths, include_generated=args.include_generated)
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.command == "stats":
+        s = catalog.stats()
+        print(json.dumps(s, indent=2, ensure_ascii=False) if args.json else _format_stats(s))
+        return 0
+    short = check_floors(catalog) if args.floors else []
+    if short:
+        print("catalog is valid but below the floors:\n  - " + "\n  - ".join(short), file=sys.stderr)
+        return 1
+    print(f"ok: {len(catalog)} concepts, {len(catalog.twin_pairs())} twin pairs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

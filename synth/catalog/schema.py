@@ -1,0 +1,188 @@
+"""Concept/Twin records and the per-concept field rules of the curated catalog (see FORMAT.md)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .regions import COUNTRIES, REGIONS, SUBREGIONS
+
+CATEGORIES: tuple[str, ...] = (
+    "cuisine", "clothing", "art", "architecture", "symbol", "festival",
+    "music", "games_sports", "everyday_objects", "transport",
+)
+
+# Noun used in concept prompts when a concept has no `kind` of its own.
+CATEGORY_NOUNS: dict[str, str] = {
+    "cuisine": "dish", "clothing": "garment", "art": "artwork", "architecture": "building",
+    "symbol": "symbol", "festival": "festival", "music": "musical instrument",
+    "games_sports": "game", "everyday_objects": "object", "transport": "vehicle",
+}
+
+ID_RE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
+ISO_RE = re.compile(r"^[A-Z]{2}$")
+COMMUNITY_RE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
+
+CONTEXT_MIN_WORDS = 10
+CONTEXT_MAX_WORDS = 40
+
+REQUIRED_STR = ("id", "name", "culture", "culture_name", "region", "subregion", "category", "context")
+OPTIONAL_STR = ("demonym", "kind")
+LIST_FIELDS = ("aliases", "features", "sources")
+ALLOWED_KEYS = frozenset(REQUIRED_STR + OPTIONAL_STR + LIST_FIELDS + ("twins", "generated"))
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A link to a look-alike concept of another culture, with what tells them apart visually."""
+
+    id: str
+    distinguishing: str
+
+
+@dataclass
+class Concept:
+    """One culturally specific thing (a dish, a garment, a building...)."""
+
+    id: str
+    name: str
+    culture: str
+    culture_name: str
+    region: str
+    subregion: str
+    category: str
+    context: str
+    features: list[str]
+    aliases: list[str] = field(default_factory=list)
+    twins: list[Twin] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    generated: bool = False
+    demonym: str | None = None
+    kind: str | None = None
+    source_file: str = ""  # where it was loaded from (for error messages); not part of the data
+
+    @property
+    def twin_ids(self) -> list[str]:
+        return [t.id for t in self.twins]
+
+    def to_dict(self) -> dict:
+        """Plain dict in the YAML field order (without `source_file`)."""
+        out: dict = {
+            "id": self.id, "name": self.name, "aliases": list(self.aliases),
+            "culture": self.culture, "culture_name": self.culture_name,
+        }
+        if self.demonym:
+            out["demonym"] = self.demonym
+        if self.kind:
+            out["kind"] = self.kind
+        out.update({
+            "region": self.region, "subregion": self.subregion, "category": self.category,
+            "context": self.context, "features": list(self.features),
+            "twins": [{"id": t.id, "distinguishing": t.distinguishing} for t in self.twins],
+            "sources": list(self.sources), "generated": self.generated,
+        })
+        return out
+
+
+def parse_concept(raw: object, where: str) -> tuple[Concept | None, list[str]]:
+    """Type-check one raw YAML entry and build a Concept; returns (concept or None, problems).
+
+    Only shape problems are reported here; value rules live in `concept_problems`.
+    """
+    if not isinstance(raw, dict):
+        return None, [f"{where}: entry must be a mapping of fields, got {type(raw).__name__}"]
+    cid = raw.get("id")
+    label = f"{where}: {cid}" if isinstance(cid, str) and cid else f"{where}: <missing id>"
+    problems: list[str] = []
+    unknown = sorted(set(map(str, raw)) - ALLOWED_KEYS)
+    if unknown:
+        problems.append(f"{label}: unknown field(s) {unknown}; allowed: {sorted(ALLOWED_KEYS)}")
+    values: dict = {}
+    for key in REQUIRED_STR:
+        val = raw.get(key)
+        if val is None or (isinstance(val, str) and not val.strip()):
+            problems.append(f"{label}: required field '{key}' is missing or empty")
+        elif not isinstance(val, str):
+            problems.append(f"{label}: field '{key}' must be a string, got {type(val).__name__}")
+        else:
+            values[key] = val.strip()
+    for key in OPTIONAL_STR:
+        val = raw.get(key)
+        if val is not None and (not isinstance(val, str) or not val.strip()):
+            problems.append(f"{label}: optional field '{key}' must be a non-empty string when given")
+        elif val is not None:
+            values[key] = val.strip()
+    for key in LIST_FIELDS:
+        val = raw.get(key, [] if key == "aliases" else None)
+        if val is None:
+            problems.append(f"{label}: required field '{key}' is missing (a list)")
+        elif not isinstance(val, list) or not all(isinstance(v, str) and v.strip() for v in val):
+            problems.append(f"{label}: field '{key}' must be a list of non-empty strings")
+        else:
+            values[key] = [v.strip() for v in val]
+    twins_raw = raw.get("twins", [])
+    twins: list[Twin] = []
+    if twins_raw is None:
+        twins_raw = []
+    if not isinstance(twins_raw, list):
+        problems.append(f"{label}: field 'twins' must be a list of {{id, distinguishing}}")
+    else:
+        for t in twins_raw:
+            if (not isinstance(t, dict) or set(t) != {"id", "distinguishing"}
+                    or not all(isinstance(t[k], str) and t[k].strip() for k in t)):
+                problems.append(f"{label}: each twin needs exactly a non-empty 'id' and "
+                                f"'distinguishing' text, got {t!r}")
+            else:
+                twins.append(Twin(t["id"].strip(), t["distinguishing"].strip()))
+    generated = raw.get("generated", False)
+    if not isinstance(generated, bool):
+        problems.append(f"{label}: field 'generated' must be true or false")
+        generated = False
+    if problems:
+        return None, problems
+    return Concept(twins=twins, generated=generated, source_file=where, **values), []
+
+
+def concept_problems(c: Concept) -> list[str]:
+    """Value rules of one concept on its own (codes, regions, category, context length...)."""
+    label = f"{c.source_file or '<memory>'}: {c.id}"
+    out: list[str] = []
+    if not ID_RE.match(c.id):
+        out.append(f"{label}: id must be a lower-case slug like 'gyoza' or 'jollof_rice'")
+    if c.category not in CATEGORIES:
+        out.append(f"{label}: unknown category {c.category!r}; valid: {', '.join(CATEGORIES)}")
+    if c.region not in REGIONS:
+        out.append(f"{label}: region {c.region!r} is not one of {', '.join(REGIONS)}")
+    if ISO_RE.match(c.culture):
+        if c.culture not in COUNTRIES:
+            out.append(f"{label}: culture {c.culture!r} is not an ISO 3166-1 alpha-2 code")
+        else:
+            name, region, subregion = COUNTRIES[c.culture]
+            if region is None:
+                out.append(f"{label}: culture {c.culture} ({name}) has no UN M49 region")
+            elif (c.region, c.subregion) != (region, subregion):
+                out.append(f"{label}: {c.culture} ({name}) is in {region}/{subregion} (UN M49), "
+                           f"not {c.region}/{c.subregion}")
+    elif COMMUNITY_RE.match(c.culture):
+        if SUBREGIONS.get(c.subregion) != c.region:
+            out.append(f"{label}: subregion {c.subregion!r} is not an M49 subregion of "
+                       f"{c.region!r}; valid: {sorted(k for k, v in SUBREGIONS.items() if v == c.region)}")
+    else:
+        out.append(f"{label}: culture {c.culture!r} must be an upper-case ISO 3166-1 alpha-2 code "
+                   "(e.g. JP) or a lower-case community slug (e.g. yoruba)")
+    n_words = len(c.context.split())
+    if not CONTEXT_MIN_WORDS <= n_words <= CONTEXT_MAX_WORDS:
+        out.append(f"{label}: context has {n_words} words; write {CONTEXT_MIN_WORDS}-"
+                   f"{CONTEXT_MAX_WORDS} words of cultural context")
+    if not c.features:
+        out.append(f"{label}: features is empty; list the key visual features")
+    if not c.sources:
+        out.append(f"{label}: sources is empty; note where the facts come from")
+    seen: set[str] = set()
+    for t in c.twins:
+        if t.id == c.id:
+            out.append(f"{label}: lists itself as a twin")
+        if t.id in seen:
+            out.append(f"{label}: lists twin {t.id!r} twice")
+        seen.add(t.id)
+    return out

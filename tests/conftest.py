@@ -1,0 +1,22 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_open_clip_dir(tmp_path_factory):
+    from tests.tiny_models import make_tiny_open_clip
+
+    return make_tiny_open_clip(tmp_path_factory.mktemp("tiny_open_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_clip_dir(tmp_path_factory):
+    from tests.tiny_models import make_tiny_hf_clip
+
+    return make_tiny_hf_clip(tmp_path_factory.mktemp("tiny_hf_clip"))

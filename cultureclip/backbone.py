@@ -99,9 +99,25 @@ def parse_spec(spec: str) -> ModelSpec:
     )
 
 
+PROJECT_ARCHS = Path(__file__).resolve().parent.parent / "configs" / "models"
+_ARCHS_REGISTERED = False
+
+
+def _register_project_archs() -> None:
+    """Make the architectures in configs/models/*.json (e.g. CultureCLIP-Tiny) known to open_clip."""
+    global _ARCHS_REGISTERED
+    if not _ARCHS_REGISTERED and PROJECT_ARCHS.is_dir():
+        import open_clip
+
+        open_clip.add_model_config(PROJECT_ARCHS)
+        _ARCHS_REGISTERED = True
+
+
 def _is_open_clip_arch(name: str) -> bool:
     try:
         import open_clip
+
+        _register_project_archs()
 
         return name.replace("/", "-") in open_clip.list_models()
     except Exception:  # pragma: no cover - open_clip missing
@@ -414,6 +430,8 @@ def _wrap_open_clip(model, spec: str, name: str, model_cfg: dict | None, extra_i
 
 def _build_open_clip(ms: ModelSpec, spec: str) -> ClipBackbone:
     import open_clip
+
+    _register_project_archs()
 
     name = ms.name
     if not name.startswith("hf-hub:") and name.replace("/", "-") not in open_clip.list_models():

@@ -232,10 +232,22 @@ class TwinContrastiveLoss(nn.Module):
         # ---- gather (global columns) ----------------------------------------------------------
         rank, world = _dist_info(self.gather)
         if world > 1:
-            table = _gather_sizes([batch, twin_image_features.shape[0], int(has_prompt), int(has_base)], device)
+            grad_inputs = (image_features, text_features, prompt_features, twin_image_features)
+            table = _gather_sizes(
+                [batch, twin_image_features.shape[0], int(has_prompt), int(has_base)]
+                + [int(t is not None and t.requires_grad) for t in grad_inputs],
+                device,
+            )
             for col, what in ((2, "prompt_features"), (3, "base_image_features/base_text_features")):
                 if table[:, col].min() != table[:, col].max():
                     raise ValueError(f"{what} must be given on every rank or on none (ranks disagree)")
+            # The gather's backward is a collective: every rank must run it if any rank does (e.g. a
+            # rank with no twin images while others have some), so align requires_grad across ranks.
+            needs_grad = table[:, 4:].amax(dim=0).tolist()
+            image_features, text_features, prompt_features, twin_image_features = (
+                t.detach().requires_grad_(True) if t is not None and flag and not t.requires_grad else t
+                for t, flag in zip(grad_inputs, needs_grad)
+            )
             sizes = table[:, 0].tolist()
             twin_sizes = table[:, 1].tolist()
             all_img = all_gather_with_grad(image_features, sizes, rank)
@@ -263,19 +275,20 @@ class TwinContrastiveLoss(nn.Module):
 
         img = image_features.float()
         txt = text_features.float()
+        scaled_img = scale * img  # (B, D): one multiply serves every image-row logit below
         # Same concept but not the item itself: not a negative (masked out of the softmax).
         same = concept_ids[:, None] == all_ids[None, :]  # (B, N)
         same[torch.arange(batch, device=device), rows] = False
 
         # ---- caption term ---------------------------------------------------------------------
-        logits_img = scale * img @ all_txt.float().T  # (B, N)
-        logits_img = logits_img.masked_fill(same, float("-inf"))
+        raw_img = scaled_img @ all_txt.float().T  # (B, N)
+        logits_img = raw_img.masked_fill(same, float("-inf"))
         if twin_text is not None:
             feats, mask = twin_text
-            twin_logits = scale * torch.einsum("bd,btd->bt", img, feats.float())  # (B, T)
+            twin_logits = torch.bmm(feats.float(), scaled_img.unsqueeze(2)).squeeze(2)  # (B, T)
             logits_img = torch.cat([logits_img, twin_logits.masked_fill(~mask, float("-inf"))], dim=1)  # (B, N+T)
-        logits_txt = scale * txt @ all_img.float().T  # (B, N)
-        logits_txt = logits_txt.masked_fill(same, float("-inf"))
+        raw_txt = scale * txt @ all_img.float().T  # (B, N)
+        logits_txt = raw_txt.masked_fill(same, float("-inf"))
         if all_twin_img.shape[0] > 0:
             twin_img_logits = scale * txt @ all_twin_img.float().T  # (B, M)
             twin_same = concept_ids[:, None] == all_twin_ids[None, :]
@@ -290,10 +303,10 @@ class TwinContrastiveLoss(nn.Module):
             sums = all_prompt.float().new_zeros((uniq.shape[0], dim)).index_add(0, inverse, all_prompt.float())
             counts = torch.bincount(inverse, minlength=uniq.shape[0]).to(sums.dtype)
             concept_bank = sums / counts[:, None]  # (U, D): one prompt per concept
-            logits_con = scale * img @ concept_bank.T  # (B, U)
+            logits_con = scaled_img @ concept_bank.T  # (B, U)
             if twin_prompt is not None:
                 feats, mask = twin_prompt
-                twin_logits = scale * torch.einsum("bd,btd->bt", img, feats.float())
+                twin_logits = torch.bmm(feats.float(), scaled_img.unsqueeze(2)).squeeze(2)  # (B, T)
                 logits_con = torch.cat([logits_con, twin_logits.masked_fill(~mask, float("-inf"))], dim=1)
             target = inverse[offset : offset + batch]
             concept_loss = F.cross_entropy(logits_con, target, reduction="sum") / norm
@@ -313,8 +326,8 @@ class TwinContrastiveLoss(nn.Module):
                 base_txt = base_text_features.float()
                 p_img = F.log_softmax(base_scale * base_img @ all_base_txt.float().T, dim=1)  # (B, N)
                 p_txt = F.log_softmax(base_scale * base_txt @ all_base_img.float().T, dim=1)
-            q_img = F.log_softmax(scale * img @ all_txt.float().T, dim=1)
-            q_txt = F.log_softmax(scale * txt @ all_img.float().T, dim=1)
+            q_img = F.log_softmax(raw_img, dim=1)  # unmasked student distributions
+            q_txt = F.log_softmax(raw_txt, dim=1)
             kl = F.kl_div(q_img, p_img, reduction="sum", log_target=True) + F.kl_div(
                 q_txt, p_txt, reduction="sum", log_target=True
             )

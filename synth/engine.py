@@ -200,6 +200,7 @@ class StageContext:
     proc: ProcessInfo = ProcessInfo()
     wait_timeout: float = 0.0
     progress: bool = True
+    expected: dict = field(default_factory=dict)  # upstream stage -> fingerprint it must have
 
     @property
     def dir(self) -> Path:
@@ -215,7 +216,7 @@ class StageContext:
 
     def read_shard(self, stage: str, index: int) -> list[dict]:
         """Records of ``stage``'s shard ``index``, waiting for its done-marker if another process owns it."""
-        wait_for_done(self.out, stage, [index], self.wait_timeout)
+        wait_for_done(self.out, stage, [index], self.wait_timeout, self.expected.get(stage))
         return read_jsonl(self.shard_path(index, stage=stage))
 
     def bar(self, total: int, desc: str):
@@ -253,15 +254,21 @@ def stage_fingerprint(out: Path, stage: str) -> str | None:
 
 
 def wait_for_done(out: Path, stage: str, indices: Iterable[int], timeout: float,
-                  poll: float = 0.2) -> None:
-    """Block until every listed shard of ``stage`` has a done-marker matching the stage fingerprint.
+                  expected: str | None = None, poll: float = 0.2) -> None:
+    """Block until every listed shard of ``stage`` has a done-marker with the expected fingerprint.
 
+    expected: the fingerprint the current settings give that stage (None: whatever it has on disk).
     timeout 0 means "do not wait" (single process): a missing shard is an error right away.
     """
     indices = list(indices)
     deadline = time.monotonic() + timeout
     while True:
-        fp = stage_fingerprint(out, stage)
+        fp = expected or stage_fingerprint(out, stage)
+        on_disk = stage_fingerprint(out, stage)
+        if expected and on_disk not in (None, expected) and time.monotonic() >= deadline:
+            raise UpstreamMissingError(
+                f"stage {stage!r} in {out} was made with other settings than the current config; "
+                f"rerun it (add {stage} to --stages, with --overwrite)")
         missing = [i for i in indices
                    if fp is None or (done_marker(out, stage, i) or {}).get("fingerprint") != fp]
         if not missing:
@@ -319,7 +326,8 @@ def prepare_stage_dir(out: Path, stage: str, fingerprint: str, settings: dict, o
 
 
 def run_stage(stage: Stage, out: str | Path, fingerprint: str, *, proc: ProcessInfo | None = None,
-              overwrite: bool = False, wait_timeout: float | None = None, progress: bool = True) -> StageSummary:
+              overwrite: bool = False, wait_timeout: float | None = None, progress: bool = True,
+              expected: dict | None = None) -> StageSummary:
     """Run this process's shards of ``stage`` into ``out``; skip shards whose done-marker matches.
 
     fingerprint: hash of this stage's settings *and* its upstream's fingerprint (see ``synth.run``).
@@ -332,8 +340,9 @@ def run_stage(stage: Stage, out: str | Path, fingerprint: str, *, proc: ProcessI
     t0 = time.monotonic()
     settings = stage.settings()
     prepare_stage_dir(out, stage.name, fingerprint, settings, overwrite, proc)
-    ctx = StageContext(out, stage.name, fingerprint, proc, wait_timeout, progress)
-    remove_stale_temps(ctx.dir) if proc.world_size == 1 else None
+    ctx = StageContext(out, stage.name, fingerprint, proc, wait_timeout, progress, dict(expected or {}))
+    if proc.world_size == 1:  # with peers a temp file may be another process's write in flight
+        remove_stale_temps(ctx.dir)
     shards = stage.plan(ctx)
     if overwrite and proc.is_main:  # shards beyond the current plan belong to other settings
         for p in ctx.dir.glob("shard-*"):

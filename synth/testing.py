@@ -88,7 +88,7 @@ def build_tiny_causal_lm(folder: str | Path, seed: int = 0, with_chat_template: 
                               "{% if add_generation_prompt %}<assistant>{% endif %}")
     fast.save_pretrained(folder)
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(fast), n_positions=512, n_embd=32, n_layer=2, n_head=2,
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(fast), n_positions=4096, n_embd=32, n_layer=2, n_head=2,
                                        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                                        pad_token_id=fast.pad_token_id))
     model.save_pretrained(folder, safe_serialization=True)
@@ -111,3 +111,12 @@ def build_tiny_open_clip(folder: str | Path, seed: int = 0) -> Path:
     model = CLIP(**model_cfg)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return folder
+
+
+def smoke_config(out: str | Path, *overrides: str):
+    """The ``configs/synth/smoke.yaml`` preset with ``out`` and overrides applied (progress bars off)."""
+    from cultureclip.config import load_config
+
+    from .run import SynthConfig
+    preset = Path(__file__).resolve().parents[1] / "configs" / "synth" / "smoke.yaml"
+    return load_config(SynthConfig, preset, [f"out={out}", "run.progress=false", *overrides])

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     inputs: dict[str, torch.Tensor] = {}
     for key, value in data.items():
         part = _slice(value, twin_sizes if key in TWIN_IMAGE_KEYS else sizes, rank).clone()
+        if key in TWIN_IMAGE_KEYS and part.shape[0] == 0:
+            continue  # a rank without twin images passes None, as a trainer would
         if key in FLOAT_KEYS:
             part.requires_grad_(True)
         inputs[key] = part

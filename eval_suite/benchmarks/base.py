@@ -16,7 +16,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -144,15 +144,13 @@ class RetrievalData:
 
 @dataclass
 class ChoiceData:
-    """Multiple choice by similarity: pick the option text closest to the image.
-
-    `strict=True` counts a tie with the answer as wrong (SugarCrepe's `pos > neg`)."""
+    """Multiple choice by similarity: pick the option text closest to the image (ties count wrong,
+    as SugarCrepe's `pos > neg`)."""
 
     images: list[ImageRef]
     options: list[list[str]]
     answers: np.ndarray  # (N,) int index into options[i]
     groups: dict[str, list[str]] = field(default_factory=dict)
-    strict: bool = True
 
     def select(self, idx: np.ndarray) -> "ChoiceData":
         return dataclasses.replace(
@@ -294,80 +292,6 @@ def read_classnames_templates(root: Path) -> tuple[list[str] | None, list[str] |
     return (read_lines(cn) if cn.is_file() else None, read_lines(tp) if tp.is_file() else None)
 
 
-def stable_shuffle(items: list, seed: int = 42) -> list:
-    """Shuffle with Python's `random.seed(seed)` like the CultureCLIP authors' evaluators."""
-    import random
-
-    out = list(items)
-    random.Random(seed).shuffle(out)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Local metric helpers (used until/unless eval_suite.metrics provides them)
-# --------------------------------------------------------------------------------------------
-def _metrics_module():
-    try:
-        from eval_suite import metrics  # noqa: WPS433
-        return metrics
-    except Exception:  # pragma: no cover - other helper's module may be mid-edit
-        return None
-
-
-def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Share of rows whose label is among the k highest logits; NaN when k > number of classes."""
-    if logits.shape[1] < k:
-        return float("nan")
-    if len(labels) == 0:
-        return float("nan")
-    topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return float((topk == labels[:, None]).any(axis=1).mean())
-
-
-def mean_per_class_recall(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Balanced accuracy over the classes present in `labels` (sklearn's balanced_accuracy_score)."""
-    pred = logits.argmax(axis=1)
-    recalls = [float((pred[labels == c] == c).mean()) for c in np.unique(labels)]
-    return float(np.mean(recalls)) if recalls else float("nan")
-
-
-def recall_at_k(scores: np.ndarray, positives: np.ndarray, k: int) -> float:
-    """Share of queries (rows) with at least one positive among their top-k columns."""
-    k = min(k, scores.shape[1])
-    topk = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    hit = np.take_along_axis(positives, topk, axis=1).any(axis=1)
-    return float(hit.mean())
-
-
-def choice_correct(scores: list[np.ndarray], answers: np.ndarray, strict: bool = True) -> np.ndarray:
-    """Per-question correctness: answer's score beats every other option (ties wrong if strict)."""
-    out = np.zeros(len(scores), dtype=bool)
-    for i, (s, a) in enumerate(zip(scores, answers)):
-        others = np.delete(s, a)
-        out[i] = bool((s[a] > others).all()) if strict else int(np.argmax(s)) == a
-    return out
-
-
-def group_means(values: np.ndarray, groups: dict[str, list[str]], name: str) -> dict[str, dict[str, float]]:
-    """Mean of a per-item 0/1 vector per value of each group field: {"field=value": {name: mean}}."""
-    out: dict[str, dict[str, float]] = {}
-    for fieldname, per_item in groups.items():
-        arr = np.asarray(per_item, dtype=object)
-        for val in sorted({str(v) for v in per_item}):
-            mask = np.array([str(v) == val for v in arr])
-            out.setdefault(f"{fieldname}={val}", {})[name] = float(values[mask].mean())
-            out[f"{fieldname}={val}"]["n"] = int(mask.sum())
-    return out
-
-
-def worst_and_gap(groups: dict[str, dict[str, float]], fieldname: str, metric: str) -> tuple[float, float]:
-    vals = [g[metric] for k, g in groups.items() if k.startswith(fieldname + "=") and metric in g
-            and not np.isnan(g[metric])]
-    if not vals:
-        return float("nan"), float("nan")
-    return float(min(vals)), float(max(vals) - min(vals))
-
-
 # --------------------------------------------------------------------------------------------
 # The adapter base class
 # --------------------------------------------------------------------------------------------
@@ -385,6 +309,7 @@ class Benchmark:
     env_var: ClassVar[str] = ""
     protocols: ClassVar[tuple[str, ...]] = ("official",)
     source_hint: ClassVar[str] = ""
+    main: ClassVar[str | None] = None  # headline metric when it differs from the task shape's default
 
     def __init__(self, root: str | os.PathLike | None = None, protocol: str = "official", **options: Any):
         if protocol not in self.protocols:
@@ -395,6 +320,7 @@ class Benchmark:
         self.options = options
         self._data: TaskData | None = None
         self._root: Path | None = None
+        self.notes: dict[str, Any] = {}  # extra counts reported with the result (e.g. skipped rows)
 
     # ---------- locating ----------
     def resolve_root(self) -> Path:
@@ -458,19 +384,38 @@ class Benchmark:
         data = self.load()
         h = hashlib.sha256()
         h.update(f"{self.name}|{self.protocol}|{sorted(self.options.items())!r}".encode())
+        stats: dict[str, str] = {}
         for ref in data.images:
             h.update(ref.key().encode())
+            if ref.path is not None:  # file/archive content changes invalidate the cache too
+                if ref.path not in stats:
+                    try:
+                        st = os.stat(ref.path)
+                        stats[ref.path] = f"{st.st_size}:{st.st_mtime_ns}"
+                    except OSError:
+                        stats[ref.path] = "missing"
+                h.update(stats[ref.path].encode())
             h.update(b"\0")
         return h.hexdigest()[:20]
 
     # ---------- scoring ----------
-    def evaluate(self, embedder: Any, image_features: "torch.Tensor | None" = None,
-                 valid: np.ndarray | None = None, **embed_kwargs: Any) -> dict[str, Any]:
-        """Score the benchmark with `embedder` -> {benchmark, task, protocol, metrics, groups, n_samples, ...}.
+    @property
+    def main_metric(self) -> str:
+        from eval_suite.benchmarks.scoring import MAIN_METRIC
 
-        `image_features` (N, D) / `valid` (N,) may be given by the runner (cached, multi-process);
-        otherwise images are embedded here with the shared DataLoader pipeline."""
+        return self.main or MAIN_METRIC[type(self.load())]
+
+    def evaluate(self, embedder: Any, image_features: "torch.Tensor | None" = None,
+                 valid: np.ndarray | None = None, n_boot: int = 1000, keep_samples: bool = True,
+                 **embed_kwargs: Any) -> dict[str, Any]:
+        """Score the benchmark with `embedder`.
+
+        Returns the benchmark-side fields of a result (`benchmark, task, metrics, groups, n_samples,
+        main_metric, ci, group_ci, samples, skipped, extra`): pass them to
+        `eval_suite.results.make_result` with the model fields. `image_features` (N, D) / `valid` (N,)
+        may come from the runner (cached, multi-process); otherwise images are embedded here."""
         from eval_suite.benchmarks.embedding import embed_image_refs
+        from eval_suite.benchmarks.scoring import SCORERS
 
         data = self.load()
         if image_features is None:
@@ -479,175 +424,22 @@ class Benchmark:
 
         feats = torch.as_tensor(image_features).float()
         valid = np.ones(len(data.images), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+        if len(valid) != len(data.images) or feats.shape[0] != len(data.images):
+            raise BenchmarkError(f"{self.name}: got {feats.shape[0]} features / {len(valid)} flags for "
+                                 f"{len(data.images)} images (stale cache? delete it)")
         n_bad = int((~valid).sum())
         if n_bad:
             logger.warning("%s: %d unreadable images skipped", self.name, n_bad)
         idx = np.flatnonzero(valid)
+        if len(idx) == 0:
+            raise BenchmarkError(f"{self.name}: none of the {len(data.images)} images could be read")
         data_ok = data.select(idx)
         feats = feats[torch.as_tensor(idx, dtype=torch.long)]
-        scorer = SCORERS[type(data_ok)]
-        metrics, groups, n = scorer(self, data_ok, feats, embedder)
-        return {"benchmark": self.name, "task": self.task, "protocol": self.protocol,
-                "metrics": metrics, "groups": groups, "n_samples": n, "n_unreadable": n_bad,
-                "n_images": len(data.images)}
+        out = SCORERS[type(data_ok)](data_ok, feats, embedder, ids=idx, n_boot=n_boot, keep_samples=keep_samples)
+        main = self.main_metric if self.main_metric in out["metrics"] else next(iter(out["metrics"]))
+        out.update({"benchmark": self.name, "task": self.task, "main_metric": main})
+        out["skipped"] = {"unreadable_image": n_bad, **{k: v for k, v in self.notes.items() if isinstance(v, int)}}
+        out["extra"] = {"protocol": self.protocol, "n_images": len(data.images), **out.get("extra", {})}
+        return out
 
 
-# --------------------------------------------------------------------------------------------
-# Scorers (one per task shape). Each returns (metrics, groups, n_samples).
-# --------------------------------------------------------------------------------------------
-def embed_texts_unique(embedder: Any, texts: Iterable[str]) -> tuple[dict[str, int], "torch.Tensor"]:
-    """Embed each distinct text once: returns (text -> row, (T, D) features)."""
-    uniq: dict[str, int] = {}
-    for t in texts:
-        uniq.setdefault(t, len(uniq))
-    feats = embedder.embed_texts(list(uniq))
-    return uniq, feats.float()
-
-
-def score_classification(bench: Benchmark, data: ClassificationData, feats: "torch.Tensor",
-                         embedder: Any) -> tuple[dict, dict, int]:
-    templates = [t.replace("{c}", "{}") for t in data.templates]
-    bank = embedder.label_bank(list(data.classnames), templates=tuple(templates)).float()  # (C, D)
-    logits = (100.0 * feats @ bank.T).numpy()  # (N, C)
-    labels = np.asarray(data.labels)
-    metrics = {"acc1": topk_accuracy(logits, labels, 1), "acc5": topk_accuracy(logits, labels, 5),
-               "mean_per_class_recall": mean_per_class_recall(logits, labels)}
-    groups: dict[str, dict[str, float]] = {}
-    if data.groups and len(labels):
-        top1 = logits.argmax(1) == labels
-        top5 = (np.argsort(-logits, 1, kind="stable")[:, :5] == labels[:, None]).any(1) \
-            if logits.shape[1] >= 5 else np.full(len(labels), np.nan)
-        g1 = group_means(top1.astype(float), data.groups, "acc1")
-        g5 = group_means(top5.astype(float), data.groups, "acc5")
-        for k, v in g1.items():
-            groups[k] = {**v, "acc5": g5[k]["acc5"]}
-        for fieldname, metric in data.worst_group_metric.items():
-            worst, gap = worst_and_gap(groups, fieldname, metric)
-            metrics[f"{metric}_worst_{fieldname}"] = worst
-            metrics[f"{metric}_gap_{fieldname}"] = gap
-    return metrics, groups, int(len(labels))
-
-
-def score_retrieval(bench: Benchmark, data: RetrievalData, feats: "torch.Tensor",
-                    embedder: Any) -> tuple[dict, dict, int]:
-    texts, owner = [], []
-    for i, caps in enumerate(data.captions):
-        texts.extend(caps)
-        owner.extend([i] * len(caps))
-    tfeats = embedder.embed_texts(texts).float()  # (T, D)
-    scores = (tfeats @ feats.T).numpy()  # (T, N)
-    pos = np.zeros_like(scores, dtype=bool)
-    pos[np.arange(len(texts)), owner] = True
-    metrics: dict[str, float] = {}
-    for k in (1, 5, 10):
-        metrics[f"image_retrieval_recall@{k}"] = recall_at_k(scores, pos, k)
-        metrics[f"text_retrieval_recall@{k}"] = recall_at_k(scores.T, pos.T, k)
-    metrics["mean_recall@1"] = (metrics["image_retrieval_recall@1"] + metrics["text_retrieval_recall@1"]) / 2
-    return metrics, {}, len(data.images)
-
-
-def score_choice(bench: Benchmark, data: ChoiceData, feats: "torch.Tensor",
-                 embedder: Any) -> tuple[dict, dict, int]:
-    index, tfeats = embed_texts_unique(embedder, (t for opts in data.options for t in opts))
-    scores = []
-    for i, opts in enumerate(data.options):
-        rows = torch_index(tfeats, [index[t] for t in opts])
-        scores.append((rows @ feats[i]).numpy())
-    correct = choice_correct(scores, np.asarray(data.answers), strict=data.strict)
-    metrics = {"accuracy": float(correct.mean()) if len(correct) else float("nan")}
-    groups = group_means(correct.astype(float), data.groups, "accuracy") if data.groups else {}
-    for fieldname in data.groups:
-        worst, gap = worst_and_gap(groups, fieldname, "accuracy")
-        metrics[f"accuracy_worst_{fieldname}"] = worst
-    return metrics, groups, len(correct)
-
-
-def torch_index(t: "torch.Tensor", rows: list[int]) -> "torch.Tensor":
-    import torch
-
-    return t[torch.as_tensor(rows, dtype=torch.long)]
-
-
-def score_twin(bench: Benchmark, data: TwinData, feats: "torch.Tensor",
-               embedder: Any) -> tuple[dict, dict, int]:
-    """N-way concept accuracy over all test concepts + Winoground-style scores per twin pair.
-
-    For a pair (a, b) with image sets A, B: text score = every image prefers its own concept's text;
-    image score = each concept text prefers its own images (mean similarity over its images);
-    group score = both. Also reported: twin accuracy = share of images whose own-concept similarity
-    beats the twin's, averaged over images."""
-    concepts = sorted(data.concept_texts)
-    cidx = {c: i for i, c in enumerate(concepts)}
-    tfeats = embedder.embed_texts([data.concept_texts[c] for c in concepts]).float()  # (C, D)
-    sims = (feats @ tfeats.T).numpy()  # (N, C)
-    labels = np.array([cidx[c] for c in data.concept_ids])
-    metrics = {"concept_acc1": topk_accuracy(sims, labels, 1), "concept_acc5": topk_accuracy(sims, labels, 5)}
-    img_ok: list[float] = []
-    per_pair = []
-    own_minus_twin_by_image: dict[int, list[float]] = {}
-    for a, b in data.pairs:
-        ia = np.flatnonzero(labels == cidx[a])
-        ib = np.flatnonzero(labels == cidx[b])
-        if len(ia) == 0 or len(ib) == 0:
-            continue
-        s_aa, s_ab = sims[ia, cidx[a]], sims[ia, cidx[b]]
-        s_bb, s_ba = sims[ib, cidx[b]], sims[ib, cidx[a]]
-        text_ok = bool((s_aa > s_ab).all() and (s_bb > s_ba).all())
-        image_ok = bool(s_aa.mean() > s_ba.mean() and s_bb.mean() > s_ab.mean())
-        per_pair.append((a, b, text_ok, image_ok, text_ok and image_ok))
-        img_ok.extend((s_aa > s_ab).tolist() + (s_bb > s_ba).tolist())
-        for i, d in zip(ia, s_aa - s_ab):
-            own_minus_twin_by_image.setdefault(int(i), []).append(float(d))
-        for i, d in zip(ib, s_bb - s_ba):
-            own_minus_twin_by_image.setdefault(int(i), []).append(float(d))
-    if per_pair:
-        metrics["twin_text_score"] = float(np.mean([p[2] for p in per_pair]))
-        metrics["twin_image_score"] = float(np.mean([p[3] for p in per_pair]))
-        metrics["twin_group_score"] = float(np.mean([p[4] for p in per_pair]))
-        metrics["twin_accuracy"] = float(np.mean(img_ok))
-        metrics["n_pairs"] = len(per_pair)
-    top1 = (sims.argmax(1) == labels).astype(float)
-    groups = group_means(top1, data.groups, "concept_acc1") if data.groups else {}
-    # twin accuracy per group: images that are in at least one pair, all their pairs must be won
-    if own_minus_twin_by_image and data.groups:
-        items = sorted(own_minus_twin_by_image)
-        won = np.array([all(d > 0 for d in own_minus_twin_by_image[i]) for i in items], dtype=float)
-        sub = {k: [v[i] for i in items] for k, v in data.groups.items()}
-        for k, v in group_means(won, sub, "twin_accuracy").items():
-            groups.setdefault(k, {}).update({"twin_accuracy": v["twin_accuracy"], "n_twin": v["n"]})
-    return metrics, groups, len(labels)
-
-
-def score_ranking(bench: Benchmark, data: RankingData, feats: "torch.Tensor",
-                  embedder: Any) -> tuple[dict, dict, int]:
-    """precision@k against the relevance matrix and cultural diversity@k (normalised entropy)."""
-    qfeats = embedder.embed_texts(data.query_texts).float()
-    scores = (qfeats @ feats.T).numpy()  # (Q, N)
-    order = np.argsort(-scores, axis=1, kind="stable")
-    metrics: dict[str, float] = {}
-    prefix = "" if data.relevance_source == "gold" else "proxy_"
-    cultures = np.asarray(data.image_cultures, dtype=object)
-    for k in (5, 10):
-        kk = min(k, scores.shape[1])
-        top = order[:, :kk]
-        metrics[f"{prefix}precision@{k}"] = float(np.take_along_axis(data.relevance, top, 1).mean())
-        divs = []
-        for q in range(len(top)):
-            _, counts = np.unique(cultures[top[q]], return_counts=True)
-            m = len(counts)
-            if m <= 1:
-                divs.append(0.0)
-                continue
-            p = counts / counts.sum()
-            divs.append(float(-(p * np.log(p)).sum() / np.log(m)))
-        metrics[f"diversity@{k}"] = float(np.mean(divs))
-    return metrics, {}, len(data.queries)
-
-
-SCORERS: dict[type, Callable[..., tuple[dict, dict, int]]] = {
-    ClassificationData: score_classification,
-    RetrievalData: score_retrieval,
-    ChoiceData: score_choice,
-    TwinData: score_twin,
-    RankingData: score_ranking,
-}

@@ -122,6 +122,7 @@ class DollarStreetBenchmark(Benchmark):
     name = "dollar_street"
     task = "zeroshot_classification"
     hub_id = "djghosh/wds_dollar_street_test"
+    main = "acc5_worst_income"
     env_var = "CULTURECLIP_DOLLAR_STREET"
     source_hint = ("(DataComp's WebDataset copy) or `nlphuji/dollar_street_test` (CSV + image zip; a script "
                    "dataset, so download the files rather than load_dataset)")
@@ -186,6 +187,7 @@ class GeoDEBenchmark(Benchmark):
     name = "geode"
     task = "zeroshot_classification"
     hub_id = "djghosh/wds_geode_test"
+    main = "acc1_worst_region"
     env_var = "CULTURECLIP_GEODE"
     source_hint = "(DataComp's WebDataset copy) or the original release from https://geodiverse-data-collection.cs.princeton.edu"
 

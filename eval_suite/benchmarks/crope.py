@@ -77,4 +77,4 @@ class CROPEBenchmark(Benchmark):
                 groups["answer"].append(answer)
                 groups["image_kind"].append("main")
         return ChoiceData(images=images, options=options, answers=np.array(answers, dtype=int),
-                          groups=groups, strict=False)
+                          groups=groups)

@@ -16,15 +16,10 @@ from eval_suite.benchmarks.base import Benchmark, BenchmarkError, BenchmarkNotFo
 
 
 def _read_manifest(path: Path):
-    try:
-        from cultureclip.data import read_manifest  # validates the contract when available
-    except ImportError:
-        read_manifest = None
-    if read_manifest is not None:
-        return read_manifest(path)
-    import pandas as pd
+    """The validated manifest frame (images are not opened here: the runner counts unreadable ones)."""
+    from cultureclip.data import read_manifest
 
-    return pd.read_parquet(path)
+    return read_manifest(path, check_images=False).frame
 
 
 class CulTwinBenchmark(Benchmark):

@@ -116,7 +116,7 @@ class GlobalRGRetrievalBenchmark(Benchmark):
             groups["universal"].append(u)
         if not images:
             raise BenchmarkError("globalrg_retrieval: no universal appears in >= 4 regions (paper protocol)")
-        return ChoiceData(images=images, options=options, answers=np.array(answers), groups=groups, strict=False)
+        return ChoiceData(images=images, options=options, answers=np.array(answers), groups=groups)
 
 
 class GlobalRGGroundingBenchmark(Benchmark):
@@ -152,4 +152,4 @@ class GlobalRGGroundingBenchmark(Benchmark):
             groups["region"].append(reg)
         if not images:
             raise BenchmarkError("globalrg_grounding: no region has >= 4 concepts (paper protocol)")
-        return ChoiceData(images=images, options=options, answers=np.array(answers), groups=groups, strict=False)
+        return ChoiceData(images=images, options=options, answers=np.array(answers), groups=groups)

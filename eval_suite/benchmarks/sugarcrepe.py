@@ -21,6 +21,7 @@ SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "s
 class SugarCrepeBenchmark(Benchmark):
     name = "sugarcrepe"
     task = "image_caption_selection"
+    main = "mean_subset_accuracy"
     env_var = "CULTURECLIP_SUGARCREPE"
     source_hint = ("(https://github.com/RAIVNLab/sugar-crepe: its data/ folder, plus COCO 2017 val images "
                    "extracted to val2017/ beside it)")
@@ -41,11 +42,13 @@ class SugarCrepeBenchmark(Benchmark):
                 options.append([e["caption"], e["negative_caption"]])
                 groups["subset"].append(sub)
         return ChoiceData(images=images, options=options, answers=np.zeros(len(images), dtype=int),
-                          groups=groups, strict=True)
+                          groups=groups)
 
     def evaluate(self, embedder, image_features=None, valid=None, **kw):
         out = super().evaluate(embedder, image_features, valid, **kw)
         subs = [g["accuracy"] for k, g in out["groups"].items() if k.startswith("subset=")]
         out["metrics"]["mean_subset_accuracy"] = float(np.mean(subs)) if subs else float("nan")
         out["metrics"].pop("accuracy_worst_subset", None)
+        out["metrics"].pop("accuracy_gap_subset", None)
+        out["main_metric"] = "mean_subset_accuracy"
         return out

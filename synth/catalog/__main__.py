@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 invalid catalog or floors not met)."""
     parser = argparse.ArgumentParser(prog="python -m synth.catalog",
                                      description="Inspect and validate the curated concept catalog.")
-    parser.add_argument("--paths", nargs="+", type=Path, default=None,
-                        help="catalog YAML files/folders (default: synth/catalog/data)")
+    parser.add_argument("--paths", action="append", type=Path, default=None,
+                        help="a catalog YAML file or folder; repeat for more "
+                             "(default: synth/catalog/data)")
     parser.add_argument("--include-generated", action="store_true",
                         help="also read synth/catalog/generated and accept generated: true entries")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "stats":
         s = catalog.stats()
-        print(json.dumps(s, indent=2, ensure_ascii=False) if args.json else _format_stats(s))
+        text = json.dumps(s, indent=2, ensure_ascii=False) if args.json else _format_stats(s)
+        try:
+            print(text)
+        except BrokenPipeError:  # e.g. piped into `head`
+            sys.stderr.close()
         return 0
     short = check_floors(catalog) if args.floors else []
     if short:

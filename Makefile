@@ -1,0 +1,45 @@
+# `make app` and `make test` work on a fresh clone: they create .venv, install, and run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: app test install offline-world bench browser clean-world
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade -q pip
+	$(PY) -m pip install -r requirements-dev.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Runs the demo: with a hub, the paper's models; without one, the bundled offline twin world
+# (built on first use).
+app: install
+	$(PY) app.py $(ARGS)
+
+# All tests, offline (no hub is ever contacted).
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The bundled offline twin world: synthesize, pretrain a base, fine-tune, evaluate (deterministic).
+offline-world: install
+	HF_HUB_OFFLINE=1 $(PY) -m synth.world.build $(ARGS)
+
+bench: install
+	HF_HUB_OFFLINE=1 $(PY) bench/train_step.py
+	HF_HUB_OFFLINE=1 $(PY) bench/eval_throughput.py
+	HF_HUB_OFFLINE=1 $(PY) bench/synth_images.py
+	HF_HUB_OFFLINE=1 $(PY) bench/app_latency.py
+
+# Debian's chromium for the real-browser app test (Playwright drives it; no browser download).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+clean-world:
+	rm -rf artifacts/world

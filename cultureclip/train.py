@@ -1,0 +1,501 @@
+"""Fine-tune (or pretrain) a CLIP backbone with the twin-aware contrastive loss.
+
+    python -m cultureclip.train --config configs/train/smoke.yaml [key=value ...] [--resume auto]
+    accelerate launch -m cultureclip.train --config configs/train/paper_b32.yaml
+
+The loop reads top to bottom in phases: config -> model -> data -> optimizer -> (resume) -> train
+(with periodic twin-accuracy checks and checkpoints) -> export in the backbone's own format.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import config_hash, load_config, to_dict
+
+logger = logging.getLogger("cultureclip.train")
+
+
+# --------------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelConfig:
+    spec: str = "open_clip:ViT-B-32@openai"  # any model spec (see cultureclip.backbone)
+    grad_checkpointing: bool = False
+    lock_tower: str = ""  # "" | image | text (full fine-tuning of the other tower)
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = True
+    r: int = 4
+    alpha: float = 16.0
+    dropout: float = 0.1
+    targets: list[str] = field(default_factory=lambda: ["q", "v"])
+    towers: list[str] = field(default_factory=lambda: ["image", "text"])
+
+
+@dataclass
+class DataConfig:
+    dataset: str = ""  # CulTwin dataset folder (manifest.parquet + images/)
+    train_split: str = "train"
+    val_split: str = "val"  # "" disables the periodic twin-accuracy check
+    batch_size: int = 32  # per process
+    twin_batching: bool = True  # twin-aware batch sampler (both sides of a pair in one batch)
+    per_side: int = 1
+    num_workers: int = 0
+    check_images: bool = True
+    skip_bad_images: bool = False
+    augment: bool = True
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-6
+    warmup_steps: int = 100
+    schedule: str = "cosine"  # cosine | linear | constant
+    epochs: int = 10
+    max_steps: int = 0  # >0 overrides epochs
+    grad_accum: int = 1
+    clip_grad: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    name: str = "twin"
+    w_cap: float = 0.7
+    w_con: float = 0.3
+    w_keep: float = 0.0  # distillation toward the frozen base model
+    twin_negatives: bool = True  # False: the "no twin negatives" ablation
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    out_dir: str = "runs/default"
+    seed: int = 0
+    mixed_precision: str = "auto"  # auto (bf16/fp16 on GPU, none on CPU) | no | bf16 | fp16
+    log_every: int = 10
+    eval_every: int = 0  # steps; 0 = at the end of each epoch
+    save_every: int = 0  # steps; 0 = at the end of each epoch
+    keep_last: int = 2
+    export: bool = True
+    progress: bool = True
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def lr_lambda(cfg: OptimConfig, total_steps: int):
+    def f(step: int) -> float:
+        if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        progress = min(max(progress, 0.0), 1.0)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if cfg.schedule == "linear":
+            return 1.0 - progress
+        raise ValueError(f"optim.schedule must be cosine, linear or constant; got {cfg.schedule!r}")
+
+    return f
+
+
+def itstime(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": json.dumps(np.random.get_state()[1].tolist()),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": json.dumps(random.getstate()[1]),
+        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
+    }
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    if torch.cuda.is_available() and s.get("cuda"):
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state(("MT19937", np.array(json.loads(s["numpy"]), dtype=np.uint32), s["numpy_pos"], 0, 0.0))
+    pos = s["python_pos"]
+    random.setstate((3, tuple(json.loads(s["python"])), None if pos == -1 else pos))
+
+
+def _checkpoints(ckpt_dir: Path) -> list[Path]:
+    return sorted((p for p in ckpt_dir.glob("step_*") if (p / "DONE").is_file()), key=lambda p: int(p.name.split("_")[1]))
+
+
+def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
+    """Fraction of images closer to their own concept prompt than to each twin's (and N-way concept accuracy)."""
+    from PIL import Image
+
+    from .inference import Embedder
+
+    df = manifest.frame
+    emb = Embedder(backbone, batch_size=batch_size)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        concepts = sorted(df["concept_id"].astype(str).unique())
+        prompt_of = dict(zip(df["concept_id"].astype(str), df["concept_prompt"].astype(str)))
+        bank = emb.embed_texts([prompt_of[c] for c in concepts])
+        idx = {c: i for i, c in enumerate(concepts)}
+        feats = []
+        for start in range(0, len(df), batch_size):
+            ims = []
+            for p in df["image_path"].iloc[start : start + batch_size]:
+                with Image.open(manifest.root / p) as im:
+                    ims.append(im.convert("RGB"))
+            feats.append(emb.embed_images(ims))
+        feats = torch.cat(feats)
+        sims = feats @ bank.T  # (N, C)
+        own = torch.tensor([idx[c] for c in df["concept_id"].astype(str)])
+        own_sim = sims[torch.arange(len(df)), own]
+        wins, total = 0, 0
+        for i, twins in enumerate(df["twin_concept_ids"]):
+            for t in twins:
+                if t in idx:
+                    total += 1
+                    wins += int(own_sim[i] > sims[i, idx[t]])
+        acc = (sims.argmax(1) == own).float().mean().item()
+        return {"twin_acc": wins / total if total else float("nan"), "concept_acc": acc, "n_val": len(df)}
+    finally:
+        backbone.train(was_training)
+
+
+# --------------------------------------------------------------------------------------------------
+# Main loop
+# --------------------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
+    """Run training; returns a summary dict (final step, losses, export path, val metrics)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from .backbone import create_backbone
+    from .checkpoint import load_state, save_model, save_state
+    from .data import CulTwinDataset, TwinBatchSampler, collate, read_manifest
+    from .lora import apply_lora, has_lora, lock_tower, merge_lora
+    from .loss import create_loss
+
+    # ---- phase 1: accelerator, seed, output folder --------------------------------------------
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=mp,
+                              cpu=not torch.cuda.is_available())
+    set_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    if accelerator.is_main_process:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+
+    # ---- phase 2: model (+ LoRA / tower locking) and the frozen base for distillation ----------
+    backbone = create_backbone(cfg.model.spec, device="cpu")
+    backbone.info["base_spec"] = cfg.model.spec
+    base_model = None
+    if cfg.loss.w_keep > 0:
+        base_model = copy.deepcopy(backbone).eval().requires_grad_(False).to(accelerator.device)
+    if cfg.lora.enabled:
+        n = apply_lora(backbone, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.targets, cfg.lora.towers)
+        logger.info("LoRA on %d attention layers", n)
+    elif cfg.model.lock_tower:
+        lock_tower(backbone, cfg.model.lock_tower)
+    if cfg.model.grad_checkpointing:
+        backbone.set_grad_checkpointing(True)
+    params = [p for p in backbone.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters: check lora.enabled / model.lock_tower")
+
+    # ---- phase 3: data ------------------------------------------------------------------------
+    if not cfg.data.dataset:
+        raise ValueError("data.dataset is empty: pass data.dataset=PATH/TO/CULTWIN (a folder with manifest.parquet)")
+    manifest = read_manifest(cfg.data.dataset, check_images=cfg.data.check_images, skip_bad_images=cfg.data.skip_bad_images)
+    train_m = manifest.split(cfg.data.train_split)
+    val_m = None
+    if cfg.data.val_split and (manifest.frame["split"] == cfg.data.val_split).any():
+        val_m = manifest.split(cfg.data.val_split)
+    transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
+    dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images)
+    twin_ids = dataset.twin_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_ids]
+    sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
+                               per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
+                               rank=accelerator.process_index)
+    steps_per_epoch = len(sampler) // cfg.optim.grad_accum
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(sampler)} batches per epoch is fewer than grad_accum={cfg.optim.grad_accum}")
+    total_steps = cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs
+
+    # ---- phase 4: optimizer + schedule (no weight decay on gains, biases, embeddings, logit scale)
+    decay, no_decay = [], []
+    for n_, p in backbone.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in n_ or "embedding" in n_ or "token" in n_ else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, total_steps))
+    loss_fn = create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep) \
+        if cfg.loss.name == "twin" else create_loss(cfg.loss.name)
+    model, optimizer = accelerator.prepare(backbone, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+
+    # ---- phase 5: resume ----------------------------------------------------------------------
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if resume:
+        found = _checkpoints(ckpt_dir)
+        path = found[-1] if resume == "auto" and found else (Path(resume) if resume != "auto" else None)
+        if path is not None:
+            if not (path / "DONE").is_file():
+                raise FileNotFoundError(f"checkpoint {path} is incomplete or missing (no DONE marker)")
+            state = load_state(path, "train_state")
+            meta = json.loads((path / "meta.json").read_text())
+            if meta["data_fingerprint"] != manifest.fingerprint():
+                raise ValueError(f"checkpoint {path} was trained on different data (fingerprint "
+                                 f"{meta['data_fingerprint']} != {manifest.fingerprint()}); use a new out_dir")
+            unwrapped.model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            _set_rng_state(state["rng"][min(accelerator.process_index, len(state["rng"]) - 1)])
+            logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batch_in_epoch)
+        elif resume != "auto":
+            raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+
+    def save_checkpoint():
+        rng = [_rng_state()]
+        if accelerator.num_processes > 1:
+            gathered = [None] * accelerator.num_processes
+            torch.distributed.all_gather_object(gathered, rng[0])
+            rng = gathered
+        if not accelerator.is_main_process:
+            return
+        path = ckpt_dir / f"step_{step:08d}"
+        tmp = ckpt_dir / f".tmp_step_{step:08d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_state(tmp, "train_state", {
+            "model": unwrapped.model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch, "rng": rng,
+        })
+        meta = {"step": step, "epoch": epoch, "config": to_dict(cfg), "config_hash": config_hash(cfg),
+                "base_spec": cfg.model.spec, "data_fingerprint": manifest.fingerprint(), "time": time.time()}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        (tmp / "DONE").write_text("ok\n")
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+        for old in _checkpoints(ckpt_dir)[: -cfg.keep_last] if cfg.keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # ---- phase 6: train -----------------------------------------------------------------------
+    log_path = out / "log.jsonl"
+    history: list[dict] = []
+    val_metrics: dict = {}
+    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process),
+               dynamic_ncols=True)
+    model.train()
+    t0 = time.time()
+    done = step >= total_steps
+    while not done:
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        batches = list(iter(sampler))[batch_in_epoch * cfg.optim.grad_accum:] if batch_in_epoch else list(iter(sampler))
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
+                                             num_workers=cfg.data.num_workers,
+                                             # own generator: creating a loader must not consume the global RNG
+                                             # (resume mid-epoch would otherwise shift augmentation randomness)
+                                             generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+        micro = 0
+        for batch in loader:
+            if batch.get("empty"):
+                continue
+            with accelerator.accumulate(model):
+                losses = _step_losses(model, unwrapped, batch, loss_fn, cfg, base_model, accelerator)
+                loss = losses["loss"]
+                if not torch.isfinite(loss.detach()).all():
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({loss.item()}) at step {step + 1} (epoch {epoch}); stopping. "
+                        f"Try a lower optim.lr, mixed_precision=no, or optim.clip_grad>0. Last good checkpoint: "
+                        f"{(_checkpoints(ckpt_dir) or ['none'])[-1]}"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.optim.clip_grad > 0:
+                    accelerator.clip_grad_norm_(params, cfg.optim.clip_grad)
+                optimizer.step()
+                scheduler.step() if accelerator.sync_gradients else None
+                optimizer.zero_grad(set_to_none=True)
+            micro += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            batch_in_epoch += 1
+            rec = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
+                   **{k: float(v.detach()) for k, v in losses.items()},
+                   "logit_scale": float(unwrapped.logit_scale.detach()), "elapsed_s": round(time.time() - t0, 3)}
+            history.append(rec)
+            if accelerator.is_main_process:
+                with open(log_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if itstime(step, cfg.log_every) or step == 1:
+                    logger.info("step %d loss %.4f", step, rec["loss"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.4f}")
+            end_of_epoch = batch_in_epoch * cfg.optim.grad_accum >= len(sampler) - (len(sampler) % cfg.optim.grad_accum)
+            if val_m is not None and (itstime(step, cfg.eval_every) or (cfg.eval_every == 0 and end_of_epoch) or step == total_steps):
+                if accelerator.is_main_process:
+                    val_metrics = {"step": step, **twin_accuracy(unwrapped, val_m, cfg.data.batch_size)}
+                    logger.info("val %s", val_metrics)
+                    with open(out / "val.jsonl", "a", encoding="utf-8") as f:
+                        f.write(json.dumps(val_metrics) + "\n")
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", twin_acc=f"{val_metrics['twin_acc']:.3f}")
+                model.train()
+            if end_of_epoch:
+                epoch += 1
+                batch_in_epoch = 0
+            if itstime(step, cfg.save_every) or (cfg.save_every == 0 and end_of_epoch) or step == total_steps:
+                save_checkpoint()
+            if step >= total_steps:
+                done = True
+                break
+            if end_of_epoch:
+                break
+        else:
+            # loader exhausted without reaching the end-of-epoch bookkeeping (e.g. skipped empty batches)
+            epoch += 1
+            batch_in_epoch = 0
+    bar.close()
+    accelerator.wait_for_everyone()
+
+    # ---- phase 7: export in the backbone's own format ------------------------------------------
+    export_path = None
+    if cfg.export and accelerator.is_main_process:
+        final = copy.deepcopy(unwrapped).cpu()
+        if has_lora(final):
+            merge_lora(final)
+        final.info["base_spec"] = cfg.model.spec
+        export_path = save_model(final, out / "model", {
+            "step": step, "config": to_dict(cfg), "config_hash": config_hash(cfg),
+            "data_fingerprint": manifest.fingerprint(), "val": val_metrics,
+        })
+        if history:
+            _write_csv(out / "log.csv", history)
+    accelerator.wait_for_everyone()
+    return {"step": step, "losses": [h["loss"] for h in history], "history": history, "export": str(export_path) if export_path else None,
+            "val": val_metrics, "skipped_images": len(manifest.skipped) + dataset.bad_images}
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    keys = sorted({k for r in rows for k in r})
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
+    """One forward: images + (captions | prompts | twin captions | twin prompts) in one text batch."""
+    device = accelerator.device
+    b = len(batch["captions"])
+    use_twins = cfg.loss.twin_negatives and bool(batch["has_twin"].any())
+    texts = list(batch["captions"]) + list(batch["prompts"])
+    if use_twins:
+        texts += [t or c for t, c in zip(batch["twin_captions"], batch["captions"])]
+        texts += [t or p for t, p in zip(batch["twin_prompts"], batch["prompts"])]
+    tokens = unwrapped.tokenize(texts).to(device)
+    images = batch["images"].to(device)
+    out = model(images, tokens)
+    tf = out["text_features"]
+    kwargs = {
+        "image_features": out["image_features"],
+        "text_features": tf[:b],
+        "logit_scale": out["logit_scale"],
+        "concept_ids": batch["concepts"].to(device),
+    }
+    if cfg.loss.name == "twin":
+        kwargs["prompt_features"] = tf[b : 2 * b]
+        if use_twins:
+            kwargs["twin_text_features"] = tf[2 * b : 3 * b]
+            kwargs["twin_prompt_features"] = tf[3 * b : 4 * b]
+            kwargs["twin_mask"] = batch["has_twin"].to(device)
+        if base_model is not None:
+            with torch.no_grad():
+                kwargs["base_image_features"] = base_model.encode_image(images)
+                kwargs["base_text_features"] = base_model.encode_text(tokens[:b])
+    else:
+        kwargs = {k: kwargs[k] for k in ("image_features", "text_features", "logit_scale")}
+    return loss_fn(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cultureclip.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="YAML preset, e.g. configs/train/smoke.yaml")
+    ap.add_argument("--resume", default=None, help="'auto' (latest checkpoint in out_dir) or a checkpoint folder")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 data.batch_size=64")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cultureclip").setLevel(logging.INFO)
+    from .config import ConfigError
+
+    try:
+        cfg = load_config(TrainConfig, args.config, args.overrides)
+        summary = train(cfg, resume=args.resume)
+    except (ConfigError, ValueError, FileNotFoundError, NonFiniteLossError) as e:
+        logger.error("%s", e)
+        return 2
+    logger.info("done: step %s, export %s, val %s", summary["step"], summary["export"], summary["val"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

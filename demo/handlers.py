@@ -1,0 +1,588 @@
+"""The demo's logic as plain functions of `DemoServices` (no gradio import: tested directly).
+
+Each public handler returns plain data (dicts, lists of (path, caption), pandas frames, plotly
+figures, markdown). Bad input raises `DemoInputError`; the UI layer turns it into a message.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .services import ConceptInfo, DemoServices, ServiceError, quantize_alpha
+from .validation import DemoInputError, clean_query, load_image, parse_labels
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import plotly.graph_objects as go
+    import torch
+
+logger = logging.getLogger(__name__)
+
+ALL = "All"
+TYPED_TEMPLATE = "a photo of {}."
+MAX_TOP_K = 20
+
+
+def _md(text: str) -> str:
+    """Escape user/data text for markdown output (no HTML or link injection)."""
+    return html.escape(str(text), quote=False).replace("[", "\\[").replace("]", "\\]").replace("*", "\\*").replace("_", "\\_")
+
+
+# =================================================================================================
+# Recognize
+# =================================================================================================
+
+
+@dataclass
+class Candidates:
+    """Candidate labels: what is displayed, the text the model embeds, and the concept id if known."""
+
+    display: list[str]
+    prompts: list[str]
+    concept_ids: list[str | None]
+    notes: list[str] = field(default_factory=list)
+
+
+def filter_choices(services: DemoServices) -> dict[str, list[str]]:
+    """Dropdown choices for the catalog filters (each list starts with 'All')."""
+    cs = services.concepts().values()
+    return {
+        "category": [ALL] + sorted({c.category for c in cs}),
+        "region": [ALL] + sorted({c.region for c in cs}),
+        "culture": [ALL] + sorted({c.culture_name for c in cs}),
+    }
+
+
+def _filtered(services: DemoServices, category: str | None, region: str | None, culture: str | None) -> list[ConceptInfo]:
+    def ok(v: str, want: str | None) -> bool:
+        return not want or want == ALL or v == want
+
+    return [c for c in sorted(services.concepts().values(), key=lambda c: c.name.casefold())
+            if ok(c.category, category) and ok(c.region, region) and ok(c.culture_name, culture)]
+
+
+def _display(c: ConceptInfo) -> str:
+    return f"{c.name} ({c.culture_name})"
+
+
+def build_candidates(
+    services: DemoServices,
+    typed: str | None,
+    use_catalog: bool = True,
+    category: str | None = ALL,
+    region: str | None = ALL,
+    culture: str | None = ALL,
+) -> Candidates:
+    """Catalog concepts passing the filters (embedded with their concept prompt) + typed labels.
+
+    A typed label that names a known concept is mapped to it (so twin flags work for typed labels)."""
+    names: dict[str, ConceptInfo] = {}
+    for c in services.concepts().values():
+        names.setdefault(c.name.casefold(), c)
+        names.setdefault(_display(c).casefold(), c)
+    raw: list[str] = []
+    if use_catalog:
+        raw += [_display(c) for c in _filtered(services, category, region, culture)]
+    notes: list[str] = []
+    if typed and typed.strip():
+        parsed = parse_labels(typed)
+        raw += parsed.labels
+        notes += parsed.notes
+    if not raw:
+        if use_catalog and services.concepts():
+            raise DemoInputError("No catalog concept matches these filters and no labels were typed: widen the filters or type labels.")
+        raise DemoInputError("No candidate labels: type labels separated by commas (e.g. 'gyoza, jiaozi, momo').")
+    cleaned = parse_labels(raw)
+    cleaned.notes = [n for n in notes + cleaned.notes if not n.startswith("Only one label")] + \
+        [n for n in cleaned.notes if n.startswith("Only one label")]
+    prompts, ids = [], []
+    for label in cleaned.labels:
+        c = names.get(label.casefold())
+        prompts.append(c.prompt if c else TYPED_TEMPLATE.format(label))
+        ids.append(c.id if c else None)
+    return Candidates(cleaned.labels, prompts, ids, cleaned.notes)
+
+
+@dataclass
+class ClassifyResult:
+    base: dict[str, float]  # top-k label -> probability (for gr.Label)
+    tuned: dict[str, float]
+    message: str  # markdown: twin flag, notes, or the error
+    ok: bool = True
+
+
+def _twin_flag(services: DemoServices, cand: Candidates, base_top: int, tuned_top: int, tuned_name: str) -> str:
+    cs = services.concepts()
+    a, b = cand.concept_ids[base_top], cand.concept_ids[tuned_top]
+    base_name = services.config.base_name
+    if base_top == tuned_top:
+        return f"✅ Both models agree: **{_md(cand.display[base_top])}**."
+    msg = (f"The models disagree: {base_name} says **{_md(cand.display[base_top])}**, "
+           f"{tuned_name} says **{_md(cand.display[tuned_top])}**.")
+    if a and b and b in cs[a].twins:
+        why = cs[b].twins.get(a) or cs[a].twins.get(b) or ""
+        msg = ("⚠️ **Cultural twins!** " + msg + " These two are look-alike concepts from different cultures"
+               + (f": {_md(why)}" if why else ".") + "")
+    return msg
+
+
+def classify_batch(
+    services: DemoServices,
+    images: Sequence[Any],
+    candidates: Sequence[Candidates],
+    alphas: Sequence[float],
+    top_ks: Sequence[int],
+) -> list[ClassifyResult]:
+    """Classify several requests; requests sharing candidates and alpha share one image forward per model.
+
+    The label bank of every (model, candidate list) is embedded once and cached by the Embedder."""
+    n = len(images)
+    results: list[ClassifyResult | None] = [None] * n
+    loaded: list[Any] = [None] * n
+    for i, im in enumerate(images):
+        try:
+            loaded[i] = load_image(im)
+        except DemoInputError as e:
+            results[i] = ClassifyResult({}, {}, f"❌ {e}", ok=False)
+    groups: dict[tuple, list[int]] = {}
+    for i in range(n):
+        if results[i] is None:
+            groups.setdefault((tuple(candidates[i].prompts), quantize_alpha(alphas[i])), []).append(i)
+    for (prompts, alpha), idx in groups.items():
+        cand = candidates[idx[0]]
+        base = services.embedder("base")
+        try:
+            tuned = services.blended(alpha)
+        except ServiceError as e:
+            for i in idx:
+                results[i] = ClassifyResult({}, {}, f"❌ {e}", ok=False)
+            continue
+        imgs = [loaded[i] for i in idx]
+        probs = {}
+        for key, emb in (("base", base), ("tuned", tuned)):
+            bank = emb.label_bank(list(prompts), ("{}",))
+            probs[key] = emb.zero_shot(emb.embed_images(imgs), bank)  # (n_group, L)
+        tuned_name = services.config.tuned_name if alpha >= 1.0 else f"{services.config.tuned_name} (WiSE-FT α={alpha:.1f})"
+        for row, i in enumerate(idx):
+            k = max(1, min(int(top_ks[i] or 5), MAX_TOP_K, len(prompts)))
+            out = {}
+            for key in ("base", "tuned"):
+                vals, ids = probs[key][row].topk(k)
+                out[key] = {cand.display[j]: round(float(v), 6) for v, j in zip(vals.tolist(), ids.tolist())}
+            bt = int(probs["base"][row].argmax())
+            tt = int(probs["tuned"][row].argmax())
+            notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes)
+            msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{len(prompts):,} candidate labels." + notes
+            results[i] = ClassifyResult(out["base"], out["tuned"], msg)
+    return [r for r in results if r is not None]
+
+
+def classify(
+    services: DemoServices,
+    image: Any,
+    typed: str | None = "",
+    use_catalog: bool = True,
+    category: str | None = ALL,
+    region: str | None = ALL,
+    culture: str | None = ALL,
+    alpha: float = 1.0,
+    top_k: int = 5,
+) -> ClassifyResult:
+    """One image: top-k of the base model and CultureCLIP (WiSE-FT blended at `alpha`) side by side."""
+    try:
+        cand = build_candidates(services, typed, use_catalog, category, region, culture)
+    except DemoInputError as e:
+        return ClassifyResult({}, {}, f"❌ {e}", ok=False)
+    return classify_batch(services, [image], [cand], [alpha], [top_k])[0]
+
+
+# =================================================================================================
+# Twin explorer
+# =================================================================================================
+
+
+def pair_value(a: str, b: str) -> str:
+    return f"{a}|{b}"
+
+
+def search_pairs(services: DemoServices, query: str | None = "", category: str | None = ALL,
+                 culture: str | None = ALL, limit: int = 500) -> list[tuple[str, str]]:
+    """(label, value) choices of twin pairs whose names/cultures/category match the filters."""
+    cs = services.concepts()
+    q = (query or "").strip().casefold()
+    out = []
+    for a, b in services.twin_pairs():
+        ca, cb = cs[a], cs[b]
+        if category and category != ALL and ca.category != category:
+            continue
+        if culture and culture != ALL and culture not in (ca.culture_name, cb.culture_name):
+            continue
+        hay = " ".join([ca.name, cb.name, ca.culture_name, cb.culture_name, ca.category, ca.id, cb.id]).casefold()
+        if q and q not in hay:
+            continue
+        out.append((f"{ca.name} ({ca.culture_name}) ↔ {cb.name} ({cb.culture_name}) · {ca.category}", pair_value(a, b)))
+    return out[:limit]
+
+
+@dataclass
+class PairView:
+    info: str  # markdown: names, cultures, context, distinguishing features
+    gallery_a: list[tuple[str, str]]  # (image path inside the dataset folder, caption)
+    gallery_b: list[tuple[str, str]]
+    similarity: Any  # plotly figure: per model, 2 prompts x N images
+    confusion: list[tuple[str, str]]  # images the base model gives to the twin
+    confusion_note: str
+    scatter: Any = None  # eval_suite.figures.twin_scatter of the pair's images
+
+
+def _pair_ids(services: DemoServices, value: str | None) -> tuple[str, str]:
+    if not services.has_dataset:
+        raise DemoInputError("No dataset is configured, so there are no twin images to show (start the app with --dataset).")
+    if not value or "|" not in str(value):
+        raise DemoInputError("Pick a twin pair from the list (search by name, culture or category).")
+    a, _, b = str(value).partition("|")
+    cs = services.concepts()
+    if a not in cs or b not in cs or b not in cs[a].twins:
+        raise DemoInputError(f"Unknown twin pair {value!r}: pick one from the list.")
+    return a, b
+
+
+def _rows_of(services: DemoServices, concept_id: str):
+    df = services.manifest()
+    return df.index[df["concept_id"] == concept_id]
+
+
+def _pair_scores(services: DemoServices, which: str, a: str, b: str, rows) -> "torch.Tensor":
+    """(2, N) cosine similarity of the pair's prompts (a, b) to the images at manifest `rows`."""
+    feats = services.image_index(which)
+    ids, bank = services.concept_bank(which)
+    pos = {c: i for i, c in enumerate(ids)}
+    rows = [r for r in rows if r < feats.shape[0]]
+    return bank[[pos[a], pos[b]]] @ feats[rows].T
+
+
+def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) -> PairView:
+    """Everything the twin explorer shows for one pair."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    a, b = _pair_ids(services, value)
+    cs = services.concepts()
+    ca, cb = cs[a], cs[b]
+    df = services.manifest()
+    n_index = min(len(df), services.config.max_index_images)
+    rows_a = [r for r in _rows_of(services, a) if r < n_index]
+    rows_b = [r for r in _rows_of(services, b) if r < n_index]
+
+    def gallery(rows, c):
+        return [(df.at[r, "abs_path"], f"{c.name}: {df.at[r, 'caption']}") for r in rows[:n_per_side]]
+
+    def side(c: ConceptInfo, other: ConceptInfo) -> str:
+        feats = "".join(f"\n  - {_md(f)}" for f in c.features[:5])
+        lines = [f"### {_md(c.name)} · {_md(c.culture_name)}", f"*{_md(c.category)} · {_md(c.region)}*"]
+        if c.context:
+            lines.append(_md(c.context))
+        if c.twins.get(other.id):
+            lines.append(f"**How to tell it from {_md(other.name)}:** {_md(c.twins[other.id])}")
+        if feats:
+            lines.append("**Key features:**" + feats)
+        return "\n\n".join(lines)
+
+    info = side(ca, cb) + "\n\n---\n\n" + side(cb, ca)
+    shown = rows_a[:n_per_side] + rows_b[:n_per_side]
+    names = [services.config.base_name, services.config.tuned_name]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=names, horizontal_spacing=0.12)
+    xlab = [f"{ca.name[:10]} #{i + 1}" for i in range(len(rows_a[:n_per_side]))] + \
+           [f"{cb.name[:10]} #{i + 1}" for i in range(len(rows_b[:n_per_side]))]
+    ylab = [f"“{ca.name}”", f"“{cb.name}”"]
+    all_rows = rows_a + rows_b
+    scores = {}
+    for col, which in enumerate(("base", "tuned"), start=1):
+        s_all = _pair_scores(services, which, a, b, all_rows)  # (2, N_all)
+        scores[which] = s_all
+        z = s_all[:, : len(rows_a[:n_per_side])].tolist()
+        zb = s_all[:, len(rows_a) : len(rows_a) + len(rows_b[:n_per_side])].tolist()
+        z = [za + zz for za, zz in zip(z, zb)]
+        fig.add_trace(go.Heatmap(z=z, x=xlab, y=ylab, colorscale="Viridis", showscale=col == 2,
+                                 texttemplate="%{z:.2f}", hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"),
+                      row=1, col=col)
+    fig.update_layout(title="Cosine similarity: concept prompts (rows) vs the pair's images (columns)",
+                      height=330, margin=dict(l=10, r=10, t=70, b=10))
+    if not shown:
+        fig.add_annotation(text="no images of this pair in the dataset", showarrow=False)
+
+    # confusion gallery: images the base model gives to the twin (own-vs-twin prompt), fixed by CultureCLIP?
+    own = [0] * len(rows_a) + [1] * len(rows_b)
+    conf = []
+    fixed = 0
+    points = []
+    for j, r in enumerate(all_rows):
+        o = own[j]
+        s_b, s_t = scores["base"][:, j], scores["tuned"][:, j]
+        for which, s in (("base", s_b), ("tuned", s_t)):
+            points.append({"model": names[0] if which == "base" else names[1], "sim_own": float(s[o]),
+                           "sim_twin": float(s[1 - o]), "concept": (ca, cb)[o].name,
+                           "twin": (ca, cb)[1 - o].name, "image_id": str(df.at[r, "image_id"])})
+        if float(s_b[1 - o]) > float(s_b[o]):
+            ok = float(s_t[o]) > float(s_t[1 - o])
+            fixed += ok
+            mine, twin = (ca, cb)[o], (ca, cb)[1 - o]
+            verdict = f"{names[1]} fixes it ✓" if ok else f"{names[1]} also wrong ✗"
+            conf.append((df.at[r, "abs_path"], f"{mine.name} taken for {twin.name} by {names[0]} · {verdict}"))
+    total = len(all_rows)
+    if total == 0:
+        note = "No images of this pair in the dataset."
+    elif conf:
+        note = (f"{names[0]} gives **{len(conf)} of {total}** images of this pair to the twin; "
+                f"{names[1]} fixes **{fixed}** of them.")
+    else:
+        note = f"{names[0]} assigns all {total} images of this pair to the right side of the pair."
+    scatter = None
+    if points:
+        try:
+            import pandas as pd
+            from eval_suite.figures import twin_scatter
+
+            scatter = twin_scatter(pd.DataFrame(points), title=f"{ca.name} vs {cb.name}: own vs twin similarity")
+        except Exception as e:  # noqa: BLE001 - the scatter is an extra
+            logger.warning("twin scatter unavailable: %s", e)
+    return PairView(info, gallery(rows_a, ca), gallery(rows_b, cb), fig, conf[:24], note, scatter)
+
+
+_CONFUSION_CACHE: dict[int, Any] = {}
+_CONFUSION_LOCK = threading.Lock()
+
+
+def confusion_table(services: DemoServices) -> "pd.DataFrame":
+    """Per twin pair: how often each model prefers the twin's prompt over the own one (dataset images).
+
+    Columns: pair, category, n_images, base_confusion, tuned_confusion (fractions), value (pair id)."""
+    import pandas as pd
+
+    key = id(services)
+    with _CONFUSION_LOCK:
+        if key in _CONFUSION_CACHE:
+            return _CONFUSION_CACHE[key]
+    if not services.has_dataset:
+        raise DemoInputError("No dataset is configured (start the app with --dataset).")
+    df = services.manifest()
+    cs = services.concepts()
+    n = min(len(df), services.config.max_index_images)
+    members = {c: list(ix) for c, ix in df.iloc[:n].groupby("concept_id", sort=False).indices.items()}
+    rates = {}
+    for which in ("base", "tuned"):
+        feats = services.image_index(which)
+        ids, bank = services.concept_bank(which)
+        pos = {c: i for i, c in enumerate(ids)}
+        sims = feats @ bank.T  # (N, C)
+        rates[which] = (sims, pos)
+    rows = []
+    for a, b in services.twin_pairs():
+        idx_a, idx_b = members.get(a, []), members.get(b, [])
+        if not idx_a and not idx_b:
+            continue
+        rec = {"pair": f"{cs[a].name} ↔ {cs[b].name}", "category": cs[a].category,
+               "cultures": f"{cs[a].culture_name} / {cs[b].culture_name}", "n_images": len(idx_a) + len(idx_b)}
+        for which, (sims, pos) in rates.items():
+            pa, pb = pos[a], pos[b]
+            wrong = 0
+            if idx_a:
+                wrong += int((sims[idx_a, pb] > sims[idx_a, pa]).sum())
+            if idx_b:
+                wrong += int((sims[idx_b, pa] > sims[idx_b, pb]).sum())
+            rec[f"{which}_confusion"] = wrong / rec["n_images"]
+        rec["value"] = pair_value(a, b)
+        rows.append(rec)
+    out = pd.DataFrame(rows, columns=["pair", "category", "cultures", "n_images", "base_confusion", "tuned_confusion", "value"])
+    out = out.sort_values(["base_confusion", "n_images"], ascending=[False, False], kind="stable").reset_index(drop=True)
+    with _CONFUSION_LOCK:
+        _CONFUSION_CACHE[key] = out
+    return out
+
+
+def confusion_map(services: DemoServices, top: int = 15) -> tuple[Any, "pd.DataFrame"]:
+    """A bar chart of the `top` pairs the base model confuses most (with CultureCLIP beside it) + table."""
+    import plotly.graph_objects as go
+
+    table = confusion_table(services)
+    head = table.head(top).iloc[::-1]
+    names = [services.config.base_name, services.config.tuned_name]
+    fig = go.Figure()
+    for col, name, color in (("base_confusion", names[0], "#9aa5b1"), ("tuned_confusion", names[1], "#e4572e")):
+        fig.add_trace(go.Bar(y=head["pair"], x=head[col] * 100, orientation="h", name=name, marker_color=color,
+                             hovertemplate="%{y}: %{x:.0f}% of images given to the twin<extra>" + name + "</extra>"))
+    fig.update_layout(barmode="group", title=f"Twin pairs the {names[0]} confuses most",
+                      xaxis_title="images assigned to the twin (%)", height=max(320, 28 * len(head) + 120),
+                      legend=dict(orientation="h", y=-0.15), margin=dict(l=10, r=10, t=50, b=10))
+    shown = table.drop(columns=["value"]).copy()
+    for col in ("base_confusion", "tuned_confusion"):
+        shown[col] = (shown[col] * 100).round(1)
+    shown = shown.rename(columns={"base_confusion": f"{names[0]} confusion %", "tuned_confusion": f"{names[1]} confusion %"})
+    return fig, shown
+
+
+# =================================================================================================
+# Benchmarks
+# =================================================================================================
+
+
+def benchmark_choices(services: DemoServices) -> dict[str, list[str]]:
+    """Filter choices for the benchmarks tab (empty lists without results)."""
+    frame = services.results_frame()
+    if frame is None:
+        return {"benchmark": [], "model": [], "region": [], "category": []}
+
+    def vals(col: str) -> list[str]:
+        return sorted({str(v) for v in frame[col].dropna().unique()}) if col in frame.columns else []
+
+    return {"benchmark": vals("benchmark"), "model": vals("model_tag"), "region": vals("region"), "category": vals("category")}
+
+
+@dataclass
+class BenchmarkView:
+    table: "pd.DataFrame"
+    bars: Any
+    heatmap: Any
+    csv_path: str | None
+    message: str
+
+
+def _csv_dir() -> Path:
+    d = Path(tempfile.gettempdir()) / "cultureclip_demo"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def benchmark_view(
+    services: DemoServices,
+    benchmarks: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    regions: Sequence[str] | None = None,
+    categories: Sequence[str] | None = None,
+    main_only: bool = True,
+) -> BenchmarkView:
+    """Filtered results table (values in %), figures from eval_suite.figures and a CSV of the table."""
+    import pandas as pd
+
+    frame = services.results_frame()
+    if frame is None:
+        reason = services.results_error or "no results folder configured (start the app with --results)"
+        return BenchmarkView(pd.DataFrame(), None, None, None, f"ℹ️ {_md(reason)}")
+    sel = frame
+    if main_only:
+        sel = sel[sel["is_main"]]
+    for col, want in (("benchmark", benchmarks), ("model_tag", models)):
+        if want:
+            sel = sel[sel[col].astype(str).isin(list(want))]
+    for col, want in (("region", regions), ("category", categories)):
+        if want:
+            sel = sel[sel[col].astype(str).isin(list(want))]
+    cols = [c for c in ("benchmark", "task", "model_tag", "metric", "group", "region", "category", "value",
+                        "ci_low", "ci_high", "n") if c in sel.columns]
+    table = sel[cols].copy()
+    for c in ("value", "ci_low", "ci_high"):
+        table[c] = (table[c] * 100).round(2)
+    table = table.rename(columns={"model_tag": "model", "value": "value %", "ci_low": "ci low %", "ci_high": "ci high %"})
+    msg = f"{len(table)} rows" + (" (main metric of each benchmark)" if main_only else "")
+    bars = heat = None
+    fig_frame = frame[frame["model_tag"].astype(str).isin(list(models))] if models else frame
+    if benchmarks:
+        fig_frame = fig_frame[fig_frame["benchmark"].astype(str).isin(list(benchmarks))]
+    try:
+        from eval_suite import figures
+
+        bars = figures.benchmark_bars(fig_frame)
+        tags = sorted(fig_frame["model_tag"].astype(str).unique())
+        base_tag, tuned_tag = _base_tuned_tags(services, tags)
+        if base_tag and tuned_tag:
+            names = sorted(fig_frame["benchmark"].astype(str).unique(), key=lambda b: (b != "cultwin", b))
+            for bench in names:  # the first benchmark with region x category groups (CulTwin first)
+                try:
+                    heat = figures.delta_heatmap(fig_frame, base_tag, tuned_tag, benchmark=bench)
+                    break
+                except (ValueError, KeyError) as e:
+                    logger.debug("no delta heatmap for %s: %s", bench, e)
+    except Exception as e:  # noqa: BLE001 - figures are optional; the table is the core
+        msg += f" · figures unavailable: {_md(str(e)[:200])}"
+    csv_path = None
+    if len(table):
+        payload = table.to_csv(index=False).encode("utf-8")
+        digest = hashlib.sha256(payload).hexdigest()[:12]
+        path = _csv_dir() / f"cultureclip_benchmarks_{digest}.csv"
+        if not path.exists():
+            tmp = path.with_suffix(f".tmp{os.getpid()}_{threading.get_ident()}")
+            tmp.write_bytes(payload)
+            os.replace(tmp, path)
+        csv_path = str(path)
+    return BenchmarkView(table.reset_index(drop=True), bars, heat, csv_path, msg)
+
+
+def _base_tuned_tags(services: DemoServices, tags: list[str]) -> tuple[str | None, str | None]:
+    """Result tags of the configured base and tuned models (exact tag, else a best guess)."""
+    try:
+        from eval_suite.results import model_tag
+    except ImportError:  # pragma: no cover
+        return None, None
+    want = [model_tag(services.config.base), model_tag(services.config.tuned)]
+    found = [w if w in tags else None for w in want]
+    if found[0] is None:
+        found[0] = next((t for t in tags if "base" in t.lower() or "openai" in t.lower()), None)
+    if found[1] is None:
+        found[1] = next((t for t in tags if "culture" in t.lower() and t != found[0]), None)
+    return found[0], found[1]
+
+
+# =================================================================================================
+# Search
+# =================================================================================================
+
+
+@dataclass
+class SearchResult:
+    base: list[tuple[str, str]]
+    tuned: list[tuple[str, str]]
+    message: str
+
+
+def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResult:
+    """Text -> image retrieval over the dataset with both models (image embeddings cached per model)."""
+    q = clean_query(query)
+    if not services.has_dataset:
+        raise DemoInputError("No dataset is configured, so there are no images to search (start the app with --dataset).")
+    df = services.manifest()
+    k = max(1, min(int(k or 8), 48))
+    out = {}
+    hits = {}
+    for which in ("base", "tuned"):
+        emb = services.embedder(which)
+        feats = services.image_index(which)
+        if feats.shape[0] == 0:
+            raise DemoInputError("The dataset has no images.")
+        text = emb.label_bank([q], (TYPED_TEMPLATE if len(q.split()) <= 3 else "{}",))  # (1, D), cached
+        sims = (feats @ text[0]).float()
+        vals, idx = sims.topk(min(k, feats.shape[0]))
+        out[which] = [(df.at[int(i), "abs_path"], f"{df.at[int(i), 'concept_name']} · {v:.3f}")
+                      for v, i in zip(vals.tolist(), idx.tolist())]
+        hits[which] = [str(df.at[int(i), "concept_name"]) for i in idx.tolist()]
+    names = services.config.base_name, services.config.tuned_name
+    msg = (f"Top {len(out['base'])} of {min(len(df), services.config.max_index_images)} images for “{_md(q)}”. "
+           f"Top hit — {names[0]}: **{_md(hits['base'][0])}**, {names[1]}: **{_md(hits['tuned'][0])}**.")
+    return SearchResult(out["base"], out["tuned"], msg)
+
+
+def example_images(services: DemoServices, n: int = 6) -> list[str]:
+    """Paths of example images (one per concept, test split first) from the dataset folder."""
+    if not services.has_dataset:
+        return []
+    df = services.manifest()
+    order = df.assign(_t=(df["split"] != "test")).sort_values(["_t", "concept_id"], kind="stable")
+    picks = order.drop_duplicates("concept_id").head(n)
+    return [p for p in picks["abs_path"].tolist() if Path(p).is_file()]

@@ -1,0 +1,501 @@
+"""What the demo's handlers need, loaded once and lazily: models, dataset, catalog, results.
+
+`DemoServices` is built from a `DemoConfig` without loading anything; `check()` (called by app.py at
+startup) validates every configured folder and loads the models so a bad spec fails fast with a clear
+message. All holders are thread-safe (gradio runs handlers in worker threads).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import torch
+
+    from cultureclip.inference import Embedder
+
+logger = logging.getLogger(__name__)
+
+HUB_BASE = "open_clip:ViT-B-32@openai"
+HUB_TUNED = "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
+# the same weights as HUB_BASE in the HF layout of HUB_TUNED, so WiSE-FT can blend them key by key
+HUB_WISE_BASE = "hf:openai/clip-vit-base-patch32"
+WORLD_DIR = Path("artifacts/world")
+ALPHA_STEP = 0.1
+
+
+class ServiceError(RuntimeError):
+    """A configured model, folder or file cannot be used; the message says what and how to fix it."""
+
+
+@dataclass
+class DemoConfig:
+    """Where models and data come from. Paths may be None (the matching tab then says so)."""
+
+    base: str
+    tuned: str
+    dataset: Path | None = None
+    results: Path | None = None
+    wise_base: str | None = None  # base weights in the tuned model's layout (None: `base`)
+    catalog: list[Path] | None = None  # extra catalog YAML files/folders (default: synth's curated one)
+    device: str | None = None  # None: cuda when available
+    offline_world: bool = False  # show the offline-world banner
+    base_name: str = "Base CLIP"
+    tuned_name: str = "CultureCLIP"
+    max_index_images: int = 20000  # images embedded for search / twin explorer
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        self.dataset = Path(self.dataset).expanduser() if self.dataset else None
+        self.results = Path(self.results).expanduser() if self.results else None
+        self.catalog = [Path(p) for p in self.catalog] if self.catalog else None
+
+
+@dataclass
+class ConceptInfo:
+    """What the demo shows about a concept (from the manifest, enriched by the catalog when known)."""
+
+    id: str
+    name: str
+    culture: str
+    culture_name: str
+    region: str
+    category: str
+    prompt: str
+    context: str = ""
+    features: list[str] = field(default_factory=list)
+    twins: dict[str, str] = field(default_factory=dict)  # twin id -> distinguishing text
+
+
+# ------------------------------------------------------------------------------------------------
+# WiSE-FT
+# ------------------------------------------------------------------------------------------------
+
+
+def blend_state_dicts(base: dict, tuned: dict, alpha: float) -> dict:
+    """WiSE-FT: (1 - alpha) * base + alpha * tuned for float tensors; other tensors from `tuned`.
+
+    Uses cultureclip.lora.wise_ft when that exists; raises ServiceError when the layouts differ."""
+    if set(base) != set(tuned):
+        only_b = sorted(set(base) - set(tuned))[:3]
+        only_t = sorted(set(tuned) - set(base))[:3]
+        raise ServiceError(
+            "WiSE-FT needs the base and tuned models in the same layout; keys differ "
+            f"(only in base: {only_b}, only in tuned: {only_t}). Pass --wise-base with the base weights "
+            "in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP)."
+        )
+    for k, v in base.items():
+        if tuple(v.shape) != tuple(tuned[k].shape):
+            raise ServiceError(f"WiSE-FT: tensor {k} has shape {tuple(v.shape)} in base, {tuple(tuned[k].shape)} in tuned")
+    try:  # the lead's implementation, when present
+        from cultureclip.lora import wise_ft  # type: ignore
+
+        return wise_ft(base, tuned, alpha)
+    except ImportError:
+        pass
+    out = {}
+    for k, t in tuned.items():
+        b = base[k]
+        out[k] = ((1.0 - alpha) * b.float() + alpha * t.float()).to(t.dtype) if t.is_floating_point() else t.clone()
+    return out
+
+
+def quantize_alpha(alpha: float | None) -> float:
+    """Clamp to [0, 1] and round to ALPHA_STEP, so the blend cache holds at most 11 entries."""
+    try:
+        a = float(alpha if alpha is not None else 1.0)
+    except (TypeError, ValueError):
+        a = 1.0
+    if a != a:  # NaN
+        a = 1.0
+    a = min(1.0, max(0.0, a))
+    return round(round(a / ALPHA_STEP) * ALPHA_STEP, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# Model holder
+# ------------------------------------------------------------------------------------------------
+
+
+class ModelHolder:
+    """Loads one model spec on first use (once, under a lock) and keeps its `Embedder`."""
+
+    def __init__(self, spec: str, device: str | None, batch_size: int = 64, role: str = "model"):
+        self.spec = spec
+        self.device = device
+        self.batch_size = batch_size
+        self.role = role
+        self._embedder: Embedder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._embedder is not None
+
+    def get(self) -> "Embedder":
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    self._embedder = self._load()
+        return self._embedder
+
+    def _load(self) -> "Embedder":
+        from cultureclip.backbone import BackboneError, create_backbone, default_device
+        from cultureclip.inference import Embedder
+
+        device = self.device or default_device()
+        logger.info("loading %s model %s on %s", self.role, self.spec, device)
+        try:
+            bb = create_backbone(self.spec, device=device)
+        except BackboneError as e:
+            raise ServiceError(f"cannot load the {self.role} model: {e}") from e
+        except Exception as e:  # noqa: BLE001 - startup must fail with one clear line
+            raise ServiceError(f"cannot load the {self.role} model {self.spec!r}: {type(e).__name__}: {e}") from e
+        return Embedder(bb, batch_size=self.batch_size)
+
+
+# ------------------------------------------------------------------------------------------------
+# Services
+# ------------------------------------------------------------------------------------------------
+
+
+class DemoServices:
+    """Lazy, thread-safe access to everything the handlers use."""
+
+    def __init__(self, config: DemoConfig):
+        self.config = config
+        self.base = ModelHolder(config.base, config.device, config.batch_size, "base")
+        self.tuned = ModelHolder(config.tuned, config.device, config.batch_size, "tuned (CultureCLIP)")
+        if config.wise_base and config.wise_base != config.base:
+            self.wise_base = ModelHolder(config.wise_base, config.device, config.batch_size, "WiSE-FT base")
+        else:
+            self.wise_base = self.base
+        self._lock = threading.RLock()
+        self._blends: OrderedDict[float, Embedder] = OrderedDict()
+        self._blend_lock = threading.Lock()
+        self._blend_cache_size = 3
+        self._manifest: pd.DataFrame | None = None
+        self._concepts: dict[str, ConceptInfo] | None = None
+        self._results: pd.DataFrame | None = None
+        self._results_error: str | None = None
+        self._indexes: dict[int, torch.Tensor] = {}
+        self._index_locks: dict[int, threading.Lock] = {}
+
+    # -- startup -----------------------------------------------------------------------------------
+    def check(self, load_models: bool = True) -> list[str]:
+        """Validate configured folders (and load the models): raise ServiceError on the first problem.
+
+        Returns notes on optional parts that are missing (shown in the log and the UI)."""
+        notes: list[str] = []
+        cfg = self.config
+        if cfg.dataset is not None:
+            if not cfg.dataset.is_dir():
+                raise ServiceError(f"dataset folder {str(cfg.dataset)!r} does not exist; pass --dataset with a CulTwin dataset folder")
+            self.manifest()  # raises ServiceError when unreadable
+        else:
+            notes.append("No dataset configured: the twin explorer and search tabs are disabled (pass --dataset).")
+        if cfg.results is not None:
+            if not cfg.results.is_dir():
+                raise ServiceError(f"results folder {str(cfg.results)!r} does not exist; pass --results with a folder of eval JSONs")
+            if self.results_frame() is None:
+                notes.append(f"Benchmarks: {self._results_error}")
+        else:
+            notes.append("No results folder configured: the benchmarks tab is empty (pass --results).")
+        if load_models:
+            self.base.get()
+            self.tuned.get()
+        return notes
+
+    # -- models ------------------------------------------------------------------------------------
+    def embedder(self, which: str) -> "Embedder":
+        if which == "base":
+            return self.base.get()
+        if which == "tuned":
+            return self.tuned.get()
+        raise ValueError(f"which must be 'base' or 'tuned', got {which!r}")
+
+    def blended(self, alpha: float) -> "Embedder":
+        """The WiSE-FT model at `alpha` (0 = base, 1 = CultureCLIP), cached per quantized alpha."""
+        a = quantize_alpha(alpha)
+        if a >= 1.0:
+            return self.tuned.get()
+        if a <= 0.0 and self.wise_base is self.base:
+            return self.base.get()
+        with self._blend_lock:
+            if a in self._blends:
+                self._blends.move_to_end(a)
+                return self._blends[a]
+        from cultureclip.inference import Embedder
+
+        tuned = self.tuned.get()
+        base = self.wise_base.get()
+        if base.backbone.kind != tuned.backbone.kind:
+            raise ServiceError(
+                f"WiSE-FT cannot blend a {base.backbone.kind} base with a {tuned.backbone.kind} CultureCLIP; "
+                "pass --wise-base with the base weights in the tuned model's format."
+            )
+        state = blend_state_dicts(base.backbone.state_dict(), tuned.backbone.state_dict(), a)
+        bb = copy.deepcopy(tuned.backbone)
+        bb.load_state_dict(state)
+        bb.eval()
+        emb = Embedder(bb, batch_size=tuned.batch_size)
+        with self._blend_lock:
+            self._blends[a] = emb
+            while len(self._blends) > self._blend_cache_size:
+                self._blends.popitem(last=False)
+        return emb
+
+    # -- dataset -----------------------------------------------------------------------------------
+    @property
+    def has_dataset(self) -> bool:
+        return self.config.dataset is not None
+
+    def manifest(self) -> "pd.DataFrame":
+        """The CulTwin manifest (validated), with `abs_path` (resolved, inside the dataset folder)."""
+        if self._manifest is not None:
+            return self._manifest
+        with self._lock:
+            if self._manifest is None:
+                self._manifest = self._read_manifest()
+        return self._manifest
+
+    def _read_manifest(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        root = self.config.dataset
+        if root is None:
+            raise ServiceError("no dataset configured (pass --dataset)")
+        path = root / "manifest.parquet"
+        if not path.is_file():
+            raise ServiceError(f"{path} not found: a CulTwin dataset folder holds manifest.parquet + images/")
+        try:
+            try:
+                from cultureclip.data import read_manifest  # the shared validator, when present
+
+                m = read_manifest(root, check_images=False)  # unreadable images are handled per use
+                df = getattr(m, "frame", m)
+            except ImportError:
+                df = pd.read_parquet(path)
+        except ServiceError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ServiceError(f"cannot read {path}: {type(e).__name__}: {e}") from e
+        need = {"image_id", "image_path", "concept_id", "concept_name", "culture", "region", "category",
+                "caption", "concept_prompt", "twin_concept_ids", "split"}
+        missing = sorted(need - set(df.columns))
+        if missing:
+            raise ServiceError(f"{path} lacks columns {missing}; see the CulTwin manifest format in ARCHITECTURE.md")
+        root_r = root.resolve()
+        abs_paths = []
+        for rel in df["image_path"].astype(str):
+            p = (root_r / rel).resolve()
+            # never serve anything outside the operator's dataset folder, whatever the manifest says
+            abs_paths.append(str(p) if p.is_relative_to(root_r) else "")
+        df = df.copy()
+        df["abs_path"] = abs_paths
+        bad = int((df["abs_path"] == "").sum())
+        if bad:
+            logger.warning("%d manifest rows point outside %s; ignored", bad, root)
+            df = df[df["abs_path"] != ""]
+        df["twin_concept_ids"] = df["twin_concept_ids"].map(lambda v: [str(x) for x in v] if v is not None else [])
+        df = df.reset_index(drop=True)
+        logger.info("dataset %s: %d images, %d concepts", root, len(df), df["concept_id"].nunique())
+        return df
+
+    def concepts(self) -> dict[str, ConceptInfo]:
+        """Concepts of the dataset (or of the catalog when there is no dataset), by id."""
+        if self._concepts is not None:
+            return self._concepts
+        with self._lock:
+            if self._concepts is None:
+                self._concepts = self._build_concepts()
+        return self._concepts
+
+    def _load_catalog(self):
+        try:
+            from synth.catalog import load_catalog
+
+            if self.config.catalog:
+                return load_catalog(self.config.catalog, include_generated=True)
+            ds = self.config.dataset
+            if ds is not None and (ds / "catalog").is_dir():
+                return load_catalog(ds / "catalog", include_generated=True)
+            return load_catalog()
+        except Exception as e:  # noqa: BLE001 - the catalog only adds detail; the manifest suffices
+            logger.warning("concept catalog not available (%s: %s); using the dataset manifest only", type(e).__name__, str(e)[:200])
+            return None
+
+    def _build_concepts(self) -> dict[str, ConceptInfo]:
+        catalog = self._load_catalog()
+        out: dict[str, ConceptInfo] = {}
+        if self.has_dataset:
+            df = self.manifest()
+            first = df.drop_duplicates("concept_id")
+            twins_of: dict[str, set[str]] = {}
+            for cid, tw in zip(df["concept_id"], df["twin_concept_ids"]):
+                twins_of.setdefault(cid, set()).update(tw)
+            for row in first.itertuples(index=False):
+                cid = str(row.concept_id)
+                out[cid] = ConceptInfo(
+                    id=cid, name=str(row.concept_name), culture=str(row.culture), culture_name=str(row.culture),
+                    region=str(row.region), category=str(row.category), prompt=str(row.concept_prompt),
+                    twins={t: "" for t in sorted(twins_of.get(cid, ()))},
+                )
+        if catalog is not None:
+            only_dataset = self.has_dataset
+            for c in catalog:
+                if only_dataset and c.id not in out:
+                    continue
+                info = out.get(c.id)
+                twins = {t.id: t.distinguishing for t in c.twins}
+                if info is None:
+                    out[c.id] = ConceptInfo(c.id, c.name, c.culture, c.culture_name, c.region, c.category,
+                                            catalog.concept_prompt(c.id), c.context, list(c.features), twins)
+                else:
+                    info.culture_name = c.culture_name
+                    info.context = c.context
+                    info.features = list(c.features)
+                    for tid, text in twins.items():
+                        if tid in info.twins or not only_dataset:
+                            info.twins[tid] = text
+        # keep twin links symmetric and only between known concepts
+        for c in out.values():
+            c.twins = {t: d for t, d in c.twins.items() if t in out and t != c.id}
+        for c in list(out.values()):
+            for t in c.twins:
+                out[t].twins.setdefault(c.id, "")
+        return out
+
+    def twin_pairs(self) -> list[tuple[str, str]]:
+        """Each twin pair once as (smaller id, larger id), sorted."""
+        cs = self.concepts()
+        return sorted({tuple(sorted((c.id, t))) for c in cs.values() for t in c.twins})  # type: ignore[misc]
+
+    # -- dataset image embeddings ------------------------------------------------------------------
+    def image_index(self, which: str) -> "torch.Tensor":
+        """(N, D) embeddings of the first `max_index_images` manifest images, computed once per model."""
+        emb = self.embedder(which)
+        key = id(emb)
+        with self._lock:
+            lock = self._index_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._indexes:
+                self._indexes[key] = self._embed_dataset(emb)
+        return self._indexes[key]
+
+    def _embed_dataset(self, emb: "Embedder") -> "torch.Tensor":
+        import torch
+
+        from .validation import DemoInputError, load_image
+
+        df = self.manifest().head(self.config.max_index_images)
+        feats = []
+        chunk = max(1, emb.batch_size)
+        paths = df["abs_path"].tolist()
+        for i in range(0, len(paths), chunk):
+            imgs = []
+            for p in paths[i : i + chunk]:
+                try:
+                    imgs.append(load_image(p))
+                except DemoInputError as e:
+                    logger.warning("dataset image %s unreadable (%s); using a blank image", p, e)
+                    imgs.append(_blank())
+            feats.append(emb.embed_images(imgs))
+        if not feats:
+            return torch.empty(0, emb.backbone.embed_dim)
+        logger.info("embedded %d dataset images with %s", len(paths), emb.backbone.spec)
+        return torch.cat(feats)
+
+    def concept_bank(self, which_or_embedder) -> tuple[list[str], "torch.Tensor"]:
+        """(concept ids, (C, D) prompt embeddings) for every concept, cached by the Embedder."""
+        emb = self.embedder(which_or_embedder) if isinstance(which_or_embedder, str) else which_or_embedder
+        cs = self.concepts()
+        ids = sorted(cs)
+        return ids, emb.label_bank([cs[i].prompt for i in ids], ("{}",))
+
+    # -- results -----------------------------------------------------------------------------------
+    def results_frame(self) -> "pd.DataFrame | None":
+        """The tidy results frame of eval_suite.tables (None with a reason in `results_error`)."""
+        if self._results is not None or self.config.results is None:
+            return self._results
+        with self._lock:
+            if self._results is None and self._results_error is None:
+                try:
+                    from eval_suite.tables import load_frame
+
+                    frame = load_frame(self.config.results, strict=False)
+                    self._results = _add_group_fields(frame)
+                except Exception as e:  # noqa: BLE001
+                    self._results_error = f"cannot read results in {self.config.results}: {type(e).__name__}: {e}"
+                    logger.warning(self._results_error)
+        return self._results
+
+    @property
+    def results_error(self) -> str | None:
+        return self._results_error
+
+    # -- description ---------------------------------------------------------------------------------
+    def banner(self) -> str:
+        """Markdown shown at the top of the app: what models and data are on display."""
+        c = self.config
+        parts = [f"**{c.base_name}**: `{c.base}` · **{c.tuned_name}**: `{c.tuned}`"]
+        if c.dataset:
+            parts.append(f"dataset: `{c.dataset.name}`")
+        text = " · ".join(parts)
+        if c.offline_world:
+            return (
+                "⚠️ **Offline twin world.** No model hub is reachable, so this app shows the bundled offline "
+                "world: small CLIP models trained on procedurally rendered flags and tartans (cultural twins that "
+                "differ in small details), not the paper's ViT-B/32 models or real photographs.<br>" + text
+            )
+        return text
+
+
+def _add_group_fields(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """Split `group` keys like 'region=Asia|category=food' into region/category/... columns."""
+    frame = frame.copy()
+    fields: dict[str, list[str | None]] = {}
+    parsed = []
+    for g in frame["group"].astype(str):
+        d = {}
+        if g != "all":
+            for part in g.split("|"):
+                k, _, v = part.partition("=")
+                if v:
+                    d[k] = v
+        parsed.append(d)
+        for k in d:
+            fields.setdefault(k, [])
+    for k in fields:
+        frame[k] = [d.get(k) for d in parsed]
+    for k in ("region", "category"):
+        if k not in frame.columns:
+            frame[k] = None
+    return frame
+
+
+def _blank():
+    from PIL import Image
+
+    return Image.new("RGB", (32, 32), (128, 128, 128))
+
+
+def gpu(fn: Callable) -> Callable:
+    """`spaces.GPU(fn)` on a ZeroGPU Space (when the `spaces` package imports), else `fn` unchanged."""
+    try:
+        import spaces  # type: ignore
+
+        return spaces.GPU(fn)
+    except Exception:  # noqa: BLE001 - not on a Space
+        return fn
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,359 @@
+"""Gradio layout: `build_demo(services) -> gr.Blocks`, one function per tab, `api_name` on every event.
+
+Handlers live in demo/handlers.py (plain functions); this module only wires components, turns
+`DemoInputError`/`ServiceError` into `gr.Error` messages (never a traceback) and sets the serving
+limits (`launch_kwargs`).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from . import handlers as H
+from .services import DemoServices, ServiceError, gpu
+from .validation import MAX_FILE_BYTES, DemoInputError, inside
+
+logger = logging.getLogger(__name__)
+
+QUEUE_MAX_SIZE = 256
+MAX_BATCH = 16
+CONCURRENCY = 4
+
+CSS = """
+.banner {border-radius: 10px; padding: 10px 16px !important; margin-bottom: 4px;}
+.banner.offline {background: #fff4d6; border: 1px solid #f0c36d;}
+.banner.offline * {color: #5b4300 !important;}
+.banner.online {background: #eef4ff; border: 1px solid #b8cdf5;}
+.model-col h3 {margin-bottom: 0;}
+"""
+
+INTRO = (
+    "# 🌏 CultureCLIP — telling cultural twins apart\n"
+    "Cultural *twins* are look-alike concepts from different cultures (gyoza vs jiaozi, a kilt's tartans, "
+    "similar flags). CultureCLIP fine-tunes CLIP with a twin-aware contrastive loss "
+    "([arXiv 2507.06210](https://arxiv.org/abs/2507.06210)). Compare it with the base model below."
+)
+
+
+def _safe(fn: Callable) -> Callable:
+    """Bad input -> gr.Error with our message; anything unexpected -> logged, short gr.Error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (DemoInputError, ServiceError) as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - keep serving; details go to the server log only
+            logger.exception("handler %s failed", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(e).__name__}). Try another input.", print_exception=False) from None
+
+    return wrapper
+
+
+DATA_URL_TOO_LARGE = "<data url too large>"
+
+from gradio.events import Dependency
+
+class UploadImage(gr.Image):
+    """A gr.Image whose preprocess hands the raw upload path to `demo.validation.load_image`.
+
+    gradio's own preprocess opens the file with PIL first, so a non-image, a truncated file or a
+    decompression bomb would surface as gradio's generic error instead of our message."""
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def preprocess(self, payload):  # type: ignore[override]
+        if payload is None:
+            return None
+        url = getattr(payload, "url", None)
+        if url and url.startswith("data:"):  # pasted/webcam images may arrive inline: store bytes, decode later
+            import base64
+            import hashlib
+
+            from gradio.utils import get_upload_folder
+
+            head, _, data = url.partition(",")
+            if len(data) > MAX_FILE_BYTES * 4 // 3 + 4:
+                return DATA_URL_TOO_LARGE
+            try:
+                raw = base64.b64decode(data, validate=False) if ";base64" in head else data.encode()
+            except ValueError:
+                raw = b""
+            folder = Path(get_upload_folder()) / "cultureclip_pasted"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / hashlib.sha256(raw).hexdigest()[:32]
+            if not path.exists():
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(raw)
+                os.replace(tmp, path)
+            return str(path)
+        return str(payload.path) if payload.path else None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def _upload_ok(path: Any, services: DemoServices) -> bool:
+    """Only gradio uploads (its cache folder) and the operator's dataset folder are read."""
+    if path is None or not isinstance(path, (str, os.PathLike)):
+        return path is None
+    from gradio.utils import get_upload_folder
+
+    roots = [get_upload_folder()]
+    if services.config.dataset is not None:
+        roots.append(str(services.config.dataset))
+    return any(inside(path, r) for r in roots)
+
+
+# ------------------------------------------------------------------------------------------------
+# Tabs
+# ------------------------------------------------------------------------------------------------
+
+
+def recognize_tab(services: DemoServices) -> None:
+    choices = H.filter_choices(services)
+    cfg = services.config
+    with gr.Row():
+        with gr.Column(scale=5):
+            image = UploadImage(type="filepath", sources=["upload", "clipboard"], label="Image", height=300)
+            examples = H.example_images(services, 8)
+            if examples:
+                gr.Examples(examples=[[p] for p in examples], inputs=[image], label="Examples from the dataset",
+                            examples_per_page=8)
+        with gr.Column(scale=5):
+            use_catalog = gr.Checkbox(value=True, label="Use catalog concepts as candidate labels")
+            with gr.Row():
+                category = gr.Dropdown(choices["category"], value=H.ALL, label="Category", min_width=120)
+                region = gr.Dropdown(choices["region"], value=H.ALL, label="Region", min_width=120)
+                culture = gr.Dropdown(choices["culture"], value=H.ALL, label="Culture", min_width=120)
+            typed = gr.Textbox(label="Extra labels (comma separated)", placeholder="e.g. gyoza, jiaozi, momo", lines=2)
+            with gr.Row():
+                alpha = gr.Slider(0, 1, value=1.0, step=0.1, label="WiSE-FT α (0 = base weights, 1 = CultureCLIP)")
+                top_k = gr.Slider(1, H.MAX_TOP_K, value=5, step=1, label="Top-k")
+            run = gr.Button("Classify", variant="primary")
+    message = gr.Markdown()
+    with gr.Row():
+        with gr.Column(elem_classes="model-col"):
+            out_base = gr.Label(label=cfg.base_name, num_top_classes=H.MAX_TOP_K)
+        with gr.Column(elem_classes="model-col"):
+            out_tuned = gr.Label(label=cfg.tuned_name, num_top_classes=H.MAX_TOP_K)
+
+    @gpu
+    def classify_batch(images, typeds, use_cats, cats, regs, culs, alphas, top_ks):
+        # gradio batch=True: one list per input, one list per output
+        n = len(images)
+        cands: list[Any] = []
+        errors: dict[int, str] = {}
+        for i in range(n):
+            if images[i] == DATA_URL_TOO_LARGE:
+                errors[i] = f"❌ The pasted image is larger than {MAX_FILE_BYTES // 2**20} MB."
+                cands.append(None)
+                continue
+            if not _upload_ok(images[i], services):
+                errors[i] = "❌ That image is not an upload; upload or paste a picture."
+                cands.append(None)
+                continue
+            try:
+                cands.append(H.build_candidates(services, typeds[i], bool(use_cats[i]), cats[i], regs[i], culs[i]))
+            except DemoInputError as e:
+                errors[i] = f"❌ {e}"
+                cands.append(None)
+        todo = [i for i in range(n) if i not in errors]
+        res: dict[int, H.ClassifyResult] = {}
+        if todo:
+            try:
+                out = H.classify_batch(services, [images[i] for i in todo], [cands[i] for i in todo],
+                                       [alphas[i] for i in todo], [top_ks[i] for i in todo])
+                res = dict(zip(todo, out))
+            except (DemoInputError, ServiceError) as e:
+                errors.update({i: f"❌ {e}" for i in todo})
+            except Exception as e:  # noqa: BLE001
+                logger.exception("classification failed")
+                errors.update({i: f"❌ Classification failed ({type(e).__name__}); try another image." for i in todo})
+        bases, tuneds, msgs = [], [], []
+        for i in range(n):
+            if i in errors:
+                bases.append(None)
+                tuneds.append(None)
+                msgs.append(errors[i])
+            else:
+                r = res[i]
+                bases.append(r.base or None)
+                tuneds.append(r.tuned or None)
+                msgs.append(r.message)
+        return [bases, tuneds, msgs]
+
+    run.click(
+        classify_batch,
+        inputs=[image, typed, use_catalog, category, region, culture, alpha, top_k],
+        outputs=[out_base, out_tuned, message],
+        api_name="classify",
+        batch=True,
+        max_batch_size=MAX_BATCH,
+        concurrency_limit=CONCURRENCY,
+    )
+
+
+def twin_tab(services: DemoServices) -> None:
+    if not services.has_dataset:
+        gr.Markdown("ℹ️ No dataset is configured, so the twin explorer has no images. Start the app with `--dataset`.")
+    choices = H.filter_choices(services) if services.has_dataset else {"category": [H.ALL], "culture": [H.ALL]}
+    pairs = H.search_pairs(services) if services.has_dataset else []
+    with gr.Row():
+        query = gr.Textbox(label="Search pairs", placeholder="name, culture or category", scale=3)
+        category = gr.Dropdown(choices["category"], value=H.ALL, label="Category", scale=1)
+        culture = gr.Dropdown(choices["culture"], value=H.ALL, label="Culture", scale=1)
+    pair = gr.Dropdown(pairs, value=pairs[0][1] if pairs else None, label=f"Twin pair ({len(pairs)} found)",
+                       allow_custom_value=True)  # the handler validates the value itself
+    with gr.Row():
+        with gr.Column(scale=3):
+            gallery_a = gr.Gallery(label="Side A", columns=4, height=220, object_fit="cover")
+            gallery_b = gr.Gallery(label="Side B", columns=4, height=220, object_fit="cover")
+        with gr.Column(scale=2):
+            info = gr.Markdown()
+    similarity = gr.Plot(label="Similarity matrices")
+    with gr.Row():
+        with gr.Column(scale=3):
+            confusion_note = gr.Markdown()
+            confusion = gr.Gallery(label="Confusion gallery: images the base model gives to the twin", columns=4, height=240)
+        with gr.Column(scale=2):
+            scatter = gr.Plot(label="Own vs twin similarity")
+    gr.Markdown("### Confusion map across the catalog")
+    map_btn = gr.Button("Compute the confusion map (embeds every dataset image once)")
+    map_plot = gr.Plot(label="Pairs the base model confuses most")
+    map_table = gr.Dataframe(label="All pairs", max_height=320, interactive=False)
+
+    @_safe
+    def find_pairs(q, cat, cul):
+        found = H.search_pairs(services, q, cat, cul)
+        return gr.Dropdown(choices=found, value=found[0][1] if found else None, label=f"Twin pair ({len(found)} found)")
+
+    @gpu
+    @_safe
+    def show_pair(value):
+        v = H.pair_view(services, value)
+        return v.info, v.gallery_a, v.gallery_b, v.similarity, v.confusion_note, v.confusion, v.scatter
+
+    @gpu
+    @_safe
+    def show_map():
+        return H.confusion_map(services)
+
+    for comp in (query, category, culture):
+        ev = comp.submit if isinstance(comp, gr.Textbox) else comp.change
+        ev(find_pairs, [query, category, culture], [pair], api_name=f"find_pairs_{'query' if comp is query else comp.label.lower()}")
+    pair.change(show_pair, [pair], [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter],
+                api_name="twin_pair", concurrency_limit=CONCURRENCY)
+    map_btn.click(show_map, None, [map_plot, map_table], api_name="confusion_map", concurrency_limit=1)
+    return pair, show_pair, [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter]
+
+
+def benchmarks_tab(services: DemoServices) -> None:
+    choices = H.benchmark_choices(services)
+    with gr.Row():
+        benchmarks = gr.Dropdown(choices["benchmark"], multiselect=True, label="Benchmarks (all when empty)")
+        models = gr.Dropdown(choices["model"], multiselect=True, label="Models")
+        regions = gr.Dropdown(choices["region"], multiselect=True, label="Regions")
+        categories = gr.Dropdown(choices["category"], multiselect=True, label="Categories")
+    with gr.Row():
+        main_only = gr.Checkbox(value=True, label="Main metric only")
+        refresh = gr.Button("Update", variant="primary")
+        download = gr.DownloadButton("Download CSV", visible=False)
+    message = gr.Markdown()
+    table = gr.Dataframe(label="Results (%)", max_height=380, interactive=False, show_search="search")
+    with gr.Row():
+        bars = gr.Plot(label="Main metric by benchmark")
+        heat = gr.Plot(label="CultureCLIP − base by region × category")
+
+    @_safe
+    def update(b, m, r, c, main):
+        v = H.benchmark_view(services, b, m, r, c, bool(main))
+        dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
+        return v.message, v.table, v.bars, v.heatmap, dl
+
+    inputs = [benchmarks, models, regions, categories, main_only]
+    outputs = [message, table, bars, heat, download]
+    refresh.click(update, inputs, outputs, api_name="benchmarks")
+    return update, inputs, outputs
+
+
+def search_tab(services: DemoServices) -> None:
+    if not services.has_dataset:
+        gr.Markdown("ℹ️ No dataset is configured, so there is nothing to search. Start the app with `--dataset`.")
+    with gr.Row():
+        query = gr.Textbox(label="Describe an image", placeholder="a Mexican tamale on a banana leaf", scale=4)
+        k = gr.Slider(1, 24, value=8, step=1, label="Results", scale=1)
+        go = gr.Button("Search", variant="primary", scale=1)
+    examples = []
+    if services.has_dataset:
+        cs = list(services.concepts().values())[:4]
+        examples = [[c.prompt.removeprefix("a photo of ")] for c in cs]
+    if examples:
+        gr.Examples(examples, inputs=[query], label="Try")
+    message = gr.Markdown()
+    with gr.Row():
+        g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="cover")
+        g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="cover")
+
+    @gpu
+    @_safe
+    def run(q, n):
+        r = H.search(services, q, int(n))
+        return r.message, r.base, r.tuned
+
+    go.click(run, [query, k], [message, g_base, g_tuned], api_name="search", concurrency_limit=CONCURRENCY)
+    query.submit(run, [query, k], [message, g_base, g_tuned], api_name="search_submit", concurrency_limit=CONCURRENCY)
+
+
+# ------------------------------------------------------------------------------------------------
+# Assembly
+# ------------------------------------------------------------------------------------------------
+
+
+def build_demo(services: DemoServices) -> gr.Blocks:
+    """The whole app; nothing heavy happens here except reading the manifest/results (no model load)."""
+    offline = services.config.offline_world
+    with gr.Blocks(title="CultureCLIP demo", analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        gr.Markdown(services.banner(), elem_classes=["banner", "offline" if offline else "online"], elem_id="banner")
+        with gr.Tabs():
+            with gr.Tab("Recognize", id="recognize"):
+                recognize_tab(services)
+            with gr.Tab("Twin explorer", id="twins") as twins:
+                pair, show_pair, pair_outputs = twin_tab(services)
+            with gr.Tab("Benchmarks", id="benchmarks") as bench:
+                update, b_inputs, b_outputs = benchmarks_tab(services)
+            with gr.Tab("Search", id="search"):
+                search_tab(services)
+        # fill the twin and benchmark tabs when they are first opened (no model work at startup)
+        twins.select(show_pair, [pair], pair_outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
+        bench.select(update, b_inputs, b_outputs, api_name="benchmarks_tab_open")
+    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
+    return demo
+
+
+def launch_kwargs(services: DemoServices, **overrides: Any) -> dict[str, Any]:
+    """Serving settings: upload size limit, only the dataset folder served, theme and CSS."""
+    allowed = [str(services.config.dataset.resolve())] if services.config.dataset else []
+    kw: dict[str, Any] = dict(
+        max_file_size=MAX_FILE_BYTES,
+        allowed_paths=allowed,
+        show_error=True,  # our gr.Error messages reach the user; unexpected errors are generic (see _safe)
+        theme=gr.themes.Soft(primary_hue="orange", secondary_hue="blue"),
+        css=CSS,
+        footer_links=["api"],
+        ssr_mode=False,
+    )
+    kw.update(overrides)
+    return kw

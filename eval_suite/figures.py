@@ -1,0 +1,331 @@
+"""Plotly figures from the tidy results frame (``eval_suite.tables.load_frame``).
+
+Every function returns a ``plotly.graph_objects.Figure``; the demo's dashboard shows the same figures.
+plotly is imported inside the functions so importing this module stays cheap. Values are fractions
+in the frame and shown as percent (``scale``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from eval_suite import metrics as M
+from eval_suite import tables as T
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+log = logging.getLogger(__name__)
+
+STATIC_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp")
+
+
+class FigureExportError(RuntimeError):
+    """A static image (PNG/SVG/PDF) could not be rendered; the message says how to fix it."""
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def benchmark_bars(
+    frame: pd.DataFrame,
+    metric: str | Mapping[str, str] | None = None,
+    models: Sequence[str] | None = None,
+    group: str = T.OVERALL,
+    scale: float = 100.0,
+    title: str | None = None,
+) -> go.Figure:
+    """Grouped bars: x = benchmark, one bar trace per model, y = metric (default each benchmark's main).
+
+    Error bars show the stored 95% CI where the results have one.
+    """
+    go = _go()
+    sel = T.main_metrics(frame, metric)
+    sel = sel[sel["group"] == group]
+    if models is not None:
+        tags = [T.resolve_model(frame, m) for m in models]
+        sel = sel[sel["model_tag"].isin(tags)]
+    else:
+        tags = sorted(sel["model_tag"].unique().tolist())
+    if sel.empty:
+        raise ValueError(f"no rows to plot for metric={metric!r}, group={group!r}")
+    benchmarks = sorted(sel["benchmark"].unique().tolist())
+    fig = go.Figure()
+    for tag in tags:
+        rows = sel[sel["model_tag"] == tag].set_index("benchmark").reindex(benchmarks)
+        y = rows["value"].to_numpy(float) * scale
+        has_ci = rows["ci_low"].notna().any()
+        error = None
+        if has_ci:
+            error = dict(
+                type="data",
+                symmetric=False,
+                array=(rows["ci_high"].to_numpy(float) * scale - y),
+                arrayminus=(y - rows["ci_low"].to_numpy(float) * scale),
+            )
+        labels = [f"{b}<br>{m}" for b, m in zip(benchmarks, rows["metric"].fillna(""))]
+        fig.add_trace(
+            go.Bar(name=tag, x=benchmarks, y=y, error_y=error, customdata=labels,
+                   hovertemplate="%{customdata}<br>%{y:.1f}<extra>" + tag + "</extra>")
+        )
+    metric_label = metric if isinstance(metric, str) else "main metric"
+    fig.update_layout(
+        barmode="group",
+        title=title or f"{metric_label} by benchmark",
+        xaxis_title="benchmark",
+        yaxis_title=f"{metric_label} (%)" if scale == 100 else metric_label,
+        legend_title="model",
+        legend=dict(orientation="h", yanchor="top", y=-0.2),
+    )
+    return fig
+
+
+def delta_heatmap(
+    frame: pd.DataFrame,
+    base: str,
+    tuned: str,
+    rows: str = "region",
+    cols: str = "category",
+    metric: str | None = None,
+    benchmark: str | None = None,
+    scale: float = 100.0,
+) -> go.Figure:
+    """Heatmap of tuned - base per (rows x cols) group, e.g. region x category, centred on zero.
+
+    Uses the combined groups written with ``cross=[(rows, cols)]`` (``region=Asia|category=food``).
+    ``benchmark`` defaults to the only benchmark that has such groups; ``metric`` to its main metric.
+    """
+    go = _go()
+    b_tag, t_tag = T.resolve_model(frame, base), T.resolve_model(frame, tuned)
+    parsed = frame["group"].map(M.parse_group_key)
+    cell = parsed.map(lambda d: set(d) == {rows, cols})
+    sel = frame[cell]
+    if sel.empty:
+        raise ValueError(
+            f"no {rows} x {cols} groups in the results; evaluate with cross groups ({rows!r}, {cols!r})"
+        )
+    if benchmark is None:
+        found = sorted(sel["benchmark"].unique().tolist())
+        if len(found) > 1:
+            raise ValueError(f"several benchmarks have {rows} x {cols} groups {found}; pass benchmark=")
+        benchmark = found[0]
+    sel = sel[sel["benchmark"] == benchmark]
+    sel = T.main_metrics(sel, metric)
+    wide = {}
+    for tag in (b_tag, t_tag):
+        part = sel[sel["model_tag"] == tag]
+        if part.empty:
+            raise ValueError(f"model {tag!r} has no {rows} x {cols} results on {benchmark!r}")
+        keys = part["group"].map(M.parse_group_key)
+        wide[tag] = pd.DataFrame(
+            {rows: keys.map(lambda d: d[rows]).to_numpy(), cols: keys.map(lambda d: d[cols]).to_numpy(),
+             "value": part["value"].to_numpy(float), "n": part["n"].to_numpy(dtype=float, na_value=np.nan)}
+        ).pivot_table(index=rows, columns=cols, values=["value", "n"], aggfunc="first")
+    delta = (wide[t_tag]["value"] - wide[b_tag]["value"]) * scale
+    n = wide[t_tag]["n"].reindex_like(delta)
+    text = np.where(np.isnan(delta.to_numpy()), "", np.vectorize(lambda v: f"{v:+.1f}")(delta.to_numpy()))
+    used_metric = sel["metric"].iloc[0]
+    fig = go.Figure(
+        go.Heatmap(
+            z=delta.to_numpy(),
+            x=[str(c) for c in delta.columns],
+            y=[str(i) for i in delta.index],
+            text=text,
+            texttemplate="%{text}",
+            customdata=n.to_numpy(),
+            colorscale="RdBu",
+            zmid=0,
+            colorbar=dict(title="Δ"),
+            hovertemplate=f"{rows}=%{{y}}<br>{cols}=%{{x}}<br>Δ=%{{z:+.1f}}<br>n=%{{customdata}}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{benchmark}: {used_metric}, {t_tag} − {b_tag}",
+        xaxis_title=cols,
+        yaxis_title=rows,
+    )
+    return fig
+
+
+def twin_scatter(
+    points: pd.DataFrame,
+    x: str = "sim_twin",
+    y: str = "sim_own",
+    color: str = "model",
+    hover: Sequence[str] = ("concept", "twin", "image_id"),
+    title: str = "Similarity to own vs twin concept",
+) -> go.Figure:
+    """Per-image similarity to its own concept's prompt (y) vs its twin's (x), one trace per model.
+
+    ``points`` needs columns ``sim_own``, ``sim_twin`` (cosines, e.g. from ``Embedder.twin_scores``)
+    and ``model``; optional hover columns. Points above the dashed diagonal are images the model puts
+    closer to their own concept; the legend shows each model's twin accuracy.
+    """
+    go = _go()
+    missing = [c for c in (x, y, color) if c not in points.columns]
+    if missing:
+        raise KeyError(f"twin_scatter needs columns {missing}; have {list(points.columns)}")
+    if points.empty:
+        raise ValueError("twin_scatter got no points")
+    fig = go.Figure()
+    hover_cols = [h for h in hover if h in points.columns]
+    for name, part in points.groupby(color, sort=True):
+        acc = float((part[y] > part[x]).mean())
+        custom = part[hover_cols].astype(str).to_numpy() if hover_cols else None
+        lines = "".join(f"<br>{h}=%{{customdata[{i}]}}" for i, h in enumerate(hover_cols))
+        fig.add_trace(
+            go.Scatter(
+                x=part[x], y=part[y], mode="markers", name=f"{name} (twin acc {acc:.0%})",
+                customdata=custom, opacity=0.75,
+                hovertemplate=f"{x}=%{{x:.3f}}<br>{y}=%{{y:.3f}}{lines}<extra>{name}</extra>",
+            )
+        )
+    lo = float(min(points[x].min(), points[y].min()))
+    hi = float(max(points[x].max(), points[y].max()))
+    pad = 0.02 * (hi - lo or 1.0)
+    fig.add_trace(
+        go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines", name="own = twin",
+                   line=dict(dash="dash", color="gray"), hoverinfo="skip")
+    )
+    fig.update_layout(title=title, xaxis_title=f"similarity to twin concept ({x})",
+                      yaxis_title=f"similarity to own concept ({y})", legend_title=color)
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def ablation_lines(
+    frame: pd.DataFrame,
+    param: str = "w_con",
+    metric: str | Mapping[str, str] | None = None,
+    pattern: str | None = T.DEFAULT_ABLATION_PATTERN,
+    benchmarks: Sequence[str] | None = None,
+    scale: float = 100.0,
+) -> go.Figure:
+    """One line per benchmark (plus their mean) of the metric against an ablation parameter."""
+    go = _go()
+    table = T.ablation_table(frame, [param], metric, pattern, benchmarks, scale=scale)
+    numeric = pd.to_numeric(table[param], errors="coerce")
+    if numeric.isna().any():
+        raise ValueError(f"ablation parameter {param!r} is not numeric: {table[param].tolist()}")
+    table = table.assign(**{param: numeric}).sort_values(param)
+    series = [c for c in table.columns if c not in (param, "model_tag")]
+    fig = go.Figure()
+    for col in series:
+        fig.add_trace(
+            go.Scatter(x=table[param], y=table[col], mode="lines+markers", name=col,
+                       line=dict(dash="dot") if col == "mean" else None,
+                       customdata=table["model_tag"],
+                       hovertemplate=f"{param}=%{{x}}<br>%{{y:.1f}}<br>%{{customdata}}<extra>{col}</extra>")
+        )
+    fig.update_layout(title=f"Ablation over {param}", xaxis_title=param,
+                      yaxis_title="main metric (%)" if metric is None else f"{metric} (%)", legend_title="benchmark")
+    return fig
+
+
+def write_figure(fig: go.Figure, path: str | os.PathLike[str], include_plotlyjs: bool | str = True,
+                 scale: float = 2.0) -> Path:
+    """Write a figure: ``.html`` always works (self-contained by default, so it opens offline);
+    ``.png``/``.svg``/``.pdf`` need kaleido and a Chrome/Chromium it can find (``BROWSER_PATH``).
+
+    Raises :class:`FigureExportError` with the fix if static export is impossible here; nothing is
+    left half-written (temp file + rename).
+    """
+    import tempfile
+
+    p = Path(path)
+    suffix = p.suffix.lower()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix in (".html", ".htm"):
+            fig.write_html(tmp, include_plotlyjs=include_plotlyjs, full_html=True)
+        elif suffix in STATIC_FORMATS:
+            _write_static(fig, tmp, suffix, scale)
+        else:
+            raise ValueError(f"unknown figure format {suffix!r} for {p}; use .html or one of {STATIC_FORMATS}")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("wrote %s", p)
+    return p
+
+
+def _write_static(fig: go.Figure, tmp: Path, suffix: str, scale: float) -> None:
+    try:
+        import kaleido  # noqa: F401
+    except ImportError as exc:
+        raise FigureExportError(
+            f"writing {suffix} needs kaleido (`pip install kaleido`); or write .html instead"
+        ) from exc
+    try:
+        fig.write_image(tmp, format=suffix.lstrip(".").replace("jpg", "jpeg"), scale=scale)
+    except Exception as exc:  # kaleido raises several types when Chrome is missing or crashes
+        raise FigureExportError(
+            f"kaleido could not render {suffix}: {type(exc).__name__}: {exc}. kaleido>=1 needs Chrome or "
+            "Chromium: install one (e.g. `apt-get install chromium`) or set BROWSER_PATH to its "
+            "executable; `plotly_get_chrome` downloads one when the internet is reachable. "
+            "HTML export works without it."
+        ) from exc
+    if not tmp.exists() or tmp.stat().st_size == 0:
+        raise FigureExportError(f"kaleido wrote no {suffix} data; write .html instead")
+
+
+def write_figures(
+    frame: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    base: str | None = None,
+    tuned: str | None = None,
+    formats: Sequence[str] = ("html",),
+    ablation_param: str = "w_con",
+) -> list[Path]:
+    """Write every figure the frame supports (bars; heatmap and ablation lines when possible)."""
+    figs: dict[str, Any] = {"benchmark_bars": benchmark_bars(frame)}
+    if base and tuned:
+        try:
+            figs["delta_heatmap"] = delta_heatmap(frame, base, tuned)
+        except ValueError as exc:
+            log.info("no delta heatmap: %s", exc)
+    try:
+        figs["ablation_lines"] = ablation_lines(frame, ablation_param)
+    except (KeyError, ValueError) as exc:
+        log.info("no ablation lines: %s", exc)
+    out = Path(out_dir)
+    return [write_figure(fig, out / f"{name}.{fmt}") for name, fig in figs.items() for fmt in formats]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m eval_suite.figures results/ --out figures/ [--base A --tuned B] [--formats html png]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m eval_suite.figures", description="plot a results folder")
+    ap.add_argument("results", help="folder of <benchmark>__<model>.json results")
+    ap.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    ap.add_argument("--base", help="base model (spec or tag) for the delta heatmap")
+    ap.add_argument("--tuned", help="tuned model (spec or tag) for the delta heatmap")
+    ap.add_argument("--formats", nargs="+", default=["html"], help="html and/or png, svg, pdf (need kaleido)")
+    ap.add_argument("--ablation-param", default="w_con", help="x axis of the ablation lines")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("choreographer", "kaleido"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    frame = T.load_frame(args.results)
+    for p in write_figures(frame, args.out, args.base, args.tuned, args.formats, args.ablation_param):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

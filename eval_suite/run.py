@@ -1,0 +1,320 @@
+"""Evaluate models on benchmarks: `python -m eval_suite.run --models SPEC ... --benchmarks NAME ... --out results/`.
+
+For each (model, benchmark): load the benchmark (adapter), embed its images in batches with a
+DataLoader that decodes in worker processes (features cached on disk in safetensors, keyed by the
+model's weight hash, the dataset fingerprint and the preprocessing), score, and write
+`results/<benchmark>__<model_tag>.json` atomically. `--skip-existing` skips pairs whose result file
+already exists with the same model and evaluation settings, so an interrupted sweep resumes.
+
+Under `accelerate launch --num_processes N`, each process embeds every N-th image; the main process
+merges the parts and scores, so the numbers equal a single-process run.
+
+Examples:
+    python -m eval_suite.run --config smoke
+    python -m eval_suite.run --models open_clip:ViT-B-32@openai hf:lukahh/cultureclip_lora_0315_100k_32_07_03 \\
+        --benchmarks crope globalrg_retrieval imagenet1k --root imagenet1k=/data/wds_imagenet1k --out results/
+    accelerate launch --num_processes 2 -m eval_suite.run --config smoke --out results/
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "eval"
+
+
+@dataclass
+class EvalConfig:
+    """Everything that defines a sweep (YAML preset keys = these fields)."""
+
+    models: list[str] = field(default_factory=list)
+    benchmarks: list[str] = field(default_factory=list)
+    out: str = "results"
+    roots: dict[str, str] = field(default_factory=dict)  # benchmark -> local folder
+    protocol: str = ""  # default protocol for every benchmark that has it ("" = each one's default)
+    protocols: dict[str, str] = field(default_factory=dict)  # benchmark -> protocol
+    options: dict[str, dict] = field(default_factory=dict)  # benchmark -> adapter options
+    batch_size: int = 64
+    num_workers: int = 2
+    cache_dir: str = ""  # default: <out>/.embedding_cache
+    no_cache: bool = False
+    skip_existing: bool = False
+    n_boot: int = 1000
+    device: str = ""  # default: cuda if available (or the accelerate process's device)
+    precision: str = "fp32"
+    progress: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# distributed helpers (accelerate when launched with it; a single process otherwise)
+# ---------------------------------------------------------------------------------------------
+class _Dist:
+    def __init__(self) -> None:
+        self.state = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            from accelerate import PartialState
+
+            self.state = PartialState()
+        self.rank = self.state.process_index if self.state else 0
+        self.world = self.state.num_processes if self.state else 1
+        self.is_main = self.rank == 0
+
+    @property
+    def device(self) -> str | None:
+        return str(self.state.device) if self.state else None
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+# ---------------------------------------------------------------------------------------------
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise SystemExit(f"--{what} expects NAME=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k] = v
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m eval_suite.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="preset name in configs/eval/ (e.g. smoke) or a YAML path")
+    p.add_argument("--models", nargs="+", help="model specs (open_clip:ARCH@TAG, hf:ORG/NAME, a folder, ...)")
+    p.add_argument("--benchmarks", nargs="+", help="benchmark names (see --list)")
+    p.add_argument("--out", help="results folder")
+    p.add_argument("--root", action="append", metavar="NAME=PATH", help="local folder of a benchmark")
+    p.add_argument("--protocol", action="append", metavar="PROTO|NAME=PROTO",
+                   help="official or paper, for all benchmarks or one (NAME=PROTO)")
+    p.add_argument("--option", action="append", metavar="NAME.KEY=VALUE", help="adapter option, e.g. worldcuisines.kb_root=/data/kb")
+    p.add_argument("--skip-existing", action="store_true", default=None, help="skip pairs already evaluated")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--num-workers", type=int, help="DataLoader decoding workers")
+    p.add_argument("--cache-dir")
+    p.add_argument("--no-cache", action="store_true", default=None, help="do not read/write the embedding cache")
+    p.add_argument("--n-boot", type=int, help="bootstrap resamples for CIs (0 = none)")
+    p.add_argument("--device")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--list", action="store_true", help="list benchmarks and their protocols, then exit")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> EvalConfig:
+    """Defaults <- preset YAML <- command-line flags."""
+    from cultureclip.config import load_config
+
+    path = None
+    if args.config:
+        path = Path(args.config)
+        if not path.suffix:
+            path = PRESET_DIR / f"{args.config}.yaml"
+        if not path.is_file():
+            presets = sorted(q.stem for q in PRESET_DIR.glob("*.yaml"))
+            raise SystemExit(f"eval config {args.config!r} not found; presets: {presets} (or pass a YAML path)")
+    cfg = load_config(EvalConfig, path)
+    upd: dict[str, Any] = {}
+    for name in ("models", "benchmarks", "out", "batch_size", "num_workers", "cache_dir", "n_boot", "device",
+                 "precision"):
+        val = getattr(args, name)
+        if val is not None:
+            upd[name] = val
+    if args.skip_existing:
+        upd["skip_existing"] = True
+    if args.no_cache:
+        upd["no_cache"] = True
+    if args.no_progress:
+        upd["progress"] = False
+    cfg = dataclasses.replace(cfg, **upd)
+    cfg.roots = {**cfg.roots, **_pairs(args.root, "root")}
+    for proto in args.protocol or []:
+        if "=" in proto:
+            cfg.protocols.update(_pairs([proto], "protocol"))
+        else:
+            cfg.protocol = proto
+    for opt in args.option or []:
+        key, val = _pairs([opt], "option").popitem()
+        if "." not in key:
+            raise SystemExit(f"--option expects NAME.KEY=VALUE, got {opt!r}")
+        bench, k = key.split(".", 1)
+        cfg.options.setdefault(bench, {})[k] = val
+    if not cfg.models or not cfg.benchmarks:
+        raise SystemExit("give at least one --models SPEC and one --benchmarks NAME (or a --config preset)")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep
+# ---------------------------------------------------------------------------------------------
+def make_benchmark(cfg: EvalConfig, name: str):
+    from eval_suite.benchmarks import BENCHMARKS, create_benchmark
+
+    cls = BENCHMARKS.get(name)
+    proto = cfg.protocols.get(name) or (cfg.protocol if cls and cfg.protocol in cls.protocols else None)
+    return create_benchmark(name, root=cfg.roots.get(name), protocol=proto, **cfg.options.get(name, {}))
+
+
+def eval_config_for(cfg: EvalConfig, bench) -> dict[str, Any]:
+    """The settings that change a result's numbers (hashed into `config_hash`)."""
+    return {"benchmark": bench.name, "protocol": bench.protocol,
+            "options": {k: str(v) for k, v in sorted(bench.options.items())},
+            "root": str(cfg.roots.get(bench.name) or bench.hub_id or ""), "n_boot": cfg.n_boot,
+            "precision": cfg.precision}
+
+
+def _existing_ok(path: Path, model: str, config_hash: str) -> bool:
+    from eval_suite.results import ResultError, read_result
+
+    if not path.is_file():
+        return False
+    try:
+        r = read_result(path)
+    except ResultError as exc:
+        logger.warning("re-running: %s", exc)
+        return False
+    return r.get("model") == model and r.get("config_hash") == config_hash
+
+
+def embed_benchmark(cfg: EvalConfig, dist: _Dist, embedder, bench, model_sha: str):
+    """Image features (N, D) and valid flags for a benchmark: from cache, or embedded (split over ranks)."""
+    import numpy as np
+    import torch
+
+    from eval_suite.benchmarks.embedding import embed_image_refs
+    from eval_suite.cache import EmbeddingCache, cache_key, preprocess_signature
+
+    data = bench.load()
+    n = len(data.images)
+    cache = EmbeddingCache(cfg.cache_dir or Path(cfg.out) / ".embedding_cache")
+    key = cache_key(model_sha, bench.fingerprint(), preprocess_signature(embedder.backbone))
+    if not cfg.no_cache:
+        hit = cache.load(key, n)
+        if hit is not None:
+            logger.info("%s: %d image features from cache %s", bench.name, n, cache.path(key))
+            return hit[0], hit[1], 0.0
+    t0 = time.perf_counter()
+    indices = list(range(dist.rank, n, dist.world)) if dist.world > 1 else None
+    feats, valid = embed_image_refs(embedder, data.images, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                    progress=cfg.progress and dist.is_main, desc=bench.name, indices=indices)
+    seconds = time.perf_counter() - t0
+    if dist.world > 1:  # exchange shards through the cache folder (any world size, any data size)
+        part = f".part{dist.rank}of{dist.world}"
+        cache.save(key, feats, valid, part=part)
+        dist.barrier()
+        if dist.is_main:
+            feats = torch.zeros_like(feats)
+            valid = np.zeros(n, dtype=bool)
+            for r in range(dist.world):
+                got = cache.load(key, n, part=f".part{r}of{dist.world}")
+                if got is None:
+                    raise RuntimeError(f"embedding part of rank {r} is missing in {cache.folder}")
+                mine = np.arange(r, n, dist.world)
+                feats[mine] = got[0][mine]
+                valid[mine] = got[1][mine]
+        dist.barrier()
+        cache.remove(key, part=part)
+    if dist.is_main and not cfg.no_cache:
+        cache.save(key, feats, valid, metadata={"benchmark": bench.name, "model_sha": model_sha, "n": n})
+    return feats, valid, seconds
+
+
+def run_sweep(cfg: EvalConfig) -> list[Path]:
+    """Evaluate every model on every benchmark; returns the result files written (main process)."""
+    import torch
+
+    from cultureclip.backbone import create_backbone, default_device
+    from cultureclip.checkpoint import checkpoint_sha
+    from cultureclip.inference import Embedder
+    from eval_suite.results import hash_config, make_result, model_tag, result_filename, write_result
+
+    dist = _Dist()
+    out = Path(cfg.out)
+    written: list[Path] = []
+    failures: list[str] = []
+    benches = {}
+    for name in cfg.benchmarks:
+        benches[name] = make_benchmark(cfg, name)  # unknown names/protocols fail before any model loads
+    for spec in cfg.models:
+        todo = []
+        for name, bench in benches.items():
+            path = out / result_filename(name, model_tag(spec))
+            ecfg = eval_config_for(cfg, bench)
+            if cfg.skip_existing and _existing_ok(path, spec, hash_config({"benchmark": name, "task": bench.task, **ecfg})):
+                logger.info("skip %s (exists: %s)", name, path)
+                continue
+            todo.append((bench, path, ecfg))
+        if not todo:
+            continue
+        device = cfg.device or dist.device or default_device()
+        backbone = create_backbone(spec, device=device, precision=cfg.precision)
+        embedder = Embedder(backbone, batch_size=cfg.batch_size)
+        sha = checkpoint_sha(backbone)
+        for bench, path, ecfg in todo:
+            try:
+                bench.load()
+            except Exception as exc:  # a missing benchmark must not stop the sweep
+                failures.append(f"{bench.name}: {exc}")
+                logger.error("%s", exc)
+                continue
+            feats, valid, seconds = embed_benchmark(cfg, dist, embedder, bench, sha)
+            if not dist.is_main:
+                continue
+            t0 = time.perf_counter()
+            part = bench.evaluate(embedder, image_features=feats, valid=valid, n_boot=cfg.n_boot)
+            extra = {**part.pop("extra", {}), "dataset_fingerprint": bench.fingerprint(),
+                     "embed_seconds": round(seconds, 3), "score_seconds": round(time.perf_counter() - t0, 3),
+                     "world_size": dist.world, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
+            result = make_result(part.pop("benchmark"), part.pop("task"), spec, part.pop("metrics"),
+                                 n_samples=part.pop("n_samples"), checkpoint_sha=sha, eval_config=ecfg,
+                                 extra=extra, **part)
+            written.append(write_result(path, result))
+            logger.info("%s on %s: %s = %s", spec, bench.name, result["main_metric"],
+                        result["metrics"].get(result["main_metric"]))
+        del embedder, backbone
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    dist.barrier()
+    if failures:
+        raise BenchmarkRunError("some benchmarks could not run:\n  " + "\n  ".join(failures))
+    return written
+
+
+class BenchmarkRunError(RuntimeError):
+    """One or more benchmarks failed; the others were still evaluated and written."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.list:
+        from eval_suite.benchmarks import BENCHMARKS
+
+        for name, cls in sorted(BENCHMARKS.items()):
+            print(f"{name:20s} protocols={','.join(cls.protocols)} hub={cls.hub_id or '-'} env={cls.env_var}")
+        return 0
+    cfg = resolve_config(args)
+    try:
+        files = run_sweep(cfg)
+    except BenchmarkRunError as exc:
+        logger.error("%s", exc)
+        return 1
+    for f in files:
+        logger.info("wrote %s", f)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""A tiny twin world for the demo tests: two tiny open_clip models, a CulTwin dataset, a catalog, results.
+
+Plain functions (fixtures live in the test files that use them)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+CONCEPTS = [
+    # id, name, culture, culture_name, region, subregion, category, twin, colour
+    ("gyoza", "gyoza", "JP", "Japan", "Asia", "Eastern Asia", "cuisine", "jiaozi", (200, 160, 90)),
+    ("jiaozi", "jiaozi", "CN", "China", "Asia", "Eastern Asia", "cuisine", "gyoza", (230, 220, 200)),
+    ("tamale", "tamale", "MX", "Mexico", "Americas", "Central America", "cuisine", "humita", (90, 140, 60)),
+    ("humita", "humita", "AR", "Argentina", "Americas", "South America", "cuisine", "tamale", (220, 200, 80)),
+    ("flag_chad", "flag of Chad", "TD", "Chad", "Africa", "Middle Africa", "symbol", "flag_romania", (0, 40, 120)),
+    ("flag_romania", "flag of Romania", "RO", "Romania", "Europe", "Eastern Europe", "symbol", "flag_chad", (250, 210, 0)),
+]
+IMAGES_PER_CONCEPT = 4
+
+
+def make_models(root: Path) -> tuple[Path, Path]:
+    from tests.tiny_models import make_tiny_open_clip
+
+    return make_tiny_open_clip(root / "base", seed=0), make_tiny_open_clip(root / "tuned", seed=1)
+
+
+def make_dataset(root: Path) -> Path:
+    """manifest.parquet + images/ + catalog/ (valid curated YAML) in `root`."""
+    import numpy as np
+    import pandas as pd
+    import yaml
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k, (cid, name, culture, cname, region, sub, cat, twin, colour) in enumerate(CONCEPTS):
+        for i in range(IMAGES_PER_CONCEPT):
+            rng = np.random.default_rng(k * 100 + i)
+            arr = np.clip(np.array(colour)[None, None, :] + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype("uint8")
+            arr[:, : 16 + 4 * i] = 255 - arr[:, : 16 + 4 * i]
+            rel = f"images/{cid}/{cid}_{i}.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(root / rel)
+            sha = hashlib.sha256((root / rel).read_bytes()).hexdigest()
+            rows.append({
+                "image_id": f"{cid}_{i}", "image_path": rel, "concept_id": cid, "concept_name": name,
+                "culture": culture, "region": region, "category": cat,
+                "caption": f"{name} number {i} on a table", "concept_prompt": f"a photo of {name}, from {cname}",
+                "twin_concept_ids": [twin], "split": "test" if i == 0 else "train",
+                "generator": json.dumps({"model": "procedural", "seed": i}),
+                "scores": json.dumps({"clip": 0.3}), "sha256": sha,
+            })
+    pd.DataFrame(rows).to_parquet(root / "manifest.parquet")
+    (root / "README.md").write_text("# tiny CulTwin test dataset\n")
+    cat_dir = root / "catalog"
+    cat_dir.mkdir(exist_ok=True)
+    by_cat: dict[str, list] = {}
+    for cid, name, culture, cname, region, sub, cat, twin, _ in CONCEPTS:
+        by_cat.setdefault(cat, []).append({
+            "id": cid, "name": name, "aliases": [], "culture": culture, "culture_name": cname, "region": region,
+            "subregion": sub, "category": cat,
+            "context": f"A well known {cat} item from {cname}, shown here in a tiny synthetic test world for the demo.",
+            "features": [f"{name} feature one", f"{name} feature two"],
+            "twins": [{"id": twin, "distinguishing": f"{name} differs from {twin} in its colour"}],
+            "sources": ["test fixture"], "generated": False,
+        })
+    for cat, items in by_cat.items():
+        (cat_dir / f"{cat}.yaml").write_text(yaml.safe_dump(items, allow_unicode=True, sort_keys=False))
+    return root
+
+
+def make_results(root: Path, base_spec: str, tuned_spec: str) -> Path:
+    """Two benchmarks x two models, with region x category groups, written with eval_suite's writer."""
+    from eval_suite.results import make_result, result_filename, write_result
+
+    root.mkdir(parents=True, exist_ok=True)
+    for bench, task, metric in (("cultwin", "twin_choice", "twin_acc"), ("globalrg", "zeroshot_classification", "acc1")):
+        for spec, tag, base_val in ((base_spec, "base", 0.55), (tuned_spec, "cultureclip", 0.70)):
+            groups = {}
+            for j, (region, cat) in enumerate((("Asia", "cuisine"), ("Europe", "symbol"), ("Africa", "symbol"))):
+                groups[f"region={region}|category={cat}"] = {metric: base_val + 0.05 * j, "n": 10}
+            res = make_result(bench, task, spec, {metric: base_val, "n_correct": base_val * 30}, n_samples=30,
+                              groups=groups, tag=tag, main_metric=metric, ci={metric: [base_val - 0.05, base_val + 0.05]})
+            write_result(root / result_filename(bench, tag), res)
+    return root
+
+
+def make_world(root: Path) -> dict[str, Path]:
+    base, tuned = make_models(root / "models")
+    dataset = make_dataset(root / "dataset")
+    results = make_results(root / "results", str(base), str(tuned))
+    return {"base": base, "tuned": tuned, "dataset": dataset, "results": results}
+
+
+def make_services(world: dict[str, Path], **kw):
+    from demo.services import DemoConfig, DemoServices
+
+    cfg = DemoConfig(base=str(world["base"]), tuned=str(world["tuned"]), dataset=world["dataset"],
+                     results=world["results"], device="cpu", **kw)
+    return DemoServices(cfg)

@@ -1,0 +1,309 @@
+"""Curated concept catalog: shipped data validity, validator errors, stats CLI, helpers."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synth.catalog import (CATEGORIES, DATA_DIR, FLOORS, Catalog, CatalogError, check_floors,
+                           load_catalog, validate)
+from synth.catalog.__main__ import main
+from synth.catalog.regions import COUNTRIES, REGIONS, SUBREGIONS
+
+MY_HALF = ("cuisine", "clothing", "art", "architecture")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Catalog:
+    return load_catalog()
+
+
+def _raw_entries() -> list[dict]:
+    out = []
+    for f in sorted(DATA_DIR.glob("*.yaml")):
+        out.extend(yaml.safe_load(f.read_text(encoding="utf-8")) or [])
+    return out
+
+
+# ---------------------------------------------------------------- shipped data
+def test_shipped_catalog_validates(shipped):
+    assert validate(shipped) == []
+    assert len(shipped) == len(_raw_entries())
+    assert all(not c.generated for c in shipped)
+    # every twin pair is symmetric, cross-culture and same-category
+    for a, b in shipped.twin_pairs():
+        ca, cb = shipped[a], shipped[b]
+        assert b in ca.twin_ids and a in cb.twin_ids
+        assert ca.culture != cb.culture and ca.category == cb.category
+
+
+def test_shipped_files_are_named_by_category(shipped):
+    for c in shipped:
+        assert Path(c.source_file).stem == c.category, c.id
+
+
+def test_curated_half_meets_its_floor(shipped):
+    """cuisine/clothing/art/architecture: >=170 concepts, >=85 twin pairs, every region present."""
+    half = Catalog({k: c for k, c in shipped.concepts.items() if c.category in MY_HALF})
+    assert len(half) >= 170
+    assert len(half.twin_pairs()) >= 85
+    regions = Counter(c.region for c in half)
+    assert all(regions[r] / len(half) >= 0.10 for r in REGIONS), regions
+
+
+def test_whole_catalog_meets_floors(shipped):
+    missing = [c for c in CATEGORIES if not (DATA_DIR / f"{c}.yaml").exists()]
+    if missing:
+        pytest.skip(f"category files not written yet: {missing}")
+    assert check_floors(shipped) == []
+
+
+def test_check_floors_reports_shortfalls(shipped):
+    small = shipped.filter(category="art")
+    problems = check_floors(small)
+    assert any(p.startswith("concepts:") for p in problems)
+    assert any(p.startswith("categories: 1 <") for p in problems)
+    assert check_floors(small, floors={"concepts": 1}) == []
+
+
+# ---------------------------------------------------------------- validator on broken fixtures
+def _concept(cid: str, culture: str, region: str, subregion: str, twin: str | None) -> dict:
+    return {
+        "id": cid, "name": cid.replace("_", " "), "aliases": [], "culture": culture,
+        "culture_name": COUNTRIES.get(culture, (culture,))[0], "region": region,
+        "subregion": subregion, "category": "cuisine",
+        "context": "A test dish eaten at family gatherings and festivals, with a long history in its home region.",
+        "features": ["round shape", "golden crust"],
+        "twins": [{"id": twin, "distinguishing": f"not {twin}"}] if twin else [],
+        "sources": ["test fixture"], "generated": False,
+    }
+
+
+GOOD = [
+    _concept("dish_a", "JP", "Asia", "Eastern Asia", "dish_b"),
+    _concept("dish_b", "NG", "Africa", "Western Africa", "dish_a"),
+    _concept("dish_c", "yoruba", "Africa", "Western Africa", None),
+]
+
+
+def _write(tmp_path: Path, entries: list[dict], name: str = "cuisine.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(entries, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _errors(tmp_path: Path, entries: list[dict]) -> str:
+    _write(tmp_path, entries)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(tmp_path)
+    return str(info.value)
+
+
+def test_good_fixture_loads(tmp_path):
+    cat = load_catalog(_write(tmp_path, GOOD))
+    assert sorted(cat.concepts) == ["dish_a", "dish_b", "dish_c"]
+    assert cat.twin_pairs() == [("dish_a", "dish_b")]
+    assert cat["dish_c"].culture == "yoruba"
+
+
+def test_asymmetric_twin_is_named(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[1]["twins"] = []
+    msg = _errors(tmp_path, bad)
+    assert "dish_a: lists twin 'dish_b' but 'dish_b'" in msg and "does not list 'dish_a' back" in msg
+
+
+def test_twin_from_same_culture_is_named(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[1].update(culture="JP", culture_name="Japan", region="Asia", subregion="Eastern Asia")
+    msg = _errors(tmp_path, bad)
+    assert "dish_a: twin 'dish_b' has the same culture (JP)" in msg
+    assert "dish_b: twin 'dish_a' has the same culture (JP)" in msg
+
+
+def test_missing_twin_and_category_mismatch(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[0]["twins"].append({"id": "ghost", "distinguishing": "x"})
+    bad[1]["category"] = "clothing"
+    msg = _errors(tmp_path, bad)
+    assert "dish_a: twin 'ghost' does not exist" in msg
+    assert "dish_a: twin 'dish_b' is category 'clothing', not 'cuisine'" in msg
+
+
+def test_bad_code_and_region_mismatch(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[0]["culture"] = "XQ"
+    bad[1]["region"] = "Asia"
+    bad[2]["culture"] = "Yoruba People"
+    msg = _errors(tmp_path, bad)
+    assert "dish_a: culture 'XQ' is not an ISO 3166-1 alpha-2 code" in msg
+    assert "dish_b: NG (Nigeria) is in Africa/Western Africa (UN M49), not Asia/Western Africa" in msg
+    assert "dish_c: culture 'Yoruba People' must be" in msg
+
+
+def test_community_slug_needs_valid_subregion(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[2]["subregion"] = "Polynesia"
+    assert "dish_c: subregion 'Polynesia' is not an M49 subregion of 'Africa'" in _errors(tmp_path, bad)
+
+
+def test_duplicate_id_across_files(tmp_path):
+    _write(tmp_path, GOOD)
+    _write(tmp_path, [copy.deepcopy(GOOD[2])], name="other.yaml")
+    with pytest.raises(CatalogError) as info:
+        load_catalog(tmp_path)
+    assert "dish_c: duplicate id (first defined in" in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["name", "culture", "region", "context", "features", "sources"])
+def test_missing_required_field(tmp_path, field):
+    bad = copy.deepcopy(GOOD)
+    del bad[2][field]
+    msg = _errors(tmp_path, bad)
+    assert f"dish_c: required field '{field}' is missing" in msg
+
+
+def test_empty_features_short_context_unknown_field(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[2]["features"] = []
+    bad[1]["context"] = "too short"
+    bad[0]["colour"] = "red"
+    msg = _errors(tmp_path, bad)
+    assert "dish_c: features is empty" in msg
+    assert "dish_b: context has 2 words" in msg
+    assert "dish_a: unknown field(s) ['colour']" in msg
+
+
+def test_error_lists_all_problems(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[0]["culture"] = "XQ"
+    bad[2]["features"] = []
+    _write(tmp_path, bad)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(tmp_path)
+    assert len(info.value.problems) == 2
+    assert "python -m synth.catalog validate" in str(info.value)
+
+
+def test_generated_concepts_are_not_merged_silently(tmp_path):
+    gen = copy.deepcopy(GOOD[2])
+    gen.update(id="dish_gen", generated=True)
+    _write(tmp_path, GOOD)
+    gen_dir = tmp_path / "generated"
+    gen_dir.mkdir()
+    _write(gen_dir, [gen])
+    # the curated folder alone never contains it
+    assert "dish_gen" not in load_catalog(tmp_path / "cuisine.yaml")
+    # loading generated output without opting in is an error naming the concept
+    with pytest.raises(CatalogError, match="dish_gen: marked generated: true"):
+        load_catalog([tmp_path / "cuisine.yaml", gen_dir])
+    both = load_catalog([tmp_path / "cuisine.yaml", gen_dir], include_generated=True)
+    assert both["dish_gen"].generated and len(both) == 4
+    assert both.stats()["totals"]["generated"] == 1
+
+
+def test_validate_in_memory_catalog(shipped):
+    cat = Catalog(copy.deepcopy(dict(list(shipped.concepts.items())[:0])))
+    assert validate(cat) == []
+    one = shipped.filter(category="cuisine")
+    # a filtered catalog keeps dangling twin links, which validate reports
+    solo = Catalog({"gyoza": copy.deepcopy(one["gyoza"])})
+    assert any("twin 'jiaozi' does not exist" in p for p in validate(solo))
+
+
+# ---------------------------------------------------------------- CLI
+def test_stats_json_matches_raw_yaml(capsys):
+    assert main(["stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    raw = _raw_entries()
+    assert stats["totals"]["concepts"] == len(raw)
+    assert stats["category"] == dict(Counter(e["category"] for e in raw))
+    assert stats["region"] == {r: sum(e["region"] == r for e in raw) for r in REGIONS}
+    assert {k: v["count"] for k, v in stats["culture"].items()} == dict(Counter(e["culture"] for e in raw))
+    pairs = {tuple(sorted((e["id"], t["id"]))) for e in raw for t in e["twins"]}
+    assert stats["totals"]["twin_pairs"] == len(pairs)
+    assert stats["totals"]["cultures"] == len({e["culture"] for e in raw})
+    assert sum(stats["twin_pairs_per_category"].values()) == len(pairs)
+
+
+def test_stats_text_output(capsys, shipped):
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    s = shipped.stats()["totals"]
+    assert f"concepts: {s['concepts']}  twin pairs: {s['twin_pairs']}" in out
+    assert f"cultures: {s['cultures']}" in out
+    n_cuisine = len(shipped.filter(category="cuisine"))
+    assert any(line.split()[:2] == ["cuisine", str(n_cuisine)] for line in out.splitlines())
+
+
+def test_validate_cli(tmp_path, capsys):
+    assert main(["validate"]) == 0
+    assert "ok:" in capsys.readouterr().out
+    bad = copy.deepcopy(GOOD)
+    bad[1]["twins"] = []
+    _write(tmp_path, bad)
+    assert main(["--paths", str(tmp_path), "validate"]) == 1
+    assert "does not list 'dish_a' back" in capsys.readouterr().err
+    _write(tmp_path, GOOD)
+    assert main(["--paths", str(tmp_path), "validate", "--floors"]) == 1
+    assert "below the floors" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- helpers
+def test_concept_prompt_wording(shipped, tmp_path):
+    assert shipped.concept_prompt("gyoza") == "a photo of gyoza, a Japanese dumpling"
+    assert shipped.concept_prompt("ao_dai") == "a photo of áo dài, a Vietnamese traditional dress"
+    assert shipped.concept_prompt("ugali").startswith("a photo of ugali, a Kenyan")
+    cat = load_catalog(_write(tmp_path, GOOD))
+    assert cat.concept_prompt("dish_b") == "a photo of dish b, a dish from Nigeria"
+    with pytest.raises(KeyError, match="unknown concept id 'nope'"):
+        shipped.concept_prompt("nope")
+
+
+def test_twin_pairs_grouping_and_filter(shipped):
+    pairs = shipped.twin_pairs()
+    assert pairs == sorted(set(pairs)) and all(a < b for a, b in pairs)
+    assert ("gyoza", "jiaozi") in pairs
+    groups = shipped.by_category()
+    assert list(groups)[:2] == ["cuisine", "clothing"]
+    assert sum(map(len, groups.values())) == len(shipped)
+    oce = shipped.filter(region="Oceania", category="cuisine")
+    assert len(oce) > 0 and all(c.region == "Oceania" and c.category == "cuisine" for c in oce)
+    jp = shipped.filter(culture="JP")
+    assert "gyoza" in jp and "jiaozi" not in jp
+    assert [c.id for c in shipped.twins_of("gyoza")] == ["jiaozi", "mandu", "pierogi"]
+
+
+def test_to_frame(shipped):
+    pytest.importorskip("pandas")
+    df = shipped.to_frame()
+    assert len(df) == len(shipped) and df["id"].is_unique
+    row = df.set_index("id").loc["gyoza"]
+    assert row["culture"] == "JP" and "jiaozi" in row["twin_ids"]
+    assert row["concept_prompt"] == "a photo of gyoza, a Japanese dumpling"
+
+
+def test_regions_table():
+    assert len(COUNTRIES) == 249
+    for code, (name, region, subregion) in COUNTRIES.items():
+        assert len(code) == 2 and code.isupper() and name
+        if code != "AQ":
+            assert SUBREGIONS[subregion] == region, code
+    assert COUNTRIES["NG"][1:] == ("Africa", "Western Africa")
+    assert COUNTRIES["MX"][1:] == ("Americas", "Central America")
+    assert COUNTRIES["TO"][1:] == ("Oceania", "Polynesia")
+    assert COUNTRIES["RU"][1:] == ("Europe", "Eastern Europe")
+
+
+def test_import_is_light():
+    code = "import sys, synth.catalog; print(any(m in sys.modules for m in ('pandas', 'torch')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,121 @@
+"""Manifest validation, the twin-aware sampler and the dataset."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cultureclip.data import CulTwinDataset, ManifestError, TwinBatchSampler, collate, read_manifest
+from tests.cultwin_fixture import make_tiny_cultwin
+
+
+@pytest.fixture()
+def ds_dir(tmp_path):
+    return make_tiny_cultwin(tmp_path / "ds")
+
+
+def _edit(ds_dir, fn):
+    df = pd.read_parquet(ds_dir / "manifest.parquet")
+    df = fn(df)
+    df.to_parquet(ds_dir / "manifest.parquet", index=False)
+
+
+def test_reads_valid_manifest(ds_dir):
+    m = read_manifest(ds_dir)
+    assert len(m) == 24 and m.frame["twin_concept_ids"].iat[0] == ["flag_romania"]
+    assert len(m.split("train")) == 12 and m.fingerprint() == read_manifest(ds_dir).fingerprint()
+
+
+def test_missing_columns(ds_dir):
+    _edit(ds_dir, lambda df: df.drop(columns=["caption", "split"]))
+    with pytest.raises(ManifestError, match=r"lacks required column\(s\) \['caption', 'split'\]"):
+        read_manifest(ds_dir)
+
+
+def test_missing_and_unreadable_images_listed_or_skipped(ds_dir):
+    (ds_dir / "images" / "gyoza_1.png").unlink()
+    (ds_dir / "images" / "jiaozi_2.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ManifestError) as e:
+        read_manifest(ds_dir)
+    msg = str(e.value)
+    assert "2 row(s)" in msg and "gyoza-1" in msg and "missing file" in msg and "jiaozi-2" in msg and "unreadable" in msg
+    assert "skip_bad_images" in msg
+    m = read_manifest(ds_dir, skip_bad_images=True)
+    assert len(m) == 22 and len(m.skipped) == 2
+
+
+def test_unknown_twin_ids(ds_dir):
+    _edit(ds_dir, lambda df: df.assign(twin_concept_ids=[["mandu"] if c == "gyoza" else t for c, t in zip(df.concept_id, df.twin_concept_ids)]))
+    with pytest.raises(ManifestError, match="twin 'mandu' names no concept"):
+        read_manifest(ds_dir)
+
+
+def test_path_escape_rejected(ds_dir):
+    _edit(ds_dir, lambda df: df.assign(image_path=["../../etc/passwd"] + list(df.image_path[1:])))
+    with pytest.raises(ManifestError, match="outside the dataset folder"):
+        read_manifest(ds_dir)
+
+
+def _sampler_inputs(n_concepts=10, per=7, seed=0):
+    rng = np.random.default_rng(seed)
+    concepts, twins = [], []
+    for i in range(n_concepts):
+        k = per + int(rng.integers(0, 3))
+        t = [f"c{i ^ 1}"] if i < n_concepts - 2 else []
+        concepts += [f"c{i}"] * k
+        twins += [t] * k
+    return concepts, twins
+
+
+def test_sampler_every_image_once_twins_together_deterministic():
+    concepts, twins = _sampler_inputs()
+    s = TwinBatchSampler(concepts, twins, batch_size=8, seed=3)
+    batches = list(s)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(concepts)))  # every image exactly once
+    assert all(len(b) <= 8 for b in batches)
+    # both sides of a pair meet: every twin pair shares a batch at least min(n_a, n_b) times
+    together = 0
+    for b in batches:
+        cs = {concepts[i] for i in b}
+        together += sum(1 for c in cs if c != "c8" and c != "c9" and f"c{int(c[1:]) ^ 1}" in cs)
+    assert together >= 8 * 5
+    assert batches == list(TwinBatchSampler(concepts, twins, batch_size=8, seed=3))
+    s.set_epoch(1)
+    assert list(s) != batches
+
+
+def test_sampler_twin_images_share_batch():
+    concepts, twins = _sampler_inputs(per=4)
+    for b in TwinBatchSampler(concepts, twins, batch_size=6, seed=0):
+        pass
+    # an image paired with its twin: count images whose batch contains an image of their twin
+    batches = list(TwinBatchSampler(concepts, twins, batch_size=6, seed=0))
+    with_twin = sum(1 for b in batches for i in b if twins[i] and any(concepts[j] == twins[i][0] for j in b))
+    n_twinned = sum(1 for t in twins if t)
+    assert with_twin / n_twinned > 0.9
+
+
+def test_sampler_distributed_slices_are_the_global_batches():
+    concepts, twins = _sampler_inputs()
+    single = list(TwinBatchSampler(concepts, twins, batch_size=16, seed=5))
+    r0 = list(TwinBatchSampler(concepts, twins, batch_size=8, seed=5, num_replicas=2, rank=0))
+    r1 = list(TwinBatchSampler(concepts, twins, batch_size=8, seed=5, num_replicas=2, rank=1))
+    assert len(r0) == len(r1)
+    assert all(len(a) == 8 and len(b) == 8 for a, b in zip(r0, r1))
+    for g, a, b in zip(single, r0, r1):
+        assert (a + b)[: len(g)] == g  # padded only at the end of a short global batch
+    covered = {i for a, b in zip(r0, r1) for i in a + b}
+    assert covered == set(range(len(concepts)))
+
+
+def test_dataset_items_and_collate(ds_dir):
+    m = read_manifest(ds_dir).split("train")
+    import torch
+
+    ds = CulTwinDataset(m, lambda im: torch.zeros(3, 8, 8), seed=0)
+    items = [ds[i] for i in range(len(ds))]
+    chad = [it for it in items if it["caption"].startswith("a flag chad")][0]
+    assert chad["has_twin"] and chad["twin_prompt"] == "a photo of flag romania" and "flag romania" in chad["twin_caption"]
+    hanbok = [it for it in items if "hanbok" in it["caption"]][0]
+    assert not hanbok["has_twin"] and hanbok["twin_concept"] == -1
+    b = collate(items[:5] + [None])
+    assert b["images"].shape == (5, 3, 8, 8) and b["concepts"].dtype == torch.long and len(b["twin_captions"]) == 5

@@ -1,0 +1,339 @@
+"""Results JSON schema, tables and figures on the fixture results in tests/fixtures/results.
+
+Fixture contents (per-item values chosen by hand, see the ``samples`` in each file):
+- cultwin (twin_choice, main twin_acc, 8 images; region x category groups)
+  base ViT-B-32@openai [1,0,0,0,1,1,0,1] = 0.5; tuned ..._07_03 [1,1,1,0,1,1,1,1] = 0.875;
+  ..._05_05 [1,1,0,0,1,1,1,1] = 0.75. Regions Asia x4, Europe x2, Africa x2.
+- geode (zero-shot, main acc1, 6 images, regions Africa/Americas/Asia x2):
+  base acc1 0.5, acc5 5/6; 07_03 acc1 5/6, acc5 1; 05_05 acc1 5/6, acc5 1.
+- flickr30k (retrieval, no per-item data): base and 07_03 only.
+- cifar10 written by clip_benchmark (ViT-B-32 / openai), acc1 0.8983.
+07_03 carries model_config loss weights; 05_05 has none, so its weights come from its tag.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eval_suite import figures as F
+from eval_suite import results as R
+from eval_suite import tables as T
+
+FIXTURES = Path(__file__).parent / "fixtures" / "results"
+BASE = "ViT-B-32@openai"
+TUNED = "lukahh--cultureclip_lora_0315_100k_32_07_03"
+T55 = "lukahh--cultureclip_lora_0315_100k_32_05_05"
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return T.load_frame(FIXTURES)
+
+
+def _value(frame, model, benchmark, metric, group="all"):
+    sel = frame[
+        (frame.model_tag == model) & (frame.benchmark == benchmark) & (frame.metric == metric) & (frame.group == group)
+    ]
+    assert len(sel) == 1, (model, benchmark, metric, group, len(sel))
+    return sel.iloc[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# results JSON
+# --------------------------------------------------------------------------------------------------
+def _minimal(**over):
+    kw = dict(benchmark="geode", task="zeroshot_classification", model="hf:org/model", metrics={"acc1": 0.5},
+              n_samples=4, timestamp="2025-01-01T00:00:00+00:00", versions={"numpy": "2"})
+    kw.update(over)
+    return R.make_result(**kw)
+
+
+def test_model_tag_and_filename():
+    assert R.model_tag("hf:lukahh/cultureclip_lora_0315_100k_32_07_03") == TUNED
+    assert R.model_tag("open_clip:ViT-B-32@openai") == BASE
+    assert R.model_tag("open_clip:hf-hub:org/name") == "org--name"
+    assert R.model_tag("/tmp/runs/exp 1/final") == "exp_1--final"
+    assert R.result_filename("geode", BASE) == "geode__ViT-B-32@openai.json"
+
+
+def test_write_read_roundtrip_atomic(tmp_path):
+    res = _minimal(
+        metrics={"acc1": 0.5, "acc5": float("nan")}, ci={"acc1": [0.25, 0.75]}, skipped={"unreadable_image": 2}
+    )
+    assert res["metrics"]["acc5"] is None  # NaN is stored as null (strict JSON)
+    path = R.write_result(tmp_path, res)  # a folder -> <benchmark>__<tag>.json inside it
+    assert path.name == "geode__org--model.json"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    json.loads(path.read_text())  # strict JSON
+    back = R.read_results(tmp_path)
+    assert back == [res]
+    frame = T.frame_from_results(back)
+    assert math.isnan(_value(frame, "org--model", "geode", "acc5").value)
+    assert _value(frame, "org--model", "geode", "acc1").ci_low == 0.25
+
+
+def test_config_hash_depends_on_eval_config_only():
+    a = _minimal(eval_config={"templates": 80, "split": "test"})
+    b = _minimal(eval_config={"split": "test", "templates": 80}, timestamp="2026-01-01T00:00:00+00:00")
+    c = _minimal(eval_config={"split": "test", "templates": 1})
+    assert a["config_hash"] == b["config_hash"] != c["config_hash"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda r: r.pop("task"), "missing required keys"),
+        (lambda r: r.update(typo=1), "unknown keys"),
+        (lambda r: r["metrics"].update(acc1="high"), "must be a number"),
+        (lambda r: r.update(ci={"acc1": [0.9, 0.1]}), "low <= high"),
+        (lambda r: r.update(ci={"acc9": [0.1, 0.2]}), "has no value"),
+        (lambda r: r.update(main_metric="acc9"), "main_metric"),
+        (lambda r: r.update(n_samples=-1), "n_samples"),
+        (lambda r: r.update(timestamp="yesterday"), "ISO 8601"),
+        (lambda r: r.update(samples={"ids": ["a", "b"], "acc1": [1]}), "equal length"),
+    ],
+)
+def test_validation_errors_name_the_problem(change, message):
+    res = _minimal()
+    change(res)
+    with pytest.raises(R.ResultError, match=message):
+        R.validate_result(res)
+
+
+def test_read_results_bad_files(tmp_path):
+    R.write_result(tmp_path, _minimal())
+    (tmp_path / "broken__x.json").write_text("{not json")
+    with pytest.raises(R.ResultError, match="broken__x.json: not valid JSON"):
+        R.read_results(tmp_path)
+    assert len(R.read_results(tmp_path, strict=False)) == 1
+    with pytest.raises(FileNotFoundError, match="eval_suite.run"):
+        R.read_results(tmp_path / "missing")
+
+
+def test_summarize_samples_groups_and_ci():
+    s = R.summarize_samples(
+        {"acc1": [1, 0, 1, 1]}, {"region": ["Asia", "Asia", "Europe", None]}, ids=["a", "b", "c", "d"], n_boot=100
+    )
+    assert s["metrics"]["acc1"] == 0.75
+    assert s["groups"]["region=Asia"] == {"acc1": 0.5, "n": 2}
+    assert s["groups"]["region=unknown"] == {"acc1": 1.0, "n": 1}
+    assert s["metrics"]["acc1_worst_region"] == 0.5 and s["metrics"]["acc1_gap_region"] == 0.5
+    lo, hi = s["ci"]["acc1"]
+    assert lo <= 0.75 <= hi
+    assert s["samples"]["region"] == ["Asia", "Asia", "Europe", None]
+    with pytest.raises(R.ResultError, match="not in labels"):
+        R.summarize_samples({"acc1": [1]}, {"region": ["A"]}, fields=["income"])
+
+
+def test_fixtures_are_consistent_with_their_samples():
+    """The fixture numbers are what summarize_samples computes from the stored per-item values."""
+    for path in sorted(FIXTURES.glob("*.json")):
+        res = R.read_result(path)
+        if "samples" not in res:
+            continue
+        s = res["samples"]
+        metric_cols = [k for k in s if k != "ids" and all(isinstance(v, (int, float)) for v in s[k])]
+        label_cols = {k: s[k] for k in s if k != "ids" and k not in metric_cols}
+        cross = [("region", "category")] if "category" in label_cols else []
+        again = R.summarize_samples({k: s[k] for k in metric_cols}, label_cols, cross=cross, ids=s["ids"], n_boot=0)
+        assert again["metrics"] == pytest.approx(res["metrics"]), path.name
+        assert again["groups"] == res["groups"], path.name
+
+
+# --------------------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------------------
+def test_load_frame_rows(frame):
+    assert list(frame.columns[:10]) == ["model", "model_tag", "benchmark", "task", "metric", "group", "value", "n",
+                                        "ci_low", "ci_high"]
+    assert set(frame.model_tag) == {BASE, TUNED, T55}
+    assert set(frame.benchmark) == {"cifar10", "cultwin", "flickr30k", "geode"}
+    assert _value(frame, BASE, "cultwin", "twin_acc").value == 0.5
+    assert _value(frame, TUNED, "cultwin", "twin_acc").value == 0.875
+    asia = _value(frame, BASE, "cultwin", "twin_acc", "region=Asia")
+    assert (asia.value, asia.n) == (0.25, 4)
+    cell = _value(frame, TUNED, "cultwin", "twin_acc", "region=Asia|category=dress")
+    assert (cell.value, cell.n) == (0.5, 2)
+    geo = _value(frame, BASE, "geode", "acc1")
+    assert geo.is_main and geo.n == 6 and geo.ci_low <= 0.5 <= geo.ci_high
+    assert not _value(frame, BASE, "geode", "acc5").is_main
+    cifar = _value(frame, BASE, "cifar10", "acc1")  # clip_benchmark file, same model as the base
+    assert cifar.value == 0.8983 and cifar.model == "open_clip:ViT-B-32@openai"
+    assert not (frame.metric == "n").any()  # group sizes go to the n column, not a metric row
+
+
+def test_duplicate_results_keep_newest(tmp_path, caplog):
+    old = _minimal(metrics={"acc1": 0.1}, timestamp="2025-01-01T00:00:00+00:00")
+    new = _minimal(metrics={"acc1": 0.9}, timestamp="2025-06-01T00:00:00+00:00")
+    R.write_result(tmp_path / "a.json", new)
+    R.write_result(tmp_path / "b.json", old)
+    frame = T.load_frame(tmp_path)
+    assert frame.value.tolist() == [0.9]
+    assert "keeping the newest" in caplog.text
+
+
+def test_summary_and_group_tables(frame):
+    summary = T.summary_table(frame)
+    assert summary.loc[("cultwin", "twin_acc"), [BASE, T55, TUNED]].tolist() == [50.0, 75.0, 87.5]
+    assert summary.loc[("geode", "acc1"), TUNED] == pytest.approx(500 / 6)
+    assert math.isnan(summary.loc[("cifar10", "acc1"), TUNED])
+    regions = T.group_table(frame, "region")
+    assert regions.loc[("geode", "acc1", "Asia"), [BASE, T55, TUNED]].tolist() == [0.0, 100.0, 50.0]
+
+
+def test_compare_with_paired_bootstrap(frame):
+    samples = T.load_samples(FIXTURES)
+    table = T.compare(frame, "open_clip:ViT-B-32@openai", TUNED, samples=samples, n_boot=300)
+    row = table[(table.benchmark == "cultwin") & (table.metric == "twin_acc")].iloc[0]
+    assert (row.base, row.tuned, row.delta, row.n_paired) == (0.5, 0.875, 0.375, 8)
+    assert row.delta_ci_low <= row.delta <= row.delta_ci_high and 0 <= row.p_value <= 1
+    assert row.base_ci_low <= row.base <= row.base_ci_high
+    flickr = table[(table.benchmark == "flickr30k") & (table.metric == "text_retrieval_recall@1")].iloc[0]
+    assert flickr.delta == pytest.approx(0.772 - 0.789) and math.isnan(flickr.delta_ci_low)
+    assert "cifar10" not in set(table.benchmark)  # the tuned model was not run on it
+    groups = T.compare(frame, BASE, TUNED, samples=samples, groups=True, metric=None, n_boot=100)
+    asia = groups[(groups.benchmark == "cultwin") & (groups.group == "region=Asia")].iloc[0]
+    assert (asia.delta, asia.n_paired) == (0.5, 4)
+    same = T.compare(frame, BASE, BASE, samples=samples, n_boot=100)
+    paired = same[same.n_paired.notna()]
+    assert (paired.delta == 0).all() and (paired.p_value == 1).all() and (paired.delta_ci_high == 0).all()
+    with pytest.raises(KeyError, match="known model tags"):
+        T.compare(frame, "nope", TUNED)
+
+
+def test_ablation_from_config_and_tags(frame):
+    params = T.ablation_params(frame)
+    assert params.loc[TUNED].tolist() == [0.7, 0.3]  # from model_config loss.w_cap / loss.w_con
+    assert params.loc[T55].tolist() == [0.5, 0.5]  # from the tag ..._05_05
+    assert BASE not in params.index
+    table = T.ablation_table(frame)
+    assert table.model_tag.tolist() == [T55, TUNED]  # sorted by w_cap
+    assert table.cultwin.tolist() == [75.0, 87.5]
+    # mean over the benchmarks both settings have (cultwin, geode); flickr30k is missing for 05_05
+    assert table["mean"].tolist() == pytest.approx([(75 + 500 / 6) / 2, (87.5 + 500 / 6) / 2])
+    custom = T.ablation_table(frame, ["rank"], pattern=r"_(?P<rank>\d+)_\d\d_\d\d$", benchmarks=["cultwin"])
+    assert custom["rank"].tolist() == [3.2, 3.2]  # digits read with the tag convention: "32" -> 3.2
+    with pytest.raises(KeyError, match="found neither"):
+        T.ablation_params(frame, ["lr"])
+
+
+def test_markdown_and_latex_writers():
+    df = pd.DataFrame({"model": ["a|b", "c"], "acc": [0.5, float("nan")], "p_value": [0.0123, 1.0]})
+    assert T.to_markdown(df) == (
+        "| model | acc | p_value |\n|:---|---:|---:|\n| a\\|b | 0.5 | 0.012 |\n| c |  | 1.000 |\n"
+    )
+    tex = T.to_latex(pd.DataFrame({"metric_name": ["acc_1"], "value": [50.0]}))
+    assert "\\toprule" in tex and "metric\\_name" in tex and "acc\\_1 & 50.0" in tex
+
+
+def test_tables_cli_writes_files(tmp_path):
+    rc = T.main([str(FIXTURES), "--out", str(tmp_path), "--base", BASE, "--tuned", TUNED, "--n-boot", "100"])
+    assert rc == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    for stem in ("summary", "compare", "ablation", "groups_region", "groups_category"):
+        assert {f"{stem}.csv", f"{stem}.md", f"{stem}.tex"} <= names
+    assert {"results.csv", "compare_groups.csv"} <= names
+    assert "| cultwin | twin_acc | 50.0 | 75.0 | 87.5 |" in (tmp_path / "summary.md").read_text()
+    tidy = pd.read_csv(tmp_path / "results.csv")
+    assert len(tidy) == len(T.load_frame(FIXTURES))
+    compare = pd.read_csv(tmp_path / "compare.csv")
+    row = compare[(compare.benchmark == "cultwin") & (compare.metric == "twin_acc")].iloc[0]
+    assert row.delta == pytest.approx(37.5)  # percent
+
+
+def test_tables_cli_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        T.main([str(tmp_path / "none")])
+    with pytest.raises(ValueError, match="both --base and --tuned"):
+        T.main([str(FIXTURES), "--out", str(tmp_path), "--base", BASE])
+
+
+# --------------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------------
+def test_benchmark_bars(frame):
+    fig = F.benchmark_bars(frame)
+    assert [t.name for t in fig.data] == [BASE, T55, TUNED]
+    assert list(fig.data[0].x) == ["cifar10", "cultwin", "flickr30k", "geode"]
+    tuned = fig.data[2]
+    assert tuned.y[1] == 87.5 and math.isnan(tuned.y[0])
+    assert fig.layout.barmode == "group" and fig.layout.xaxis.title.text == "benchmark"
+    assert tuned.error_y.array[1] == pytest.approx(_value(frame, TUNED, "cultwin", "twin_acc").ci_high * 100 - 87.5)
+    only = F.benchmark_bars(frame, metric="acc5", models=[BASE])
+    assert len(only.data) == 1 and list(only.data[0].x) == ["cifar10", "geode"]
+
+
+def test_delta_heatmap(frame):
+    fig = F.delta_heatmap(frame, BASE, TUNED, rows="region", cols="category")
+    hm = fig.data[0]
+    assert list(hm.y) == ["Africa", "Asia", "Europe"] and list(hm.x) == ["dress", "food"]
+    np.testing.assert_allclose(np.asarray(hm.z, float), [[0, 100], [50, 50], [0, 0]])
+    assert hm.zmid == 0 and fig.layout.yaxis.title.text == "region"
+    with pytest.raises(ValueError, match="no income x category groups"):
+        F.delta_heatmap(frame, BASE, TUNED, rows="income")
+
+
+def test_twin_scatter():
+    pts = pd.DataFrame(
+        {"model": ["base", "base", "tuned", "tuned"], "sim_own": [0.30, 0.20, 0.35, 0.31],
+         "sim_twin": [0.25, 0.28, 0.20, 0.22], "concept": ["flag_td", "flag_ro", "flag_td", "flag_ro"]}
+    )
+    fig = F.twin_scatter(pts)
+    names = [t.name for t in fig.data]
+    assert names == ["base (twin acc 50%)", "tuned (twin acc 100%)", "own = twin"]
+    diag = fig.data[-1]
+    assert list(diag.x) == list(diag.y) and diag.line.dash == "dash"
+    assert list(fig.data[1].y) == [0.35, 0.31]
+    assert "twin" in fig.layout.xaxis.title.text and "own" in fig.layout.yaxis.title.text
+    with pytest.raises(KeyError, match="sim_own"):
+        F.twin_scatter(pts.drop(columns="sim_own"))
+
+
+def test_ablation_lines(frame):
+    fig = F.ablation_lines(frame, "w_con")
+    assert [t.name for t in fig.data] == ["cultwin", "flickr30k", "geode", "mean"]
+    assert list(fig.data[0].x) == [0.3, 0.5] and list(fig.data[0].y) == [87.5, 75.0]
+    assert fig.layout.xaxis.title.text == "w_con"
+
+
+def test_write_figure_html_and_errors(tmp_path, frame, monkeypatch):
+    fig = F.benchmark_bars(frame)
+    path = F.write_figure(fig, tmp_path / "bars.html", include_plotlyjs="cdn")
+    text = path.read_text()
+    assert "plotly" in text and "cultwin" in text
+    with pytest.raises(ValueError, match="unknown figure format"):
+        F.write_figure(fig, tmp_path / "bars.gif")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no browser")
+
+    monkeypatch.setattr(type(fig), "write_image", broken)
+    with pytest.raises(F.FigureExportError, match="Chromium"):
+        F.write_figure(fig, tmp_path / "bars.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.html"]  # nothing half-written
+
+
+@pytest.mark.browser
+def test_write_figure_png(tmp_path, frame):
+    """Real static export; needs kaleido plus a Chrome/Chromium, else skipped with the reason."""
+    if shutil.which("chromium") is None and shutil.which("google-chrome") is None:
+        pytest.skip("no Chrome/Chromium on PATH for kaleido")
+    try:
+        path = F.write_figure(F.ablation_lines(frame), tmp_path / "ablation.png", scale=1)
+    except F.FigureExportError as exc:
+        pytest.skip(str(exc))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_cli_html(tmp_path):
+    assert F.main([str(FIXTURES), "--out", str(tmp_path), "--base", BASE, "--tuned", TUNED]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ablation_lines.html", "benchmark_bars.html", "delta_heatmap.html"
+    ]

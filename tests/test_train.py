@@ -1,0 +1,128 @@
+"""Trainer: smoke run + export, LoRA run, exact resume after SIGKILL, non-finite loss, config errors."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cultureclip.config import ConfigError, load_config
+from cultureclip.train import TrainConfig, train
+from tests.cultwin_fixture import make_tiny_cultwin
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ds(tmp_path_factory):
+    return make_tiny_cultwin(tmp_path_factory.mktemp("cw") / "ds", per_concept=8)
+
+
+def _cfg(model_dir, ds, out, **over):
+    ov = [f"model.spec={model_dir}", f"data.dataset={ds}", f"out_dir={out}", "progress=false"]
+    ov += [f"{k}={v}" for k, v in over.items()]
+    return load_config(TrainConfig, ROOT / "configs/train/smoke.yaml", ov)
+
+
+def test_full_finetune_learns_and_exports(tiny_open_clip_dir, ds, tmp_path):
+    cfg = _cfg(tiny_open_clip_dir, ds, tmp_path / "run", **{"optim.epochs": 6, "optim.lr": 3e-4})
+    s = train(cfg)
+    losses = s["losses"]
+    assert len(losses) == s["step"] and s["step"] > 6
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first * 0.8, losses
+    from cultureclip.backbone import create_backbone
+    from cultureclip.checkpoint import read_metadata
+
+    bb = create_backbone(s["export"])
+    meta = read_metadata(s["export"])
+    assert meta["step"] == s["step"] and meta["config"]["optim"]["lr"] == 3e-4 and meta["base_spec"] == str(tiny_open_clip_dir)
+    assert (tmp_path / "run" / "log.jsonl").is_file() and (tmp_path / "run" / "log.csv").is_file()
+    assert (tmp_path / "run" / "val.jsonl").is_file()
+    assert len(list((tmp_path / "run" / "checkpoints").glob("step_*"))) == 2  # keep_last
+
+
+def test_lora_run_on_hf_exports_plain_clipmodel(tiny_hf_clip_dir, ds, tmp_path):
+    cfg = _cfg(tiny_hf_clip_dir, ds, tmp_path / "lora", **{"lora.enabled": True, "optim.max_steps": 3, "optim.lr": 1e-3})
+    s = train(cfg)
+    from transformers import CLIPModel
+
+    m = CLIPModel.from_pretrained(s["export"])
+    assert not any("lora" in k for k in m.state_dict())
+    base = CLIPModel.from_pretrained(str(tiny_hf_clip_dir))
+    k = "vision_model.encoder.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(m.state_dict()[k], base.state_dict()[k])  # merged update landed
+    k2 = "vision_model.encoder.layers.0.self_attn.k_proj.weight"
+    assert torch.equal(m.state_dict()[k2], base.state_dict()[k2])  # k not adapted
+
+
+def test_nonfinite_loss_stops_with_step(tiny_open_clip_dir, ds, tmp_path, monkeypatch):
+    import cultureclip.train as T
+
+    real = T._step_losses
+    calls = {"n": 0}
+
+    def fake(*a, **k):
+        out = real(*a, **k)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(T, "_step_losses", fake)
+    with pytest.raises(T.NonFiniteLossError, match="at step 3"):
+        train(_cfg(tiny_open_clip_dir, ds, tmp_path / "nan"))
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(TrainConfig, None, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(TrainConfig, None, ["optim.lr=fast"])
+    with pytest.raises(ConfigError, match="valid"):
+        load_config(TrainConfig, None, ["nosuch=1"])
+
+
+def _run(args, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "cultureclip.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _losses(run_dir):
+    by_step = {}
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        by_step[r["step"]] = r["loss"]  # a resumed run re-logs steps after the last checkpoint
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tiny_open_clip_dir, ds, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    common = ["--config", "configs/train/smoke.yaml", f"model.spec={tiny_open_clip_dir}", f"data.dataset={ds}",
+              "progress=false", "optim.max_steps=10", "save_every=2", "data.val_split=", "export=false",
+              "lora.enabled=true", "lora.dropout=0.1"]
+    ref = _run(common + [f"out_dir={tmp_path / 'ref'}"], env)
+    out, _ = ref.communicate(timeout=300)
+    assert ref.returncode == 0, out
+    # interrupted run: SIGKILL once the step-4 checkpoint is complete
+    p = _run(common + [f"out_dir={tmp_path / 'kill'}"], env)
+    marker = tmp_path / "kill" / "checkpoints" / "step_00000004" / "DONE"
+    t0 = time.time()
+    while not marker.exists():
+        assert p.poll() is None, p.stdout.read()
+        assert time.time() - t0 < 240
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = _run(common + [f"out_dir={tmp_path / 'kill'}", "--resume", "auto"], env)
+    out, _ = r.communicate(timeout=300)
+    assert r.returncode == 0, out
+    assert "resumed from" in out
+    a, b = _losses(tmp_path / "ref"), _losses(tmp_path / "kill")
+    assert len(a) == len(b) == 10
+    assert a == pytest.approx(b, abs=1e-6), (a, b)
+    assert not list((tmp_path / "kill" / "checkpoints").glob(".tmp*"))

@@ -39,8 +39,13 @@ def _unwrap_optional(tp: Any) -> Any:
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a YAML/CLI value to the annotated type (str from the CLI is parsed as YAML first)."""
+    optional = _unwrap_optional(tp) is not tp or tp is Any
     tp = _unwrap_optional(tp)
+    if isinstance(value, str) and optional and value.strip().lower() in ("null", "none", "~"):
+        return None
     if value is None:
+        if not optional and tp in (int, float, bool):
+            raise ConfigError(f"{where}: cannot be null (expected {tp.__name__})")
         return None
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):

@@ -318,8 +318,10 @@ class CulTwinDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, manifest: Manifest, transform: Callable[[Image.Image], torch.Tensor], seed: int = 0,
-                 skip_bad_images: bool = False):
+                 skip_bad_images: bool = False, cache_images: bool = False):
         self.m = manifest
+        self.cache_images = cache_images  # keep decoded images in memory (small datasets, many epochs)
+        self._cache: dict[int, Image.Image] = {}
         df = manifest.frame
         self.transform = transform
         self.seed = seed
@@ -351,8 +353,12 @@ class CulTwinDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict | None:
         path = self.m.image_path(i)
         try:
-            with Image.open(path) as im:
-                img = im.convert("RGB")
+            img = self._cache.get(i)
+            if img is None:
+                with Image.open(path) as im:
+                    img = im.convert("RGB")
+                if self.cache_images:
+                    self._cache[i] = img
         except Exception as e:  # noqa: BLE001
             if not self.skip_bad_images:
                 raise ManifestError(f"unreadable image {path} (row {i}): {e}. Set skip_bad_images to skip such rows.") from e

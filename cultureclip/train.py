@@ -64,6 +64,7 @@ class DataConfig:
     check_images: bool = True
     skip_bad_images: bool = False
     augment: bool = True
+    cache_images: bool = False  # keep decoded images in RAM (small datasets; num_workers=0)
 
 
 @dataclass
@@ -256,7 +257,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     if cfg.data.val_split and (manifest.frame["split"] == cfg.data.val_split).any():
         val_m = manifest.split(cfg.data.val_split)
     transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
-    dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images)
+    dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
+                             cache_images=cfg.data.cache_images)
     twin_ids = dataset.twin_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_ids]
     sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
@@ -438,18 +440,32 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
-    """One forward: images + (captions | prompts | twin captions | twin prompts) in one text batch."""
+    """One forward: images + the batch's UNIQUE texts (captions, concept prompts, twin captions, twin prompts).
+
+    Prompts repeat across items of a concept and twin prompts are mostly prompts of concepts already in
+    the batch; a twin caption is taken from an image of the twin concept in the batch when there is one
+    (twin-aware batching makes that the usual case). Encoding only unique texts keeps the step close to
+    plain CLIP cost (see bench/train_step.py)."""
     device = accelerator.device
     b = len(batch["captions"])
     use_twins = cfg.loss.twin_negatives and bool(batch["has_twin"].any())
-    texts = list(batch["captions"]) + list(batch["prompts"])
+    captions, prompts = list(batch["captions"]), list(batch["prompts"])
+    texts = captions + prompts
     if use_twins:
-        texts += [t or c for t, c in zip(batch["twin_captions"], batch["captions"])]
-        texts += [t or p for t, p in zip(batch["twin_prompts"], batch["prompts"])]
-    tokens = unwrapped.tokenize(texts).to(device)
+        caption_in_batch: dict[int, str] = {}
+        for c, cap in zip(batch["concepts"].tolist(), captions):
+            caption_in_batch.setdefault(c, cap)
+        twin_caps = [caption_in_batch.get(tc, t) if h else c
+                     for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, batch["has_twin"].tolist())]
+        twin_prompts = [t if h else p for t, p, h in zip(batch["twin_prompts"], prompts, batch["has_twin"].tolist())]
+        texts += twin_caps + twin_prompts
+    unique = list(dict.fromkeys(texts))
+    where = {t: i for i, t in enumerate(unique)}
+    index = torch.tensor([where[t] for t in texts], device=device)
+    tokens = unwrapped.tokenize(unique).to(device)
     images = batch["images"].to(device)
     out = model(images, tokens)
-    tf = out["text_features"]
+    tf = out["text_features"][index]
     kwargs = {
         "image_features": out["image_features"],
         "text_features": tf[:b],
@@ -465,7 +481,7 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
         if base_model is not None:
             with torch.no_grad():
                 kwargs["base_image_features"] = base_model.encode_image(images)
-                kwargs["base_text_features"] = base_model.encode_text(tokens[:b])
+                kwargs["base_text_features"] = base_model.encode_text(unwrapped.tokenize(captions).to(device))
     else:
         kwargs = {k: kwargs[k] for k in ("image_features", "text_features", "logit_scale")}
     return loss_fn(**kwargs)

@@ -57,23 +57,43 @@ class EvalConfig:
 # distributed helpers (accelerate when launched with it; a single process otherwise)
 # ---------------------------------------------------------------------------------------------
 class _Dist:
-    def __init__(self) -> None:
-        self.state = None
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            from accelerate import PartialState
+    """Rank/world from the launcher's environment (`accelerate launch` and torchrun both set WORLD_SIZE,
+    RANK, LOCAL_RANK); torch.distributed (nccl on GPU, gloo on CPU) only provides the barrier."""
 
-            self.state = PartialState()
-        self.rank = self.state.process_index if self.state else 0
-        self.world = self.state.num_processes if self.state else 1
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.is_main = self.rank == 0
+        self._pg = False
+        if self.world > 1:
+            import torch
+            import torch.distributed as td
+
+            if not td.is_initialized():
+                use_cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU") != "1"
+                td.init_process_group("nccl" if use_cuda else "gloo")
+                self._pg = True
 
     @property
     def device(self) -> str | None:
-        return str(self.state.device) if self.state else None
+        import torch
+
+        if self.world > 1 and torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU") != "1":
+            return f"cuda:{self.local_rank}"
+        return "cpu" if self.world > 1 else None
 
     def barrier(self) -> None:
-        if self.state is not None:
-            self.state.wait_for_everyone()
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def close(self) -> None:
+        if self._pg:
+            import torch.distributed as td
+
+            td.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,6 +307,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     dist.barrier()
+    dist.close()
     if failures:
         raise BenchmarkRunError("some benchmarks could not run:\n  " + "\n  ".join(failures))
     return written

@@ -97,8 +97,18 @@ def test_accelerate_two_processes_match_single(setup, tmp_path):
     single = tmp_path / "single"
     assert main(_args(sub, model, single, "--no-cache")) == 0
     multi = tmp_path / "multi"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--cpu", "--num_processes", "2",
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "1",
+           "PYTHONPATH": str(repo)}
+    # `--cpu --num_processes 2` starts one process without mpirun; the torchrun launcher (--multi_gpu)
+    # with ACCELERATE_USE_CPU=1 starts two that talk over gloo.
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--main_process_port", str(port),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "eval_suite.run",
            *_args(sub, model, multi)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parent.parent)

@@ -156,8 +156,7 @@ def test_openai_backend_retries_http_and_validation(tmp_path):
     _FlakyChat.calls.clear()
     try:
         cfg = smoke_cfg(tmp_path / "r", "llm.backend=openai", "llm.model=test-model", "catalog.limit=1",
-                        f"llm.base_url=http://127.0.0.1:{srv.server_address[1]}/v1", "llm.backoff=0.01"
-                        if False else "llm.timeout=5", "llm.concurrency=1", "captions.max_attempts=2")
+                        f"llm.base_url=http://127.0.0.1:{srv.server_address[1]}/v1", "llm.timeout=5", "llm.concurrency=1", "captions.max_attempts=2")
         s = run(cfg, ["captions"])
     finally:
         srv.shutdown()

@@ -12,7 +12,7 @@ from eval_suite.benchmarks.base import (Benchmark, BenchmarkError, BenchmarkNotF
 from eval_suite.benchmarks.classification import (DollarStreetBenchmark, GeoDEBenchmark, ImageNet1kBenchmark,
                                                   ZeroShotBenchmark)
 from eval_suite.benchmarks.crope import CROPEBenchmark
-from eval_suite.benchmarks.cultwin import CulTwinBenchmark
+from eval_suite.benchmarks.cultwin import CulTwinBenchmark, WorldAttributesBenchmark
 from eval_suite.benchmarks.cvqa import CVQABenchmark
 from eval_suite.benchmarks.globalrg import GlobalRGGroundingBenchmark, GlobalRGRetrievalBenchmark
 from eval_suite.benchmarks.retrieval import COCOBenchmark, Flickr30kBenchmark
@@ -21,7 +21,7 @@ from eval_suite.benchmarks.worldcuisines import WorldCuisinesBenchmark
 
 BENCHMARKS: dict[str, type[Benchmark]] = {
     cls.name: cls
-    for cls in (CulTwinBenchmark, CROPEBenchmark, GlobalRGRetrievalBenchmark, GlobalRGGroundingBenchmark,
+    for cls in (CulTwinBenchmark, WorldAttributesBenchmark, CROPEBenchmark, GlobalRGRetrievalBenchmark, GlobalRGGroundingBenchmark,
                 DollarStreetBenchmark, GeoDEBenchmark, WorldCuisinesBenchmark, CVQABenchmark,
                 ZeroShotBenchmark, ImageNet1kBenchmark, Flickr30kBenchmark, COCOBenchmark, SugarCrepeBenchmark)
 }

@@ -53,3 +53,13 @@ class CulTwinBenchmark(Benchmark):
                         pairs=sorted(pairs),
                         groups={"region": [str(v) for v in df["region"]],
                                 "category": [str(v) for v in df["category"]]})
+
+
+class WorldAttributesBenchmark(CulTwinBenchmark):
+    """General ability in the offline twin world: held-out culture-free flag designs, each to be matched
+    to its appearance caption among all captions of the set (a CulTwin-format manifest without twins,
+    written by `synth.world.build`). N-way accuracy here is "general attribute accuracy"."""
+
+    name = "world_attributes"
+    env_var = "CULTURECLIP_WORLD_ATTRIBUTES"
+    source_hint = "(built by `make offline-world`: artifacts/world/attributes)"

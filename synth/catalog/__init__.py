@@ -253,7 +253,7 @@ def load_catalog(paths: str | Path | Iterable[str | Path] | None = None,
     for path in files:
         where = _display(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except yaml.YAMLError as exc:
             problems.append(f"{where}: not valid YAML: {exc}")
             continue

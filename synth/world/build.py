@@ -1,0 +1,363 @@
+"""Build the bundled offline cultural twin world end to end, deterministically from a seed.
+
+    python -m synth.world.build [--out artifacts/world] [--preset full|smoke] [--seed 0] [--force]
+
+Steps (each cached: a step whose settings did not change is skipped on rerun):
+1. pretrain data: "web-like" data for a base CLIP: random culture-free flag designs with generic
+   appearance captions, plus renders of the world's real flags captioned like alt-text: the appearance
+   ("a flag with three vertical stripes, blue, yellow and red") or a name that the web attaches to
+   that look, drawn from the flag's look-alike group (so, like web CLIP, the base links a name to a
+   look but cannot tell twins apart);
+2. base: a tiny CLIP pretrained from scratch on it with `cultureclip.train`;
+3. CulTwin world dataset: `synth.run` with template captions, the procedural `WorldRenderer`, the
+   filters (reference CLIP = the base) and export (held-out test renders);
+4. CultureCLIP: the base fine-tuned on the CulTwin train split with the twin-aware loss, plus ablations
+   (no twin negatives, concept term only, caption term only, LoRA);
+5. evaluation with `eval_suite` (twin accuracy, N-way concept accuracy, general attribute accuracy on
+   held-out generic designs), then tables and figures.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger("synth.world.build")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Preset:
+    size: int = 48
+    generic_train: int = 6000
+    flag_renders: int = 40  # per flag, pretraining
+    attribute_test: int = 600
+    captions: int = 10
+    images_per_caption: int = 3
+    difficulty: float = 0.5
+    pretrain_epochs: int = 5
+    pretrain_batch: int = 128
+    pretrain_lr: float = 2e-3
+    finetune_epochs: int = 6
+    finetune_batch: int = 64
+    finetune_lr: float = 3e-4
+    lora_lr: float = 2e-3
+    arch: str = "CultureCLIP-World"
+    ablations: list[str] = field(default_factory=lambda: ["no_twin_negatives", "concept_only", "caption_only", "lora"])
+    flags: list[str] | None = None  # restrict to these concept ids (+ twins)
+
+
+PRESETS = {
+    "full": Preset(),
+    "smoke": Preset(generic_train=1200, flag_renders=12, attribute_test=200, captions=4, images_per_caption=2,
+                    pretrain_epochs=3, finetune_epochs=4, ablations=["no_twin_negatives"],
+                    flags=["flag_chad", "flag_romania", "flag_indonesia", "flag_monaco", "flag_norway",
+                           "flag_iceland", "flag_senegal", "flag_mali", "flag_ireland", "flag_cote_divoire"]),
+}
+
+
+def _fp(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _cached(folder: Path, settings: dict, force: bool) -> bool:
+    marker = folder / "DONE.json"
+    if force or not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("fingerprint") == _fp(settings)
+    except (OSError, ValueError):
+        return False
+
+
+def _mark(folder: Path, settings: dict, extra: dict | None = None) -> None:
+    from synth.engine import atomic_write_json
+
+    atomic_write_json(folder / "DONE.json", {"fingerprint": _fp(settings), "settings": settings, **(extra or {})})
+
+
+def world_concepts(preset: Preset) -> dict:
+    """The world's catalog concepts (optionally restricted to preset.flags + their twins)."""
+    from synth.catalog import load_catalog
+    from synth.world import CATALOG_PATH
+
+    cat = load_catalog([str(CATALOG_PATH)])
+    keep = set(cat.concepts)
+    if preset.flags:
+        keep = set(preset.flags) | {t for f in preset.flags for t in cat.concepts[f].twin_ids}
+    return {k: v for k, v in cat.concepts.items() if k in keep}
+
+
+# --------------------------------------------------------------------------------------------------
+# Step 1: pretraining data (and the held-out generic attribute test)
+# --------------------------------------------------------------------------------------------------
+
+
+def _write_manifest(rows: list[dict], folder: Path) -> None:
+    import pandas as pd
+
+    tmp = folder / "manifest.parquet.tmp"
+    pd.DataFrame(rows).to_parquet(tmp, index=False)
+    os.replace(tmp, folder / "manifest.parquet")
+
+
+def _row(image_id, rel, concept, caption, prompt, split, folder: Path, generator: dict, **extra) -> dict:
+    return {"image_id": image_id, "image_path": rel, "concept_id": concept, "concept_name": extra.get("name", concept),
+            "culture": extra.get("culture", ""), "region": extra.get("region", ""), "category": extra.get("category", "generic"),
+            "caption": caption, "concept_prompt": prompt, "twin_concept_ids": [], "split": split,
+            "generator": json.dumps(generator), "scores": "{}",
+            "sha256": hashlib.sha256((folder / rel).read_bytes()).hexdigest()}
+
+
+def build_pretrain_data(out: Path, preset: Preset, seed: int, progress: bool = True) -> Path:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from synth.world import specs as S
+    from synth.world.render import WorldRenderer, generic_sample
+
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    concepts = world_concepts(preset)
+    rng = np.random.default_rng([seed, 1])
+    renderer = WorldRenderer(difficulty=preset.difficulty)
+    rows = []
+    n_total = preset.generic_train + preset.flag_renders * len(concepts)
+    bar = tqdm(total=n_total, desc="pretrain data", disable=not progress, dynamic_ncols=True)
+    for i in range(preset.generic_train):
+        img, cap = generic_sample(seed * 1_000_003 + i, preset.size, preset.size, preset.difficulty)
+        rel = f"images/generic_{i:06d}.png"
+        img.save(out / rel)
+        cid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]  # same caption = same positive
+        rows.append(_row(f"g{i}", rel, cid, cap, cap, "train", out, {"model": "generic_sample", "seed": i}))
+        bar.update(1)
+    for cid in sorted(concepts):
+        c = concepts[cid]
+        group = [cid] + [t for t in c.twin_ids if t in concepts]
+        appearance = S.SPECS[cid].appearance
+        for k in range(preset.flag_renders):
+            s = int(rng.integers(2**31))
+            img = renderer.render(cid, s, preset.size, preset.size)
+            rel = f"images/{cid}_{k:03d}.png"
+            img.save(out / rel)
+            said = concepts[group[int(rng.integers(len(group)))]].culture_name  # the web's loose naming
+            r = rng.random()
+            if r < 0.4:
+                cap = appearance
+            elif r < 0.8:
+                cap = f"the flag of {said}"
+            else:
+                cap = f"{appearance}, the flag of {said}"
+            pid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]
+            rows.append(_row(f"{cid}-{k}", rel, pid, cap, cap, "train", out, {"model": "WorldRenderer", "seed": s}))
+            bar.update(1)
+    bar.close()
+    _write_manifest(rows, out)
+    return out
+
+
+def build_attribute_test(out: Path, preset: Preset, seed: int) -> Path:
+    """Held-out generic designs (new seeds) as a CulTwin-format set: concept = appearance caption."""
+    from synth.world.render import generic_sample
+
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(preset.attribute_test):
+        img, cap = generic_sample(10**9 + seed * 1_000_003 + i, preset.size, preset.size, preset.difficulty)
+        rel = f"images/attr_{i:05d}.png"
+        img.save(out / rel)
+        cid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]
+        rows.append(_row(f"a{i}", rel, cid, cap, cap, "test", out, {"model": "generic_sample", "seed": i}, name=cap))
+    _write_manifest(rows, out)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Steps 2 and 4: training
+# --------------------------------------------------------------------------------------------------
+
+
+def _train(overrides: list[str], progress: bool) -> dict:
+    from cultureclip.config import load_config
+    from cultureclip.train import TrainConfig, train
+
+    cfg = load_config(TrainConfig, None, overrides + [f"progress={str(progress).lower()}"])
+    return train(cfg)
+
+
+def pretrain_base(data: Path, run_dir: Path, preset: Preset, seed: int, progress: bool) -> Path:
+    s = _train([
+        f"model.spec=open_clip:{preset.arch}", "lora.enabled=false", f"data.dataset={data}", "data.val_split=",
+        f"data.batch_size={preset.pretrain_batch}", "data.twin_batching=false", "data.check_images=false",
+        "data.cache_images=true", f"optim.lr={preset.pretrain_lr}", f"optim.epochs={preset.pretrain_epochs}", "optim.warmup_steps=50",
+        "optim.weight_decay=0.1", "loss.w_cap=1.0", "loss.w_con=0.0", f"out_dir={run_dir}", f"seed={seed}",
+        "mixed_precision=no", "keep_last=1", "log_every=50",
+    ], progress)
+    return Path(s["export"])
+
+
+FINETUNES = {
+    "cultureclip": [],
+    "no_twin_negatives": ["loss.twin_negatives=false", "data.twin_batching=false"],
+    "concept_only": ["loss.w_cap=0.0", "loss.w_con=1.0"],
+    "caption_only": ["loss.w_cap=1.0", "loss.w_con=0.0"],
+    "lora": ["lora.enabled=true", "lora.r=8", "lora.alpha=16", "lora.dropout=0.0"],
+}
+
+
+def finetune(name: str, base: Path, dataset: Path, run_dir: Path, preset: Preset, seed: int, progress: bool) -> Path:
+    extra = FINETUNES[name]
+    lr = preset.lora_lr if name == "lora" else preset.finetune_lr
+    s = _train([
+        f"model.spec={base}", "lora.enabled=false", f"data.dataset={dataset}",
+        f"data.batch_size={preset.finetune_batch}", f"optim.lr={lr}", f"optim.epochs={preset.finetune_epochs}",
+        "optim.warmup_steps=20", "optim.weight_decay=0.0", "loss.w_cap=0.7", "loss.w_con=0.3",
+        f"out_dir={run_dir}", f"seed={seed}", "mixed_precision=no", "keep_last=1", "log_every=20",
+        "data.check_images=false", "data.cache_images=true",
+    ] + extra, progress)
+    return Path(s["export"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------------------------------
+
+
+def _publish(exported: Path, dest: Path) -> str:
+    """Move a run's exported model folder to models/<name> (its folder name becomes the results tag)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.move(str(exported), str(dest))
+    return str(dest)
+
+
+def synth_config(out: Path, preset: Preset, reference: Path | None):
+    from cultureclip.config import load_config
+    from synth.run import SynthConfig
+
+    ov = [f"out={out / 'synth'}", f"captions.n={preset.captions}", f"images.per_caption={preset.images_per_caption}",
+          f"images.width={preset.size}", f"images.height={preset.size}",
+          f"generator.kwargs={{difficulty: {preset.difficulty}}}", f"export.dir={out / 'dataset'}"]
+    if preset.flags:
+        ov.append("catalog.concepts=[" + ",".join(preset.flags) + "]")
+    if reference is not None:
+        ov.append(f"filter.clip_model={reference}")
+    return load_config(SynthConfig, ROOT / "configs/synth/world.yaml", ov)
+
+
+def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = False, progress: bool = True) -> dict:
+    """Build every artifact under `out`; returns a summary (paths, timings, headline numbers)."""
+    preset = PRESETS[preset_name]
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    settings = {"preset": preset.__dict__, "seed": seed}
+
+    def step(name: str, folder: Path, fn, deps: dict | None = None):
+        st = {**settings, "step": name, "deps": deps or {}}
+        if _cached(folder, st, force):
+            logger.info("%s: cached (%s)", name, folder)
+            return json.loads((folder / "DONE.json").read_text()).get("result")
+        t0 = time.time()
+        if folder.exists() and name not in ("dataset",):
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        result = fn()
+        timings[name] = round(time.time() - t0, 1)
+        _mark(folder, st, {"result": result, "seconds": timings[name]})
+        return result
+
+    pre = out / "pretrain"
+    step("pretrain_data", pre, lambda: str(build_pretrain_data(pre, preset, seed, progress)))
+    attr = out / "attributes"
+    step("attributes", attr, lambda: str(build_attribute_test(attr, preset, seed)))
+    base_run = out / "runs" / "base"
+    base = Path(step("base", base_run,
+                     lambda: _publish(pretrain_base(pre, base_run, preset, seed, progress), out / "models" / "base"),
+                     {"data": _fp(str(pre))}))
+    models = {"base": base}
+
+    def make_dataset():
+        from synth.run import run as synth_run
+
+        cfg = synth_config(out, preset, base)
+        synth_run(cfg, ["captions", "images", "filter", "export"], overwrite=True)
+        return str(out / "dataset")
+
+    dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": str(base)}))
+    for name in ["cultureclip"] + list(preset.ablations):
+        run_dir = out / "runs" / name
+        models[name] = Path(step(f"finetune_{name}", run_dir,
+                                 lambda n=name, r=run_dir: _publish(finetune(n, base, dataset, r, preset, seed, progress),
+                                                                    out / "models" / n),
+                                 {"dataset": str(dataset)}))
+    results = out / "results"
+
+    def evaluate():
+        from eval_suite.run import main as eval_main
+
+        rc = eval_main(["--models", *[str(p) for p in models.values()],
+                        "--benchmarks", "cultwin", "world_attributes",
+                        "--root", f"cultwin={dataset}", "--root", f"world_attributes={attr}",
+                        "--out", str(results), "--batch-size", "128", "--num-workers", "0",
+                        "--cache-dir", str(out / "cache" / "embeddings")] + ([] if progress else ["--no-progress"]))
+        if rc != 0:
+            raise RuntimeError(f"evaluation failed (exit {rc}); models: {models}")
+        return str(results)
+
+    step("eval", out / "eval_done", evaluate, {m: str(p) for m, p in models.items()})
+    report = write_report(out, results)
+    summary = {"models": {k: str(v) for k, v in models.items()}, "dataset": str(dataset), "results": str(results),
+               "report": str(report), "timings_s": timings}
+    (out / "world.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def write_report(out: Path, results: Path) -> Path:
+    """Tables (Markdown/CSV) and figures for the README from the results folder."""
+    from eval_suite.tables import load_frame, summary_table, write_table
+
+    rep = out / "report"
+    rep.mkdir(parents=True, exist_ok=True)
+    frame = load_frame(results)
+    table = summary_table(frame)
+    write_table(table, rep / "summary", formats=("csv", "md"))
+    try:
+        from eval_suite.figures import benchmark_bars, write_figure
+
+        write_figure(benchmark_bars(frame), rep / "world_bars.html")
+    except Exception as e:  # noqa: BLE001 - figures are optional extras for the report
+        logger.warning("figure export skipped: %s", e)
+    return rep
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m synth.world.build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "artifacts" / "world"))
+    ap.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force", action="store_true", help="rebuild every step")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("synth", "cultureclip", "eval_suite"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    import torch
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    t0 = time.time()
+    summary = build(Path(args.out), args.preset, args.seed, args.force, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    print(f"offline world built in {time.time() - t0:.0f}s -> {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

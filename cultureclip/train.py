@@ -89,6 +89,10 @@ class LossConfig:
     w_con: float = 0.3
     w_keep: float = 0.0  # distillation toward the frozen base model
     twin_negatives: bool = True  # False: the "no twin negatives" ablation
+    # where a twin caption comes from: "batch" = a caption of a twin-concept image already in this
+    # process's batch when there is one (no extra text to encode), else the dataset's sampled one;
+    # "sampled" = always the dataset's per-item sample (independent of how the batch is split)
+    twin_caption_source: str = "batch"
 
 
 @dataclass
@@ -375,7 +379,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             step += 1
             batch_in_epoch += 1
             rec = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
-                   **{k: float(v.detach()) for k, v in losses.items()},
+                   # mean over processes = the loss of the global batch (see cultureclip.loss)
+                   **{k: float(accelerator.reduce(v.detach().float(), "mean")) for k, v in losses.items()},
                    "logit_scale": float(unwrapped.logit_scale.detach()), "elapsed_s": round(time.time() - t0, 3)}
             history.append(rec)
             if accelerator.is_main_process:
@@ -452,9 +457,12 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
     captions, prompts = list(batch["captions"]), list(batch["prompts"])
     texts = captions + prompts
     if use_twins:
+        if cfg.loss.twin_caption_source not in ("batch", "sampled"):
+            raise ValueError(f"loss.twin_caption_source must be batch or sampled, got {cfg.loss.twin_caption_source!r}")
         caption_in_batch: dict[int, str] = {}
-        for c, cap in zip(batch["concepts"].tolist(), captions):
-            caption_in_batch.setdefault(c, cap)
+        if cfg.loss.twin_caption_source == "batch":
+            for c, cap in zip(batch["concepts"].tolist(), captions):
+                caption_in_batch.setdefault(c, cap)
         twin_caps = [caption_in_batch.get(tc, t) if h else c
                      for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, batch["has_twin"].tolist())]
         twin_prompts = [t if h else p for t, p, h in zip(batch["twin_prompts"], prompts, batch["has_twin"].tolist())]

@@ -126,3 +126,27 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_open_clip_dir, ds, tmp_p
     assert len(a) == len(b) == 10
     assert a == pytest.approx(b, abs=1e-6), (a, b)
     assert not list((tmp_path / "kill" / "checkpoints").glob(".tmp*"))
+
+
+def test_two_processes_match_one(tiny_open_clip_dir, ds, tmp_path):
+    """accelerate launch with 2 CPU processes (gloo): per-process batch 4 x 2 = the single run's batch 8;
+    features are gathered with gradient, so the loss sequence equals the single-process run's."""
+    import shutil
+
+    accel = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+    common = ["--config", "configs/train/smoke.yaml", f"model.spec={tiny_open_clip_dir}", f"data.dataset={ds}",
+              "progress=false", "optim.max_steps=4", "data.val_split=", "export=false", "data.augment=false",
+              "optim.clip_grad=0", "loss.twin_caption_source=sampled"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "cultureclip.train", *common, "data.batch_size=8",
+                          f"out_dir={tmp_path / 'one'}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stdout + one.stderr
+    env2 = {**env, "ACCELERATE_USE_CPU": "1"}
+    two = subprocess.run([accel, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+                          "-m", "cultureclip.train", *common, "data.batch_size=4", f"out_dir={tmp_path / 'two'}"],
+                         cwd=ROOT, env=env2, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(a) == len(b) == 4
+    assert a == pytest.approx(b, abs=1e-4), (a, b)

@@ -1,0 +1,68 @@
+"""Embedder: batching, cached label banks, zero-shot probabilities, twin scores (tiny real models)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cultureclip.backbone import create_backbone
+from cultureclip.inference import Embedder, classify
+
+
+@pytest.fixture(scope="module")
+def emb(tiny_open_clip_dir):
+    return Embedder(create_backbone(str(tiny_open_clip_dir)), batch_size=3)
+
+
+def _images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (30 + i, 40, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def test_batched_equals_single(emb):
+    ims = _images(7)
+    feats = emb.embed_images(ims)  # 3 batches of <= 3
+    one = torch.cat([emb.embed_images([im]) for im in ims])
+    assert feats.shape == (7, emb.backbone.embed_dim) and feats.dtype == torch.float32
+    assert torch.allclose(feats, one, atol=1e-5)
+    assert torch.allclose(feats.norm(dim=-1), torch.ones(7), atol=1e-5)
+    t = emb.embed_texts(["hanbok", "hanfu", "kimono", "jiaozi", "gyoza"])
+    assert torch.allclose(t[1], emb.embed_texts(["hanfu"])[0], atol=1e-5)
+    assert emb.embed_images([]).shape == (0, emb.backbone.embed_dim)
+
+
+def test_label_bank_is_template_ensemble_and_cached(emb, monkeypatch):
+    labels, templates = ["hanbok", "hanfu"], ["a photo of {}.", "a {} worn at a festival"]
+    bank = emb.label_bank(labels, templates)
+    manual = torch.nn.functional.normalize(
+        torch.stack([emb.embed_texts([t.format(lab) for t in templates]).mean(0) for lab in labels]), dim=-1)
+    assert torch.allclose(bank, manual, atol=1e-5)
+    calls = {"n": 0}
+    real = emb.embed_texts
+
+    def counting(texts):
+        calls["n"] += 1
+        return real(texts)
+
+    monkeypatch.setattr(emb, "embed_texts", counting)
+    assert emb.label_bank(labels, templates) is bank and calls["n"] == 0  # cached
+    emb.label_bank(labels + ["kimono"], templates)
+    assert calls["n"] == 1  # a new label set is embedded once
+    emb.invalidate()
+    emb.label_bank(labels, templates)
+    assert calls["n"] == 2  # weights changed -> recomputed
+    with pytest.raises(ValueError, match="placeholder"):
+        emb.label_bank(labels, ["no placeholder"])
+
+
+def test_zero_shot_and_twin_scores(emb):
+    ims = _images(4, seed=1)
+    feats = emb.embed_images(ims)
+    bank = emb.label_bank(["gyoza", "jiaozi", "mandu"])
+    probs = emb.zero_shot(feats, bank)
+    assert probs.shape == (4, 3) and torch.allclose(probs.sum(-1), torch.ones(4), atol=1e-5)
+    expected = (emb.logit_scale() * feats @ bank.T).softmax(-1)
+    assert torch.allclose(probs, expected, atol=1e-6)
+    ts = emb.twin_scores(feats, bank[[0, 0, 1, 1]], bank[[1, 1, 0, 0]])
+    assert torch.allclose(ts[:, 0], (feats * bank[[0, 0, 1, 1]]).sum(-1))
+    top = classify(emb, ims[:2], ["gyoza", "jiaozi", "mandu"], top_k=2)
+    assert len(top) == 2 and len(top[0]) == 2 and top[0][0][1] >= top[0][1][1]

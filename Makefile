@@ -21,6 +21,8 @@ install: $(STAMP)
 # Runs the demo: with a hub, the paper's models; without one, the bundled offline twin world
 # (built on first use).
 app: install
+	@$(PY) -c "import sys, pathlib; from cultureclip.backbone import hub_reachable; sys.exit(0 if hub_reachable() or pathlib.Path('artifacts/world/world.json').is_file() else 1)" \
+		|| { echo "No model hub reachable: building the bundled offline twin world first (make offline-world)"; $(MAKE) offline-world; }
 	$(PY) app.py $(ARGS)
 
 # All tests, offline (no hub is ever contacted).

@@ -124,7 +124,7 @@ def _twin_flag(services: DemoServices, cand: Candidates, base_top: int, tuned_to
     a, b = cand.concept_ids[base_top], cand.concept_ids[tuned_top]
     base_name = services.config.base_name
     if base_top == tuned_top:
-        return f"✅ Both models agree: **{_md(cand.display[base_top])}**."
+        return f"✅ {base_name} and {tuned_name} agree: **{_md(cand.display[base_top])}**."
     msg = (f"The models disagree: {base_name} says **{_md(cand.display[base_top])}**, "
            f"{tuned_name} says **{_md(cand.display[tuned_top])}**.")
     if a and b and b in cs[a].twins:

@@ -445,7 +445,11 @@ class DemoServices:
     def banner(self) -> str:
         """Markdown shown at the top of the app: what models and data are on display."""
         c = self.config
-        parts = [f"**{c.base_name}**: `{c.base}` · **{c.tuned_name}**: `{c.tuned}`"]
+        def short(spec: str) -> str:
+            p = Path(spec)
+            return "/".join(p.parts[-2:]) if p.is_dir() else spec
+
+        parts = [f"**{c.base_name}**: `{short(c.base)}` · **{c.tuned_name}**: `{short(c.tuned)}`"]
         if c.dataset:
             parts.append(f"dataset: `{c.dataset.name}`")
         text = " · ".join(parts)

@@ -33,7 +33,7 @@ CSS = """
 """
 
 INTRO = (
-    "# 🌏 CultureCLIP — telling cultural twins apart\n"
+    "# CultureCLIP — telling cultural twins apart\n"
     "Cultural *twins* are look-alike concepts from different cultures (gyoza vs jiaozi, a kilt's tartans, "
     "similar flags). CultureCLIP fine-tunes CLIP with a twin-aware contrastive loss "
     "([arXiv 2507.06210](https://arxiv.org/abs/2507.06210)). Compare it with the base model below."

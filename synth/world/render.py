@@ -5,7 +5,7 @@ rasterised once (cached texture), then mapped onto a waving, perspective-warped 
 background with lighting, occlusion, blur, noise and JPEG re-encoding. Every random draw comes from
 `numpy.random.default_rng(request.seed)`, so a request fully determines its pixels.
 
-`generic_sample(seed)` draws random culture-free designs (stripes, crosses, discs, stars...) with
+`generic_sample(seed)` draws random culture-free designs (stripes, crosses, discs, stars, tartans) with
 a caption that describes them, for pretraining a base model that knows colours and layouts.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "RenderParams", "WorldRenderer", "rasterize", "render_design", "generic_design",
-    "generic_sample", "hex_to_rgb",
+    "generic_sample", "generic_tartan", "hex_to_rgb", "rasterize_tartan", "tartan_threads",
 ]
 
 
@@ -90,13 +90,50 @@ def shape_mask(shape: tuple, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape kind {kind!r}")
 
 
-def rasterize(design: S.Design, width: int, height: int, supersample: int = 3) -> np.ndarray:
+def tartan_threads(design: S.TartanDesign, nx: int, ny: int, x0: int = 0, y0: int = 0) -> np.ndarray:
+    """The woven cloth at thread resolution, uint8 (ny, nx, 3), threads x0.. / y0.. of the warp/weft.
+
+    Warp = weft = the sett's full repeat. 2/2 twill: at thread crossing (x, y) the warp thread floats
+    on top when (x + y) mod 4 < 2, else the weft shows; the offset per row gives the diagonal.
+    """
+    pal = design.colors
+    threads = design.sett.threads
+    codes = sorted(set(threads))
+    lut = np.array([hex_to_rgb(pal[c]) for c in codes], dtype=np.uint8)
+    pos = {c: i for i, c in enumerate(codes)}
+    idx = np.fromiter((pos[c] for c in threads), dtype=np.int32, count=len(threads))
+    xi = np.arange(nx, dtype=np.int64) + int(x0)
+    yi = np.arange(ny, dtype=np.int64) + int(y0)
+    warp = lut[idx[xi % len(idx)]]
+    weft = lut[idx[yi % len(idx)]]
+    t = int(design.twill)
+    up = ((xi[None, :] + yi[:, None]) % (2 * t)) < t
+    return np.where(up[..., None], warp[None, :, :], weft[:, None, :])
+
+
+def rasterize_tartan(design: S.TartanDesign, width: int, height: int) -> np.ndarray:
+    """Cloth of `design.size` threads area-averaged (box filter) to (height, width, 3) float32 in [0, 1].
+
+    Box averaging mixes warp and weft colours where stripes cross, as the eye does from a distance.
+    """
+    nx, ny = max(1, int(round(design.size[0]))), max(1, int(round(design.size[1])))
+    img = Image.fromarray(tartan_threads(design, nx, ny), "RGB")
+    if (nx, ny) != (width, height):
+        img = img.resize((int(width), int(height)), Image.BOX)
+    return np.asarray(img, dtype=np.float32) * np.float32(1 / 255)
+
+
+def rasterize(design: S.Design | S.TartanDesign, width: int, height: int,
+              supersample: int = 3) -> np.ndarray:
     """Paint a design into a float32 (height, width, 3) array in [0, 1], stretched to fill.
 
-    `supersample` x `supersample` samples per pixel are averaged for anti-aliased edges.
+    `supersample` x `supersample` samples per pixel are averaged for anti-aliased edges (flags);
+    tartans are woven at thread resolution and box-averaged instead.
     """
     if width < 1 or height < 1:
         raise ValueError(f"width and height must be >= 1, got {width}x{height}")
+    if isinstance(design, S.TartanDesign):
+        return rasterize_tartan(design, int(width), int(height))
     ss = max(1, int(supersample))
     W, H = width * ss, height * ss
     sx, sy = design.size[0] / W, design.size[1] / H
@@ -114,7 +151,7 @@ def rasterize(design: S.Design, width: int, height: int, supersample: int = 3) -
 
 
 def render_design(concept_id: str, width: int = 192, height: int | None = None) -> Image.Image:
-    """The clean flag of a world concept (no photographic effects), e.g. for the app and README.
+    """The clean flag or tartan cloth of a world concept (no photographic effects).
 
     height=None keeps the official aspect ratio; giving both stretches the flag to fill them.
     """
@@ -451,11 +488,54 @@ def generic_design(rng: np.random.Generator) -> tuple[S.Design, str]:
     return S.Design((float(size[0]), float(size[1])), tuple(layers)), cap
 
 
+GENERIC_TARTAN_P = 0.15   # share of generic samples that are random (culture-free) tartans
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def generic_tartan(rng: np.random.Generator) -> tuple[S.TartanDesign, str]:
+    """A random symmetric tartan in generic colours and the caption describing it.
+
+    2-3 broad ground stripes (12-48 threads) with up to 2 thin line colours (2-6 threads) between
+    them; the caption is computed from the woven thread shares (`tartans.describe_sett`).
+    """
+    from .tartans import describe_sett
+
+    names = list(PALETTE)
+    order = [names[i] for i in rng.permutation(len(names))]
+    n_ground = int(rng.integers(2, 4))
+    ground, lines = order[:n_ground], order[n_ground:n_ground + int(rng.integers(0, 3))]
+    code = {name: _LETTERS[i] for i, name in enumerate(ground + lines)}
+    stripes: list[tuple[str, int]] = []
+    for i in range(int(rng.integers(n_ground, 2 * n_ground + 1))):
+        stripes.append((code[ground[i % n_ground]], int(rng.integers(12, 49))))
+        if lines and rng.random() < 0.6:
+            stripes.append((code[lines[int(rng.integers(len(lines)))]], int(rng.integers(2, 7))))
+    merged: list[tuple[str, int]] = []
+    for c, n in stripes:  # adjacent stripes of one colour are one stripe
+        if merged and merged[-1][0] == c:
+            merged[-1] = (c, merged[-1][1] + n)
+        else:
+            merged.append((c, n))
+    if len(merged) < 2:
+        merged.append((code[ground[1]], int(rng.integers(12, 49))))
+    sett = S.Sett(tuple(merged), True)
+    palette = {code[n]: PALETTE[n] for n in ground + lines if code[n] in sett.codes}
+    words = {code[n]: n for n in ground + lines}
+    design = S.TartanDesign(sett, tuple(palette.items()), repeats=float(rng.uniform(1.5, 3.0)))
+    return design, describe_sett(sett, palette, words=words)
+
+
 def generic_sample(seed: int, width: int = 64, height: int = 64, difficulty: float = 0.5,
                    params: RenderParams | None = None) -> tuple[Image.Image, str]:
-    """A random culture-free design rendered like a photo, with its generic caption."""
-    rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
-    design, caption = generic_design(rng)
+    """A random culture-free design (flag-like, or a tartan with p=GENERIC_TARTAN_P) rendered like
+    a photo, with its generic caption. The tartan draw uses its own stream, so flag samples keep
+    the pixels they had before tartans existed."""
+    seed64 = int(seed) & 0xFFFFFFFFFFFFFFFF
+    rng = np.random.default_rng(seed64)
+    if np.random.default_rng([seed64, 7]).random() < GENERIC_TARTAN_P:
+        design, caption = generic_tartan(rng)
+    else:
+        design, caption = generic_design(rng)
     p = params if params is not None else RenderParams.from_difficulty(difficulty)
     tw = p.texture_width
     tex = rasterize(design, tw, max(2, round(tw / design.aspect)), supersample=2)

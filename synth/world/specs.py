@@ -1,4 +1,4 @@
-"""Flag designs of the offline twin world, as data: geometry in each flag's official units.
+"""Designs of the offline twin world, as data: flags (geometry in official units) and tartans.
 
 Every design is a list of layers painted in order. A layer is a shape (in the flag's own units,
 x to the right from the hoist, y downwards) and an sRGB colour. Sizes follow the official
@@ -8,6 +8,10 @@ placed per the published construction; "approx" marks positions or sizes estimat
 published construction sheets; "simplified" marks coats of arms drawn as a few shapes. Colours are
 the sRGB values commonly published for each flag (Wikipedia infoboxes, from the official Pantone or
 CMYK definitions); where a law names a colour without a shade, the note says so.
+
+Tartans (world_group "tartan") are `tartans.TartanSpec`s drawn from their register thread counts;
+they are merged into `SPECS` at the end of this module, so `SPECS[cid].appearance` covers every
+world concept.
 
 No numpy here: this module is pure data, importable anywhere.
 """
@@ -680,10 +684,18 @@ _add("flag_georgia", S, [field_(S, WHITE)] + _ge,
      f"2:3, St George's cross with four Bolnur-Katskhuri crosses (Law 2004); the small crosses are "
      f"drawn as plain Greek crosses (real ones are pattée); widths estimated. {WP}.", red="#FF0000")
 
+# --- tartans (second category): drawn from their published thread counts, see tartans.py ------
+from .tartans import TARTAN_SPECS, Sett, TartanDesign, TartanSpec, parse_sett  # noqa: E402,F401
+
+for _cid, _spec in TARTAN_SPECS.items():
+    if _cid in SPECS:
+        raise ValueError(f"tartan id {_cid!r} clashes with a flag spec id")
+    SPECS[_cid] = _spec  # type: ignore[assignment]  # TartanSpec reads like FlagSpec
+
 SPEC_NOTES: dict[str, str] = {k: f"[{v.accuracy}] {v.note}" for k, v in SPECS.items()}
 
 
-def get_spec(concept_id: str) -> FlagSpec:
+def get_spec(concept_id: str) -> FlagSpec | TartanSpec:
     """The spec of one world concept; a clear error names the valid ids."""
     try:
         return SPECS[concept_id]

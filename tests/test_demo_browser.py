@@ -1,0 +1,98 @@
+"""The app in a real browser (Debian's chromium via Playwright): load, upload, classify, open every tab.
+
+Screenshots go to docs/screenshots/*.png (the README shows them)."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (apt-get install -y chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from demo.ui import build_demo, launch_kwargs
+    from tests.demo_world import make_services, make_world
+
+    world = make_world(tmp_path_factory.mktemp("browser_world"))
+    services = make_services(world, offline_world=True)
+    services.check()
+    demo = build_demo(services)
+    port = _free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **launch_kwargs(services))
+    yield f"http://127.0.0.1:{port}/", world
+    demo.close()
+
+
+def test_browser_flow(app_url, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, world = app_url
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    external: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_text("Offline twin world").wait_for()
+        # upload an image and classify
+        page.locator("input[type=file]").first.set_input_files(str(world["dataset"] / "images/gyoza/gyoza_1.png"))
+        page.get_by_role("button", name="Classify").click()
+        page.get_by_text("candidate labels").first.wait_for()
+        page.get_by_text("gyoza (Japan)").first.wait_for()
+        page.screenshot(path=str(SHOTS / "recognize.png"), full_page=True)
+        # twin explorer: opening the tab fills the first pair
+        page.get_by_role("tab", name="Twin explorer").click()
+        page.get_by_text("How to tell it from").first.wait_for()
+        page.get_by_role("button", name="Compute the confusion map").click()
+        page.get_by_text("confusion %").first.wait_for()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "twin_explorer.png"), full_page=True)
+        # benchmarks
+        page.get_by_role("tab", name="Benchmarks").click()
+        page.get_by_text("rows (main metric").wait_for()
+        page.get_by_role("button", name="Download CSV").wait_for()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "benchmarks.png"), full_page=True)
+        # search
+        page.get_by_role("tab", name="Search").click()
+        page.get_by_placeholder("a Mexican tamale on a banana leaf").fill("a flag of Chad")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.get_by_text("Top hit").wait_for()
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / "search.png"), full_page=True)
+        # a bad upload shows a message, and the page keeps working
+        page.get_by_role("tab", name="Recognize").click()
+        bad = tmp_path / "bad.png"
+        bad.write_text("not an image")
+        page.get_by_role("button", name="Clear").first.click() if page.get_by_role("button", name="Clear").count() else None
+        page.locator("input[type=file]").first.set_input_files(str(bad))
+        page.get_by_role("button", name="Classify").click()
+        page.get_by_text("not an image").first.wait_for()
+        browser.close()
+    assert not external, f"the page made external requests: {external[:5]}"
+    for name in ("recognize", "twin_explorer", "benchmarks", "search"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000

@@ -77,10 +77,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true/false, got {value!r}")
     if tp in (int, float):
         if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError as e:  # pragma: no cover - yaml rarely fails on scalars
-                raise ConfigError(f"{where}: cannot parse {value!r}") from e
+            try:  # float() first: YAML 1.1 reads "3e-4" (no dot) as a string
+                value = float(value) if tp is float else int(value)
+            except ValueError:
+                try:
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError as e:  # pragma: no cover - yaml rarely fails on scalars
+                    raise ConfigError(f"{where}: cannot parse {value!r}") from e
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         if tp is int:

@@ -183,6 +183,28 @@ def read_manifest(
     return Manifest(df, root, skipped)
 
 
+def mix_replay(train: Manifest, replay: Manifest, ratio: float, seed: int = 0) -> Manifest:
+    """Train rows plus round(ratio x len(train)) rows of `replay` (sampled without replacement, seeded).
+
+    Replay rows keep no twin links; their concept ids are prefixed so they never collide with the train
+    split's concepts. Image paths become absolute so both datasets' files resolve."""
+    import pandas as pd
+
+    if ratio < 0:
+        raise ValueError(f"replay_ratio must be >= 0, got {ratio}")
+    n = min(len(replay), int(round(ratio * len(train))))
+    rng = np.random.default_rng([seed, 7])
+    pick = replay.frame.iloc[np.sort(rng.choice(len(replay), size=n, replace=False))].copy()
+    pick["concept_id"] = "replay:" + pick["concept_id"].astype(str)
+    pick["twin_concept_ids"] = [[] for _ in range(len(pick))]
+    pick["image_path"] = [str((replay.root / p).resolve()) for p in pick["image_path"]]
+    pick["split"] = train.frame["split"].iat[0]
+    own = train.frame.copy()
+    own["image_path"] = [str((train.root / p).resolve()) for p in own["image_path"]]
+    frame = pd.concat([own, pick], ignore_index=True)
+    return Manifest(frame, train.root, train.skipped + replay.skipped)
+
+
 # --------------------------------------------------------------------------------------------------
 # Twin-aware batch sampler
 # --------------------------------------------------------------------------------------------------

@@ -65,6 +65,11 @@ class DataConfig:
     skip_bad_images: bool = False
     augment: bool = True
     cache_images: bool = False  # keep decoded images in RAM (small datasets; num_workers=0)
+    # replay of general data to keep general ability: rows of another manifest (e.g. the data the base
+    # was trained on) mixed into every epoch, replay_ratio x the train split's size, sampled once per run
+    replay_dataset: str = ""
+    replay_split: str = "train"
+    replay_ratio: float = 0.5
 
 
 @dataclass
@@ -257,9 +262,16 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         raise ValueError("data.dataset is empty: pass data.dataset=PATH/TO/CULTWIN (a folder with manifest.parquet)")
     manifest = read_manifest(cfg.data.dataset, check_images=cfg.data.check_images, skip_bad_images=cfg.data.skip_bad_images)
     train_m = manifest.split(cfg.data.train_split)
+    if cfg.data.replay_dataset:
+        from .data import mix_replay
+
+        replay = read_manifest(cfg.data.replay_dataset, check_images=cfg.data.check_images,
+                               skip_bad_images=cfg.data.skip_bad_images).split(cfg.data.replay_split)
+        train_m = mix_replay(train_m, replay, cfg.data.replay_ratio, seed=cfg.seed)
     val_m = None
     if cfg.data.val_split and (manifest.frame["split"] == cfg.data.val_split).any():
         val_m = manifest.split(cfg.data.val_split)
+    data_fp = train_m.fingerprint()
     transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
                              cache_images=cfg.data.cache_images)
@@ -298,9 +310,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
                 raise FileNotFoundError(f"checkpoint {path} is incomplete or missing (no DONE marker)")
             state = load_state(path, "train_state")
             meta = json.loads((path / "meta.json").read_text())
-            if meta["data_fingerprint"] != manifest.fingerprint():
+            if meta["data_fingerprint"] != data_fp:
                 raise ValueError(f"checkpoint {path} was trained on different data (fingerprint "
-                                 f"{meta['data_fingerprint']} != {manifest.fingerprint()}); use a new out_dir")
+                                 f"{meta['data_fingerprint']} != {data_fp}); use a new out_dir")
             unwrapped.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -328,7 +340,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             "batch_in_epoch": batch_in_epoch, "rng": rng,
         })
         meta = {"step": step, "epoch": epoch, "config": to_dict(cfg), "config_hash": config_hash(cfg),
-                "base_spec": cfg.model.spec, "data_fingerprint": manifest.fingerprint(), "time": time.time()}
+                "base_spec": cfg.model.spec, "data_fingerprint": data_fp, "time": time.time()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         (tmp / "DONE").write_text("ok\n")
         shutil.rmtree(path, ignore_errors=True)
@@ -425,7 +437,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         final.info["base_spec"] = cfg.model.spec
         export_path = save_model(final, out / "model", {
             "step": step, "config": to_dict(cfg), "config_hash": config_hash(cfg),
-            "data_fingerprint": manifest.fingerprint(), "val": val_metrics,
+            "data_fingerprint": data_fp, "val": val_metrics,
         })
         if history:
             _write_csv(out / "log.csv", history)

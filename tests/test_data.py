@@ -119,3 +119,17 @@ def test_dataset_items_and_collate(ds_dir):
     assert not hanbok["has_twin"] and hanbok["twin_concept"] == -1
     b = collate(items[:5] + [None])
     assert b["images"].shape == (5, 3, 8, 8) and b["concepts"].dtype == torch.long and len(b["twin_captions"]) == 5
+
+
+def test_mix_replay(tmp_path):
+    from cultureclip.data import mix_replay
+
+    a = read_manifest(make_tiny_cultwin(tmp_path / "a")).split("train")
+    b = read_manifest(make_tiny_cultwin(tmp_path / "b", seed=1))
+    m = mix_replay(a, b, 0.5, seed=0)
+    assert len(m) == len(a) + 6
+    rep = m.frame[m.frame["concept_id"].str.startswith("replay:")]
+    assert len(rep) == 6 and all(len(t) == 0 for t in rep["twin_concept_ids"])
+    assert all((tmp_path / "b") in __import__("pathlib").Path(p).parents for p in rep["image_path"])
+    assert m.image_path(len(m) - 1).is_file() and m.image_path(0).is_file()
+    assert mix_replay(a, b, 0.5, seed=0).frame.equals(m.frame)

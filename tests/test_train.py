@@ -150,3 +150,12 @@ def test_two_processes_match_one(tiny_open_clip_dir, ds, tmp_path):
     a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(a) == len(b) == 4
     assert a == pytest.approx(b, abs=1e-4), (a, b)
+
+
+def test_config_numbers_as_users_type_them(tmp_path):
+    cfg = load_config(TrainConfig, None, ["optim.lr=3e-4", "optim.epochs=2", "loss.w_cap=1", "data.dataset=x"])
+    assert cfg.optim.lr == 3e-4 and isinstance(cfg.loss.w_cap, float) and cfg.optim.epochs == 2
+    (tmp_path / "c.yaml").write_text("optim:\n  lr: 1e-5\n")
+    assert load_config(TrainConfig, tmp_path / "c.yaml").optim.lr == 1e-5
+    with pytest.raises(ConfigError, match="expected an integer"):
+        load_config(TrainConfig, None, ["optim.epochs=2.5"])

@@ -20,6 +20,7 @@ Also times the loss alone (forward + backward on fixed features).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -93,8 +94,10 @@ def make_batch(batch: int, image_size: int, ctx: int, seed: int = 0) -> dict[str
     }
 
 
-def make_step(model: torch.nn.Module, variant: str, data: dict[str, torch.Tensor]) -> Callable[[], float]:
-    """One closure per variant: forward + loss + backward + AdamW step; returns the loss value."""
+def make_step(model: torch.nn.Module, variant: str, data: dict[str, torch.Tensor],
+              amp: torch.dtype | None = None) -> Callable[[], float]:
+    """One closure per variant: forward + loss + backward + AdamW step; returns the loss value
+    (`.item()` synchronizes, so wall time covers the GPU work)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.1)
     twin_loss, clip_loss = TwinContrastiveLoss(), ClipContrastiveLoss()
     batch = data["captions"].shape[0]
@@ -108,8 +111,10 @@ def make_step(model: torch.nn.Module, variant: str, data: dict[str, torch.Tensor
             texts = torch.cat([data["captions"], data["prompts"]])  # (B + U, L)
         else:  # twin_encoded and clip_same_texts encode the same texts
             texts = torch.cat([data["captions"], data["twin_captions"], data["prompts"]])  # (2B + U, L)
-        image_features = model.encode_image(images, normalize=True)
-        text_all = model.encode_text(texts, normalize=True)
+        ctx = torch.autocast(images.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+        with ctx:
+            image_features = model.encode_image(images, normalize=True)
+            text_all = model.encode_text(texts, normalize=True)
         scale = model.logit_scale.exp()
         captions = text_all[:batch]
         if variant in ("clip", "clip_same_texts"):
@@ -166,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=None, help="override the model's image size")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--loss-reps", type=int, default=30)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"], help="autocast dtype (GPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
@@ -176,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     image_size = base.visual.image_size
     image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
     ctx = base.context_length
-    data = make_batch(args.batch, image_size, ctx)
+    data = {k: v.to(args.device) for k, v in make_batch(args.batch, image_size, ctx).items()}
+    base = base.to(args.device)
+    amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     variants = {
         "clip": "CLIP loss (reference)",
         "twin_inbatch": "twin loss, in-batch twins + prompts",
@@ -185,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     n, u = args.batch, args.batch // 2
     texts = {"clip": n, "twin_inbatch": n + u, "twin_encoded": 2 * n + u, "clip_same_texts": 2 * n + u}
-    steps = {k: make_step(copy.deepcopy(base), k, data) for k in variants}
+    steps = {k: make_step(copy.deepcopy(base), k, data, amp) for k in variants}
     times: dict[str, list[float]] = {k: [] for k in variants}
     for i in range(args.warmup + args.steps):
         for key, step in steps.items():  # round-robin: background load hits every variant
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ref = statistics.median(times["clip"])
     print(f"\nModel `{args.model}` (image {image_size}px, context {ctx}), batch {n} ({u} concepts), "
-          f"{args.steps} timed steps, {args.threads} thread(s), median step time\n")
+          f"{args.steps} timed steps, device {args.device}, amp {args.amp}, {args.threads} thread(s), median step time\n")
     print("| variant | texts encoded | step (s) | samples/s | step-time ratio vs CLIP |")
     print("|---|---:|---:|---:|---:|")
     for key, label in variants.items():
@@ -208,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with torch.no_grad():
         dim = base.encode_text(data["prompts"][:1]).shape[-1]
-    loss_ms = time_loss_only(n, dim, args.loss_reps)
+    loss_ms = time_loss_only(n, dim, args.loss_reps) if args.device == "cpu" else None
+    if loss_ms is None:
+        return 0
     print(f"\n| loss only (fwd + bwd, B={n}, D={dim}) | ms | ratio |")
     print("|---|---:|---:|")
     for key in ("clip", "twin"):

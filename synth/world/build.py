@@ -36,18 +36,20 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass
 class Preset:
     size: int = 48
-    generic_train: int = 6000
-    flag_renders: int = 40  # per flag, pretraining
+    generic_train: int = 5000
+    flag_renders: int = 30  # per concept, pretraining
     attribute_test: int = 600
     captions: int = 10
-    images_per_caption: int = 3
+    images_per_caption: int = 2
     difficulty: float = 0.5
     pretrain_epochs: int = 5
     pretrain_batch: int = 128
     pretrain_lr: float = 2e-3
-    finetune_epochs: int = 6
-    finetune_batch: int = 64
+    finetune_epochs: int = 5
+    finetune_batch: int = 32
     finetune_lr: float = 3e-4
+    replay_ratio: float = 0.5  # generic pretraining rows mixed into fine-tuning (keeps general ability)
+    w_keep: float = 0.0
     lora_lr: float = 2e-3
     arch: str = "CultureCLIP-World"
     ablations: list[str] = field(default_factory=lambda: ["no_twin_negatives", "concept_only", "caption_only", "lora"])
@@ -56,8 +58,8 @@ class Preset:
 
 PRESETS = {
     "full": Preset(),
-    "smoke": Preset(generic_train=1200, flag_renders=12, attribute_test=200, captions=4, images_per_caption=2,
-                    pretrain_epochs=3, finetune_epochs=4, ablations=["no_twin_negatives"],
+    "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, captions=6, images_per_caption=3,
+                    pretrain_epochs=3, finetune_epochs=8, ablations=[], replay_ratio=0.5,
                     flags=["flag_chad", "flag_romania", "flag_indonesia", "flag_monaco", "flag_norway",
                            "flag_iceland", "flag_senegal", "flag_mali", "flag_ireland", "flag_cote_divoire"]),
 }
@@ -211,8 +213,13 @@ FINETUNES = {
 }
 
 
-def finetune(name: str, base: Path, dataset: Path, run_dir: Path, preset: Preset, seed: int, progress: bool) -> Path:
-    extra = FINETUNES[name]
+def finetune(name: str, base: Path, dataset: Path, run_dir: Path, preset: Preset, seed: int, progress: bool,
+             replay: Path | None = None) -> Path:
+    extra = list(FINETUNES[name])
+    if replay is not None and preset.replay_ratio > 0:
+        extra += [f"data.replay_dataset={replay}", f"data.replay_ratio={preset.replay_ratio}"]
+    if preset.w_keep > 0:
+        extra += [f"loss.w_keep={preset.w_keep}"]
     lr = preset.lora_lr if name == "lora" else preset.finetune_lr
     s = _train([
         f"model.spec={base}", "lora.enabled=false", f"data.dataset={dataset}",
@@ -227,6 +234,14 @@ def finetune(name: str, base: Path, dataset: Path, run_dir: Path, preset: Preset
 # --------------------------------------------------------------------------------------------------
 # Orchestration
 # --------------------------------------------------------------------------------------------------
+
+
+def _copy_catalog(dataset: Path) -> None:
+    """Ship the world's catalog inside the dataset (dataset/catalog/), where the demo looks for concept facts."""
+    from synth.world import CATALOG_PATH
+
+    (dataset / "catalog").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(CATALOG_PATH, dataset / "catalog" / "world.yaml")
 
 
 def _publish(exported: Path, dest: Path) -> str:
@@ -252,9 +267,25 @@ def synth_config(out: Path, preset: Preset, reference: Path | None):
     return load_config(SynthConfig, ROOT / "configs/synth/world.yaml", ov)
 
 
-def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = False, progress: bool = True) -> dict:
+def _finetune_job(job: tuple) -> tuple[str, float]:
+    """One fine-tune in its own process (spawned): 1 torch thread, no progress bar."""
+    import torch
+
+    name, base, dataset, run_dir, preset, seed, replay, dest = job
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING)
+    t0 = time.time()
+    if Path(run_dir).exists():
+        shutil.rmtree(run_dir)
+    path = _publish(finetune(name, Path(base), Path(dataset), Path(run_dir), preset, seed, False, Path(replay)), Path(dest))
+    return path, round(time.time() - t0, 1)
+
+
+def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = False, progress: bool = True,
+          workers: int | None = None) -> dict:
     """Build every artifact under `out`; returns a summary (paths, timings, headline numbers)."""
     preset = PRESETS[preset_name]
+    workers = workers or min(2, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     settings = {"preset": preset.__dict__, "seed": seed}
@@ -288,15 +319,40 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
 
         cfg = synth_config(out, preset, base)
         synth_run(cfg, ["captions", "images", "filter", "export"], overwrite=True)
+        _copy_catalog(out / "dataset")
         return str(out / "dataset")
 
     dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": str(base)}))
-    for name in ["cultureclip"] + list(preset.ablations):
+    # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run
+    # `workers` at a time in separate processes (small models use 2 processes better than 2 threads)
+    names = ["cultureclip"] + list(preset.ablations)
+    deps = {"dataset": str(dataset), "base": str(base)}
+    todo = []
+    for name in names:
+        st = {**settings, "step": f"finetune_{name}", "deps": deps}
         run_dir = out / "runs" / name
-        models[name] = Path(step(f"finetune_{name}", run_dir,
-                                 lambda n=name, r=run_dir: _publish(finetune(n, base, dataset, r, preset, seed, progress),
-                                                                    out / "models" / n),
-                                 {"dataset": str(dataset)}))
+        if _cached(run_dir, st, force):
+            models[name] = Path(json.loads((run_dir / "DONE.json").read_text())["result"])
+        else:
+            todo.append((name, st, run_dir))
+    if todo:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        t0 = time.time()
+        jobs = [(n, str(base), str(dataset), str(r), preset, seed, str(pre), str(out / "models" / n)) for n, _, r in todo]
+        workers = max(1, min(workers, len(jobs)))
+        if workers == 1:
+            done = [_finetune_job(j) for j in jobs]
+        else:
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+                done = list(ex.map(_finetune_job, jobs))
+        for (name, st, run_dir), (path, secs) in zip(todo, done):
+            models[name] = Path(path)
+            timings[f"finetune_{name}"] = secs
+            _mark(run_dir, st, {"result": path, "seconds": secs})
+        timings["finetunes_wall"] = round(time.time() - t0, 1)
+        logger.info("fine-tunes done in %.0fs (%d process(es))", timings["finetunes_wall"], workers)
     results = out / "results"
 
     def evaluate():
@@ -319,20 +375,46 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     return summary
 
 
+HEADLINE = [("cultwin", "twin_acc", "twin accuracy"), ("cultwin", "twin_group_score", "twin group score"),
+            ("cultwin", "concept_acc1", "N-way concept acc@1"), ("world_attributes", "concept_acc1", "general attribute acc@1")]
+
+
+def headline_table(results: Path):
+    """Model x headline metric (percent) from the results folder, base first."""
+    import pandas as pd
+
+    rows = {}
+    for f in sorted(Path(results).glob("*.json")):
+        r = json.loads(f.read_text())
+        model = f.stem.split("__", 1)[1].replace("models--", "")
+        for bench, metric, label in HEADLINE:
+            if r["benchmark"] == bench and metric in r["metrics"] and r["metrics"][metric] is not None:
+                rows.setdefault(model, {})[label] = 100 * r["metrics"][metric]
+    order = ["base", "cultureclip", "no_twin_negatives", "concept_only", "caption_only", "lora"]
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df = df.reindex([m for m in order if m in df.index] + sorted(set(df.index) - set(order)))
+    return df[[label for _, _, label in HEADLINE if label in df.columns]]
+
+
 def write_report(out: Path, results: Path) -> Path:
     """Tables (Markdown/CSV) and figures for the README from the results folder."""
-    from eval_suite.tables import load_frame, summary_table, write_table
+    from eval_suite.tables import load_frame, summary_table, to_markdown, write_table
 
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
     frame = load_frame(results)
-    table = summary_table(frame)
-    write_table(table, rep / "summary", formats=("csv", "md"))
+    write_table(summary_table(frame), rep / "summary", formats=("csv", "md"))
+    head = headline_table(results)
+    head.index.name = "model"
+    (rep / "headline.md").write_text(to_markdown(head.reset_index()) + "\n")
+    head.to_csv(rep / "headline.csv")
     try:
         from eval_suite.figures import benchmark_bars, write_figure
 
-        write_figure(benchmark_bars(frame), rep / "world_bars.html")
-    except Exception as e:  # noqa: BLE001 - figures are optional extras for the report
+        fig = benchmark_bars(frame)
+        write_figure(fig, rep / "world_bars.html")
+        write_figure(fig, rep / "world_bars.png")
+    except Exception as e:  # noqa: BLE001 - figures are optional extras for the report (PNG needs chromium)
         logger.warning("figure export skipped: %s", e)
     return rep
 

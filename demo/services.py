@@ -211,6 +211,16 @@ class DemoServices:
         if load_models:
             self.base.get()
             self.tuned.get()
+        else:  # still fail fast on specs that cannot work: unparsable, or a local folder that is missing
+            from cultureclip.backbone import BackboneError, parse_spec
+
+            for role, spec in (("base", cfg.base), ("CultureCLIP", cfg.tuned)):
+                try:
+                    ms = parse_spec(str(spec))
+                except BackboneError as e:
+                    raise ServiceError(f"cannot load the {role} model: {e}") from e
+                if ms.kind == "local" and not Path(ms.name).is_dir():
+                    raise ServiceError(f"cannot load the {role} model: model folder {ms.name!r} does not exist")
         return notes
 
     # -- models ------------------------------------------------------------------------------------

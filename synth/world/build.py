@@ -59,7 +59,7 @@ class Preset:
 PRESETS = {
     "full": Preset(),
     "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, captions=6, images_per_caption=3,
-                    pretrain_epochs=3, finetune_epochs=8, ablations=[], replay_ratio=0.5,
+                    pretrain_epochs=4, finetune_epochs=16, ablations=[], replay_ratio=0.5,
                     flags=["flag_chad", "flag_romania", "flag_indonesia", "flag_monaco", "flag_norway",
                            "flag_iceland", "flag_senegal", "flag_mali", "flag_ireland", "flag_cote_divoire"]),
 }

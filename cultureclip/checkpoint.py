@@ -20,17 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .backbone import CHECKPOINT_META, ClipBackbone
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+from .fileio import atomic_write_text
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:

@@ -290,8 +290,7 @@ class TwinBatchSampler:
             if len(cur) + len(u) <= self.global_batch:
                 cur.extend(u)
             else:
-                pending.append(u)
-                # fill the rest of this batch with single units from later in the order if any fit
+                pending.append(u)  # later, smaller units may still fill this batch
             if len(cur) == self.global_batch:
                 batches.append(cur)
                 cur = []
@@ -324,7 +323,8 @@ class TwinBatchSampler:
                 yield b[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
     def __len__(self) -> int:
-        return len(self._global_batches()) if not self.drop_last else sum(1 for b in self._global_batches() if len(b) == self.global_batch)
+        batches = self._global_batches()
+        return sum(1 for b in batches if len(b) == self.global_batch) if self.drop_last else len(batches)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -360,7 +360,9 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     while not done:
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
-        batches = list(iter(sampler))[batch_in_epoch * cfg.optim.grad_accum:] if batch_in_epoch else list(iter(sampler))
+        epoch_batches = list(iter(sampler))  # built once per epoch (the packing is O(dataset))
+        usable = len(epoch_batches) - len(epoch_batches) % cfg.optim.grad_accum  # leftover micro-batches dropped
+        batches = epoch_batches[batch_in_epoch * cfg.optim.grad_accum:]
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
                                              num_workers=cfg.data.num_workers,
                                              # own generator: creating a loader must not consume the global RNG
@@ -402,7 +404,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
                     logger.info("step %d loss %.4f", step, rec["loss"])
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
-            end_of_epoch = batch_in_epoch * cfg.optim.grad_accum >= len(sampler) - (len(sampler) % cfg.optim.grad_accum)
+            end_of_epoch = batch_in_epoch * cfg.optim.grad_accum >= usable
             if val_m is not None and (itstime(step, cfg.eval_every) or (cfg.eval_every == 0 and end_of_epoch) or step == total_steps):
                 if accelerator.is_main_process:
                     val_metrics = {"step": step, **twin_accuracy(unwrapped, val_m, cfg.data.batch_size)}

@@ -80,31 +80,16 @@ class ConceptInfo:
 
 
 def blend_state_dicts(base: dict, tuned: dict, alpha: float) -> dict:
-    """WiSE-FT: (1 - alpha) * base + alpha * tuned for float tensors; other tensors from `tuned`.
+    """WiSE-FT (cultureclip.lora.wise_ft); layout mismatches become a ServiceError that says what to pass."""
+    from cultureclip.lora import wise_ft
 
-    Uses cultureclip.lora.wise_ft when that exists; raises ServiceError when the layouts differ."""
-    if set(base) != set(tuned):
-        only_b = sorted(set(base) - set(tuned))[:3]
-        only_t = sorted(set(tuned) - set(base))[:3]
-        raise ServiceError(
-            "WiSE-FT needs the base and tuned models in the same layout; keys differ "
-            f"(only in base: {only_b}, only in tuned: {only_t}). Pass --wise-base with the base weights "
-            "in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP)."
-        )
-    for k, v in base.items():
-        if tuple(v.shape) != tuple(tuned[k].shape):
-            raise ServiceError(f"WiSE-FT: tensor {k} has shape {tuple(v.shape)} in base, {tuple(tuned[k].shape)} in tuned")
-    try:  # the lead's implementation, when present
-        from cultureclip.lora import wise_ft  # type: ignore
-
+    try:
         return wise_ft(base, tuned, alpha)
-    except ImportError:
-        pass
-    out = {}
-    for k, t in tuned.items():
-        b = base[k]
-        out[k] = ((1.0 - alpha) * b.float() + alpha * t.float()).to(t.dtype) if t.is_floating_point() else t.clone()
-    return out
+    except ValueError as e:
+        raise ServiceError(
+            f"WiSE-FT needs the base and tuned models in the same layout ({e}). Pass --wise-base with the base "
+            "weights in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP)."
+        ) from e
 
 
 def quantize_alpha(alpha: float | None) -> float:
@@ -277,45 +262,21 @@ class DemoServices:
         return self._manifest
 
     def _read_manifest(self) -> "pd.DataFrame":
-        import pandas as pd
+        from cultureclip.data import ManifestError, read_manifest
 
         root = self.config.dataset
         if root is None:
             raise ServiceError("no dataset configured (pass --dataset)")
-        path = root / "manifest.parquet"
-        if not path.is_file():
-            raise ServiceError(f"{path} not found: a CulTwin dataset folder holds manifest.parquet + images/")
         try:
-            try:
-                from cultureclip.data import read_manifest  # the shared validator, when present
-
-                m = read_manifest(root, check_images=False)  # unreadable images are handled per use
-                df = getattr(m, "frame", m)
-            except ImportError:
-                df = pd.read_parquet(path)
-        except ServiceError:
-            raise
+            # the shared validator: required columns, twin links, and no image path outside the folder;
+            # unreadable images are handled per use
+            df = read_manifest(root, check_images=False).frame.copy()
+        except ManifestError as e:
+            raise ServiceError(str(e)) from e
         except Exception as e:  # noqa: BLE001
-            raise ServiceError(f"cannot read {path}: {type(e).__name__}: {e}") from e
-        need = {"image_id", "image_path", "concept_id", "concept_name", "culture", "region", "category",
-                "caption", "concept_prompt", "twin_concept_ids", "split"}
-        missing = sorted(need - set(df.columns))
-        if missing:
-            raise ServiceError(f"{path} lacks columns {missing}; see the CulTwin manifest format in ARCHITECTURE.md")
+            raise ServiceError(f"cannot read {root / 'manifest.parquet'}: {type(e).__name__}: {e}") from e
         root_r = root.resolve()
-        abs_paths = []
-        for rel in df["image_path"].astype(str):
-            p = (root_r / rel).resolve()
-            # never serve anything outside the operator's dataset folder, whatever the manifest says
-            abs_paths.append(str(p) if p.is_relative_to(root_r) else "")
-        df = df.copy()
-        df["abs_path"] = abs_paths
-        bad = int((df["abs_path"] == "").sum())
-        if bad:
-            logger.warning("%d manifest rows point outside %s; ignored", bad, root)
-            df = df[df["abs_path"] != ""]
-        df["twin_concept_ids"] = df["twin_concept_ids"].map(lambda v: [str(x) for x in v] if v is not None else [])
-        df = df.reset_index(drop=True)
+        df["abs_path"] = [str((root_r / rel).resolve()) for rel in df["image_path"].astype(str)]
         logger.info("dataset %s: %d images, %d concepts", root, len(df), df["concept_id"].nunique())
         return df
 

@@ -41,11 +41,12 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from cultureclip.fileio import atomic_write_text
 
 import numpy as np
 
@@ -415,18 +416,7 @@ def write_result(path: str | os.PathLike[str], result: Mapping[str, Any]) -> Pat
     p = Path(path)
     if p.suffix != ".json":
         p = p / result_filename(result["benchmark"], result.get("model_tag") or model_tag(result["model"]))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=1, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(p, json.dumps(result, indent=1, allow_nan=False) + "\n")
     log.info("wrote %s", p)
     return p
 

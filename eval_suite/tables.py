@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cultureclip.fileio import atomic_write_text
 from eval_suite import metrics as M
 from eval_suite.results import read_results
 
@@ -402,20 +402,6 @@ def to_latex(df: pd.DataFrame, precision: int = 1, caption: str | None = None) -
     return styler.to_latex(hrules=True, caption=caption)
 
 
-def _atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 WRITERS: dict[str, Callable[[pd.DataFrame], str]] = {
     "csv": lambda df: df.to_csv(index=not isinstance(df.index, pd.RangeIndex)),
     "md": to_markdown,
@@ -430,7 +416,7 @@ def write_table(
     bad = [f for f in formats if f not in WRITERS]
     if bad:
         raise ValueError(f"unknown table formats {bad}; choose from {sorted(WRITERS)}")
-    return [_atomic_write(Path(f"{stem}.{fmt}"), WRITERS[fmt](df)) for fmt in formats]
+    return [atomic_write_text(Path(f"{stem}.{fmt}"), WRITERS[fmt](df)) for fmt in formats]
 
 
 def write_tables(
@@ -453,7 +439,7 @@ def write_tables(
     ``base`` and ``tuned`` are given; ``ablation.*`` when two or more models carry ablation parameters.
     """
     out = Path(out_dir)
-    written = [_atomic_write(out / "results.csv", frame.to_csv(index=False))]
+    written = [atomic_write_text(out / "results.csv", frame.to_csv(index=False))]
     written += write_table(summary_table(frame, metric, scale=scale), out / "summary", formats)
     fields = sorted(
         {next(iter(d)) for d in frame.loc[frame["group"] != OVERALL, "group"].map(M.parse_group_key) if len(d) == 1}

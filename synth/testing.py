@@ -6,30 +6,9 @@ Heavy libraries are imported inside the functions.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import tempfile
 from pathlib import Path
-
-
-def write_clip_tokenizer(folder: str | Path) -> Path:
-    """Convert open_clip's bundled BPE into a transformers ``CLIPTokenizer`` folder (vocab.json + merges.txt).
-
-    Gives the same ids as open_clip; ``model_max_length=77`` is required by diffusers pipelines.
-    """
-    from open_clip.tokenizer import bytes_to_unicode, default_bpe
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]  # same slice as open_clip.SimpleTokenizer: 48,894 merges
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    return folder
 
 
 def build_tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
@@ -38,9 +17,11 @@ def build_tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    from cultureclip.backbone import write_clip_tokenizer_files
+
     folder = Path(folder)
     with tempfile.TemporaryDirectory() as tok_dir:
-        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(tok_dir), model_max_length=77)
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer_files(tok_dir), model_max_length=77)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, hidden_size=32, intermediate_size=37,

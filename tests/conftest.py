@@ -20,3 +20,14 @@ def tiny_hf_clip_dir(tmp_path_factory):
     from tests.tiny_models import make_tiny_hf_clip
 
     return make_tiny_hf_clip(tmp_path_factory.mktemp("tiny_hf_clip"))
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory):
+    """The demo tests' tiny twin world (models, dataset, catalog, results), built once per session."""
+    import torch
+
+    torch.set_num_threads(1)
+    from tests.demo_world import make_world
+
+    return make_world(tmp_path_factory.mktemp("demo_world"))

@@ -1,6 +1,6 @@
 """A tiny twin world for the demo tests: two tiny open_clip models, a CulTwin dataset, a catalog, results.
 
-Plain functions (fixtures live in the test files that use them)."""
+Plain functions; the session-scoped `demo_world` fixture in tests/conftest.py builds it once."""
 from __future__ import annotations
 
 import hashlib
@@ -99,3 +99,18 @@ def make_services(world: dict[str, Path], **kw):
     cfg = DemoConfig(base=str(world["base"]), tuned=str(world["tuned"]), dataset=world["dataset"],
                      results=world["results"], device="cpu", **kw)
     return DemoServices(cfg)
+
+
+def launch(services, **kw):
+    """Launch the demo for `services` on a free loopback port: returns (url, blocks); call blocks.close()."""
+    import socket
+
+    from demo.ui import build_demo, launch_kwargs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    demo = build_demo(services)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **launch_kwargs(services), **kw)
+    return f"http://127.0.0.1:{port}/", demo

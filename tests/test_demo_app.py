@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import struct
 import threading
@@ -24,34 +23,19 @@ API_NAMES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
-    from tests.demo_world import make_world
-
-    return make_world(tmp_path_factory.mktemp("demo_world"))
+def world(demo_world):
+    return demo_world
 
 
 @pytest.fixture(scope="module")
 def app(world):
-    from demo.ui import build_demo, launch_kwargs
-    from tests.demo_world import make_services
+    from tests.demo_world import launch, make_services
 
     services = make_services(world, offline_world=True)
     services.check()
-    demo = build_demo(services)
-    port = _free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **launch_kwargs(services))
-    yield {"url": f"http://127.0.0.1:{port}/", "services": services, "demo": demo}
+    url, demo = launch(services)
+    yield {"url": url, "services": services, "demo": demo}
     demo.close()
 
 

@@ -4,7 +4,6 @@ Screenshots go to docs/screenshots/*.png (the README shows them)."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,29 +17,15 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
+def app_url(demo_world):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from demo.ui import build_demo, launch_kwargs
-    from tests.demo_world import make_services, make_world
+    from tests.demo_world import launch, make_services
 
-    world = make_world(tmp_path_factory.mktemp("browser_world"))
-    services = make_services(world, offline_world=True)
+    services = make_services(demo_world, offline_world=True)
     services.check()
-    demo = build_demo(services)
-    port = _free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **launch_kwargs(services))
-    yield f"http://127.0.0.1:{port}/", world
+    url, demo = launch(services)
+    yield url, demo_world
     demo.close()
 
 

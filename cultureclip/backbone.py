@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import math
 import logging
 import os
 import socket
@@ -342,6 +343,12 @@ class ClipBackbone(nn.Module):
     def logit_scale(self) -> torch.Tensor:
         """exp of the learned log-temperature (a 0-dim tensor with grad)."""
         return self.model.logit_scale.exp().reshape(())
+
+    @torch.no_grad()
+    def clamp_logit_scale(self, max_scale: float = 100.0) -> None:
+        """Keep the learned log-temperature in [0, ln max_scale] (open_clip and OpenAI clamp at ln 100
+        after every optimizer step), so a large step can neither zero nor blow up the scale."""
+        self.model.logit_scale.clamp_(0.0, math.log(max_scale))
 
     # -- encoders --------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:

@@ -336,11 +336,16 @@ class CulTwinDataset(torch.utils.data.Dataset):
     """Items for the twin-aware loss: image, caption, concept index, concept prompt, twin caption/prompt.
 
     The twin caption is a caption of one of the concept's twins, chosen deterministically per
-    (seed, epoch, item); items whose concept has no twin in the manifest get `has_twin=False`.
+    (seed, epoch, item), with up to ``TWIN_CANDIDATES`` other captions of that twin in random order
+    (`twin_caption_candidates`: the trainer takes the first one the batch does not already hold);
+    items whose concept has no twin in the manifest get `has_twin=False`. With ``twin_images`` an
+    image of the same twin concept (another row, `twin_image_index`) is loaded too.
     """
 
+    TWIN_CANDIDATES = 4
+
     def __init__(self, manifest: Manifest, transform: Callable[[Image.Image], torch.Tensor], seed: int = 0,
-                 skip_bad_images: bool = False, cache_images: bool = False):
+                 skip_bad_images: bool = False, cache_images: bool = False, twin_images: bool = False):
         self.m = manifest
         self.cache_images = cache_images  # keep decoded images in memory (small datasets, many epochs)
         self._cache: dict[int, Image.Image] = {}
@@ -362,6 +367,10 @@ class CulTwinDataset(torch.utils.data.Dataset):
             caps[c].append(cap)
         self.prompt_of = prompts
         self.captions_of = {c: sorted(set(v)) for c, v in caps.items()}
+        self.twin_images = twin_images
+        self.rows_of: dict[str, list[int]] = defaultdict(list)
+        for i, c in enumerate(self.concept_ids):
+            self.rows_of[c].append(i)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -372,15 +381,19 @@ class CulTwinDataset(torch.utils.data.Dataset):
     def _rng(self, i: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, i])
 
+    def _load(self, i: int) -> Image.Image:
+        img = self._cache.get(i)
+        if img is None:
+            with Image.open(self.m.image_path(i)) as im:
+                img = im.convert("RGB")
+            if self.cache_images:
+                self._cache[i] = img
+        return img
+
     def __getitem__(self, i: int) -> dict | None:
         path = self.m.image_path(i)
         try:
-            img = self._cache.get(i)
-            if img is None:
-                with Image.open(path) as im:
-                    img = im.convert("RGB")
-                if self.cache_images:
-                    self._cache[i] = img
+            img = self._load(i)
         except Exception as e:  # noqa: BLE001
             if not self.skip_bad_images:
                 raise ManifestError(f"unreadable image {path} (row {i}): {e}. Set skip_bad_images to skip such rows.") from e
@@ -399,13 +412,26 @@ class CulTwinDataset(torch.utils.data.Dataset):
             "twin_caption": "",
             "twin_prompt": "",
             "twin_concept": -1,
+            "twin_caption_candidates": [],
         }
         if twins:
             t = twins[int(rng.integers(len(twins)))]
             caps = self.captions_of[t]
             item["twin_caption"] = caps[int(rng.integers(len(caps)))]
+            order = rng.permutation(len(caps))[: self.TWIN_CANDIDATES]
+            item["twin_caption_candidates"] = [caps[int(k)] for k in order]
             item["twin_prompt"] = self.prompt_of[t]
             item["twin_concept"] = self.concept_index[t]
+            if self.twin_images:
+                rows = self.rows_of[t]
+                r = rows[int(rng.integers(len(rows)))]
+                try:
+                    item["twin_image"] = self.transform(self._load(r))
+                    item["twin_index"] = r
+                except Exception as e:  # noqa: BLE001 - a bad twin image only loses that negative
+                    if not self.skip_bad_images:
+                        raise ManifestError(f"unreadable image {self.m.image_path(r)} (row {r}): {e}. "
+                                            "Set skip_bad_images to skip such rows.") from e
         return item
 
 
@@ -414,6 +440,7 @@ def collate(items: list[dict | None]) -> dict[str, Any]:
     items = [it for it in items if it is not None]
     if not items:
         return {"empty": True}
+    twins = [it for it in items if "twin_image" in it]
     return {
         "index": torch.tensor([it["index"] for it in items]),
         "images": torch.stack([it["image"] for it in items]),
@@ -424,4 +451,9 @@ def collate(items: list[dict | None]) -> dict[str, Any]:
         "twin_captions": [it["twin_caption"] for it in items],
         "twin_prompts": [it["twin_prompt"] for it in items],
         "twin_concepts": torch.tensor([it["twin_concept"] for it in items], dtype=torch.long),
+        "twin_caption_candidates": [it.get("twin_caption_candidates", []) for it in items],
+        # twin images (only items that have one): (M, 3, H, W), their dataset rows and concept indices
+        "twin_images": torch.stack([it["twin_image"] for it in twins]) if twins else None,
+        "twin_image_index": torch.tensor([it["twin_index"] for it in twins], dtype=torch.long),
+        "twin_image_concepts": torch.tensor([it["twin_concept"] for it in twins], dtype=torch.long),
     }

@@ -9,6 +9,13 @@ Our reading of the paper (DESIGN.md section 5), with every choice stated here so
     twin caption as a negative would often contradict that concept's own images.
   - caption rows: columns are all images of the batch plus all twin images
     (``twin_image_features``); a twin image whose concept id equals the caption's is masked out.
+* **No column twice** -- a twin column that is already a column of the (global) batch adds nothing
+  but ``ln 2`` to an existing logit (a reweighting, not information), so it is dropped. Identity is
+  by id, never by float equality: ``text_ids`` / ``twin_text_ids`` (e.g. a hash of the caption
+  text) for twin captions, the twin's concept id (``twin_concept_ids``) for twin prompts (the batch's
+  concept bank already holds every batch concept's prompt), ``image_ids`` / ``twin_image_ids``
+  (e.g. the dataset row) for twin images. Repeats within the twin columns are dropped too. Without
+  ids nothing can be matched and every real twin slot is used.
 * **Positives are by concept id** -- we *mask* (drop from the softmax denominator) every other item
   of the same concept; the target stays the row's own item. We do not use soft targets spread over
   same-concept columns: cross-entropy against a uniform target pushes a same-concept pair apart
@@ -17,8 +24,14 @@ Our reading of the paper (DESIGN.md section 5), with every choice stated here so
   concept and no twins nothing is masked and the term equals open_clip's ``ClipLoss`` exactly.
 * **Concept term** -- image rows against the batch's unique concept prompts (one column per concept
   id: the mean of the prompt features of that concept's items, so it does not depend on batch
-  order) plus the row's own twin prompts; the target is the image's own concept. One direction only
-  (image -> concept), like zero-shot classification. If ``prompt_features`` is None the term is
+  order) plus the row's own twin prompts; the target is the image's own concept.
+  ``concept_direction`` (config ``loss.concept_direction``): ``image_to_prompt`` (default; like
+  zero-shot classification) or ``symmetric``, which averages it with the prompt -> image direction:
+  each item's concept prompt as a row against all images of the batch plus the twin images, the
+  item's own image as target and the concept's other images masked (as in the caption term). Whether
+  the paper's term is symmetric is not stated; the study (``world.study``) ablates both. With prompts
+  equal to captions and one image per concept the symmetric term equals open_clip's ``ClipLoss``.
+  If ``prompt_features`` is None the term is
   skipped: ``concept_loss`` is reported as 0 and its weight moves to the caption term, so the total
   is ``(w_cap + w_con) * caption_loss`` (= plain CLIP loss with the default 0.7/0.3).
 * **Distillation** (``w_keep``) -- keeps general ability: the mean of the two KL divergences
@@ -50,7 +63,10 @@ from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
 
+CONCEPT_DIRECTIONS = ("image_to_prompt", "symmetric")
+
 __all__ = [
+    "CONCEPT_DIRECTIONS",
     "LOSSES",
     "ClipContrastiveLoss",
     "TwinContrastiveLoss",
@@ -149,6 +165,34 @@ def _twin_slots(name: str, feats: Tensor | None, mask: Tensor | None, batch: int
     return feats, mask
 
 
+def _slot_ids(name: str, ids: Tensor | None, batch: int, slots: int, device: torch.device) -> Tensor | None:
+    """Twin slot identities as (B, T) long, or None."""
+    if ids is None:
+        return None
+    ids = torch.as_tensor(ids, device=device)
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(1)
+    if tuple(ids.shape) != (batch, slots) or ids.is_floating_point():
+        raise ValueError(f"{name} must be an integer tensor of shape ({batch},) or ({batch}, {slots}); got {tuple(ids.shape)}")
+    return ids.long()
+
+
+def _drop_repeats(mask: Tensor, ids: Tensor, known: Tensor) -> Tensor:
+    """mask (B, T) of real twin slots -> without slots whose id is in ``known`` (K,) or repeats an
+    earlier real slot of the same row."""
+    keep = mask & ~(ids[:, :, None] == known[None, None, :]).any(-1)
+    for t in range(1, ids.shape[1]):
+        earlier = (ids[:, t : t + 1] == ids[:, :t]) & keep[:, :t]
+        keep[:, t] &= ~earlier.any(1)
+    return keep
+
+
+def _first_new(ids: Tensor, known: Tensor) -> Tensor:
+    """(M,) bool: id not in ``known`` and not seen earlier in ``ids``."""
+    seen_before = (ids[:, None] == ids[None, :]).tril(diagonal=-1).any(1)
+    return ~seen_before & ~(ids[:, None] == known[None, :]).any(1)
+
+
 def _as_scale(logit_scale: Tensor | float, device: torch.device) -> Tensor:
     scale = torch.as_tensor(logit_scale, device=device)
     if scale.numel() != 1:
@@ -169,19 +213,25 @@ class TwinContrastiveLoss(nn.Module):
         w_con: weight of the concept term (moves to the caption term when no prompts are given).
         w_keep: weight of the distillation term toward the frozen base model (needs base features).
         gather: all-gather features across processes when torch.distributed runs with world > 1.
+        concept_direction: ``image_to_prompt`` or ``symmetric`` (see module doc).
     """
 
-    def __init__(self, w_cap: float = 0.7, w_con: float = 0.3, w_keep: float = 0.0, gather: bool = True) -> None:
+    def __init__(self, w_cap: float = 0.7, w_con: float = 0.3, w_keep: float = 0.0, gather: bool = True,
+                 concept_direction: str = "image_to_prompt") -> None:
         super().__init__()
         for name, w in (("w_cap", w_cap), ("w_con", w_con), ("w_keep", w_keep)):
             if not w >= 0:
                 raise ValueError(f"{name} must be >= 0; got {w}")
         if w_cap + w_con <= 0:
             raise ValueError("w_cap + w_con must be > 0 (at least one contrastive term must be on)")
+        if concept_direction not in CONCEPT_DIRECTIONS:
+            raise ValueError(f"concept_direction must be one of {', '.join(CONCEPT_DIRECTIONS)}; got {concept_direction!r}")
         self.w_cap, self.w_con, self.w_keep, self.gather = float(w_cap), float(w_con), float(w_keep), gather
+        self.concept_direction = concept_direction
 
     def extra_repr(self) -> str:
-        return f"w_cap={self.w_cap}, w_con={self.w_con}, w_keep={self.w_keep}, gather={self.gather}"
+        return (f"w_cap={self.w_cap}, w_con={self.w_con}, w_keep={self.w_keep}, gather={self.gather}, "
+                f"concept_direction={self.concept_direction}")
 
     def forward(
         self,
@@ -199,6 +249,11 @@ class TwinContrastiveLoss(nn.Module):
         base_text_features: Tensor | None = None,
         base_logit_scale: Tensor | float | None = None,
         logit_bias: Tensor | None = None,
+        text_ids: Tensor | None = None,
+        twin_text_ids: Tensor | None = None,
+        twin_concept_ids: Tensor | None = None,
+        image_ids: Tensor | None = None,
+        twin_image_ids: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Return ``{"caption_loss", "concept_loss", ["distill_loss"], "loss"}`` (scalars).
 
@@ -208,6 +263,9 @@ class TwinContrastiveLoss(nn.Module):
         captions and prompts); twin_image_features (M, D) with twin_image_concept_ids (M,).
         ``logit_bias`` (SigLIP-style models) is accepted so ``loss(**model_out)`` works and ignored:
         a constant shift cancels in the softmax.
+        Identities for dropping twin columns already in the batch (all optional, integer):
+        text_ids (B,) and twin_text_ids (B,) or (B, T); twin_concept_ids (B,) or (B, T) (the concept of
+        each twin prompt slot); image_ids (B,) and twin_image_ids (M,).
         """
         del logit_bias
         batch, dim = self._check(image_features, text_features, concept_ids, prompt_features,
@@ -217,9 +275,24 @@ class TwinContrastiveLoss(nn.Module):
         scale = _as_scale(logit_scale, device)
         twin_text = _twin_slots("twin_text_features", twin_text_features, twin_mask, batch, dim)
         twin_prompt = _twin_slots("twin_prompt_features", twin_prompt_features, twin_mask, batch, dim)
+        if (text_ids is None) != (twin_text_ids is None) and twin_text is not None:
+            raise ValueError("pass both text_ids and twin_text_ids (to drop twin captions already in the batch), or neither")
+        if (image_ids is None) != (twin_image_ids is None) and twin_image_features is not None:
+            raise ValueError("pass both image_ids and twin_image_ids (to drop twin images already in the batch), or neither")
+        for name_, ids_ in (("text_ids", text_ids), ("image_ids", image_ids)):
+            if ids_ is not None and (tuple(ids_.shape) != (batch,) or ids_.is_floating_point()):
+                raise ValueError(f"{name_} must be an integer tensor of shape ({batch},); got {tuple(ids_.shape)}")
+        if twin_image_ids is not None and twin_image_features is not None and (
+                tuple(twin_image_ids.shape) != (twin_image_features.shape[0],) or twin_image_ids.is_floating_point()):
+            raise ValueError(f"twin_image_ids must be an integer tensor of shape ({twin_image_features.shape[0]},); "
+                             f"got {tuple(twin_image_ids.shape)}")
+        twin_text_ids = _slot_ids("twin_text_ids", twin_text_ids, batch, twin_text[0].shape[1], device) if twin_text else None
+        twin_concept_ids = (_slot_ids("twin_concept_ids", twin_concept_ids, batch, twin_prompt[0].shape[1], device)
+                            if twin_prompt else None)
         if twin_image_features is None:
             twin_image_features = image_features.new_zeros((0, dim))
             twin_image_concept_ids = concept_ids.new_zeros((0,))
+            twin_image_ids = None if image_ids is None else concept_ids.new_zeros((0,))
         concept_ids = concept_ids.to(device=device, dtype=torch.long)
         twin_image_concept_ids = twin_image_concept_ids.to(device=device, dtype=torch.long)
         has_prompt = prompt_features is not None
@@ -263,15 +336,34 @@ class TwinContrastiveLoss(nn.Module):
                 with torch.no_grad():
                     all_base_img = all_gather_with_grad(base_image_features.detach(), sizes, rank)
                     all_base_txt = all_gather_with_grad(base_text_features.detach(), sizes, rank)
+            # identities (integers, no gradient); every rank passes the same optional ids
+            all_text_ids = None if text_ids is None else all_gather_with_grad(text_ids.to(device).long(), sizes, rank)
+            all_image_ids = None if image_ids is None else all_gather_with_grad(image_ids.to(device).long(), sizes, rank)
+            all_twin_image_ids = None
+            if twin_image_ids is not None:
+                all_twin_image_ids = (all_gather_with_grad(twin_image_ids.to(device).long(), twin_sizes, rank)
+                                      if sum(twin_sizes) > 0 else twin_image_ids.to(device).long())
             offset, total = sum(sizes[:rank]), sum(sizes)
         else:
             all_img, all_txt, all_ids, all_prompt = image_features, text_features, concept_ids, prompt_features
             all_twin_img, all_twin_ids = twin_image_features, twin_image_concept_ids
             all_base_img, all_base_txt = base_image_features, base_text_features
+            all_text_ids = None if text_ids is None else text_ids.to(device).long()
+            all_image_ids = None if image_ids is None else image_ids.to(device).long()
+            all_twin_image_ids = None if twin_image_ids is None else twin_image_ids.to(device).long()
             offset, total = 0, batch
         # Sum of local row losses / (global rows / world): mean over ranks == global mean.
         norm = total / world
         rows = torch.arange(offset, offset + batch, device=device)  # (B,) global index of local rows
+
+        # ---- drop twin columns that are already columns of the batch (identity, not float equality)
+        if twin_text is not None and twin_text_ids is not None:
+            twin_text = (twin_text[0], _drop_repeats(twin_text[1], twin_text_ids, all_text_ids))
+        if twin_prompt is not None and twin_concept_ids is not None:
+            twin_prompt = (twin_prompt[0], _drop_repeats(twin_prompt[1], twin_concept_ids, all_ids))
+        if all_twin_image_ids is not None and all_image_ids is not None and all_twin_img.shape[0] > 0:
+            keep = _first_new(all_twin_image_ids, all_image_ids)
+            all_twin_img, all_twin_ids = all_twin_img[keep], all_twin_ids[keep]
 
         img = image_features.float()
         txt = text_features.float()
@@ -310,6 +402,16 @@ class TwinContrastiveLoss(nn.Module):
                 logits_con = torch.cat([logits_con, twin_logits.masked_fill(~mask, float("-inf"))], dim=1)
             target = inverse[offset : offset + batch]
             concept_loss = F.cross_entropy(logits_con, target, reduction="sum") / norm
+            if self.concept_direction == "symmetric":
+                # prompt -> image: each item's concept prompt against all images (+ twin images); the
+                # item's own image is the target, the concept's other images are masked as above
+                own_prompt = scale * concept_bank[target]  # (B, D)
+                logits_p2i = (own_prompt @ all_img.float().T).masked_fill(same, float("-inf"))
+                if all_twin_img.shape[0] > 0:
+                    twin_p2i = own_prompt @ all_twin_img.float().T
+                    twin_same = concept_ids[:, None] == all_twin_ids[None, :]
+                    logits_p2i = torch.cat([logits_p2i, twin_p2i.masked_fill(twin_same, float("-inf"))], dim=1)
+                concept_loss = (concept_loss + F.cross_entropy(logits_p2i, rows, reduction="sum") / norm) / 2
             w_cap, w_con = self.w_cap, self.w_con
         else:
             concept_loss = caption_loss.new_zeros(())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -93,11 +94,17 @@ class LossConfig:
     w_cap: float = 0.7
     w_con: float = 0.3
     w_keep: float = 0.0  # distillation toward the frozen base model
-    twin_negatives: bool = True  # False: the "no twin negatives" ablation
-    # where a twin caption comes from: "batch" = a caption of a twin-concept image already in this
-    # process's batch when there is one (no extra text to encode), else the dataset's sampled one;
-    # "sampled" = always the dataset's per-item sample (independent of how the batch is split)
-    twin_caption_source: str = "batch"
+    # twin negatives (the "no twin negatives" ablation sets this false; twin-aware batching is the
+    # separate switch data.twin_batching). A twin column already in the batch is dropped by the loss.
+    twin_negatives: bool = True
+    # where a twin caption comes from: "sampled" = a caption of the twin concept that is not among the
+    # batch's captions (the dataset offers a few, the trainer takes the first new one): information;
+    # "batch" = a copy of a twin-concept caption already in the batch (the old default) -- the loss drops
+    # it as a duplicate column, so this is the same as no twin captions
+    twin_caption_source: str = "sampled"
+    twin_images: bool = True  # also an image of the twin concept per item (a text->image hard negative)
+    # concept term: "image_to_prompt" (zero-shot-classification direction) or "symmetric" (+ prompt->image)
+    concept_direction: str = "image_to_prompt"
 
 
 @dataclass
@@ -273,8 +280,11 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         val_m = manifest.split(cfg.data.val_split)
     data_fp = train_m.fingerprint()
     transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
+    if cfg.loss.twin_caption_source not in ("batch", "sampled"):
+        raise ValueError(f"loss.twin_caption_source must be batch or sampled, got {cfg.loss.twin_caption_source!r}")
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
-                             cache_images=cfg.data.cache_images)
+                             cache_images=cfg.data.cache_images,
+                             twin_images=cfg.loss.name == "twin" and cfg.loss.twin_negatives and cfg.loss.twin_images)
     twin_ids = dataset.twin_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_ids]
     sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
@@ -295,7 +305,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, total_steps))
-    loss_fn = create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep) \
+    loss_fn = create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep,
+                          concept_direction=cfg.loss.concept_direction) \
         if cfg.loss.name == "twin" else create_loss(cfg.loss.name)
     model, optimizer = accelerator.prepare(backbone, optimizer)
     unwrapped = accelerator.unwrap_model(model)
@@ -385,6 +396,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
                 if accelerator.sync_gradients and cfg.optim.clip_grad > 0:
                     accelerator.clip_grad_norm_(params, cfg.optim.clip_grad)
                 optimizer.step()
+                unwrapped.clamp_logit_scale()  # [0, ln 100] like open_clip / OpenAI
                 scheduler.step() if accelerator.sync_gradients else None
                 optimizer.zero_grad(set_to_none=True)
             micro += 1
@@ -458,38 +470,70 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
-    """One forward: images + the batch's UNIQUE texts (captions, concept prompts, twin captions, twin prompts).
+def _text_id(text: str) -> int:
+    """A caption's identity for the loss (a 63-bit content hash: the same text on every process)."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
 
-    Prompts repeat across items of a concept and twin prompts are mostly prompts of concepts already in
-    the batch; a twin caption is taken from an image of the twin concept in the batch when there is one
-    (twin-aware batching makes that the usual case). Encoding only unique texts keeps the step close to
-    plain CLIP cost (see bench/train_step.py)."""
+
+def _gather_list(accelerator, values: list) -> list:
+    """The list concatenated over processes (itself with one process)."""
+    if getattr(accelerator, "num_processes", 1) <= 1:
+        return list(values)
+    from accelerate.utils import gather_object
+
+    return list(gather_object(list(values)))
+
+
+def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
+    """One forward: images (+ twin images not in the batch) and the batch's UNIQUE texts (captions,
+    concept prompts, twin captions, twin prompts).
+
+    Prompts repeat across items of a concept; each unique text is encoded once. A twin caption is a
+    caption of the twin concept that is not already a caption of this batch (``sampled``), so it adds a
+    column the batch lacks; the loss drops any twin column (caption, prompt or image) that is already a
+    batch column, by identity (caption hash, concept id, dataset row)."""
     device = accelerator.device
     b = len(batch["captions"])
     use_twins = cfg.loss.twin_negatives and bool(batch["has_twin"].any())
     captions, prompts = list(batch["captions"]), list(batch["prompts"])
     texts = captions + prompts
+    has_twin = batch["has_twin"].tolist()
     if use_twins:
-        if cfg.loss.twin_caption_source not in ("batch", "sampled"):
-            raise ValueError(f"loss.twin_caption_source must be batch or sampled, got {cfg.loss.twin_caption_source!r}")
-        caption_in_batch: dict[int, str] = {}
         if cfg.loss.twin_caption_source == "batch":
+            caption_in_batch: dict[int, str] = {}
             for c, cap in zip(batch["concepts"].tolist(), captions):
                 caption_in_batch.setdefault(c, cap)
-        twin_caps = [caption_in_batch.get(tc, t) if h else c
-                     for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, batch["has_twin"].tolist())]
-        twin_prompts = [t if h else p for t, p, h in zip(batch["twin_prompts"], prompts, batch["has_twin"].tolist())]
+            twin_caps = [caption_in_batch.get(tc, t) if h else c
+                         for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, has_twin)]
+        else:
+            in_batch = set(_gather_list(accelerator, captions))  # the global batch: independent of the split
+            twin_caps = [next((t for t in cands if t not in in_batch), first) if h else c
+                         for cands, first, c, h in zip(batch["twin_caption_candidates"], batch["twin_captions"], captions, has_twin)]
+        twin_prompts = [t if h else p for t, p, h in zip(batch["twin_prompts"], prompts, has_twin)]
         texts += twin_caps + twin_prompts
     unique = list(dict.fromkeys(texts))
     where = {t: i for i, t in enumerate(unique)}
     index = torch.tensor([where[t] for t in texts], device=device)
     tokens = unwrapped.tokenize(unique).to(device)
     images = batch["images"].to(device)
+    twin_rows = None
+    if use_twins and cfg.loss.name == "twin" and batch.get("twin_images") is not None and len(batch["twin_image_index"]):
+        # encode only twin images that are not already batch images (the loss would drop them anyway)
+        seen = set(_gather_list(accelerator, batch["index"].tolist()))
+        twin_rows = []
+        for j, r in enumerate(batch["twin_image_index"].tolist()):
+            if r not in seen:
+                seen.add(r)
+                twin_rows.append(j)
+        twin_rows = torch.tensor(twin_rows, dtype=torch.long)
+        if len(twin_rows):
+            images = torch.cat([images, batch["twin_images"][twin_rows].to(device)])
+        else:
+            twin_rows = None
     out = model(images, tokens)
     tf = out["text_features"][index]
     kwargs = {
-        "image_features": out["image_features"],
+        "image_features": out["image_features"][:b],
         "text_features": tf[:b],
         "logit_scale": out["logit_scale"],
         "concept_ids": batch["concepts"].to(device),
@@ -500,9 +544,18 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
             kwargs["twin_text_features"] = tf[2 * b : 3 * b]
             kwargs["twin_prompt_features"] = tf[3 * b : 4 * b]
             kwargs["twin_mask"] = batch["has_twin"].to(device)
+            kwargs["text_ids"] = torch.tensor([_text_id(t) for t in captions], device=device)
+            kwargs["twin_text_ids"] = torch.tensor([_text_id(t) for t in twin_caps], device=device)
+            kwargs["twin_concept_ids"] = batch["twin_concepts"].to(device)
+            kwargs["image_ids"] = batch["index"].to(device)
+            kwargs["twin_image_ids"] = torch.zeros(0, dtype=torch.long, device=device)
+            if twin_rows is not None:
+                kwargs["twin_image_features"] = out["image_features"][b:]
+                kwargs["twin_image_concept_ids"] = batch["twin_image_concepts"][twin_rows].to(device)
+                kwargs["twin_image_ids"] = batch["twin_image_index"][twin_rows].to(device)
         if base_model is not None:
             with torch.no_grad():
-                kwargs["base_image_features"] = base_model.encode_image(images)
+                kwargs["base_image_features"] = base_model.encode_image(images[:b])
                 kwargs["base_text_features"] = base_model.encode_text(unwrapped.tokenize(captions).to(device))
     else:
         kwargs = {k: kwargs[k] for k in ("image_features", "text_features", "logit_scale")}

@@ -23,8 +23,9 @@ from cultureclip.loss import ClipContrastiveLoss, TwinContrastiveLoss  # noqa: E
 ITEM_KEYS = (
     "image_features", "text_features", "concept_ids", "prompt_features", "twin_text_features",
     "twin_prompt_features", "twin_mask", "base_image_features", "base_text_features",
+    "text_ids", "twin_text_ids", "twin_concept_ids", "image_ids",
 )
-TWIN_IMAGE_KEYS = ("twin_image_features", "twin_image_concept_ids")
+TWIN_IMAGE_KEYS = ("twin_image_features", "twin_image_concept_ids", "twin_image_ids")
 FLOAT_KEYS = (
     "image_features", "text_features", "prompt_features", "twin_text_features", "twin_prompt_features",
     "twin_image_features",
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     twin_sizes = data.pop("twin_sizes").tolist()
     weights = data.pop("weights").tolist()
     scale = data.pop("scale").reshape(())
+    direction = "symmetric" if "symmetric" in data and bool(data.pop("symmetric").item()) else "image_to_prompt"
     if len(sizes) != world:
         raise SystemExit(f"input was made for {len(sizes)} ranks, running {world}")
     inputs: dict[str, torch.Tensor] = {}
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if "twin_mask" in inputs:
         inputs["twin_mask"] = inputs["twin_mask"].bool()
 
-    loss_fn = TwinContrastiveLoss(w_cap=weights[0], w_con=weights[1], w_keep=weights[2])
+    loss_fn = TwinContrastiveLoss(w_cap=weights[0], w_con=weights[1], w_keep=weights[2], concept_direction=direction)
     out = loss_fn(logit_scale=scale, **inputs)
     out["loss"].backward()
 

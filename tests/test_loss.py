@@ -213,6 +213,57 @@ def test_raising_similarity_to_twin_raises_the_loss():
     assert out["caption_loss"] > base["caption_loss"] + 1e-4
 
 
+def test_a_duplicated_column_changes_nothing():
+    """Twin columns that are copies of batch columns (same caption id / concept / image row) add
+    nothing: the loss equals the loss without them, values and gradients."""
+    img, txt = _features(6, 16, seed=11)
+    g = torch.Generator().manual_seed(11)
+    ids = torch.tensor([0, 1, 2, 3, 0, 5])
+    prompts = _norm(torch.randn(6, 16, generator=g))
+    prompts[4] = prompts[0]
+    text_ids = torch.tensor([10, 11, 12, 13, 14, 15])
+    scale = torch.tensor(12.0)
+    for direction in ("image_to_prompt", "symmetric"):
+        loss_fn = TwinContrastiveLoss(concept_direction=direction)
+        ref = loss_fn(img, txt, scale, ids, prompt_features=prompts)
+        # item i's twin is item (i+1)%6's concept: caption, prompt and image copied from the batch
+        nxt = torch.tensor([1, 2, 3, 4, 5, 0])
+        dup = loss_fn(img, txt, scale, ids, prompt_features=prompts,
+                      twin_text_features=txt[nxt], twin_prompt_features=prompts[nxt],
+                      twin_image_features=img[nxt], twin_image_concept_ids=ids[nxt],
+                      text_ids=text_ids, twin_text_ids=text_ids[nxt], twin_concept_ids=ids[nxt],
+                      image_ids=torch.arange(6), twin_image_ids=nxt)
+        for key in ("caption_loss", "concept_loss", "loss"):
+            assert abs(dup[key].item() - ref[key].item()) < 1e-6, (direction, key)
+        # without identities the copies are extra columns: the old behaviour (each adds ln 2 to a logit)
+        old = loss_fn(img, txt, scale, ids, prompt_features=prompts,
+                      twin_text_features=txt[nxt], twin_prompt_features=prompts[nxt])
+        assert old["loss"].item() > ref["loss"].item() + 1e-3
+    # a new twin column (an id the batch lacks) does add a negative
+    new = TwinContrastiveLoss()(img, txt, scale, ids, prompt_features=prompts,
+                                twin_text_features=txt[torch.tensor([1, 2, 3, 4, 5, 0])], text_ids=text_ids,
+                                twin_text_ids=torch.arange(90, 96))
+    assert new["caption_loss"].item() > ref["caption_loss"].item() + 1e-3
+    # gradients equal too, and repeats inside the twin columns count once
+    a, b = img.detach().clone().requires_grad_(True), img.detach().clone().requires_grad_(True)
+    TwinContrastiveLoss()(a, txt.detach(), scale, ids, twin_image_features=torch.cat([img[:2], img[:2]]).detach(),
+                          twin_image_concept_ids=torch.tensor([7, 7, 7, 7]), image_ids=torch.arange(6),
+                          twin_image_ids=torch.tensor([40, 41, 40, 41]))["loss"].backward()
+    TwinContrastiveLoss()(b, txt.detach(), scale, ids, twin_image_features=img[:2].detach(),
+                          twin_image_concept_ids=torch.tensor([7, 7]))["loss"].backward()
+    torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=0)
+
+
+def test_symmetric_concept_term_is_clip_when_prompts_are_captions():
+    img, txt = _features(6, 12, seed=1)
+    scale = torch.tensor(20.0)
+    out = TwinContrastiveLoss(w_cap=0.0, w_con=1.0, concept_direction="symmetric")(
+        img, txt, scale, torch.arange(6) * 7, prompt_features=txt)
+    assert abs(out["concept_loss"].item() - _open_clip_loss(img, txt, scale).item()) < 1e-6
+    with pytest.raises(ValueError, match="concept_direction must be one of"):
+        TwinContrastiveLoss(concept_direction="both")
+
+
 def test_twins_make_the_loss_harder_than_plain_clip():
     batch = _twin_batch()
     with_twins = TwinContrastiveLoss()(**batch)["caption_loss"]
@@ -325,11 +376,20 @@ def test_two_processes_match_single_process(tmp_path):
         "twin_image_features": _norm(torch.randn(3, dim, generator=g)),
         "twin_image_concept_ids": torch.tensor([9, 5, 2]),
         "base_image_features": base_img, "base_text_features": base_txt,
+        # identities: twin caption 0 of item 0 (rank 0) is caption 6 (rank 1); twin image 1 (rank 0) is
+        # image 5 (rank 1): both must be dropped across ranks
+        "text_ids": torch.arange(100, 108),
+        "twin_text_ids": torch.tensor([[106, 201], [202, 203], [204, 205], [206, 207], [208, 209],
+                                       [210, 211], [212, 213], [214, 215]]),
+        "twin_concept_ids": torch.tensor([[9, 77], [4, 78], [79, 80], [81, 82], [83, 84], [85, 86], [87, 88], [89, 90]]),
+        "image_ids": torch.arange(8),
+        "twin_image_ids": torch.tensor([50, 5, 51]),
     }
     weights = [0.7, 0.3, 0.2]
     file = tmp_path / "batch.safetensors"
     save_file({**data, "sizes": torch.tensor(sizes), "twin_sizes": torch.tensor(twin_sizes),
-               "weights": torch.tensor(weights), "scale": torch.tensor([11.0])}, str(file))
+               "weights": torch.tensor(weights), "scale": torch.tensor([11.0]), "symmetric": torch.tensor([1])},
+              str(file))
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -347,7 +407,7 @@ def test_two_processes_match_single_process(tmp_path):
     # single process on the global batch
     leaves = {k: data[k].clone().requires_grad_(True) for k in FLOAT_KEYS}
     single_in = {**data, **leaves, "twin_mask": mask}
-    single = TwinContrastiveLoss(*weights)(logit_scale=torch.tensor(11.0), **single_in)
+    single = TwinContrastiveLoss(*weights, concept_direction="symmetric")(logit_scale=torch.tensor(11.0), **single_in)
     single["loss"].backward()
     for key in ("caption_loss", "concept_loss", "distill_loss", "loss"):
         dist_mean = (ranks[0][f"loss/{key}"] + ranks[1][f"loss/{key}"]).item() / 2

@@ -159,3 +159,44 @@ def test_config_numbers_as_users_type_them(tmp_path):
     assert load_config(TrainConfig, tmp_path / "c.yaml").optim.lr == 1e-5
     with pytest.raises(ConfigError, match="expected an integer"):
         load_config(TrainConfig, None, ["optim.epochs=2.5"])
+
+
+def test_logit_scale_is_clamped_after_each_step(tiny_open_clip_dir, ds, tmp_path):
+    """lr=1e6 used to drive exp(logit_scale) to 0 (or inf) in one step; it is clamped to [1, 100]."""
+    for lr in (1e6, -1e6):  # a negative lr pushes the other way
+        out = tmp_path / f"lr{lr}"
+        cfg = _cfg(tiny_open_clip_dir, ds, out, **{"optim.lr": lr, "optim.max_steps": 1, "optim.warmup_steps": 0,
+                                                   "optim.clip_grad": 0, "data.val_split": "", "export": "false"})
+        train(cfg)
+        rec = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+        assert 1.0 - 1e-6 <= rec["logit_scale"] <= 100.0 + 1e-4, rec
+
+
+def test_step_feeds_new_twin_columns_with_identities(tiny_open_clip_dir, ds):
+    """The trainer gives the loss twin captions the batch lacks, twin images that are not batch images,
+    and the ids the loss needs to drop any duplicate column."""
+    from types import SimpleNamespace
+
+    from cultureclip.backbone import create_backbone
+    from cultureclip.data import CulTwinDataset, TwinBatchSampler, collate, read_manifest
+    from cultureclip.train import _step_losses, _text_id
+
+    bb = create_backbone(str(tiny_open_clip_dir))
+    m = read_manifest(ds).split("train")
+    dataset = CulTwinDataset(m, bb.preprocess_eval, seed=0, twin_images=True)
+    sampler = TwinBatchSampler(dataset.concept_ids, dataset.twin_ids, 6, seed=0)
+    batch = collate([dataset[i] for i in next(iter(sampler))])
+    assert batch["has_twin"].any() and batch["twin_images"] is not None
+    seen = {}
+    cfg = load_config(TrainConfig, None, ["data.dataset=x"])
+    _step_losses(bb, bb, batch, lambda **kw: seen.update(kw) or {"loss": torch.zeros(())}, cfg, None,
+                 SimpleNamespace(device=torch.device("cpu")))
+    caps = {_text_id(c) for c in batch["captions"]}
+    has = batch["has_twin"]
+    for tid, h, cands in zip(seen["twin_text_ids"].tolist(), has.tolist(), batch["twin_caption_candidates"]):
+        if h and any(_text_id(c) not in caps for c in cands):
+            assert tid not in caps  # a caption of the twin that the batch does not hold
+    assert not set(seen["twin_image_ids"].tolist()) & set(seen["image_ids"].tolist())
+    assert seen["twin_image_features"].shape[0] == len(seen["twin_image_ids"]) > 0
+    assert seen["image_features"].shape[0] == len(batch["captions"])
+    assert seen["twin_concept_ids"][has].ne(seen["concept_ids"][has]).all()

@@ -76,7 +76,7 @@ def _px(img: np.ndarray, fx: float, fy: float) -> tuple[int, int, int]:
 
 
 @pytest.mark.parametrize("cid,points", [
-    ("flag_chad", [(0.15, 0.5, "#002664"), (0.5, 0.5, "#FECB00"), (0.85, 0.5, "#C60C30")]),
+    ("flag_chad", [(0.15, 0.5, "#00205B"), (0.5, 0.5, "#FFCD00"), (0.85, 0.5, "#C8102E")]),
     ("flag_romania", [(0.15, 0.5, "#002B7F"), (0.5, 0.5, "#FCD116"), (0.85, 0.5, "#CE1126")]),
     ("flag_ireland", [(0.1, 0.5, "#169B62"), (0.9, 0.5, "#FF883E")]),
     ("flag_cote_divoire", [(0.1, 0.5, "#F77F00"), (0.9, 0.5, "#009E60")]),
@@ -99,7 +99,7 @@ def test_clean_colours_match_spec(cid, points):
 def test_chad_and_romania_differ_as_specified():
     a = np.asarray(render_design("flag_chad", 90, 60), dtype=int)
     b = np.asarray(render_design("flag_romania", 90, 60), dtype=int)
-    assert tuple(a[30, 10]) == (0x00, 0x26, 0x64) and tuple(b[30, 10]) == (0x00, 0x2B, 0x7F)
+    assert tuple(a[30, 10]) == (0x00, 0x20, 0x5B) and tuple(b[30, 10]) == (0x00, 0x2B, 0x7F)
     diff = np.abs(a - b).mean()
     other = np.abs(a - np.asarray(render_design("flag_ireland", 90, 60), dtype=int)).mean()
     assert 0 < diff < 15 < 60 < other  # nearly identical, yet not the same flag

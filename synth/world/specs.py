@@ -84,8 +84,10 @@ def ring(cx: float, cy: float, r0: float, r1: float) -> Shape:
 def band(p0: tuple[float, float], p1: tuple[float, float], lo: float, hi: float) -> Shape:
     """Points whose signed distance to the line p0->p1 lies in [lo, hi] (diagonal bands).
 
-    Sign: positive on the side of (dx*ly - dy*lx) > 0, i.e. to the right of the direction in
-    y-down coordinates.
+    Sign: d = ((x - x0) * ly - (y - y0) * lx) / |l| with l = p1 - p0, positive on the side where
+    that cross product is > 0. In the y-down design units this is the LEFT of the direction as seen
+    on the drawn flag: for a line drawn left to right, positive is above it (the point (x1, y0) above
+    the diagonal (x0, y0) -> (x1, y1) has d > 0), negative below.
     """
     return ("band", float(p0[0]), float(p0[1]), float(p1[0]), float(p1[1]), float(lo), float(hi))
 
@@ -180,12 +182,13 @@ def union_jack(x0: float, y0: float, w: float, h: float, blue: str = UJ_BLUE) ->
         L(clip, blue),
         L(band(*d1, -3 * u, 3 * u), WHITE, clip),
         L(band(*d2, -3 * u, 3 * u), WHITE, clip),
-        # counterchanged red saltire: on the side nearer the hoist-bottom in the upper hoist arm,
-        # rotating pinwheel-wise (180-degree symmetry), 2 units wide, touching the diagonal
-        L(band(*d1, 0, 2 * u), UJ_RED, left),
-        L(band(*d1, -2 * u, 0), UJ_RED, right),
-        L(band(*d2, 0, 2 * u), UJ_RED, left),
-        L(band(*d2, -2 * u, 0), UJ_RED, right),
+        # counterchanged red saltire, 2 units wide, touching the diagonal: in the hoist half the broad
+        # white is uppermost, so the red lies BELOW both hoist arms (d < 0, see `band`); the fly half
+        # is the 180-degree rotation (red above the diagonals)
+        L(band(*d1, -2 * u, 0), UJ_RED, left),
+        L(band(*d1, 0, 2 * u), UJ_RED, right),
+        L(band(*d2, -2 * u, 0), UJ_RED, left),
+        L(band(*d2, 0, 2 * u), UJ_RED, right),
         L(rect(cx - 5 * u, y0, cx + 5 * u, y0 + h), WHITE),
         L(rect(x0, y0 + 10 * u, x0 + w, y0 + 20 * u), WHITE),
         L(rect(cx - 3 * u, y0, cx + 3 * u, y0 + h), UJ_RED),
@@ -229,10 +232,12 @@ WP = "colours: sRGB as published on Wikipedia's article for the flag (from offic
 
 # --- vertical tricolours: Chad / Romania / Andorra / Moldova --------------------------------
 S = (3, 2)
-_add("flag_chad", S, vbands(S, ["#002664", "#FECB00", "#C60C30"]),
+_add("flag_chad", S, vbands(S, ["#00205B", "#FFCD00", "#C8102E"]),
      "a flag with three vertical stripes, blue, yellow and red", "exact",
-     f"2:3, three equal vertical bands (Constitution of Chad). {WP}; indigo blue Pantone 281.",
-     blue="#002664", yellow="#FECB00", red="#C60C30")
+     "2:3, three equal vertical bands, blue at the hoist (Constitution of Chad, art. 8: 'bleu, or, "
+     "rouge', no shades in law). Colours: the sRGB of the suggested Pantone 281 C (indigo), 116 C and "
+     "186 C as published on Wikipedia's article (#00205B, #FFCD00, #C8102E); not legally binding.",
+     blue="#00205B", yellow="#FFCD00", red="#C8102E")
 _add("flag_romania", S, vbands(S, ["#002B7F", "#FCD116", "#CE1126"]),
      "a flag with three vertical stripes, blue, yellow and red", "exact",
      f"2:3, three equal vertical bands (Law 75/1994). {WP}; cobalt blue Pantone 280.",
@@ -408,12 +413,15 @@ _add("flag_australia", S, [field_(S, "#012169")] + union_jack(0, 0, 1, 0.5) + [
     L(star(1.5, 1 - 1 / 6, 1 / 14, 7, 4 / 9), WHITE),          # Alpha Crucis
     L(star(1.5, 1 / 6, 1 / 14, 7, 4 / 9), WHITE),              # Gamma Crucis
     L(star(1.25, 0.5 - 1 / 16, 1 / 14, 7, 4 / 9), WHITE),      # Beta Crucis
-    L(star(1.71, 0.37, 1 / 14, 7, 4 / 9), WHITE),              # Delta Crucis (approx)
-    L(star(1.61, 0.555, 1 / 24, 5), WHITE),                    # Epsilon Crucis (approx)
+    L(star(1.5 + 2 / 9, 0.5 - 1 / 16 - 1 / 15, 1 / 14, 7, 4 / 9), WHITE),  # Delta Crucis
+    L(star(1.5 + 1 / 10, 0.5 + 1 / 24, 1 / 24, 5, 4 / 9), WHITE),         # Epsilon Crucis
 ], "a dark blue flag with a small red, white and blue cross pattern in the upper hoist corner and white stars",
-    "approx", "1:2 (Flags Act 1953): Union Flag canton, seven-pointed Commonwealth Star of diameter "
-    "3/10 in the lower hoist, Southern Cross stars of diameter 1/7 (Epsilon 1/12); Alpha, Beta, "
-    "Gamma placed per the Act, Delta and Epsilon estimated. Blue Pantone 280.",
+    "exact", "1:2 (Flags Act 1953, First Schedule, Tables A and B; fractions of the hoist): Union Flag "
+    "canton; seven-pointed Commonwealth Star, diameter 3/10, centred in the lower hoist; Southern Cross "
+    "stars of diameter 1/7 (Epsilon 1/12, five points), inner diameter 4/9: Alpha and Gamma on the fly's "
+    "middle line 1/6 from the bottom/top, Beta 1/4 to the hoist side and 1/16 above the fly centre, "
+    "Delta 2/9 to the fly side and 1/16 + 1/15 above it, Epsilon 1/10 to the fly side and 1/24 below "
+    "it. Stars point straight up (the Act does not rotate them). Blue Pantone 280.",
     blue="#012169")
 _nz = [L(star(x, y, r * 1.25, 5), WHITE) for x, y, r in
        ((1.5, 0.80, 0.07), (1.5, 0.19, 0.064), (1.27, 0.45, 0.064), (1.70, 0.39, 0.055))]
@@ -558,7 +566,7 @@ _add("flag_latvia", S, hbands(S, ["#9E3039", WHITE, "#9E3039"], [2, 1, 2]),
 S = (3, 2)
 _gh_r = (2 / 3) / (1 + math.cos(math.radians(36)))
 _add("flag_ghana", S, hbands(S, ["#CE1126", "#FCD116", "#006B3F"]) + [
-    L(star(1.5, 1 / 3 * 1 + _gh_r, _gh_r), "#000000")],
+    L(star(1.5, 2 / 3 + _gh_r, _gh_r), "#000000")],  # top point on the gold band's upper edge
     "a flag with three horizontal stripes, red, yellow and green, with a black star in the centre",
     "exact", f"2:3, equal bands, black star spanning the gold band (Constitution 1992). {WP}.",
     red="#CE1126", yellow="#FCD116", green="#006B3F")

@@ -8,7 +8,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: app test install offline-world bench browser clean-world
+.PHONY: app test install offline-world world-study bench browser clean-world
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,9 @@ browser:
 
 clean-world:
 	rm -rf artifacts/world
+
+# The seeded ablation study on the offline twin world (artifacts/world-study/: results.md/csv with
+# bootstrap intervals, pairs.csv, pareto.html/png); reuses artifacts/world's inputs when built.
+# STUDY_ARGS="--quick" for a 1-seed smoke version in minutes.
+world-study: install
+	HF_HUB_OFFLINE=1 $(PY) -m world.study $(STUDY_ARGS)

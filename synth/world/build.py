@@ -206,7 +206,9 @@ def pretrain_base(data: Path, run_dir: Path, preset: Preset, seed: int, progress
 
 FINETUNES = {
     "cultureclip": [],
-    "no_twin_negatives": ["loss.twin_negatives=false", "data.twin_batching=false"],
+    # two separate switches: twin negatives in the loss, twin-aware batching in the sampler
+    "no_twin_negatives": ["loss.twin_negatives=false"],
+    "no_twin_batching": ["data.twin_batching=false"],
     "concept_only": ["loss.w_cap=0.0", "loss.w_con=1.0"],
     "caption_only": ["loss.w_cap=1.0", "loss.w_con=0.0"],
     "lora": ["lora.enabled=true", "lora.r=8", "lora.alpha=16", "lora.dropout=0.0"],
@@ -282,8 +284,11 @@ def _finetune_job(job: tuple) -> tuple[str, float]:
 
 
 def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = False, progress: bool = True,
-          workers: int | None = None) -> dict:
-    """Build every artifact under `out`; returns a summary (paths, timings, headline numbers)."""
+          workers: int | None = None, inputs_only: bool = False) -> dict:
+    """Build every artifact under `out`; returns a summary (paths, timings, headline numbers).
+
+    inputs_only: stop after the inputs every fine-tune needs and return their paths
+    (``pretrain``, ``attributes``, ``base``, ``dataset``): what `world.study` builds on."""
     preset = PRESETS[preset_name]
     workers = workers or min(2, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -323,6 +328,9 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
         return str(out / "dataset")
 
     dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": str(base)}))
+    if inputs_only:
+        return {"pretrain": str(pre), "attributes": str(attr), "base": str(base), "dataset": str(dataset),
+                "timings_s": timings}
     # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run
     # `workers` at a time in separate processes (small models use 2 processes better than 2 threads)
     names = ["cultureclip"] + list(preset.ablations)

@@ -97,15 +97,16 @@ class Plan:
     n_boot: int = 2000
 
     def runs(self) -> list[tuple[str, int]]:
-        """(variant, seed) in the order they should run: seed 0 of everything main first, so a
-        partial study already compares the main variants."""
+        """(variant, seed) in the order they should run: every seed of the main four first (seed by
+        seed), then the other variants in the order given, so a partial study still answers the
+        main question with all its seeds."""
         out: list[tuple[str, int]] = []
-        max_seeds = max((len(s) for s in self.seeds.values()), default=0)
-        for k in range(max_seeds):
-            for name in list(MAIN) + [n for n in self.seeds if n not in MAIN]:
-                seeds = self.seeds.get(name, [])
-                if k < len(seeds):
-                    out.append((name, seeds[k]))
+        main = [n for n in MAIN if n in self.seeds]
+        for k in range(max((len(self.seeds[n]) for n in main), default=0)):
+            out += [(n, self.seeds[n][k]) for n in main if k < len(self.seeds[n])]
+        for name, seeds in self.seeds.items():
+            if name not in MAIN:
+                out += [(name, s) for s in seeds]
         return out
 
 
@@ -113,7 +114,8 @@ def full_plan() -> Plan:
     """The default grid (sized for ~60-75 min on 2 contended CPU cores): 3 seeds for the four main
     variants, 1 seed for the others, WiSE-FT alphas on plain and CultureCLIP, one oracle."""
     seeds = {n: [0, 1, 2] for n in MAIN}
-    seeds.update({n: [0] for n in VARIANTS if n not in MAIN})
+    for n in ("lora_r4", "symmetric", "concept_only", "lora_r16", "keep1", "replay1", "replay0"):
+        seeds[n] = [0]
     return Plan(preset="full", seeds=seeds)
 
 

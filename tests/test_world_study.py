@@ -31,7 +31,8 @@ def test_plan_runs_main_seed_zero_first_and_oracle_early():
     jobs = W.jobs_for(plan, W.Path("/tmp/o"), W.WorldInputs("a", "b", "c", "d"))
     kinds = [j.kind for j in jobs]
     assert kinds[0] == "base" and kinds[5] == "oracle"
-    assert all(j.wise_alphas for j in jobs if j.variant in plan.wise_for and j.kind == "finetune")
+    wise = [j for j in jobs if j.wise_alphas]
+    assert {j.variant for j in wise} == set(plan.wise_for) and all(j.seed == 0 for j in wise)
 
 
 def test_twin_groups_and_cluster_bootstrap():

@@ -32,6 +32,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -446,7 +447,9 @@ def load_records(out: Path) -> dict[str, dict]:
 
 def aggregate(recs: list[dict], data_groups: np.ndarray, pair_groups: np.ndarray, n_boot: int) -> dict[str, Any]:
     """Seed-mean metrics of one variant with cluster-bootstrap intervals (percent)."""
-    tc = np.nanmean(np.array([r["twin_correct"] for r in recs], dtype=float), axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # images without a twin stay NaN
+        tc = np.nanmean(np.array([r["twin_correct"] for r in recs], dtype=float), axis=0)
     grp = np.mean([r["pair_group"] for r in recs], axis=0)
     con = np.mean([r["concept_correct"] for r in recs], axis=0)
     row: dict[str, Any] = {"seeds": len(recs)}
@@ -642,8 +645,10 @@ def jobs_for(plan: Plan, out: Path, inputs: WorldInputs) -> list[Job]:
     runs = plan.runs()
     oracle = [Job("oracle", "oracle", s, str(out), inputs, plan.preset, plan.oracle_epochs) for s in plan.oracle_seeds]
     for i, (name, seed) in enumerate(runs):
+        # WiSE-FT points from the first seed only (each costs an evaluation)
+        first = plan.seeds[name][0]
         jobs.append(Job("finetune", name, seed, str(out), inputs, plan.preset, plan.finetune_epochs,
-                        tuple(plan.wise_alphas) if name in plan.wise_for else ()))
+                        tuple(plan.wise_alphas) if name in plan.wise_for and seed == first else ()))
         if i == len(MAIN) - 1 or (i == len(runs) - 1 and oracle):  # the oracle right after seed 0 of the main four
             jobs.extend(oracle)
             oracle = []

@@ -60,9 +60,13 @@ def save_model(backbone: ClipBackbone, folder: str | Path, metadata: dict[str, A
             if pp:
                 from transformers import CLIPImageProcessor
 
+                resize = pp.get("resize", pp["size"])
                 CLIPImageProcessor(
-                    size={"shortest_edge": pp["size"]},
+                    do_resize=resize is not None,
+                    size={"height": resize[0], "width": resize[1]} if isinstance(resize, (list, tuple))
+                    else {"shortest_edge": resize or pp["size"]},
                     crop_size={"height": pp["size"], "width": pp["size"]},
+                    resample=int(pp.get("resample", 3)),
                     image_mean=list(pp["mean"]),
                     image_std=list(pp["std"]),
                 ).save_pretrained(str(tmp))

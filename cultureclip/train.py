@@ -176,6 +176,7 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
     """Fraction of images closer to their own concept prompt than to each twin's (and N-way concept accuracy)."""
     from PIL import Image
 
+    from .image import to_rgb
     from .inference import Embedder
 
     df = manifest.frame
@@ -192,7 +193,7 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
             ims = []
             for p in df["image_path"].iloc[start : start + batch_size]:
                 with Image.open(manifest.root / p) as im:
-                    ims.append(im.convert("RGB"))
+                    ims.append(to_rgb(im))
             feats.append(emb.embed_images(ims))
         feats = torch.cat(feats)
         sims = feats @ bank.T  # (N, C)

@@ -105,3 +105,22 @@ def test_hf_resize_then_crop_matches_the_processor(hf_256_224, tmp_path):
     bb2 = create_backbone(str(tmp_path / "saved"))
     assert bb2.info["preprocess_cfg"]["resize"] == 256 and bb2.image_size == 224
     assert torch.allclose(bb2.preprocess_eval(im), ours)
+
+
+def test_eval_training_and_demo_read_transparency_alike(tmp_path):
+    """An RGBA PNG in a benchmark, in a CulTwin dataset and uploaded to the demo gives one RGB image."""
+    from cultureclip.data import CulTwinDataset, read_manifest
+    from demo.validation import load_image
+    from eval_suite.benchmarks.base import ImageRef
+    from tests.cultwin_fixture import make_tiny_cultwin
+
+    ds = make_tiny_cultwin(tmp_path / "ds", per_concept=2)
+    m = read_manifest(ds).split("train")
+    path = m.image_path(0)
+    _rgba_image(32, 32).save(path)  # same size, now with transparency
+    expected = np.asarray(to_rgb(_rgba_image(32, 32)))
+    train_px = np.asarray(CulTwinDataset(m, lambda im: im)[0]["image"])
+    eval_px = np.asarray(ImageRef(path=str(path)).open())
+    demo_px = np.asarray(load_image(str(path)))
+    assert (train_px == expected).all() and (eval_px == expected).all() and (demo_px == expected).all()
+    assert (expected[:10] == 255).all()  # the transparent band is white on every path

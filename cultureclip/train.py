@@ -407,6 +407,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
             aside = bad.with_name(f"damaged_{bad.name}")
             shutil.rmtree(aside, ignore_errors=True)
             os.replace(bad, aside)
+            logger.warning("kept the damaged checkpoint as %s for inspection; delete it when no longer needed", _shown(aside))
         # logs keep the steps up to the resume point; the steps after it are logged again by this run
         _truncate_jsonl(out / "log.jsonl", step)
         _truncate_jsonl(out / "val.jsonl", step)
@@ -614,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cultureclip.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="YAML preset, e.g. configs/train/smoke.yaml")
-    ap.add_argument("--resume", default=None, help="'auto' (latest checkpoint in out_dir) or a checkpoint folder")
+    ap.add_argument("--resume", default=None, help="'auto' (the newest intact checkpoint in out_dir; damaged ones are skipped with a "
+                    "warning) or a checkpoint folder")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 data.batch_size=64")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -23,9 +23,19 @@ def _format_stats(s: dict) -> str:
     n = t["concepts"]
     head = (f"concepts: {n}  twin pairs: {t['twin_pairs']}  categories: {t['categories']}  "
             f"cultures: {t['cultures']}  regions: {t['regions']}  "
-            f"concepts with twins: {t['concepts_with_twins']}  generated: {t['generated']}")
+            f"concepts with twins: {t['concepts_with_twins']}  generated: {t['generated']}\n"
+            f"weak twin pairs (not in twin pairs): {t['weak_twin_pairs']}  "
+            f"multi-culture concepts: {t['multi_culture_concepts']}  "
+            f"smallest subregion: {t['subregion_min']}\n"
+            f"sources: {s['sources']['with_source']}/{n} cite one or more, "
+            f"{s['sources']['with_2plus_sources']} cite two or more, "
+            f"{s['sources']['with_url']} cite a URL")
     cultures = {k: v["count"] for k, v in s["culture"].items()}
-    names = {k: v["name"] for k, v in s["culture"].items()}
+    names = {k: "; ".join(v["names"]) if len(v["names"]) <= 3
+             else f"{v['name']} +{len(v['names']) - 1} more" for k, v in s["culture"].items()}
+    several = {k: v["names"] for k, v in s["culture"].items() if len(v["names"]) > 1}
+    lines = [f"culture names per code ({len(several)} codes carry several):"]
+    lines += [f"  {k}: {' | '.join(v)}" for k, v in several.items()]
     return "\n\n".join([
         head,
         _table("category", s["category"], n),
@@ -33,6 +43,7 @@ def _format_stats(s: dict) -> str:
         _table("region", s["region"], n),
         _table("subregion", s["subregion"], n),
         _table("culture", cultures, n, names),
+        "\n".join(lines),
     ])
 
 
@@ -70,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if short:
         print("catalog is valid but below the floors:\n  - " + "\n  - ".join(short), file=sys.stderr)
         return 1
-    print(f"ok: {len(catalog)} concepts, {len(catalog.twin_pairs())} twin pairs")
+    print(f"ok: {len(catalog)} concepts, {len(catalog.twin_pairs())} twin pairs "
+          f"(+{len(catalog.weak_twin_pairs())} marked weak)")
     return 0
 
 

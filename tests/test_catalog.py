@@ -194,7 +194,7 @@ def test_error_lists_all_problems(tmp_path):
 
 def test_generated_concepts_are_not_merged_silently(tmp_path):
     gen = copy.deepcopy(GOOD[2])
-    gen.update(id="dish_gen", generated=True)
+    gen.update(id="dish_gen", name="dish gen", generated=True)
     _write(tmp_path, GOOD)
     gen_dir = tmp_path / "generated"
     gen_dir.mkdir()
@@ -227,8 +227,12 @@ def test_stats_json_matches_raw_yaml(capsys):
     assert stats["category"] == dict(Counter(e["category"] for e in raw))
     assert stats["region"] == {r: sum(e["region"] == r for e in raw) for r in REGIONS}
     assert {k: v["count"] for k, v in stats["culture"].items()} == dict(Counter(e["culture"] for e in raw))
-    pairs = {tuple(sorted((e["id"], t["id"]))) for e in raw for t in e["twins"]}
+    pairs = {tuple(sorted((e["id"], t["id"]))) for e in raw for t in e["twins"]
+             if t.get("strength", "strong") == "strong"}
+    weak = {tuple(sorted((e["id"], t["id"]))) for e in raw for t in e["twins"]
+            if t.get("strength") == "weak"}
     assert stats["totals"]["twin_pairs"] == len(pairs)
+    assert stats["totals"]["weak_twin_pairs"] == len(weak)
     assert stats["totals"]["cultures"] == len({e["culture"] for e in raw})
     assert sum(stats["twin_pairs_per_category"].values()) == len(pairs)
 

@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
 
-# What the shipped curated catalog must reach (issue 3).
+# What the shipped curated catalog must reach (issues 3 and 11): size, breadth, and at least
+# `subregion_min` concepts in every UN M49 subregion.
 FLOORS: dict[str, float] = {
-    "concepts": 300, "twin_pairs": 150, "categories": 10, "cultures": 60, "region_share": 0.10,
+    "concepts": 500, "twin_pairs": 150, "categories": 10, "cultures": 60, "region_share": 0.10,
+    "subregion_min": 5,
 }
 
 _MAX_PROBLEMS_SHOWN = 25
@@ -200,8 +202,12 @@ class Catalog:
         return pd.DataFrame(rows, columns=columns)
 
 
-def validate(catalog: Catalog) -> list[str]:
-    """Every problem in a catalog (empty list when valid): field rules plus twin-link rules."""
+def validate(catalog: Catalog, shared_labels: bool = True) -> list[str]:
+    """Every problem in a catalog (empty list when valid): field rules plus twin-link rules.
+
+    shared_labels: also require that no two concepts share a name/alias unless both list it under
+    `shared_aliases` with the reason (one thing under several names must be one concept).
+    """
     problems: list[str] = []
     concepts = catalog.concepts
     for key, c in concepts.items():
@@ -230,7 +236,8 @@ def validate(catalog: Catalog) -> list[str]:
                 problems.append(f"{label}: lists twin {t.id!r} but {t.id!r} "
                                 f"({other.source_file}) does not list {c.id!r} back; add the "
                                 "reverse link with its own distinguishing text")
-    problems.extend(_shared_label_problems(catalog))
+    if shared_labels:
+        problems.extend(_shared_label_problems(catalog))
     return problems
 
 
@@ -261,6 +268,9 @@ def check_floors(catalog: Catalog, floors: dict[str, float] | None = None) -> li
     out = [f"{key}: {s['totals'][key]} < required {int(floors[key])}"
            for key in ("concepts", "twin_pairs", "categories", "cultures")
            if key in floors and s["totals"][key] < floors[key]]
+    if "subregion_min" in floors:
+        out += [f"subregion {name}: {k} concepts < required {int(floors['subregion_min'])}"
+                for name, k in s["subregion"].items() if k < floors["subregion_min"]]
     if "region_share" in floors:
         out += [f"region {r}: {share:.1%} of concepts < required {floors['region_share']:.0%}"
                 for r, share in s["region_share"].items() if share < floors["region_share"]]
@@ -287,14 +297,18 @@ def _display(path: Path) -> str:
 
 
 def load_catalog(paths: str | Path | Iterable[str | Path] | None = None,
-                 include_generated: bool = False) -> Catalog:
+                 include_generated: bool = False, shared_labels: bool | None = None) -> Catalog:
     """Read and validate catalog YAML files; raises CatalogError listing problems with file and id.
 
     paths: files and/or folders of `*.yaml` (default: the curated `synth/catalog/data/`).
     include_generated: also read `synth/catalog/generated/` (when paths is None) and accept entries
     marked `generated: true`; without it such entries are an error, so LLM output never slips into
     the curated catalog unnoticed.
+    shared_labels: enforce the shared-label rule (see `validate`); default: on for the curated
+    catalog (paths=None), off for other files such as the offline world's own catalog.
     """
+    if shared_labels is None:
+        shared_labels = paths is None
     if paths is None:
         roots: list[str | Path] = [DATA_DIR]
         if include_generated and GENERATED_DIR.is_dir():
@@ -335,7 +349,7 @@ def load_catalog(paths: str | Path | Iterable[str | Path] | None = None,
                 continue
             concepts[concept.id] = concept
     catalog = Catalog(concepts)
-    problems.extend(validate(catalog))
+    problems.extend(validate(catalog, shared_labels=shared_labels))
     if problems:
         raise CatalogError(problems)
     log.info("loaded %d concepts (%d twin pairs) from %d file(s)", len(concepts),

@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: synth/catalog/data)")
     parser.add_argument("--include-generated", action="store_true",
                         help="also read synth/catalog/generated and accept generated: true entries")
+    parser.add_argument("--shared-labels", action=argparse.BooleanOptionalAction, default=None,
+                        help="require that concepts share no name/alias unless listed under "
+                             "shared_aliases (default: on for the curated catalog only)")
     sub = parser.add_subparsers(dest="command", required=True)
     p_stats = sub.add_parser("stats", help="counts per category, region and culture")
     p_stats.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        catalog = load_catalog(args.paths, include_generated=args.include_generated)
+        catalog = load_catalog(args.paths, include_generated=args.include_generated,
+                               shared_labels=args.shared_labels)
     except CatalogError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -336,7 +336,7 @@ def test_every_concept_cites_a_source_and_links_are_symmetric(shipped):
         for code in c.cultures:
             assert code in COUNTRIES or code.islower(), (c.id, code)
     src = shipped.stats()["sources"]
-    assert src["with_source"] == len(shipped) and src["with_url"] >= 37
+    assert src["with_source"] == len(shipped) and src["with_url"] >= 60
 
 
 def test_fact_fixes(shipped):

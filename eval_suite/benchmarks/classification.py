@@ -42,6 +42,9 @@ from eval_suite.benchmarks.imagenet_meta import (WNID_RE, imagenet_classnames, i
 
 logger = logging.getLogger(__name__)
 
+# mlfoundations/datacomp tasklist.yml: Dollar Street 3,503 images, 58 classes, main metric acc_top5_wg;
+# GeoDE 12,488 images, 40 classes, main metric acc_wg (top-1, worst region).
+DATACOMP_DOLLAR_STREET_CLASSES = 58
 GEODE_REGIONS = ["Africa", "Americas", "EastAsia", "Europe", "SouthEastAsia", "WestAsia"]
 # GeoDE's country -> region (index into GEODE_REGIONS), as in princetonvisualai/geode_dataset
 # training/utils_local.py (`get_country_to_region`); country names with "_" for spaces.
@@ -244,8 +247,9 @@ class DollarStreetBenchmark(Benchmark):
             cidx = {c: i for i, c in enumerate(classnames)}
             labels_all = [cidx[ts[0]] if ts else None for ts in topics]
             msg = (f"dollar_street: no classnames.txt beside {show_path(root / 'dollar_street_test.csv')}: the "
-                   f"{len(classnames)} classes are the rows' first topics, not DataComp's class list (copy "
-                   "classnames.txt from djghosh/wds_dollar_street_test to score DataComp's classes)")
+                   f"{len(classnames)} classes are the rows' first topics, not DataComp's class list "
+                   f"({DATACOMP_DOLLAR_STREET_CLASSES} classes; copy classnames.txt from "
+                   "djghosh/wds_dollar_street_test to score DataComp's classes)")
             logger.warning("%s", msg)
             self.warnings.append(msg)
         keep = [i for i, lab in enumerate(labels_all) if lab is not None]

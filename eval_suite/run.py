@@ -162,7 +162,7 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
     cfg.roots = {**cfg.roots, **_pairs(args.root, "root")}
     unknown = sorted(set(cfg.roots) - root_names())
     if unknown:
-        raise SystemExit(f"--root names no benchmark: {unknown}; choose from {sorted(root_names())}")
+        raise SystemExit(f"--root (or the preset's roots) names no benchmark: {unknown}; choose from {sorted(root_names())}")
     for proto in args.protocol or []:
         if "=" in proto:
             cfg.protocols.update(_pairs([proto], "protocol"))

@@ -353,7 +353,7 @@ class Benchmark:
                 raise BenchmarkNotFoundError(f"{self.name}: {show_path(cand)} does not exist. {self.how_to_get()}")
             self._root = cand
             return cand
-        if self.hub_id:
+        if self.hub_candidates():
             self._root = self._download()
             return self._root
         raise BenchmarkNotFoundError(f"{self.name}: no data folder given. {self.how_to_get()}")
@@ -383,7 +383,7 @@ class Benchmark:
                 return Path(snapshot_download(hub_id, repo_type="dataset", local_files_only=offline,
                                               allow_patterns=list(self.hub_patterns) if self.hub_patterns else None))
             except Exception as exc:  # try the next copy; report all of them below
-                errors.append(f"`{hub_id}`: {type(exc).__name__}")
+                errors.append(f"`{hub_id}`: {type(exc).__name__}" + ("" if offline else f": {str(exc)[:200]}"))
         if offline:
             raise BenchmarkNotFoundError(f"{self.name}: HF_HUB_OFFLINE=1 and none of {', '.join(errors)} is in the "
                                          f"local hub cache. {self.how_to_get()}")

@@ -273,8 +273,8 @@ def test_dollar_street_and_geode_groups(fx, tmp_path):
     for layout in ("release", "authors"):
         geo = create_benchmark("geode", root=F.make_geode_original(tmp_path / f"geo_{layout}", layout)).load()
         assert geo.groups["region"] == ["Africa"] * 3 + ["EastAsia"] * 3 + ["Europe"] * 3, layout
-        assert geo.classnames == ["bag", "chair", "stove"] and len(geo.templates) == 80
-        assert all(im.path for im in geo.images) and list(geo.labels) == [0, 1, 2] * 3
+        assert geo.classnames == ["bag", "dustbin", "hand soap"] and len(geo.templates) == 80
+        assert all(im.path for im in geo.images) and list(geo.labels) == [0, 2, 1] * 3
     (tmp_path / "geo_bad").mkdir()
     (tmp_path / "geo_bad" / "index.csv").write_text("file_name,object\nx.jpg,bag\n")
     with pytest.raises(BenchmarkError, match="file_path, object, region, ip_country"):

@@ -18,9 +18,9 @@ Formats (see the README table "Where each benchmark comes from" for sources and 
   that folder extracted) or its parquet conversion. How the nlphuji path differs from DataComp's is in
   `DollarStreetBenchmark`'s docstring.
 - GeoDE: DataComp's WDS copy (`djghosh/wds_geode_test`; `.npy` = [region, country]; top-1, worst region)
-  and the original release (`index.csv` with `file_path` under `images/`, `object`, `region`,
-  `ip_country`; the authors' own CSVs use `file_name`, `script_name`, `ip_country` with images under
-  `{region}/{country}/`: both are read).
+  and the original release (`index.csv` with `file_path` under `images/`, `object` (underscores for
+  spaces), `region`, `ip_country`, as public loaders of the release read it; the authors' own CSVs use
+  `file_name`, `script_name`, `ip_country` with images under `{region}/{country}/`: both are read).
 """
 from __future__ import annotations
 

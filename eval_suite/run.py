@@ -338,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         from eval_suite.benchmarks import BENCHMARKS
 
         for name, cls in sorted(BENCHMARKS.items()):
-            print(f"{name:20s} protocols={','.join(cls.protocols)} hub={cls.hub_id or '-'} env={cls.env_var}")
+            hubs = ",".join(h for h in (cls.hub_id, *cls.hub_alternatives) if h) or "-"
+            extra = "".join(f" root:{r}" for r in cls.root_options.values())
+            print(f"{name:20s} protocols={','.join(cls.protocols)} hub={hubs} env={cls.env_var}{extra}")
         return 0
     cfg = resolve_config(args)
     try:

@@ -111,6 +111,7 @@ class ZeroShotBenchmark(Benchmark):
         for i, (sp, files) in enumerate(found):
             data = self._parquet(root, files)
             if (data.labels >= 0).any():
+                self.notes["hidden_label"] = int((data.labels < 0).sum())  # rows with label -1 are skipped
                 return data.select(np.flatnonzero(data.labels >= 0))
             if i + 1 < len(found):  # HF imagenet-1k: the test split's labels are hidden (-1)
                 logger.warning("%s: the %r split's labels are hidden (-1); using %r", self.name, sp, found[i + 1][0])

@@ -36,6 +36,8 @@ class EvalConfig:
     """Everything that defines a sweep (YAML preset keys = these fields)."""
 
     models: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # model spec -> display name (else the checkpoint's)
+    roles: dict[str, str] = field(default_factory=dict)  # model spec -> role, e.g. base | tuned
     benchmarks: list[str] = field(default_factory=list)
     out: str = "results"
     roots: dict[str, str] = field(default_factory=dict)  # benchmark -> local folder
@@ -116,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", help="model specs (open_clip:ARCH@TAG, hf:ORG/NAME, a folder, ...)")
     p.add_argument("--benchmarks", nargs="+", help="benchmark names (see --list)")
     p.add_argument("--out", help="results folder")
+    p.add_argument("--name", action="append", metavar="SPEC=NAME", help="display name of a model (recorded in its results)")
+    p.add_argument("--role", action="append", metavar="SPEC=ROLE", help="role of a model, e.g. base or tuned (recorded in its results)")
     p.add_argument("--root", action="append", metavar="NAME=PATH", help="local folder of a benchmark")
     p.add_argument("--protocol", action="append", metavar="PROTO|NAME=PROTO",
                    help="official or paper, for all benchmarks or one (NAME=PROTO)")
@@ -163,6 +167,8 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
     unknown = sorted(set(cfg.roots) - root_names())
     if unknown:
         raise SystemExit(f"--root (or the preset's roots) names no benchmark: {unknown}; choose from {sorted(root_names())}")
+    cfg.names = {**cfg.names, **_pairs(args.name, "name")}
+    cfg.roles = {**cfg.roles, **_pairs(args.role, "role")}
     for proto in args.protocol or []:
         if "=" in proto:
             cfg.protocols.update(_pairs([proto], "protocol"))
@@ -270,7 +276,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
     import torch
 
     from cultureclip.backbone import create_backbone, default_device
-    from cultureclip.checkpoint import checkpoint_sha
+    from cultureclip.checkpoint import checkpoint_sha, model_identity
     from cultureclip.inference import Embedder
     from eval_suite.results import hash_config, make_result, model_tag, result_filename, write_result
 
@@ -296,6 +302,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
         backbone = create_backbone(spec, device=device, precision=cfg.precision)
         embedder = Embedder(backbone, batch_size=cfg.batch_size)
         sha = checkpoint_sha(backbone)
+        identity = model_identity(backbone, name=cfg.names.get(spec), role=cfg.roles.get(spec), weights_sha=sha)
         for bench, path, ecfg in todo:
             try:
                 bench.load()
@@ -313,6 +320,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
                      "world_size": dist.world, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
             result = make_result(part.pop("benchmark"), part.pop("task"), spec, part.pop("metrics"),
                                  n_samples=part.pop("n_samples"), checkpoint_sha=sha, eval_config=ecfg,
+                                 model_identity=identity, model_config=identity["train_config"],
                                  extra=extra, **part)
             written.append(write_result(path, result))
             logger.info("%s on %s: %s = %s", spec, bench.name, result["main_metric"],

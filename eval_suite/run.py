@@ -164,6 +164,9 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
         upd["progress"] = False
     cfg = dataclasses.replace(cfg, **upd)
     cfg.roots = {**cfg.roots, **_pairs(args.root, "root")}
+    unknown = sorted(set(cfg.roots) - root_names())
+    if unknown:
+        raise SystemExit(f"--root (or the preset's roots) names no benchmark: {unknown}; choose from {sorted(root_names())}")
     cfg.names = {**cfg.names, **_pairs(args.name, "name")}
     cfg.roles = {**cfg.roles, **_pairs(args.role, "role")}
     for proto in args.protocol or []:
@@ -190,7 +193,18 @@ def make_benchmark(cfg: EvalConfig, name: str):
 
     cls = BENCHMARKS.get(name)
     proto = cfg.protocols.get(name) or (cfg.protocol if cls and cfg.protocol in cls.protocols else None)
-    return create_benchmark(name, root=cfg.roots.get(name), protocol=proto, **cfg.options.get(name, {}))
+    options = dict(cfg.options.get(name, {}))
+    for key, root_name in (cls.root_options if cls else {}).items():  # e.g. --root worldcuisines_kb=PATH
+        if root_name in cfg.roots and key not in options:
+            options[key] = cfg.roots[root_name]
+    return create_benchmark(name, root=cfg.roots.get(name), protocol=proto, **options)
+
+
+def root_names() -> set[str]:
+    """Names `--root NAME=PATH` accepts: every benchmark, plus the extra roots some need (worldcuisines_kb)."""
+    from eval_suite.benchmarks import BENCHMARKS
+
+    return set(BENCHMARKS) | {r for cls in BENCHMARKS.values() for r in cls.root_options.values()}
 
 
 def eval_config_for(cfg: EvalConfig, bench) -> dict[str, Any]:
@@ -332,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         from eval_suite.benchmarks import BENCHMARKS
 
         for name, cls in sorted(BENCHMARKS.items()):
-            print(f"{name:20s} protocols={','.join(cls.protocols)} hub={cls.hub_id or '-'} env={cls.env_var}")
+            hubs = ",".join(h for h in (cls.hub_id, *cls.hub_alternatives) if h) or "-"
+            extra = "".join(f" root:{r}" for r in cls.root_options.values())
+            print(f"{name:20s} protocols={','.join(cls.protocols)} hub={hubs} env={cls.env_var}{extra}")
         return 0
     cfg = resolve_config(args)
     try:

@@ -103,3 +103,16 @@ def test_targets_report_gaps():
     sep = next(d for d in W.targets(rows) if "'plain'" in d["target"])
     assert not sep["met"] and sep["gap"] == 1.0  # 46 > 45: intervals overlap by one point
     assert t  # every target has a row
+
+
+def test_lora_vs_full_at_equal_twin_accuracy():
+    base, tuned = {"twin_acc": 40.0, "attr_acc": 30.0}, {"twin_acc": 80.0, "attr_acc": 20.0}
+    wise = {0.5: {"twin_acc": 70.0, "attr_acc": 28.0}}
+    assert W.full_ft_attr_at(55.0, base, tuned, wise) == pytest.approx(29.0)  # halfway base -> alpha 0.5
+    assert W.full_ft_attr_at(75.0, base, tuned, wise) == pytest.approx(24.0)
+    assert W.full_ft_attr_at(90.0, base, tuned, wise) is None
+    rows = {"base": base, "cultureclip": {**tuned, "twin_group_score": 1.0, "twin_group_score_lo": 0.0,
+                                          "twin_group_score_hi": 2.0},
+            "lora_r4": {"twin_acc": 55.0, "attr_acc": 29.5}}
+    t = next(d for d in W.targets(rows, wise) if "LoRA" in d["target"])
+    assert t["met"] and t["gap"] == -0.5

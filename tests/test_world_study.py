@@ -30,7 +30,7 @@ def test_plan_runs_main_seed_zero_first_and_oracle_early():
     assert sum(1 for n, _ in runs if n == "cultureclip") == 3 and len(set(runs)) == len(runs)
     jobs = W.jobs_for(plan, W.Path("/tmp/o"), W.WorldInputs("a", "b", "c", "d"))
     kinds = [j.kind for j in jobs]
-    assert kinds[0] == "base" and kinds[5] == "oracle"
+    assert kinds[0] == "base" and kinds[5] == kinds[6] == "oracle"
     wise = [j for j in jobs if j.wise_alphas]
     assert {j.variant for j in wise} == set(plan.wise_for) and all(j.seed == 0 for j in wise)
 

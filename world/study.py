@@ -94,6 +94,7 @@ class Plan:
     wise_for: list[str] = field(default_factory=lambda: ["plain", "cultureclip"])
     oracle_seeds: list[int] = field(default_factory=lambda: [0])
     oracle_epochs: int = 10
+    oracle_long_epochs: int = 30  # a second, longer-trained oracle: the bound is the stronger of the two
     finetune_epochs: int | None = None  # None = the preset's
     n_boot: int = 2000
 
@@ -346,7 +347,7 @@ def run_job(job: Job) -> str:
 
 
 def run_name(kind: str, variant: str, seed: int) -> str:
-    return "base" if kind == "base" else f"{'oracle' if kind == 'oracle' else variant}_s{seed}"
+    return "base" if kind == "base" else f"{variant}_s{seed}"
 
 
 def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, epochs: int, preset: str) -> dict[str, Any]:
@@ -488,18 +489,24 @@ def build_report(out: Path, inputs: WorldInputs | None, plan: Plan) -> dict[str,
     rows: dict[str, dict] = {}
     by_variant: dict[str, list[dict]] = {}
     for name, r in recs.items():
-        key = "base" if r["kind"] == "base" else ("oracle" if r["kind"] == "oracle" else r["variant"])
+        key = "base" if r["kind"] == "base" else r["variant"]  # oracle records: "oracle" / "oracle_long"
         by_variant.setdefault(key, []).append(r)
-    order = ["base", "oracle"] + list(MAIN) + [n for n in VARIANTS if n not in MAIN]
+    order = ["base", "oracle", "oracle_long"] + list(MAIN) + [n for n in VARIANTS if n not in MAIN]
     for key in [k for k in order if k in by_variant]:
         row = aggregate(by_variant[key], data.groups, data.pair_groups, plan.n_boot)
-        row["label"] = {"base": "base (web-like CLIP)", "oracle": "oracle: supervised image tower + head"}.get(
+        row["label"] = {"base": "base (web-like CLIP)",
+                        "oracle": f"oracle: supervised image tower + head, {plan.oracle_epochs} epochs",
+                        "oracle_long": f"oracle: supervised image tower + head, {plan.oracle_long_epochs} epochs"}.get(
             key, VARIANTS[key].label if key in VARIANTS else key)
         rows[key] = row
-    oracle = rows.get("oracle")
+    # the bound is the stronger oracle (an optimistic bound makes the fraction harder to meet, not easier)
+    oracles = [k for k in ("oracle", "oracle_long") if k in rows]
+    bound = max(oracles, key=lambda k: rows[k]["twin_acc"]) if oracles else None
+    if bound:
+        rows[bound]["label"] += " (the bound)"
     for key, row in rows.items():
-        if oracle and key != "oracle":
-            row["twin_frac_of_oracle"] = 100 * row["twin_acc"] / oracle["twin_acc"]
+        if bound and key not in oracles:
+            row["twin_frac_of_oracle"] = 100 * row["twin_acc"] / rows[bound]["twin_acc"]
     table = pd.DataFrame([{"variant": k, **{c: v for c, v in r.items() if c not in ("pair_correct", "pair_n")}}
                           for k, r in rows.items()])
     table.to_csv(out / "results.csv", index=False)
@@ -513,9 +520,10 @@ def build_report(out: Path, inputs: WorldInputs | None, plan: Plan) -> dict[str,
     # per pair: pairwise twin accuracy of each main variant vs the oracle
     pairs = [f"{a} / {b}" for a, b in data.twin.pairs]
     ptab = pd.DataFrame({"pair": pairs})
-    for key in ["oracle", "cultureclip", "plain", "lora_r4"]:
+    for key in ([bound] if bound else []) + ["cultureclip", "plain", "lora_r4"]:
         if key in rows:
-            ptab[key] = 100 * np.array(rows[key]["pair_correct"]) / np.maximum(1, np.array(rows[key]["pair_n"]))
+            ptab["oracle" if key == bound else key] = (100 * np.array(rows[key]["pair_correct"])
+                                                       / np.maximum(1, np.array(rows[key]["pair_n"])))
     if "oracle" in ptab and "cultureclip" in ptab:
         ptab["cultureclip_frac_of_oracle"] = 100 * ptab["cultureclip"] / ptab["oracle"].replace(0, np.nan)
     ptab.to_csv(out / "pairs.csv", index=False)
@@ -554,7 +562,7 @@ def pareto_points(recs: dict[str, dict], rows: dict[str, dict]) -> list[dict]:
     """(attribute acc, twin acc) per variant (seed mean) and per WiSE-FT alpha (seed mean)."""
     pts = []
     for key, r in rows.items():
-        if key == "oracle" or "attr_acc" not in r:
+        if key.startswith("oracle") or "attr_acc" not in r:
             continue
         fam = "base" if key == "base" else VARIANTS[key].family if key in VARIANTS else "twin-aware"
         pts.append({"name": key, "label": r["label"], "family": fam, "attr_acc": r["attr_acc"], "twin_acc": r["twin_acc"],
@@ -628,7 +636,9 @@ def targets(rows: dict[str, dict], wise: dict[float, dict] | None = None) -> lis
     """The issue's targets, measured: met or missed with the gap. `wise`: CultureCLIP's WiSE-FT
     points (alpha -> twin_acc / attr_acc), for LoRA vs full fine-tuning at equal twin accuracy."""
     out = []
-    cc, base, oracle = rows.get("cultureclip"), rows.get("base"), rows.get("oracle")
+    oracles = [rows[k] for k in ("oracle", "oracle_long") if k in rows]
+    oracle = max(oracles, key=lambda r: r["twin_acc"]) if oracles else None
+    cc, base = rows.get("cultureclip"), rows.get("base")
     if cc and oracle:
         frac = cc["twin_acc"] / oracle["twin_acc"] * 100
         out.append({"target": "CultureCLIP twin accuracy >= 90% of the oracle's", "value": round(frac, 1),
@@ -668,6 +678,8 @@ def jobs_for(plan: Plan, out: Path, inputs: WorldInputs) -> list[Job]:
     jobs = [Job("base", "base", 0, str(out), inputs, plan.preset, None)]
     runs = plan.runs()
     oracle = [Job("oracle", "oracle", s, str(out), inputs, plan.preset, plan.oracle_epochs) for s in plan.oracle_seeds]
+    oracle += [Job("oracle", "oracle_long", s, str(out), inputs, plan.preset, plan.oracle_long_epochs)
+               for s in plan.oracle_seeds if plan.oracle_long_epochs]
     for i, (name, seed) in enumerate(runs):
         # WiSE-FT points from the first seed only (each costs an evaluation)
         first = plan.seeds[name][0]

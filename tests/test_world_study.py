@@ -116,3 +116,12 @@ def test_lora_vs_full_at_equal_twin_accuracy():
             "lora_r4": {"twin_acc": 55.0, "attr_acc": 29.5}}
     t = next(d for d in W.targets(rows, wise) if "LoRA" in d["target"])
     assert t["met"] and t["gap"] == -0.5
+
+
+def test_best_twin_within_the_attribute_floor():
+    path = W.wise_path({"twin_acc": 40.0, "attr_acc": 30.0}, {"twin_acc": 80.0, "attr_acc": 20.0},
+                       {0.5: {"twin_acc": 70.0, "attr_acc": 28.0}})
+    alpha, twin = W.best_twin_within(29.0, path)  # floor crossed between alpha 0 and 0.5
+    assert alpha == pytest.approx(0.25) and twin == pytest.approx(55.0)
+    assert W.best_twin_within(31.0, path) is None
+    assert W.best_twin_within(10.0, path) == (1.0, 80.0)

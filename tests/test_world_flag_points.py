@@ -24,7 +24,6 @@ NOT = "not:"  # "not:#RRGGBB": any colour but this one (an emblem covering the f
 
 def _union_flag_points(x0: float, y0: float, w: float, h: float) -> list[tuple[float, float, str]]:
     """Canton of (x0, y0, w, h) in flag fractions; returns points in flag fractions."""
-    u = 1.0 / 30.0  # canton height units (fractions of the canton)
     nx, ny = 30 / math.hypot(60, 30), 60 / math.hypot(60, 30)  # unit normal to a diagonal, in canton units
 
     def at(cx: float, cy: float) -> tuple[float, float]:  # canton units (60 x 30) -> flag fractions
@@ -41,7 +40,6 @@ def _union_flag_points(x0: float, y0: float, w: float, h: float) -> list[tuple[f
     # St George's cross (red 6 on white 10) and the blue field between the arms
     pts += [(*at(30, 15), RED_UJ), (*at(5, 15), RED_UJ), (*at(5, 11), W), (*at(30, 2), RED_UJ), (*at(26, 2), W),
             (*at(2, 6), BLUE_UJ), (*at(58, 24), BLUE_UJ)]
-    del u
     return pts
 
 

@@ -23,10 +23,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-HUB_BASE = "open_clip:ViT-B-32@openai"
+# The exact base the paper fine-tuned, in the same (transformers CLIPModel) format as its released
+# checkpoint, so WiSE-FT blends the two loaded models key by key.
+HUB_BASE = "hf:openai/clip-vit-base-patch32"
 HUB_TUNED = "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
-# the same weights as HUB_BASE in the HF layout of HUB_TUNED, so WiSE-FT can blend them key by key
-HUB_WISE_BASE = "hf:openai/clip-vit-base-patch32"
 WORLD_DIR = Path("artifacts/world")
 ALPHA_STEP = 0.1
 
@@ -216,11 +216,38 @@ class DemoServices:
             return self.tuned.get()
         raise ValueError(f"which must be 'base' or 'tuned', got {which!r}")
 
+    def wise_available(self) -> tuple[bool, str]:
+        """(True, "") when the WiSE-FT base and CultureCLIP can be blended; else (False, a note for the UI).
+
+        Decided from the spec formats before the models load, and from their parameter names and
+        shapes once both are loaded (two HF CLIPs of different sizes cannot be blended either)."""
+        from cultureclip.backbone import spec_format
+
+        base_h, tuned_h = self.wise_base, self.tuned
+        bf = base_h._embedder.backbone.kind if base_h.loaded else spec_format(base_h.spec)
+        tf = tuned_h._embedder.backbone.kind if tuned_h.loaded else spec_format(tuned_h.spec)
+        hint = ("Both models still answer. To blend, pass --wise-base (env CULTURECLIP_WISE_BASE) with the base "
+                "weights in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP).")
+        if bf and tf and bf != tf:
+            return False, (f"WiSE-FT is not available: the base model is an {bf} model and CultureCLIP an {tf} "
+                           f"model, so their weights cannot be blended. {hint}")
+        if base_h.loaded and tuned_h.loaded:
+            a = {k: tuple(v.shape) for k, v in base_h._embedder.backbone.state_dict().items()}
+            b = {k: tuple(v.shape) for k, v in tuned_h._embedder.backbone.state_dict().items()}
+            if a != b:
+                diff = sorted(set(a) ^ set(b)) or sorted(k for k in a if a[k] != b[k])
+                return False, (f"WiSE-FT is not available: the base model and CultureCLIP have different "
+                               f"architectures (e.g. {diff[0]}), so their weights cannot be blended. {hint}")
+        return True, ""
+
     def blended(self, alpha: float) -> "Embedder":
         """The WiSE-FT model at `alpha` (0 = base, 1 = CultureCLIP), cached per quantized alpha."""
         a = quantize_alpha(alpha)
         if a >= 1.0:
             return self.tuned.get()
+        ok, note = self.wise_available()
+        if not ok:
+            raise ServiceError(note)
         if a <= 0.0 and self.wise_base is self.base:
             return self.base.get()
         with self._blend_lock:

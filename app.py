@@ -10,9 +10,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse flags/env, fail fast on bad models or folders, then serve the app."""
+    import logging
+
     from demo.app_config import ConfigError, build_services, parse_args
 
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         services = build_services(args)
     except ConfigError as e:

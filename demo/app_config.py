@@ -24,6 +24,7 @@ ENV = {
     "results": "CULTURECLIP_RESULTS",
     "wise_base": "CULTURECLIP_WISE_BASE",
     "world": "CULTURECLIP_WORLD",
+    "warm_start": "CULTURECLIP_WARM_START",  # 0: embed label banks on the first request instead
 }
 
 
@@ -45,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=None, help="server name (default: GRADIO_SERVER_NAME or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="server port (default: GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--no-preload", action="store_true", help="load models on the first request instead of at startup")
+    p.add_argument("--no-warm-start", action="store_true", help="embed the catalog label banks on the first request "
+                   f"instead of at startup (env {ENV['warm_start']}=0); they are cached on disk either way")
     return p.parse_args(argv)
 
 
@@ -125,12 +128,30 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
     """Resolve the config and check it (loading the models unless --no-preload): fail fast and clearly."""
     cfg = resolve_config(args, hub)
     services = DemoServices(cfg)
+    preload = not getattr(args, "no_preload", False)
     try:
-        for note in services.check(load_models=not getattr(args, "no_preload", False)):
+        for note in services.check(load_models=preload):
             logger.warning(note)
+        if preload and not getattr(args, "no_warm_start", False) and os.environ.get(ENV["warm_start"], "1") != "0":
+            warm_start(services)
     except ServiceError as e:
         raise ConfigError(str(e)) from e
     return services
+
+
+def warm_label_sets(services: DemoServices) -> list[list[str]]:
+    """The label lists the first queries embed: Recognize's default candidates (every catalog concept)
+    and the concept bank of the twin explorer / confusion map (the same prompts, by concept id)."""
+    from .handlers import build_candidates
+
+    cs = services.concepts()
+    if not cs:
+        return []
+    return [build_candidates(services, "", True).prompts, [cs[i].prompt for i in sorted(cs)]]
+
+
+def warm_start(services: DemoServices) -> None:
+    services.warm_start(warm_label_sets(services))
 
 
 def main(argv: list[str] | None = None) -> int:

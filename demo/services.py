@@ -51,11 +51,14 @@ class DemoConfig:
     tuned_name: str = "CultureCLIP"
     max_index_images: int = 20000  # images embedded for search / twin explorer
     batch_size: int = 64
+    cache_dir: Path | None = None  # label banks on disk (None: CULTURECLIP_CACHE or ~/.cache/cultureclip)
+    bank_cache_mb: int = 256
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset).expanduser() if self.dataset else None
         self.results = Path(self.results).expanduser() if self.results else None
         self.catalog = [Path(p) for p in self.catalog] if self.catalog else None
+        self.cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else None
 
 
 @dataclass
@@ -112,11 +115,13 @@ def quantize_alpha(alpha: float | None) -> float:
 class ModelHolder:
     """Loads one model spec on first use (once, under a lock) and keeps its `Embedder`."""
 
-    def __init__(self, spec: str, device: str | None, batch_size: int = 64, role: str = "model"):
+    def __init__(self, spec: str, device: str | None, batch_size: int = 64, role: str = "model",
+                 bank_cache: Any = None):
         self.spec = spec
         self.device = device
         self.batch_size = batch_size
         self.role = role
+        self.bank_cache = bank_cache  # a cultureclip.bankcache.BankCache: label banks also kept on disk
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
 
@@ -143,6 +148,10 @@ class ModelHolder:
             raise ServiceError(f"cannot load the {self.role} model: {e}") from e
         except Exception as e:  # noqa: BLE001 - startup must fail with one clear line
             raise ServiceError(f"cannot load the {self.role} model {self.spec!r}: {type(e).__name__}: {e}") from e
+        if self.bank_cache is not None:
+            from cultureclip.bankcache import DiskCachedEmbedder
+
+            return DiskCachedEmbedder(bb, self.bank_cache, batch_size=self.batch_size)
         return Embedder(bb, batch_size=self.batch_size)
 
 
@@ -156,8 +165,11 @@ class DemoServices:
 
     def __init__(self, config: DemoConfig):
         self.config = config
-        self.base = ModelHolder(config.base, config.device, config.batch_size, "base")
-        self.tuned = ModelHolder(config.tuned, config.device, config.batch_size, "tuned (CultureCLIP)")
+        from cultureclip.bankcache import BankCache, default_cache_dir
+
+        self.bank_cache = BankCache((config.cache_dir or default_cache_dir()) / "label_banks", config.bank_cache_mb << 20)
+        self.base = ModelHolder(config.base, config.device, config.batch_size, "base", self.bank_cache)
+        self.tuned = ModelHolder(config.tuned, config.device, config.batch_size, "tuned (CultureCLIP)", self.bank_cache)
         if config.wise_base and config.wise_base != config.base:
             self.wise_base = ModelHolder(config.wise_base, config.device, config.batch_size, "WiSE-FT base")
         else:
@@ -207,6 +219,19 @@ class DemoServices:
                 if ms.kind == "local" and not Path(ms.name).is_dir():
                     raise ServiceError(f"cannot load the {role} model: model folder {ms.name!r} does not exist")
         return notes
+
+    def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",)) -> None:
+        """Embed the label banks the first queries need, for both models, before the first request (read
+        from the disk cache when this model and label set were seen before). Progress goes to the log."""
+        import time
+
+        t0 = time.perf_counter()
+        jobs = [(role, holder, labels) for role, holder in (("base", self.base), ("CultureCLIP", self.tuned))
+                for labels in label_sets if labels]
+        for i, (role, holder, labels) in enumerate(jobs, 1):
+            logger.info("warm start %d/%d: %s label bank, %d labels", i, len(jobs), role, len(labels))
+            holder.get().label_bank(labels, templates)
+        logger.info("warm start done in %.1f s: the first query is as fast as a warm one", time.perf_counter() - t0)
 
     # -- models ------------------------------------------------------------------------------------
     def embedder(self, which: str) -> "Embedder":

@@ -39,7 +39,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/train_step.py
 	HF_HUB_OFFLINE=1 $(PY) bench/eval_throughput.py
 	HF_HUB_OFFLINE=1 $(PY) bench/synth_images.py
-	HF_HUB_OFFLINE=1 $(PY) bench/app_latency.py --model open_clip:ViT-B-32
+	HF_HUB_OFFLINE=1 $(PY) bench/app_latency.py
 
 # Debian's chromium for the real-browser app test (Playwright drives it; no browser download).
 browser:

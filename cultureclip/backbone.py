@@ -416,11 +416,24 @@ class ClipBackbone(nn.Module):
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, L) token ids -> (B, D)."""
         if self.kind == "hf":
-            out = self.model.get_text_features(input_ids=tokens)
+            out = self.model.get_text_features(input_ids=self._trim_padding(tokens))
             feats = out if torch.is_tensor(out) else out.pooler_output
         else:
             feats = self.model.encode_text(tokens)
         return nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+    def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, L') with L' = the last pooled (EOS) position + 1, for an HF CLIP text tower.
+
+        Its attention is causal and it pools at the EOS token, so the padding columns after every row's
+        EOS change nothing but cost time: short prompts padded to 77 tokens embed ~3x faster trimmed.
+        The EOS position is found as transformers finds it (argmax for legacy eos_token_id=2 configs)."""
+        if tokens.ndim != 2 or tokens.shape[1] <= 1:
+            return tokens
+        eos = getattr(self.model.text_model, "eos_token_id", None)
+        ids = tokens.to(torch.int)
+        pos = ids.argmax(dim=-1) if eos == 2 or eos is None else (ids == eos).to(torch.int).argmax(dim=-1)
+        return tokens[:, : int(pos.max()) + 1]
 
     def forward(self, images: torch.Tensor | None = None, texts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {"logit_scale": self.logit_scale}

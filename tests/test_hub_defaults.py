@@ -130,3 +130,23 @@ def test_real_size_models_load_from_the_local_hub_cache(hub_home):
     oc = out["open_clip:ViT-B-32@openai"]
     assert oc["acts"] == ["QuickGELU"] and oc["warnings"] == [], oc
     assert out["hf:openai/clip-vit-base-patch32"]["hf_act"] == "quick_gelu"
+
+
+def test_hf_text_padding_trim_is_exact(tiny_hf_clip_dir):
+    """Trimming the padding after the last EOS gives the embeddings of the full 77-column (here 32) input."""
+    import torch
+
+    from cultureclip.backbone import create_backbone
+
+    bb = create_backbone(str(tiny_hf_clip_dir))
+    tokens = bb.tokenize(["gyoza", "a photo of jiaozi, a Chinese dumpling with pleated edges", ""])
+    trimmed = bb._trim_padding(tokens)
+    assert trimmed.shape[1] < tokens.shape[1]
+    with torch.no_grad():
+        full = torch.nn.functional.normalize(bb.model.get_text_features(input_ids=tokens).pooler_output, dim=-1)
+        ours = bb.encode_text(tokens)
+    assert torch.allclose(full, ours, atol=1e-5)
+    bb.model.text_model.eos_token_id = 2  # legacy configs: pooled at the argmax id
+    with torch.no_grad():
+        legacy_full = bb.model.get_text_features(input_ids=tokens).pooler_output
+        assert torch.allclose(torch.nn.functional.normalize(legacy_full, dim=-1), bb.encode_text(tokens), atol=1e-5)

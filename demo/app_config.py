@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m demo.app_config`: print which default models `python app.py` would use, and why.
 
     Exit status 0: hub defaults (or models given in CULTURECLIP_BASE/TUNED); 1: the offline world."""
+    argparse.ArgumentParser(prog="python -m demo.app_config", description=main.__doc__.split("\n")[0]).parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     if os.environ.get(ENV["base"]) and os.environ.get(ENV["tuned"]):
         print(f"Models from {ENV['base']} and {ENV['tuned']}: {os.environ[ENV['base']]} and {os.environ[ENV['tuned']]}")

@@ -178,6 +178,7 @@ class DemoServices:
         self._blends: OrderedDict[float, Embedder] = OrderedDict()
         self._blend_lock = threading.Lock()
         self._blend_cache_size = 3
+        self._wise_status: tuple[bool, str] | None = None
         self._manifest: pd.DataFrame | None = None
         self._concepts: dict[str, ConceptInfo] | None = None
         self._results: pd.DataFrame | None = None
@@ -257,12 +258,16 @@ class DemoServices:
             return False, (f"WiSE-FT is not available: the base model is an {bf} model and CultureCLIP an {tf} "
                            f"model, so their weights cannot be blended. {hint}")
         if base_h.loaded and tuned_h.loaded:
-            a = {k: tuple(v.shape) for k, v in base_h._embedder.backbone.state_dict().items()}
-            b = {k: tuple(v.shape) for k, v in tuned_h._embedder.backbone.state_dict().items()}
-            if a != b:
-                diff = sorted(set(a) ^ set(b)) or sorted(k for k in a if a[k] != b[k])
-                return False, (f"WiSE-FT is not available: the base model and CultureCLIP have different "
-                               f"architectures (e.g. {diff[0]}), so their weights cannot be blended. {hint}")
+            if self._wise_status is None:  # decided once: both models are loaded for good
+                a = {k: tuple(v.shape) for k, v in base_h._embedder.backbone.state_dict().items()}
+                b = {k: tuple(v.shape) for k, v in tuned_h._embedder.backbone.state_dict().items()}
+                self._wise_status = (True, "")
+                if a != b:
+                    diff = sorted(set(a) ^ set(b)) or sorted(k for k in a if a[k] != b[k])
+                    self._wise_status = (False, f"WiSE-FT is not available: the base model and CultureCLIP have "
+                                         f"different architectures (e.g. {diff[0]}), so their weights cannot be "
+                                         f"blended. {hint}")
+            return self._wise_status
         return True, ""
 
     def blended(self, alpha: float) -> "Embedder":

@@ -150,3 +150,36 @@ def test_hf_text_padding_trim_is_exact(tiny_hf_clip_dir):
     with torch.no_grad():
         legacy_full = bb.model.get_text_features(input_ids=tokens).pooler_output
         assert torch.allclose(torch.nn.functional.normalize(legacy_full, dim=-1), bb.encode_text(tokens), atol=1e-5)
+
+
+def test_make_app_prints_the_choice(tmp_path, monkeypatch, capsys):
+    """`python -m demo.app_config` (what `make app` runs first) prints which models and why; exit 1 = offline world."""
+    from demo import app_config
+
+    monkeypatch.setattr(app_config, "_hub_cache_dir", lambda: tmp_path)
+    for k in ("CULTURECLIP_BASE", "CULTURECLIP_TUNED"):
+        monkeypatch.delenv(k, raising=False)
+    assert app_config.main([]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("Offline twin world: HF_HUB_OFFLINE is set and ") and "not in the local" in out
+    monkeypatch.setenv("CULTURECLIP_BASE", "a")
+    monkeypatch.setenv("CULTURECLIP_TUNED", "b")
+    assert app_config.main([]) == 0 and "CULTURECLIP_BASE" in capsys.readouterr().out
+
+
+def test_wise_refused_for_two_hf_clips_of_different_sizes(tiny_hf_clip_dir, tmp_path):
+    """Same format, different architecture: detected once both are loaded; both models still answer."""
+    from PIL import Image
+
+    from demo.handlers import classify
+    from demo.services import DemoConfig, DemoServices
+    from tests.tiny_models import make_tiny_hf_clip
+
+    other = make_tiny_hf_clip(tmp_path / "hf64", image_size=64)  # another position-embedding size
+    s = DemoServices(DemoConfig(base=str(other), tuned=str(tiny_hf_clip_dir), device="cpu", catalog=[tmp_path / "none"]))
+    assert s.wise_available()[0]  # formats agree: not known before loading
+    s.base.get(), s.tuned.get()
+    ok, note = s.wise_available()
+    assert not ok and "different architectures" in note
+    r = classify(s, Image.new("RGB", (40, 30)), "gyoza, jiaozi", use_catalog=False, alpha=0.3, top_k=2)
+    assert r.ok and len(r.base) == 2 and len(r.tuned) == 2 and "not available" in r.message

@@ -139,8 +139,11 @@ def run_labels(model: str, image: Path, n_labels: int = 1000, repeats: int = 20,
             "speedup_vs_per_call": t_call / t_cached, "overhead_vs_bare": t_cached / t_bare}
 
 
-def to_markdown(app: dict | None, r: dict, what: str) -> str:
-    lines = [f"{what} on {r['device']} ({r['threads']} threads)."]
+def to_markdown(app: dict | None, r: dict | None, what: str) -> str:
+    import torch
+
+    lines = [f"{what}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+             + (f", device {r['device']}." if r else ".")]
     if app:
         ok = "✅" if app["first_s"] <= 2 * app["warm_s"] else "❌"
         lines += [
@@ -158,6 +161,8 @@ def to_markdown(app: dict | None, r: dict, what: str) -> str:
         ]
         if "first_no_warm_s" in app:
             lines.append(f"| first query without warm start (banks built on request, the old behaviour) | {app['first_no_warm_s']:.1f} |")
+    if r is None:
+        return "\n".join(lines)
     ok1 = "✅" if r["speedup_vs_per_call"] >= 20 else "❌"
     ok2 = "✅" if r["overhead_vs_bare"] <= 1.3 else "❌"
     lines += [
@@ -184,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app-repeats", type=int, default=5, help="repeats of the warm Recognize query")
     p.add_argument("--slow-repeats", type=int, default=3, help="repeats of the slow per-call path")
     p.add_argument("--skip-app", action="store_true", help="only part 2 (1,000 labels)")
+    p.add_argument("--skip-labels", action="store_true", help="only part 1 (the app)")
     p.add_argument("--no-compare-cold", action="store_true", help="skip the first query without warm start")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 else f"`{base}` vs `{tuned}`")
         app = None if args.skip_app else run_app(base, tuned, image, args.app_repeats, args.device, tmp / "cache",
                                                   compare_cold=not args.no_compare_cold)
-        r = run_labels(base, image, args.labels, args.repeats, args.slow_repeats, args.device)
+        r = None if args.skip_labels else run_labels(base, image, args.labels, args.repeats, args.slow_repeats, args.device)
     md = to_markdown(app, r, what)
     print(md)
     if args.out:

@@ -232,6 +232,8 @@ class DemoServices:
         for i, (role, holder, labels) in enumerate(jobs, 1):
             logger.info("warm start %d/%d: %s label bank, %d labels", i, len(jobs), role, len(labels))
             holder.get().label_bank(labels, templates)
+        for holder in (self.base, self.tuned):  # the first image forward of a process is several times slower
+            holder.get().embed_images([_blank()])
         logger.info("warm start done in %.1f s: the first query is as fast as a warm one", time.perf_counter() - t0)
 
     # -- models ------------------------------------------------------------------------------------

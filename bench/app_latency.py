@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         image = tmp / "query.jpg"
         Image.effect_noise((640, 480), 60).convert("RGB").save(image, quality=90)
         base = args.base or make_vit_b32(tmp / "base", seed=0)
-        tuned = args.tuned or make_vit_b32(tmp / "tuned", seed=1)
+        tuned = args.tuned or (base if args.skip_app else make_vit_b32(tmp / "tuned", seed=1))
         what = ("Full-size ViT-B/32 (transformers CLIPModel, random weights)" if not (args.base or args.tuned)
                 else f"`{base}` vs `{tuned}`")
         app = None if args.skip_app else run_app(base, tuned, image, args.app_repeats, args.device, tmp / "cache",

@@ -107,6 +107,13 @@ for spec in sys.argv[1:]:
                  "params": sum(p.numel() for p in bb.parameters()),
                  "warnings": [str(w.message) for w in caught if "GELU" in str(w.message)],
                  "tokens": bb.tokenize(["a photo of gyoza."])[0, :6].tolist()}
+    if bb.kind == "open_clip":  # a saved copy (our checkpoint format) keeps the tag's activation
+        import tempfile
+        from cultureclip.checkpoint import save_model
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(bb, tmp + "/m")
+            again = create_backbone(tmp + "/m")
+            out[spec]["saved_acts"] = sorted({type(m).__name__ for m in again.modules() if "GELU" in type(m).__name__})
 print("RESULT" + json.dumps(out))
 """
 
@@ -128,7 +135,7 @@ def test_real_size_models_load_from_the_local_hub_cache(hub_home):
         assert 150e6 < r["params"] < 153e6, (spec, r)  # ViT-B/32: 151.3M
         assert r["tokens"][:2] == [49406, 320], (spec, r)  # <|startoftext|> "a"
     oc = out["open_clip:ViT-B-32@openai"]
-    assert oc["acts"] == ["QuickGELU"] and oc["warnings"] == [], oc
+    assert oc["acts"] == ["QuickGELU"] and oc["warnings"] == [] and oc["saved_acts"] == ["QuickGELU"], oc
     assert out["hf:openai/clip-vit-base-patch32"]["hf_act"] == "quick_gelu"
 
 

@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from .engine import (ProcessInfo, atomic_write_text, fingerprint_of, iter_records, process_info, run_stage,
                      wait_for_done)
@@ -43,16 +44,16 @@ class RunSection:
 
 @dataclass
 class LLMSection:
-    backend: str = "template"            # template | transformers | openai
+    backend: Literal["template", "transformers", "openai"] = "template"
     model: str | None = None             # hub id / folder (transformers) or served model name (openai)
     device: str | None = None
-    dtype: str | None = None
+    dtype: Literal["auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32"] | None = None
     batch_size: int | None = None
     max_new_tokens: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    model_class: str | None = None
+    model_class: Literal["auto", "causal_lm", "image_text_to_text"] | None = None
     base_url: str | None = None
     api_key_env: str | None = None
     concurrency: int | None = None
@@ -71,7 +72,7 @@ class ConceptsSection:
 
 @dataclass
 class TwinsSection:
-    source: str = "generated"            # generated | catalog | all: which concepts get a proposed twin
+    source: Literal["generated", "catalog", "all"] = "generated"  # which concepts get a proposed twin
     max_attempts: int = 3
     items_per_shard: int = 16
 
@@ -87,10 +88,10 @@ class CaptionsSection:
 
 @dataclass
 class GeneratorSection:
-    kind: str = "pattern"                # pattern | diffusers | python
+    kind: Literal["pattern", "diffusers", "python"] = "pattern"
     model: str | None = None
     device: str | None = None
-    dtype: str | None = None
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] | None = None
     steps: int | None = None
     guidance: float | None = None
     batch_size: int | None = None
@@ -132,7 +133,7 @@ class ExportSection:
     dir: str | None = None               # default <out>/dataset
     val: float = 0.05
     test: float = 0.05
-    group_by: str = "caption"            # caption | concept
+    group_by: Literal["caption", "concept"] = "caption"
     holdout_twin_pairs: float = 0.0
     seed: str = "cultwin"
     title: str = "CulTwin dataset"

@@ -49,6 +49,7 @@ SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "va
 DATA_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".arrow")
 IMAGE_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
 MAX_LISTED = 10
+SAMPLE_ROWS = 200  # rows read to list a table's columns
 
 # The CultureCLIP authors' training rows (their public loader and launch script require the six columns
 # pos_image_path, pos_caption, neg_image_path, neg_caption, pos_concept, neg_concept; their pair builder adds
@@ -212,8 +213,10 @@ def _folder_sources(folder: Path, label: str, split: str | None, patterns: list[
         return out
     if (folder / "state.json").is_file():
         return [_saved_dataset_source(folder, label, split)]
+    imports = {q.parent for q in folder.rglob("import.json")}  # earlier outputs of this importer: never inputs
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+                   and not imports.intersection(p.parents))
     if patterns:
         files = [p for p in files if any(fnmatch.fnmatch(p.relative_to(folder).as_posix(), pat)
                                          or fnmatch.fnmatch(p.name, pat) for pat in patterns)]
@@ -419,7 +422,10 @@ class ImageStore:
         key = str(path) if path is not None else None
         if key is not None and (key, concept_id) in self._by_src:
             return self._by_src[(key, concept_id)]
-        raw = data if data is not None else path.read_bytes()
+        try:
+            raw = data if data is not None else path.read_bytes()
+        except OSError as e:
+            raise ImporterError(f"image {shown} cannot be read ({type(e).__name__}: {e.strerror or e})") from None
         try:
             with Image.open(io.BytesIO(raw)) as im:
                 fmt = im.format
@@ -504,7 +510,7 @@ def collect(sources: list[Source], opts: ImportOptions, store: ImageStore) -> tu
         sample = []
         for i, r in enumerate(src.rows()):
             sample.append(r)
-            if i >= 19:
+            if i >= SAMPLE_ROWS - 1:
                 break
         if not sample:
             raise ImporterError(f"{src.name}: the table has no rows")
@@ -704,7 +710,7 @@ def dry_run(sources: list[Source], opts: ImportOptions, stream=None) -> bool:
         sample = []
         for i, r in enumerate(src.rows()):
             sample.append(r)
-            if i >= 19:
+            if i >= SAMPLE_ROWS - 1:
                 break
         cols = columns_of(sample)
         print(f"== {src.name} ({src.fmt}, {src.count()} rows, split: {src.split or 'from mapping / by concept'})",

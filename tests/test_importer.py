@@ -233,3 +233,13 @@ def test_split_column_and_fixed_split_sources(tmp_path, capsys):
     (src / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run("--from", src / "t.jsonl", "--map", MAP + ",split=part", "--out", tmp_path / "c") == 2
     assert "split 'holdout' is not one of" in capsys.readouterr().err
+
+
+def test_folder_source_never_reads_an_earlier_import_inside_it(tmp_path):
+    from cultureclip.data import read_manifest
+    src = tmp_path / "src"
+    write("json", src)
+    out = src / "ds"
+    for _ in range(2):  # the second run sees src/ds/manifest.parquet in the folder: not a source
+        assert run("--from", src, "--map", MAP, "--out", out) == 0
+    assert len(read_manifest(out).frame) == 8

@@ -156,3 +156,26 @@ def checkpoint_sha(backbone: ClipBackbone) -> str:
             t = t.float()
         h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def model_identity(backbone: ClipBackbone, name: str | None = None, role: str | None = None,
+                   weights_sha: str | None = None) -> dict[str, Any]:
+    """Who a model is, as data that travels with every result (never recovered from folder names).
+
+    ``spec`` as typed, ``format`` (open_clip | hf), ``weights_sha`` (:func:`checkpoint_sha`), and, for
+    a model our trainer exported, ``base_spec``, ``train_config``, ``config_hash`` and ``step`` from its
+    metadata. ``name``/``role`` come from the caller (a user's label, e.g. role "base" or "tuned") or
+    else from the checkpoint's metadata (the trainer records its run name).
+    """
+    meta = backbone.info.get("checkpoint") or {}
+    return {
+        "spec": backbone.spec,
+        "format": backbone.kind,
+        "weights_sha": weights_sha or checkpoint_sha(backbone),
+        "name": name or meta.get("name"),
+        "role": role or meta.get("role"),
+        "base_spec": meta.get("base_spec") or backbone.info.get("base_spec"),
+        "train_config": meta.get("config"),
+        "config_hash": meta.get("config_hash"),
+        "step": meta.get("step"),
+    }

@@ -119,6 +119,7 @@ class TrainConfig:
     keep_last: int = 2
     export: bool = True
     progress: bool = True
+    name: str = ""  # the run's name, recorded in the exported model (default: out_dir's folder name)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -176,18 +177,21 @@ def _checkpoints(ckpt_dir: Path) -> list[Path]:
 
 
 def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
-    """Fraction of images closer to their own concept prompt than to each twin's (and N-way concept accuracy)."""
+    """Validation: per-image twin accuracy (``cultureclip.inference.twin_accuracy``, the definition
+    eval_suite uses too) and N-way concept accuracy over the split's concepts."""
     from PIL import Image
 
+    from .data import concept_prompts, twin_pairs, twins_by_concept
     from .inference import Embedder
+    from .inference import twin_accuracy as per_image_twin_accuracy
 
     df = manifest.frame
     emb = Embedder(backbone, batch_size=batch_size)
     was_training = backbone.training
     backbone.eval()
     try:
-        concepts = sorted(df["concept_id"].astype(str).unique())
-        prompt_of = dict(zip(df["concept_id"].astype(str), df["concept_prompt"].astype(str)))
+        prompt_of = concept_prompts(df["concept_id"], df["concept_prompt"], df["concept_name"])
+        concepts = sorted(prompt_of)
         bank = emb.embed_texts([prompt_of[c] for c in concepts])
         idx = {c: i for i, c in enumerate(concepts)}
         feats = []
@@ -199,16 +203,12 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
             feats.append(emb.embed_images(ims))
         feats = torch.cat(feats)
         sims = feats @ bank.T  # (N, C)
-        own = torch.tensor([idx[c] for c in df["concept_id"].astype(str)])
-        own_sim = sims[torch.arange(len(df)), own]
-        wins, total = 0, 0
-        for i, twins in enumerate(df["twin_concept_ids"]):
-            for t in twins:
-                if t in idx:
-                    total += 1
-                    wins += int(own_sim[i] > sims[i, idx[t]])
+        own = torch.tensor([idx[str(c)] for c in df["concept_id"]])
+        twins = {idx[c]: [idx[t] for t in ts] for c, ts in
+                 twins_by_concept(twin_pairs(df["concept_id"], df["twin_concept_ids"])).items()}
+        tw = per_image_twin_accuracy(sims, own, twins)
         acc = (sims.argmax(1) == own).float().mean().item()
-        return {"twin_acc": wins / total if total else float("nan"), "concept_acc": acc, "n_val": len(df)}
+        return {"twin_acc": float(tw["twin_acc"]), "concept_acc": acc, "n_val": len(df), "n_twin": int(tw["rows"].numel())}
     finally:
         backbone.train(was_training)
 
@@ -444,6 +444,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         export_path = save_model(final, out / "model", {
             "step": step, "config": to_dict(cfg), "config_hash": config_hash(cfg),
             "data_fingerprint": data_fp, "val": val_metrics,
+            "name": cfg.name or Path(cfg.out_dir).name,
         })
         if history:
             _write_csv(out / "log.csv", history)

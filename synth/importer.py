@@ -629,11 +629,11 @@ def write_dataset(rows: list[dict], opts: ImportOptions, rep: ImportReport, sett
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cultureclip.data import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, read_manifest
+    from cultureclip.data import MANIFEST_COLUMNS, read_manifest
 
     from .engine import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-    cols = list(REQUIRED_COLUMNS) + list(OPTIONAL_COLUMNS)
+    cols = list(MANIFEST_COLUMNS)
     schema = pa.schema([(c, pa.list_(pa.string()) if c == "twin_concept_ids" else pa.string()) for c in cols])
     buf = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist([{c: r[c] for c in cols} for r in rows], schema=schema), buf, compression="zstd")
@@ -653,10 +653,12 @@ def write_dataset(rows: list[dict], opts: ImportOptions, rep: ImportReport, sett
 
 
 def card(rows: list[dict], rep: ImportReport, settings: dict) -> str:
+    from cultureclip.data import twin_pairs
+
     def table(counts: Counter, head: str) -> str:
         return "\n".join([f"| {head} | images |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in sorted(counts.items())])
     concepts = {r["concept_id"] for r in rows}
-    pairs = {tuple(sorted((r["concept_id"], t))) for r in rows for t in r["twin_concept_ids"]}
+    pairs = twin_pairs([r["concept_id"] for r in rows], [r["twin_concept_ids"] for r in rows])
     return "\n".join([
         "# Imported CulTwin dataset", "",
         "Imported with `python -m synth.importer` (CulTwin format: `manifest.parquet` + `images/`; read with "

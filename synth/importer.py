@@ -433,7 +433,8 @@ class ImageStore:
         except Exception as e:  # noqa: BLE001 - any decode failure is a bad image
             raise ImporterError(f"image {shown} is not a readable image ({type(e).__name__}: {e})") from None
         sha = hashlib.sha256(raw).hexdigest()
-        rel = f"images/{concept_id}/{sha[:20]}{IMAGE_EXT.get(fmt or '', '.' + (fmt or 'img').lower())}"
+        folder = slugify(concept_id) or "concept"  # a mapped concept_id may hold '/' or '..': never a path
+        rel = f"images/{folder}/{sha[:20]}{IMAGE_EXT.get(fmt or '', '.' + (fmt or 'img').lower())}"
         dst = self.out / rel
         if not self.dry_run and not (dst.is_file() and dst.stat().st_size == len(raw)):
             if path is not None and self.mode == "link":
@@ -789,10 +790,16 @@ def options_from_args(a: argparse.Namespace) -> tuple[ImportOptions, list[str] |
         rebase.append(tuple(r.split("=", 1)))
     if not (0 <= a.val and 0 <= a.test and a.val + a.test < 1):
         raise ImporterError(f"--val ({a.val}) and --test ({a.test}) must be >= 0 with a sum below 1")
+    template = a.prompt_template or preset.get("prompt_template", "a photo of {name}.")
+    try:
+        template.format(name="x", category="y", culture="z")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ImporterError(f"--prompt-template {template!r}: {type(e).__name__} {e}; placeholders: {{name}}, "
+                            "{category}, {culture}") from None
     opts = ImportOptions(
         sides=sides, out=Path(a.out), image_root=Path(a.image_root) if a.image_root else None,
         allow_roots=[Path(r) for r in a.allow_root], rebase=rebase,
-        prompt_template=a.prompt_template or preset.get("prompt_template", "a photo of {name}."),
+        prompt_template=template,
         val=a.val, test=a.test, seed=a.seed, skip_bad_rows=a.skip_bad_rows, mode="copy" if a.copy else "link",
         limit=a.limit, overwrite=a.overwrite, check_images=not a.no_check_images)
     return opts, a.files or preset.get("files")

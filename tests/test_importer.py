@@ -243,3 +243,19 @@ def test_folder_source_never_reads_an_earlier_import_inside_it(tmp_path):
     for _ in range(2):  # the second run sees src/ds/manifest.parquet in the folder: not a source
         assert run("--from", src, "--map", MAP, "--out", out) == 0
     assert len(read_manifest(out).frame) == 8
+
+
+def test_mapped_concept_ids_never_become_paths_and_bad_templates_are_errors(tmp_path, capsys):
+    from cultureclip.data import read_manifest
+    src = tmp_path / "src"
+    rows = table(src)
+    for r in rows:
+        r["cid"] = "../../" + r["label"]
+    (src / "t.json").write_text(json.dumps(rows))
+    out = tmp_path / "ds"
+    assert run("--from", src / "t.json", "--map", MAP + ",concept_id=cid", "--out", out) == 0
+    df = read_manifest(out).frame
+    assert set(df["concept_id"]) == {"../../" + c for c, _, _ in ROWS}
+    assert all((out / p).resolve().is_relative_to(out.resolve()) for p in df["image_path"])
+    assert run("--from", src / "t.json", "--map", MAP, "--out", tmp_path / "o", "--prompt-template", "a {thing}") == 2
+    assert "placeholders: {name}, {category}, {culture}" in capsys.readouterr().err

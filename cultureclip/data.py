@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .image import to_rgb
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = (
@@ -412,7 +414,7 @@ class CulTwinDataset(torch.utils.data.Dataset):
             img = self._cache.get(i)
             if img is None:
                 with Image.open(path) as im:
-                    img = im.convert("RGB")
+                    img = to_rgb(im)
                 if self.cache_images:
                     self._cache[i] = img
         except Exception as e:  # noqa: BLE001

@@ -82,12 +82,15 @@ class ImageRef:
             return fh.read()
 
     def open(self) -> "Image.Image":
-        """Decode to an RGB PIL image (raises on unreadable data)."""
+        """Decode to an RGB PIL image (raises on unreadable data); transparency follows the one policy
+        (`cultureclip.image.to_rgb`: composited onto white)."""
         from PIL import Image
+
+        from cultureclip.image import to_rgb
 
         img = Image.open(io.BytesIO(self.read_bytes()))
         img.load()
-        return img.convert("RGB")
+        return to_rgb(img)
 
     def key(self) -> str:
         """A stable identity for dataset fingerprints (content hash for inline bytes)."""

@@ -6,9 +6,9 @@ figures, markdown). Bad input raises `DemoInputError`; the UI layer turns it int
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .services import ConceptInfo, DemoServices, ServiceError, quantize_alpha
-from .validation import DemoInputError, clean_query, load_image, parse_labels
+from .validation import DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -31,9 +31,14 @@ TYPED_TEMPLATE = "a photo of {}."
 MAX_TOP_K = 20
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#.!|~<>$&:]|^[-+=])")
+
+
 def _md(text: str) -> str:
-    """Escape user/data text for markdown output (no HTML or link injection)."""
-    return html.escape(str(text), quote=False).replace("[", "\\[").replace("]", "\\]").replace("*", "\\*").replace("_", "\\_")
+    """User or data text shown literally in markdown: every markdown/HTML punctuation character is
+    backslash-escaped, so no link, autolink (`https://`, `www.`), emphasis, HTML or `$$` maths survives
+    (the message components also render no LaTeX)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 # =================================================================================================
@@ -147,8 +152,10 @@ def classify_batch(
     n = len(images)
     results: list[ClassifyResult | None] = [None] * n
     loaded: list[Any] = [None] * n
+    ks = [5] * n
     for i, im in enumerate(images):
         try:
+            ks[i] = clean_int(5 if top_ks[i] is None else top_ks[i], "Top-k", 1, MAX_TOP_K)
             loaded[i] = load_image(im)
         except DemoInputError as e:
             results[i] = ClassifyResult({}, {}, f"❌ {e}", ok=False)
@@ -172,7 +179,7 @@ def classify_batch(
             probs[key] = emb.zero_shot(emb.embed_images(imgs), bank)  # (n_group, L)
         tuned_name = services.config.tuned_name if alpha >= 1.0 else f"{services.config.tuned_name} (WiSE-FT α={alpha:.1f})"
         for row, i in enumerate(idx):
-            k = max(1, min(int(top_ks[i] or 5), MAX_TOP_K, len(prompts)))
+            k = min(ks[i], len(prompts))
             out = {}
             for key in ("base", "tuned"):
                 vals, ids = probs[key][row].topk(k)
@@ -357,22 +364,20 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
     return PairView(info, gallery(rows_a, ca), gallery(rows_b, cb), fig, conf[:24], note, scatter)
 
 
-_CONFUSION_CACHE: dict[int, Any] = {}
-_CONFUSION_LOCK = threading.Lock()
-
-
 def confusion_table(services: DemoServices) -> "pd.DataFrame":
     """Per twin pair: how often each model prefers the twin's prompt over the own one (dataset images).
 
-    Columns: pair, category, n_images, base_confusion, tuned_confusion (fractions), value (pair id)."""
-    import pandas as pd
-
-    key = id(services)
-    with _CONFUSION_LOCK:
-        if key in _CONFUSION_CACHE:
-            return _CONFUSION_CACHE[key]
+    Columns: pair, category, n_images, base_confusion, tuned_confusion (fractions), value (pair id).
+    Computed once per services object (kept on it, so it goes when the services go)."""
     if not services.has_dataset:
         raise DemoInputError("No dataset is configured (start the app with --dataset).")
+    for which in ("base", "tuned"):
+        services.image_index(which)  # not ready yet: IndexNotReady, before taking the cache's lock
+    return services.cached("confusion_table", lambda: _confusion_table(services))
+
+
+def _confusion_table(services: DemoServices) -> "pd.DataFrame":
+    import pandas as pd
     df = services.manifest()
     cs = services.concepts()
     n = min(len(df), services.config.max_index_images)
@@ -402,10 +407,7 @@ def confusion_table(services: DemoServices) -> "pd.DataFrame":
         rec["value"] = pair_value(a, b)
         rows.append(rec)
     out = pd.DataFrame(rows, columns=["pair", "category", "cultures", "n_images", "base_confusion", "tuned_confusion", "value"])
-    out = out.sort_values(["base_confusion", "n_images"], ascending=[False, False], kind="stable").reset_index(drop=True)
-    with _CONFUSION_LOCK:
-        _CONFUSION_CACHE[key] = out
-    return out
+    return out.sort_values(["base_confusion", "n_images"], ascending=[False, False], kind="stable").reset_index(drop=True)
 
 
 def confusion_map(services: DemoServices, top: int = 15) -> tuple[Any, "pd.DataFrame"]:
@@ -455,10 +457,28 @@ class BenchmarkView:
     message: str
 
 
+MAX_CSV_FILES = 64  # the app's own temp files: the newest CSVs are kept, older ones deleted
+
+
 def _csv_dir() -> Path:
     d = Path(tempfile.gettempdir()) / "cultureclip_demo"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Delete all but the `keep` newest files in `folder` (best effort: another thread may race us)."""
+    files = []
+    for f in folder.iterdir():
+        try:
+            files.append((f.stat().st_mtime, f))
+        except OSError:
+            continue
+    for _, f in sorted(files, reverse=True)[keep:]:
+        try:
+            f.unlink()
+        except OSError:
+            pass
 
 
 def benchmark_view(
@@ -475,7 +495,7 @@ def benchmark_view(
     frame = services.results_frame()
     if frame is None:
         reason = services.results_error or "no results folder configured (start the app with --results)"
-        return BenchmarkView(pd.DataFrame(), None, None, None, f"ℹ️ {_md(reason)}")
+        return BenchmarkView(pd.DataFrame(), None, None, None, f"ℹ️ {_md(scrub_paths(reason))}")
     sel = frame
     if main_only:
         sel = sel[sel["is_main"]]
@@ -511,7 +531,7 @@ def benchmark_view(
                 except (ValueError, KeyError) as e:
                     logger.debug("no delta heatmap for %s: %s", bench, e)
     except Exception as e:  # noqa: BLE001 - figures are optional; the table is the core
-        msg += f" · figures unavailable: {_md(str(e)[:200])}"
+        msg += f" · figures unavailable: {_md(scrub_paths(str(e))[:200])}"
     csv_path = None
     if len(table):
         payload = table.to_csv(index=False).encode("utf-8")
@@ -521,6 +541,7 @@ def benchmark_view(
             tmp = path.with_suffix(f".tmp{os.getpid()}_{threading.get_ident()}")
             tmp.write_bytes(payload)
             os.replace(tmp, path)
+            _prune(path.parent, MAX_CSV_FILES)
         csv_path = str(path)
     return BenchmarkView(table.reset_index(drop=True), bars, heat, csv_path, msg)
 
@@ -558,7 +579,7 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
     if not services.has_dataset:
         raise DemoInputError("No dataset is configured, so there are no images to search (start the app with --dataset).")
     df = services.manifest()
-    k = max(1, min(int(k or 8), 48))
+    k = clean_int(8 if k is None else k, "The number of results", 1, 48)
     out = {}
     hits = {}
     for which in ("base", "tuned"):

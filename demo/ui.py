@@ -7,6 +7,7 @@ limits (`launch_kwargs`).
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import os
 from pathlib import Path
@@ -15,14 +16,17 @@ from typing import Any, Callable
 import gradio as gr
 
 from . import handlers as H
-from .services import DemoServices, ServiceError, gpu
-from .validation import MAX_FILE_BYTES, DemoInputError, inside
+from .services import DemoServices, ServiceError, gpu, quantize_alpha
+from .validation import MAX_FILE_BYTES, DemoInputError, inside, scrub_paths
 
 logger = logging.getLogger(__name__)
 
 QUEUE_MAX_SIZE = 256
 MAX_BATCH = 16
 CONCURRENCY = 4
+# gradio's cache (uploads, and copies of the images the app shows): every 10 minutes, delete what is older
+# than an hour; everything goes when the server stops
+DELETE_CACHE = (600, 3600)
 
 CSS = """
 .banner {border-radius: 10px; padding: 10px 16px !important; margin-bottom: 4px;}
@@ -40,6 +44,18 @@ INTRO = (
 )
 
 
+def plain_error(e: BaseException) -> str:
+    """The message a user sees for an error: plain words, never an absolute server path, and HTML-escaped
+    (gradio renders error text as HTML). Applied once, by DemoBlocks, to every error an event raises."""
+    text = e.message if isinstance(e, gr.Error) else str(e)
+    if "was not uploaded by a user" in text or "not in the upload folder" in text:
+        return ("That file was not uploaded to this server: upload it first (from the API, send files with "
+                "gradio_client's handle_file).")
+    if isinstance(e, (DemoInputError, ServiceError, gr.Error)):
+        return html.escape(scrub_paths(text), quote=False)
+    return f"Something went wrong ({type(e).__name__}). Try another input."
+
+
 def _safe(fn: Callable) -> Callable:
     """Bad input -> gr.Error with our message; anything unexpected -> logged, short gr.Error."""
 
@@ -48,7 +64,7 @@ def _safe(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (DemoInputError, ServiceError) as e:
-            raise gr.Error(str(e), print_exception=False) from None
+            raise gr.Error(str(e), print_exception=False) from None  # DemoBlocks makes it plain
         except gr.Error:
             raise
         except Exception as e:  # noqa: BLE001 - keep serving; details go to the server log only
@@ -58,14 +74,37 @@ def _safe(fn: Callable) -> Callable:
     return wrapper
 
 
+class DemoBlocks(gr.Blocks):
+    """gr.Blocks whose API errors are plain: a call with missing inputs, a file that was not uploaded, or
+    anything gradio itself raises before or after our handlers gets a short message without server paths."""
+
+    async def process_api(self, block_fn, inputs, *args, **kwargs):  # type: ignore[override]
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        need = len(fn.inputs)
+        got = len(inputs) if isinstance(inputs, (list, tuple)) else 0
+        if fn.fn is not None and got < need:
+            names = ", ".join(str(getattr(c, "label", None) or type(c).__name__) for c in fn.inputs)
+            raise gr.Error(f"This endpoint takes {need} input(s) ({names}); {got} were sent. Send every input "
+                           "(the app's 'Use via API' page lists them).", print_exception=False)
+        try:
+            return await super().process_api(block_fn, inputs, *args, **kwargs)
+        except gr.Error as e:
+            raise gr.Error(plain_error(e), duration=e.duration, visible=e.visible, title=e.title,
+                           print_exception=False) from None
+        except Exception as e:  # noqa: BLE001 - gradio's own errors (preprocessing, batching, files)
+            logger.warning("request to %s failed: %s: %s", fn.api_name, type(e).__name__, e)
+            raise gr.Error(plain_error(e), print_exception=False) from None
+
+
 DATA_URL_TOO_LARGE = "<data url too large>"
 
 
 class UploadImage(gr.Image):
-    """A gr.Image whose preprocess hands the raw upload path to `demo.validation.load_image`.
+    """A gr.Image whose preprocess hands the raw upload to `demo.validation.load_image`.
 
     gradio's own preprocess opens the file with PIL first, so a non-image, a truncated file or a
-    decompression bomb would surface as gradio's generic error instead of our message."""
+    decompression bomb would surface as gradio's generic error instead of our message. An image sent
+    inline as a data URL (paste, webcam, API) is decoded from memory: nothing is written to disk."""
 
     def get_block_name(self) -> str:
         return "image"
@@ -74,32 +113,24 @@ class UploadImage(gr.Image):
         if payload is None:
             return None
         url = getattr(payload, "url", None)
-        if url and url.startswith("data:"):  # pasted/webcam images may arrive inline: store bytes, decode later
+        if url and url.startswith("data:"):
             import base64
-            import hashlib
-
-            from gradio.utils import get_upload_folder
+            import binascii
 
             head, _, data = url.partition(",")
             if len(data) > MAX_FILE_BYTES * 4 // 3 + 4:
                 return DATA_URL_TOO_LARGE
             try:
-                raw = base64.b64decode(data, validate=False) if ";base64" in head else data.encode()
-            except ValueError:
-                raw = b""
-            folder = Path(get_upload_folder()) / "cultureclip_pasted"
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / hashlib.sha256(raw).hexdigest()[:32]
-            if not path.exists():
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(raw)
-                os.replace(tmp, path)
-            return str(path)
+                return base64.b64decode(data, validate=False) if ";base64" in head else data.encode()
+            except (ValueError, binascii.Error):
+                return b""  # load_image: "The image is empty"
         return str(payload.path) if payload.path else None
 
 
 def _upload_ok(path: Any, services: DemoServices) -> bool:
     """Only gradio uploads (its cache folder) and the operator's dataset folder are read."""
+    if isinstance(path, bytes):  # an inline image, decoded from memory
+        return True
     if path is None or not isinstance(path, (str, os.PathLike)):
         return path is None
     from gradio.utils import get_upload_folder
@@ -136,7 +167,7 @@ def recognize_tab(services: DemoServices) -> None:
                 alpha = gr.Slider(0, 1, value=1.0, step=0.1, label="WiSE-FT α (0 = base weights, 1 = CultureCLIP)")
                 top_k = gr.Slider(1, H.MAX_TOP_K, value=5, step=1, label="Top-k")
             run = gr.Button("Classify", variant="primary")
-    message = gr.Markdown()
+    message = gr.Markdown(latex_delimiters=[])  # shows typed labels: no maths, no links (handlers escape them)
     with gr.Row():
         with gr.Column(elem_classes="model-col"):
             out_base = gr.Label(label=cfg.base_name, num_top_classes=H.MAX_TOP_K)
@@ -188,6 +219,11 @@ def recognize_tab(services: DemoServices) -> None:
                 msgs.append(r.message)
         return [bases, tuneds, msgs]
 
+    def tuned_title(a):
+        """The right panel is titled by the model it shows: CultureCLIP, or the WiSE-FT blend."""
+        q = quantize_alpha(a)
+        return gr.Label(label=cfg.tuned_name if q >= 1.0 else f"WiSE-FT α={q:.1f} ({cfg.base_name} ↔ {cfg.tuned_name})")
+
     run.click(
         classify_batch,
         inputs=[image, typed, use_catalog, category, region, culture, alpha, top_k],
@@ -196,7 +232,7 @@ def recognize_tab(services: DemoServices) -> None:
         batch=True,
         max_batch_size=MAX_BATCH,
         concurrency_limit=CONCURRENCY,
-    )
+    ).then(tuned_title, [alpha], [out_tuned], api_name="tuned_title", queue=False)
 
 
 def twin_tab(services: DemoServices) -> None:
@@ -295,7 +331,7 @@ def search_tab(services: DemoServices) -> None:
         examples = [[c.prompt.removeprefix("a photo of ")] for c in cs]
     if examples:
         gr.Examples(examples, inputs=[query], label="Try")
-    message = gr.Markdown()
+    message = gr.Markdown(latex_delimiters=[])  # echoes the query literally
     with gr.Row():
         g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="cover")
         g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="cover")
@@ -303,7 +339,7 @@ def search_tab(services: DemoServices) -> None:
     @gpu
     @_safe
     def run(q, n):
-        r = H.search(services, q, int(n))
+        r = H.search(services, q, n)
         return r.message, r.base, r.tuned
 
     go.click(run, [query, k], [message, g_base, g_tuned], api_name="search", concurrency_limit=CONCURRENCY)
@@ -318,7 +354,7 @@ def search_tab(services: DemoServices) -> None:
 def build_demo(services: DemoServices) -> gr.Blocks:
     """The whole app; nothing heavy happens here except reading the manifest/results (no model load)."""
     offline = services.config.offline_world
-    with gr.Blocks(title="CultureCLIP demo", analytics_enabled=False) as demo:
+    with DemoBlocks(title="CultureCLIP demo", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
         gr.Markdown(services.banner(), elem_classes=["banner", "offline" if offline else "online"], elem_id="banner")
         with gr.Tabs():
@@ -334,6 +370,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
         twins.select(show_pair, [pair], pair_outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
         bench.select(update, b_inputs, b_outputs, api_name="benchmarks_tab_open")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
+    services.start_indexing()  # embeds the dataset images in a background thread (requests never wait for it)
     return demo
 
 

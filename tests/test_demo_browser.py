@@ -25,6 +25,7 @@ def app_url(demo_world):
     services = make_services(demo_world, offline_world=True)
     services.check()
     url, demo = launch(services)
+    assert services.wait_index(120), "the dataset index was not built in 2 minutes"
     yield url, demo_world
     demo.close()
 

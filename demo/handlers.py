@@ -104,7 +104,7 @@ def build_candidates(
     if not raw:
         if use_catalog and services.concepts():
             raise DemoInputError("No catalog concept matches these filters and no labels were typed: widen the filters or type labels.")
-        raise DemoInputError("No candidate labels: type labels separated by commas (e.g. 'gyoza, jiaozi, momo').")
+        raise DemoInputError("No candidate labels: type labels separated by commas (at least two, to compare).")
     cleaned = parse_labels(raw)
     cleaned.notes = [n for n in notes + cleaned.notes if not n.startswith("Only one label")] + \
         [n for n in cleaned.notes if n.startswith("Only one label")]
@@ -307,8 +307,9 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
     shown = rows_a[:n_per_side] + rows_b[:n_per_side]
     names = [services.config.base_name, services.config.tuned_name]
     fig = make_subplots(rows=1, cols=2, subplot_titles=names, horizontal_spacing=0.12)
-    xlab = [f"{ca.name[:10]} #{i + 1}" for i in range(len(rows_a[:n_per_side]))] + \
-           [f"{cb.name[:10]} #{i + 1}" for i in range(len(rows_b[:n_per_side]))]
+    # full names (no truncation: "flag of Slovakia" and "flag of Slovenia" share their first 10 characters)
+    xlab = [f"{ca.name} #{i + 1}" for i in range(len(rows_a[:n_per_side]))] + \
+           [f"{cb.name} #{i + 1}" for i in range(len(rows_b[:n_per_side]))]
     ylab = [f"“{ca.name}”", f"“{cb.name}”"]
     all_rows = rows_a + rows_b
     scores = {}
@@ -318,11 +319,13 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
         z = s_all[:, : len(rows_a[:n_per_side])].tolist()
         zb = s_all[:, len(rows_a) : len(rows_a) + len(rows_b[:n_per_side])].tolist()
         z = [za + zz for za, zz in zip(z, zb)]
-        fig.add_trace(go.Heatmap(z=z, x=xlab, y=ylab, colorscale="Viridis", showscale=col == 2,
+        fig.add_trace(go.Heatmap(z=z, x=xlab, y=ylab, coloraxis="coloraxis",  # one colour scale for both panels
                                  texttemplate="%{z:.2f}", hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"),
                       row=1, col=col)
     fig.update_layout(title="Cosine similarity: concept prompts (rows) vs the pair's images (columns)",
-                      height=330, margin=dict(l=10, r=10, t=70, b=10))
+                      coloraxis=dict(colorscale="Viridis", colorbar=dict(title="cosine")),
+                      height=380, margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_xaxes(tickangle=-35, automargin=True)
     if not shown:
         fig.add_annotation(text="no images of this pair in the dataset", showarrow=False)
 
@@ -342,8 +345,8 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
             ok = float(s_t[o]) > float(s_t[1 - o])
             fixed += ok
             mine, twin = (ca, cb)[o], (ca, cb)[1 - o]
-            verdict = f"{names[1]} fixes it ✓" if ok else f"{names[1]} also wrong ✗"
-            conf.append((df.at[r, "abs_path"], f"{mine.name} taken for {twin.name} by {names[0]} · {verdict}"))
+            verdict = f"✓ {names[1]} right" if ok else f"✗ {names[1]} also wrong"
+            conf.append((df.at[r, "abs_path"], f"{verdict} · {mine.name}, taken for {twin.name}"))  # verdict first
     total = len(all_rows)
     if total == 0:
         note = "No images of this pair in the dataset."
@@ -600,10 +603,66 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
 
 
 def example_images(services: DemoServices, n: int = 6) -> list[str]:
-    """Paths of example images (one per concept, test split first) from the dataset folder."""
+    """Paths of example images: both sides of twin pairs (see `example_pairs`)."""
+    return [p for p, _ in example_pairs(services, n)]
+
+
+# Look-alike pairs a first-time user should see first, when the loaded dataset has them (offline world
+# and the paper's CulTwin concepts); the rest follow in catalog order.
+FEATURED_PAIRS = [
+    ("flag_chad", "flag_romania"), ("tartan_black_watch", "tartan_campbell"), ("flag_slovakia", "flag_slovenia"),
+    ("flag_indonesia", "flag_monaco"), ("tartan_royal_stewart", "tartan_macduff"), ("flag_norway", "flag_iceland"),
+    ("flag_ireland", "flag_cote_divoire"), ("flag_australia", "flag_new_zealand"),
+    ("gyoza", "jiaozi"), ("hanbok", "hanfu"),
+]
+
+
+def featured_pairs(services: DemoServices) -> list[tuple[str, str]]:
+    """Twin pairs of the loaded concepts, curated ones first (each as it appears in `twin_pairs`)."""
+    pairs = services.twin_pairs()
+    known = {frozenset(p): p for p in pairs}
+    first = [known[frozenset(p)] for p in FEATURED_PAIRS if frozenset(p) in known]
+    seen = {frozenset(p) for p in first}
+    return first + [p for p in pairs if frozenset(p) not in seen]
+
+
+def example_pairs(services: DemoServices, n: int = 8) -> list[tuple[str, str]]:
+    """(image path, true concept) for up to `n` examples: both sides of featured twin pairs, one image each
+    (test split first), so a user compares look-alikes and sees which model is right."""
     if not services.has_dataset:
         return []
     df = services.manifest()
-    order = df.assign(_t=(df["split"] != "test")).sort_values(["_t", "concept_id"], kind="stable")
-    picks = order.drop_duplicates("concept_id").head(n)
-    return [p for p in picks["abs_path"].tolist() if Path(p).is_file()]
+    order = df.assign(_t=(df["split"] != "test")).sort_values(["_t"], kind="stable")
+    first = order.drop_duplicates("concept_id").set_index("concept_id")["abs_path"]
+    cs = services.concepts()
+    out: list[tuple[str, str]] = []
+    for a, b in featured_pairs(services):
+        if a in first.index and b in first.index and Path(first[a]).is_file() and Path(first[b]).is_file():
+            pa, pb = (a, b) if FEATURED_ORDER.get(a, 1) <= FEATURED_ORDER.get(b, 1) else (b, a)
+            out += [(first[pa], _display(cs[pa])), (first[pb], _display(cs[pb]))]
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+FEATURED_ORDER = {c: i % 2 for p in FEATURED_PAIRS for i, c in enumerate(p)}
+
+
+def copy_examples(services: DemoServices) -> dict[str, Any]:
+    """Words for the page taken from what is loaded: twin pairs for the intro, a label placeholder and
+    search suggestions (concept prompts of featured concepts, which the dataset has images of)."""
+    cs = services.concepts()
+    pairs = featured_pairs(services)[:3]
+    names = [(cs[a].name, cs[b].name) for a, b in pairs]
+    concepts = [c for p in pairs for c in p]
+    queries = []
+    for c in concepts[:4]:
+        q = cs[c].prompt.removeprefix("a photo of ").rstrip(".")
+        if q and q not in queries:
+            queries.append(q)
+    return {
+        "pairs": names,
+        "intro": ", ".join(f"{a} vs {b}" for a, b in names),
+        "labels": ", ".join(names[0]) if names else "",
+        "queries": queries,
+    }

@@ -34,14 +34,23 @@ CSS = """
 .banner.offline * {color: #5b4300 !important;}
 .banner.online {background: #eef4ff; border: 1px solid #b8cdf5;}
 .model-col h3 {margin-bottom: 0;}
+/* small images (the offline world's are 48 px) are shown large, upscaled nearest-neighbour */
+.pixel-view img {image-rendering: pixelated;}
+#input-image img {object-fit: contain !important; width: 100% !important; height: 100% !important;}
+.pixel-view .thumbnail-item img, .pixel-view .grid-wrap img {object-fit: contain !important;}
+/* gallery captions wrap instead of being cut off (the verdict must stay readable) */
+.wrap-captions .caption-label {white-space: normal !important; max-width: 100% !important; opacity: 0.9;}
 """
 
-INTRO = (
-    "# CultureCLIP — telling cultural twins apart\n"
-    "Cultural *twins* are look-alike concepts from different cultures (gyoza vs jiaozi, a kilt's tartans, "
-    "similar flags). CultureCLIP fine-tunes CLIP with a twin-aware contrastive loss "
-    "([arXiv 2507.06210](https://arxiv.org/abs/2507.06210)). Compare it with the base model below."
-)
+def intro(services: DemoServices) -> str:
+    """The page's opening words, with twin pairs from the loaded concepts (not hard-coded examples)."""
+    pairs = H.copy_examples(services)["intro"]
+    return (
+        "# CultureCLIP — telling cultural twins apart\n"
+        "Cultural *twins* are look-alike concepts from different cultures"
+        + (f" (here: {H._md(pairs)})" if pairs else "") + ". CultureCLIP fine-tunes CLIP with a twin-aware "
+        "contrastive loss ([arXiv 2507.06210](https://arxiv.org/abs/2507.06210)). Compare it with the base model below."
+    )
 
 
 def plain_error(e: BaseException) -> str:
@@ -151,18 +160,23 @@ def recognize_tab(services: DemoServices) -> None:
     cfg = services.config
     with gr.Row():
         with gr.Column(scale=5):
-            image = UploadImage(type="filepath", sources=["upload", "clipboard"], label="Image", height=300)
-            examples = H.example_images(services, 8)
+            image = UploadImage(type="filepath", sources=["upload", "clipboard"], label="Image", height=300,
+                                elem_id="input-image", elem_classes=["pixel-view"])
+            truth = gr.Textbox(label="True concept (of the example picked)", interactive=False, elem_id="true-concept")
+            examples = H.example_pairs(services, 8)
             if examples:
-                gr.Examples(examples=[[p] for p in examples], inputs=[image], label="Examples from the dataset",
-                            examples_per_page=8)
+                gr.Examples(examples=[[p, t] for p, t in examples], inputs=[image, truth],
+                            label="Examples: twin pairs from the dataset (with their true concept)",
+                            examples_per_page=8, elem_id="examples")
         with gr.Column(scale=5):
             use_catalog = gr.Checkbox(value=True, label="Use catalog concepts as candidate labels")
             with gr.Row():
                 category = gr.Dropdown(choices["category"], value=H.ALL, label="Category", min_width=120)
                 region = gr.Dropdown(choices["region"], value=H.ALL, label="Region", min_width=120)
                 culture = gr.Dropdown(choices["culture"], value=H.ALL, label="Culture", min_width=120)
-            typed = gr.Textbox(label="Extra labels (comma separated)", placeholder="e.g. gyoza, jiaozi, momo", lines=2)
+            words = H.copy_examples(services)
+            typed = gr.Textbox(label="Extra labels (comma separated)", lines=2,
+                               placeholder=f"e.g. {words['labels']}" if words["labels"] else "e.g. two look-alike concepts")
             with gr.Row():
                 alpha = gr.Slider(0, 1, value=1.0, step=0.1, label="WiSE-FT α (0 = base weights, 1 = CultureCLIP)")
                 top_k = gr.Slider(1, H.MAX_TOP_K, value=5, step=1, label="Top-k")
@@ -233,6 +247,7 @@ def recognize_tab(services: DemoServices) -> None:
         max_batch_size=MAX_BATCH,
         concurrency_limit=CONCURRENCY,
     ).then(tuned_title, [alpha], [out_tuned], api_name="tuned_title", queue=False)
+    image.upload(lambda: "", None, [truth], api_name="clear_truth", queue=False)  # own upload: truth unknown
 
 
 def twin_tab(services: DemoServices) -> None:
@@ -248,15 +263,16 @@ def twin_tab(services: DemoServices) -> None:
                        allow_custom_value=True)  # the handler validates the value itself
     with gr.Row():
         with gr.Column(scale=3):
-            gallery_a = gr.Gallery(label="Side A", columns=4, height=220, object_fit="cover")
-            gallery_b = gr.Gallery(label="Side B", columns=4, height=220, object_fit="cover")
+            gallery_a = gr.Gallery(label="Side A", columns=4, height=260, object_fit="contain", elem_classes=["pixel-view"])
+            gallery_b = gr.Gallery(label="Side B", columns=4, height=260, object_fit="contain", elem_classes=["pixel-view"])
         with gr.Column(scale=2):
             info = gr.Markdown()
     similarity = gr.Plot(label="Similarity matrices")
     with gr.Row():
         with gr.Column(scale=3):
             confusion_note = gr.Markdown()
-            confusion = gr.Gallery(label="Confusion gallery: images the base model gives to the twin", columns=4, height=240)
+            confusion = gr.Gallery(label="Confusion gallery: images the base model gives to the twin", columns=3, height=300,
+                                   object_fit="contain", elem_classes=["pixel-view", "wrap-captions"], elem_id="confusion-gallery")
         with gr.Column(scale=2):
             scatter = gr.Plot(label="Own vs twin similarity")
     gr.Markdown("### Confusion map across the catalog")
@@ -322,19 +338,20 @@ def search_tab(services: DemoServices) -> None:
     if not services.has_dataset:
         gr.Markdown("ℹ️ No dataset is configured, so there is nothing to search. Start the app with `--dataset`.")
     with gr.Row():
-        query = gr.Textbox(label="Describe an image", placeholder="a Mexican tamale on a banana leaf", scale=4)
+        words = H.copy_examples(services) if services.has_dataset else {"queries": []}
+        query = gr.Textbox(label="Describe an image", scale=4,
+                           placeholder=f"e.g. {words['queries'][0]}" if words["queries"] else "describe an image")
         k = gr.Slider(1, 24, value=8, step=1, label="Results", scale=1)
         go = gr.Button("Search", variant="primary", scale=1)
     examples = []
-    if services.has_dataset:
-        cs = list(services.concepts().values())[:4]
-        examples = [[c.prompt.removeprefix("a photo of ")] for c in cs]
+    if services.has_dataset:  # suggestions are concepts the dataset has images of
+        examples = [[q] for q in words["queries"]]
     if examples:
         gr.Examples(examples, inputs=[query], label="Try")
     message = gr.Markdown(latex_delimiters=[])  # echoes the query literally
     with gr.Row():
-        g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="cover")
-        g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="cover")
+        g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
+        g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
 
     @gpu
     @_safe
@@ -355,7 +372,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
     """The whole app; nothing heavy happens here except reading the manifest/results (no model load)."""
     offline = services.config.offline_world
     with DemoBlocks(title="CultureCLIP demo", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(intro(services))
         gr.Markdown(services.banner(), elem_classes=["banner", "offline" if offline else "online"], elem_id="banner")
         with gr.Tabs():
             with gr.Tab("Recognize", id="recognize"):

@@ -82,7 +82,7 @@ def parse_labels(raw: str | list[str] | None, max_labels: int = MAX_LABELS) -> L
     if not labels:
         raise DemoInputError(
             "No candidate labels: pick concepts from the catalog or type labels separated by commas "
-            "(e.g. 'gyoza, jiaozi, momo')."
+            "(at least two, to compare)."
         )
     if dups:
         notes.append(f"Removed {dups} duplicate label(s).")
@@ -102,10 +102,10 @@ def parse_labels(raw: str | list[str] | None, max_labels: int = MAX_LABELS) -> L
 def clean_query(text: str | None) -> str:
     """A search query: cleaned, non-empty, at most MAX_QUERY_CHARS characters."""
     if not isinstance(text, str):
-        raise DemoInputError("Type a text query, e.g. 'a Mexican tamale on a banana leaf'.")
+        raise DemoInputError("Type a text query: describe the image to look for.")
     q = _clean_text(text)
     if not q:
-        raise DemoInputError("The query is empty: type what to look for, e.g. 'a tartan kilt'.")
+        raise DemoInputError("The query is empty: type what to look for (the suggestions below are in the dataset).")
     return q[:MAX_QUERY_CHARS]
 
 

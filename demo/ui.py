@@ -35,7 +35,7 @@ CSS = """
 .banner.online {background: #eef4ff; border: 1px solid #b8cdf5;}
 .model-col h3 {margin-bottom: 0;}
 /* small images (the offline world's are 48 px) are shown large, upscaled nearest-neighbour */
-.pixel-view img {image-rendering: pixelated;}
+.pixel-view img, #examples img {image-rendering: pixelated;}
 #input-image img {object-fit: contain !important; width: 100% !important; height: 100% !important;}
 .pixel-view .thumbnail-item img, .pixel-view .grid-wrap img {object-fit: contain !important;}
 /* gallery captions wrap instead of being cut off (the verdict must stay readable) */

@@ -10,6 +10,7 @@ import functools
 import html
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,18 +84,32 @@ def _safe(fn: Callable) -> Callable:
     return wrapper
 
 
+@dataclass
+class BadInput:
+    """One request's input that gradio could not preprocess, inside a batch: only that request fails."""
+
+    message: str
+
+
+def _missing_inputs(fn: Any, got: int) -> str:
+    names = ", ".join(str(getattr(c, "label", None) or type(c).__name__) for c in fn.inputs)
+    return (f"This endpoint takes {len(fn.inputs)} input(s) ({names}); {got} were sent. Send every input "
+            "(the app's 'Use via API' page lists them).")
+
+
 class DemoBlocks(gr.Blocks):
     """gr.Blocks whose API errors are plain: a call with missing inputs, a file that was not uploaded, or
-    anything gradio itself raises before or after our handlers gets a short message without server paths."""
+    anything gradio itself raises before or after our handlers gets a short message without server paths.
+
+    In a batched event (classify) one request's bad input fails that request only: gradio zips the
+    batch's inputs, so a short request is refused when it is submitted (`guard_batches`) and a request
+    whose input cannot be preprocessed reaches the handler as a `BadInput`."""
 
     async def process_api(self, block_fn, inputs, *args, **kwargs):  # type: ignore[override]
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
-        need = len(fn.inputs)
         got = len(inputs) if isinstance(inputs, (list, tuple)) else 0
-        if fn.fn is not None and got < need:
-            names = ", ".join(str(getattr(c, "label", None) or type(c).__name__) for c in fn.inputs)
-            raise gr.Error(f"This endpoint takes {need} input(s) ({names}); {got} were sent. Send every input "
-                           "(the app's 'Use via API' page lists them).", print_exception=False)
+        if fn.fn is not None and got < len(fn.inputs):
+            raise gr.Error(_missing_inputs(fn, got), print_exception=False)
         try:
             return await super().process_api(block_fn, inputs, *args, **kwargs)
         except gr.Error as e:
@@ -103,6 +118,33 @@ class DemoBlocks(gr.Blocks):
         except Exception as e:  # noqa: BLE001 - gradio's own errors (preprocessing, batching, files)
             logger.warning("request to %s failed: %s: %s", fn.api_name, type(e).__name__, e)
             raise gr.Error(plain_error(e), print_exception=False) from None
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):  # type: ignore[override]
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except Exception as e:  # noqa: BLE001
+            if not block_fn.batch:
+                raise
+            return [BadInput(plain_error(e))] * len(block_fn.inputs)
+
+    def guard_batches(self) -> None:
+        """Refuse, at submission, a request to a batched event that does not send every input."""
+        from gradio import route_utils
+
+        queue = self._queue
+        push = queue.push
+
+        async def push_checked(body, request, username):
+            try:
+                fn = route_utils.get_fn(self, None, body)
+            except Exception:  # noqa: BLE001 - gradio answers unknown functions itself
+                return await push(body, request, username)
+            data = body.data if isinstance(body.data, list) else []
+            if fn.batch and fn.fn is not None and len(data) != len(fn.inputs):
+                return False, _missing_inputs(fn, len(data)), "error"
+            return await push(body, request, username)
+
+        queue.push = push_checked
 
 
 DATA_URL_TOO_LARGE = "<data url too large>"
@@ -195,7 +237,12 @@ def recognize_tab(services: DemoServices) -> None:
         cands: list[Any] = []
         errors: dict[int, str] = {}
         for i in range(n):
-            if images[i] == DATA_URL_TOO_LARGE:
+            bad = next((x for x in (images[i], typeds[i], alphas[i], top_ks[i]) if isinstance(x, BadInput)), None)
+            if bad is not None:
+                errors[i] = f"❌ {bad.message}"
+                cands.append(None)
+                continue
+            if isinstance(images[i], str) and images[i] == DATA_URL_TOO_LARGE:
                 errors[i] = f"❌ The pasted image is larger than {MAX_FILE_BYTES // 2**20} MB."
                 cands.append(None)
                 continue
@@ -387,6 +434,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
         twins.select(show_pair, [pair], pair_outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
         bench.select(update, b_inputs, b_outputs, api_name="benchmarks_tab_open")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
+    demo.guard_batches()
     services.start_indexing()  # embeds the dataset images in a background thread (requests never wait for it)
     return demo
 

@@ -299,6 +299,26 @@ def test_uploads_are_deleted_by_the_cache_schedule(world, tmp_path):
         demo.close()
 
 
+def test_a_bad_request_in_a_batch_fails_only_itself(app, world):
+    from concurrent.futures import ThreadPoolExecutor
+
+    good_img = base64.b64encode((world["dataset"] / "images/jiaozi/jiaozi_1.png").read_bytes()).decode()
+    good = [{"url": f"data:image/png;base64,{good_img}", "meta": {"_type": "gradio.FileData"}},
+            "", True, "All", "All", "All", 1.0, 3]
+    not_uploaded = [{"path": "elsewhere.png", "meta": {"_type": "gradio.FileData"}}] + good[1:]
+    calls = [good] * 8 + [[]] * 2 + [not_uploaded] * 2 + [good[:3]] * 2
+    for _ in range(2):
+        with ThreadPoolExecutor(len(calls)) as pool:
+            out = list(pool.map(lambda d: _call(app["url"], "classify", d), calls))
+        for (kind, text), data in zip(out, calls):
+            if data is good:
+                assert kind == "complete" and "candidate labels" in text, text[:300]
+            elif data is not_uploaded:
+                assert "was not uploaded to this server" in text and "candidate labels" not in text, text[:300]
+            else:  # short requests are refused when submitted, with a message
+                assert kind == "http" and "takes 8 input(s)" in text, text[:300]
+
+
 ABS_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]*")
 
 
@@ -322,7 +342,7 @@ def test_every_endpoint_answers_bad_calls_with_plain_words(app, world):
                 assert bad not in text, (name, data, text[:400])
             shown = re.sub(r'"(path|url)": "[^"]*"', "", text)  # gradio's file outputs carry server paths by design
             assert not ABS_PATH.findall(shown), (name, data, text[:400])
-    assert ("classify", "error") in seen and len(seen) >= 4 * len(api)
+    assert {("classify", "http"), ("twin_pair", "error")} <= set(seen) and len(seen) >= 4 * len(api)
 
 
 # ------------------------------------------------------------------------------------------------

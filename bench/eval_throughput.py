@@ -102,7 +102,7 @@ def time_ours(spec: str, root: Path, batch_size: int, workers: int, device: str 
     from eval_suite.benchmarks import create_benchmark
 
     emb = Embedder(create_backbone(spec, device=device), batch_size=batch_size)
-    bench = create_benchmark("zeroshot", root=root)
+    bench = create_benchmark("zeroshot", root=root, templates=["a photo of a {c}."])  # the peer's one template
     bench.load()
     t0 = time.perf_counter()
     res = bench.evaluate(emb, n_boot=0, keep_samples=False, num_workers=workers, progress=False)

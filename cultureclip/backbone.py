@@ -32,6 +32,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .image import to_rgb
+
 logger = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -267,19 +269,60 @@ class HFTokenize:
 # --------------------------------------------------------------------------------------------------
 
 
-def build_transforms(image_size: int, mean=OPENAI_MEAN, std=OPENAI_STD, resize_mode: str = "shortest"):
-    """(eval, train) torchvision transforms like CLIP's: bicubic resize + center crop / random resized crop."""
+class ResizeCenterCrop:
+    """Eval geometry of transformers' `CLIPImageProcessor`: resize, then center crop, on a PIL image.
+
+    `resize` is the shortest edge (int; the long edge becomes int(resize * long / short), as in
+    transformers) or an exact (height, width). The crop offsets are floor((size - crop) / 2), the
+    processor's convention (torchvision's CenterCrop rounds instead, so they differ by one pixel for
+    some margins; open_clip models keep torchvision's, HF models get their processor's)."""
+
+    def __init__(self, resize: int | tuple[int, int] | None, crop: tuple[int, int] | None, resample: int = 3):
+        from PIL import Image
+
+        self.resize = resize
+        self.crop = crop
+        self.resample = Image.Resampling(int(resample))
+
+    def _resized_size(self, w: int, h: int) -> tuple[int, int]:
+        if isinstance(self.resize, (tuple, list)):
+            return int(self.resize[1]), int(self.resize[0])
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = int(self.resize), int(int(self.resize) * long / short)
+        return (new_short, new_long) if w <= h else (new_long, new_short)
+
+    def __call__(self, img):
+        if self.resize is not None:
+            size = self._resized_size(*img.size)
+            if size != img.size:
+                img = img.resize(size, self.resample)
+        if self.crop is not None:
+            ch, cw = self.crop
+            w, h = img.size
+            # out-of-image parts (crop larger than the image) are filled with black, as the processor pads with 0
+            left, top = (w - cw) // 2 if w >= cw else -((cw - w) // 2), (h - ch) // 2 if h >= ch else -((ch - h) // 2)
+            if (left, top, cw, ch) != (0, 0, w, h):
+                img = img.crop((left, top, left + cw, top + ch))
+        return img
+
+    def __repr__(self) -> str:
+        return f"ResizeCenterCrop(resize={self.resize}, crop={self.crop}, resample={self.resample.name})"
+
+
+def build_transforms(image_size: int | tuple[int, int], mean=OPENAI_MEAN, std=OPENAI_STD,
+                     resize: int | tuple[int, int] | None = None, resample: int = 3):
+    """(eval, train) transforms for HF CLIP models, mirroring their image processor.
+
+    eval: RGB (the one alpha policy, `cultureclip.image.to_rgb`) -> resize (`resize`: shortest edge,
+    or (h, w); default = the crop size) -> center crop to `image_size` -> tensor -> normalize.
+    train: RGB -> random resized crop (scale 0.9-1) to `image_size` -> tensor -> normalize."""
     from torchvision import transforms as T
 
-    def _rgb(img):
-        return img.convert("RGB") if getattr(img, "mode", "RGB") != "RGB" else img
-
+    crop = tuple(image_size) if isinstance(image_size, (tuple, list)) else (int(image_size), int(image_size))
     norm = [T.ToTensor(), T.Normalize(mean, std)]
-    eval_tf = T.Compose(
-        [_rgb, T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size)] + norm
-    )
+    eval_tf = T.Compose([to_rgb, ResizeCenterCrop(resize if resize is not None else crop[0], crop, resample)] + norm)
     train_tf = T.Compose(
-        [_rgb, T.RandomResizedCrop(image_size, scale=(0.9, 1.0), interpolation=T.InterpolationMode.BICUBIC)] + norm
+        [to_rgb, T.RandomResizedCrop(crop, scale=(0.9, 1.0), interpolation=T.InterpolationMode.BICUBIC)] + norm
     )
     return eval_tf, train_tf
 
@@ -416,9 +459,13 @@ def _wrap_open_clip(model, spec: str, name: str, model_cfg: dict | None, extra_i
     import open_clip
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
+    from torchvision.transforms import Compose
+
     pp = PreprocessCfg(**model.visual.preprocess_cfg)
-    eval_tf = image_transform_v2(pp, is_train=False)
-    train_tf = image_transform_v2(pp, is_train=True)
+    # RGB first (one alpha policy), then open_clip's own transforms: open_clip converts only after
+    # resizing, which resizes palette images with nearest-neighbour and RGBA with premultiplied alpha
+    eval_tf = Compose([to_rgb, image_transform_v2(pp, is_train=False)])
+    train_tf = Compose([to_rgb, image_transform_v2(pp, is_train=True)])
     tokenizer = open_clip.get_tokenizer(name)
     if not hasattr(tokenizer, "context_length"):
         tokenizer.context_length = model.context_length
@@ -481,28 +528,46 @@ def _build_hf(path_or_id: str, spec: str, local: bool) -> ClipBackbone:
         model, tok, ctx, pp = _load_from_hub(spec, load)
     if not isinstance(model.config, CLIPConfig):  # pragma: no cover - from_pretrained already enforces
         raise BackboneError(f"{spec!r} is not a CLIP model")
-    eval_tf, train_tf = build_transforms(pp["size"], pp["mean"], pp["std"])
+    eval_tf, train_tf = build_transforms(pp["size"], pp["mean"], pp["std"], resize=pp["resize"], resample=pp["resample"])
     info = {"hf_source": path_or_id, "preprocess_cfg": pp}
     return ClipBackbone("hf", spec, model, HFTokenize(tok, ctx), eval_tf, train_tf, pp["size"], info)
 
 
 def _hf_preprocess_cfg(path_or_id: str, default_size: int) -> dict:
-    """Image size/mean/std from preprocessor_config.json when present, else CLIP defaults."""
+    """The image processor's geometry and normalization (preprocessor_config.json), else CLIP defaults.
+
+    Returns {"size": crop size (the model's input side), "resize": shortest edge (int) or [h, w] (exact)
+    or None (no resize), "mean", "std", "resample" (a PIL filter code)}. A processor that resizes to 256
+    and crops 224 keeps both: resizing straight to the crop size would show the model more of the image
+    than it was trained on."""
     cfg: dict = {}
     try:
         from transformers import CLIPImageProcessor
 
-        proc = CLIPImageProcessor.from_pretrained(path_or_id)
-        cfg = proc.to_dict()
+        cfg = CLIPImageProcessor.from_pretrained(path_or_id).to_dict()
     except Exception:  # noqa: BLE001 - no processor config: defaults
         cfg = {}
-    size = cfg.get("crop_size") or cfg.get("size") or default_size
-    if isinstance(size, dict):
-        size = size.get("height") or size.get("shortest_edge") or default_size
+    size, crop = cfg.get("size"), cfg.get("crop_size")
+    resize: int | list[int] | None = default_size
+    if isinstance(size, dict) and size.get("shortest_edge"):
+        resize = int(size["shortest_edge"])
+    elif isinstance(size, dict) and size.get("height") and size.get("width"):
+        resize = [int(size["height"]), int(size["width"])]
+    elif isinstance(size, int):
+        resize = size
+    if not cfg.get("do_resize", True):
+        resize = None
+    if isinstance(crop, dict):
+        crop = crop.get("height") or crop.get("shortest_edge")
+    if not cfg.get("do_center_crop", True) or not crop:
+        crop = resize if isinstance(resize, int) else (resize[0] if resize else default_size)
+    side = int(crop)
     return {
-        "size": int(size),
+        "size": int(side),
+        "resize": resize,
         "mean": tuple(cfg.get("image_mean") or OPENAI_MEAN),
         "std": tuple(cfg.get("image_std") or OPENAI_STD),
+        "resample": int(cfg.get("resample", 3)),
     }
 
 

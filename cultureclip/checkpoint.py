@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .backbone import CHECKPOINT_META, ClipBackbone
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, make_readable
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -60,15 +60,20 @@ def save_model(backbone: ClipBackbone, folder: str | Path, metadata: dict[str, A
             if pp:
                 from transformers import CLIPImageProcessor
 
+                resize = pp.get("resize", pp["size"])
                 CLIPImageProcessor(
-                    size={"shortest_edge": pp["size"]},
+                    do_resize=resize is not None,
+                    size={"height": resize[0], "width": resize[1]} if isinstance(resize, (list, tuple))
+                    else {"shortest_edge": resize or pp["size"]},
                     crop_size={"height": pp["size"], "width": pp["size"]},
+                    resample=int(pp.get("resample", 3)),
                     image_mean=list(pp["mean"]),
                     image_std=list(pp["std"]),
                 ).save_pretrained(str(tmp))
         meta = {"format": backbone.kind, "base_spec": backbone.info.get("base_spec", backbone.spec)}
         meta.update(metadata or {})
         (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=str))
+        make_readable(tmp)  # mkdtemp made it 0700: an exported model is read by other users and tools
         _replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,15 +128,49 @@ def save_state(folder: str | Path, name: str, state: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".safetensors")
     os.close(fd)
     save_file(tensors, tmp)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, folder / f"{name}.safetensors")
     atomic_write_text(folder / f"{name}.json", json.dumps(skeleton))
 
 
 def load_state(folder: str | Path, name: str) -> dict[str, Any]:
+    """Inverse of `save_state`. A missing, truncated or corrupt file raises CheckpointError naming it."""
     folder = Path(folder)
-    tensors = load_file(str(folder / f"{name}.safetensors"))
-    skeleton = json.loads((folder / f"{name}.json").read_text())
-    return _unflatten_state(skeleton, tensors)
+    st, js = folder / f"{name}.safetensors", folder / f"{name}.json"
+    try:
+        tensors = load_file(str(st))
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError, ...: one clear message naming the file
+        raise CheckpointError(f"{st} cannot be read ({type(e).__name__}: {e})") from e
+    try:
+        skeleton = json.loads(js.read_text(encoding="utf-8"))
+        return _unflatten_state(skeleton, tensors)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{js} cannot be read ({type(e).__name__}: {e})") from e
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or damaged; the message names the file."""
+
+
+def file_records(folder: str | Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """{name: {"bytes", "sha256"}} for files in `folder`: stored in a checkpoint's metadata at save time."""
+    folder = Path(folder)
+    return {n: {"bytes": (folder / n).stat().st_size, "sha256": file_sha256(folder / n)} for n in names}
+
+
+def verify_files(folder: str | Path, records: dict[str, dict[str, Any]]) -> None:
+    """Check files against `file_records` (size first: cheap; then sha256). Raises CheckpointError naming
+    the first file that is missing, truncated or altered."""
+    folder = Path(folder)
+    for name, rec in records.items():
+        p = folder / name
+        if not p.is_file():
+            raise CheckpointError(f"{p} is missing")
+        size = p.stat().st_size
+        if size != rec["bytes"]:
+            raise CheckpointError(f"{p} has {size:,} bytes, {rec['bytes']:,} were written (truncated or overwritten)")
+        if file_sha256(p) != rec["sha256"]:
+            raise CheckpointError(f"{p} does not match the sha256 recorded when it was written (corrupted)")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -156,3 +195,26 @@ def checkpoint_sha(backbone: ClipBackbone) -> str:
             t = t.float()
         h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def model_identity(backbone: ClipBackbone, name: str | None = None, role: str | None = None,
+                   weights_sha: str | None = None) -> dict[str, Any]:
+    """Who a model is, as data that travels with every result (never recovered from folder names).
+
+    ``spec`` as typed, ``format`` (open_clip | hf), ``weights_sha`` (:func:`checkpoint_sha`), and, for
+    a model our trainer exported, ``base_spec``, ``train_config``, ``config_hash`` and ``step`` from its
+    metadata. ``name``/``role`` come from the caller (a user's label, e.g. role "base" or "tuned") or
+    else from the checkpoint's metadata (the trainer records its run name).
+    """
+    meta = backbone.info.get("checkpoint") or {}
+    return {
+        "spec": backbone.spec,
+        "format": backbone.kind,
+        "weights_sha": weights_sha or checkpoint_sha(backbone),
+        "name": name or meta.get("name"),
+        "role": role or meta.get("role"),
+        "base_spec": meta.get("base_spec") or backbone.info.get("base_spec"),
+        "train_config": meta.get("config"),
+        "config_hash": meta.get("config_hash"),
+        "step": meta.get("step"),
+    }

@@ -12,11 +12,13 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 from PIL import Image
+
+from .image import to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ REQUIRED_COLUMNS = (
     "caption", "concept_prompt", "twin_concept_ids", "split",
 )
 OPTIONAL_COLUMNS = ("generator", "scores", "sha256")
+MANIFEST_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS  # the column order writers use
 MAX_LISTED = 10
 
 
@@ -63,6 +66,39 @@ def _image_ok(path: Path) -> str | None:
         return None
     except Exception as e:  # noqa: BLE001 - any decode failure is a bad image
         return f"{type(e).__name__}: {e}"
+
+
+def twin_pairs(concept_ids: Iterable[Any], twin_lists: Iterable[Any]) -> list[tuple[str, str]]:
+    """The twin pairs a manifest's rows name: sorted unordered pairs (a, b), a < b, both present in the rows.
+
+    ``concept_ids`` and ``twin_lists`` are parallel columns (``frame["concept_id"]``,
+    ``frame["twin_concept_ids"]``, or the same fields of records). The one definition used by export,
+    training validation, evaluation and the demo.
+    """
+    ids = [str(c) for c in concept_ids]
+    lists = [_as_list(t) for t in twin_lists]
+    present = set(ids)
+    return sorted({tuple(sorted((c, str(t)))) for c, ts in zip(ids, lists) for t in ts
+                   if str(t) in present and str(t) != c})
+
+
+def concept_prompts(concept_ids: Iterable[Any], prompts: Iterable[Any], names: Iterable[Any] | None = None) -> dict[str, str]:
+    """concept id -> its concept prompt (the first row's; its name when the prompt is empty)."""
+    out: dict[str, str] = {}
+    rows = zip(concept_ids, prompts, names) if names is not None else ((c, p, None) for c, p in zip(concept_ids, prompts))
+    for cid, prompt, name in rows:
+        text = "" if prompt is None or (isinstance(prompt, float) and np.isnan(prompt)) else str(prompt)
+        out.setdefault(str(cid), text or str(name or cid))
+    return out
+
+
+def twins_by_concept(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """concept id -> its twins (sorted), from :func:`twin_pairs`."""
+    out: dict[str, set[str]] = {}
+    for a, b in pairs:
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
+    return {k: sorted(v) for k, v in out.items()}
 
 
 @dataclass
@@ -378,7 +414,7 @@ class CulTwinDataset(torch.utils.data.Dataset):
             img = self._cache.get(i)
             if img is None:
                 with Image.open(path) as im:
-                    img = im.convert("RGB")
+                    img = to_rgb(im)
                 if self.cache_images:
                     self._cache[i] = img
         except Exception as e:  # noqa: BLE001

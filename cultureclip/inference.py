@@ -6,10 +6,11 @@ once and cached per (model weights, labels, templates), so a 1,000-label query c
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
 
 import torch
@@ -20,6 +21,7 @@ from .backbone import ClipBackbone
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATES = ("a photo of {}.",)
+_PROBES = 8  # values probed per weight tensor by Embedder.weights_fingerprint
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -49,10 +51,11 @@ class Embedder:
         if amp_dtype is None and self.device.type == "cuda":
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.amp_dtype = amp_dtype
-        self._banks: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._banks: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._bank_cache_size = bank_cache_size
         self._lock = threading.Lock()
         self._weights_version = 0
+        self._probe_index: dict[tuple, torch.Tensor] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
     def _autocast(self):
@@ -99,29 +102,49 @@ class Embedder:
         return torch.cat(out)
 
     # -- label banks -----------------------------------------------------------------------------
-    def _bank_key(self, labels: Sequence[str], templates: Sequence[str]) -> str:
-        h = hashlib.sha256()
-        h.update(f"{id(self.backbone)}:{self._weights_version}".encode())
-        for t in templates:
-            h.update(b"\x00T" + t.encode())
-        for label in labels:
-            h.update(b"\x00L" + label.encode())
-        return h.hexdigest()
+    def weights_fingerprint(self) -> tuple:
+        """Changes whenever the backbone's weights change, in place or by replacement.
+
+        Two cheap parts, no pass over the weights: (1) per parameter/buffer its storage pointer and
+        autograd version counter, which every in-place write through the tensor bumps (optimizer steps,
+        `load_state_dict`, `copy_` under no_grad); (2) a probe of a few values per tensor, which catches
+        writes through `.data` (they bypass the version counter) wherever they touch a probed value.
+        A write through `.data` that changes none of the probed values is not seen: call `invalidate()`."""
+        meta = []
+        probes = []
+        for t in itertools.chain(self.backbone.parameters(), self.backbone.buffers()):
+            meta.append((t.data_ptr(), t._version, t.dtype, tuple(t.shape), t.device))
+            flat = t.detach().reshape(-1)
+            if flat.numel():
+                key = (flat.numel(), flat.device)
+                idx = self._probe_index.get(key)
+                if idx is None:  # evenly spaced positions, first and last included (exact integer maths)
+                    n = min(_PROBES, flat.numel())
+                    idx = (torch.arange(n) * (flat.numel() - 1) // max(n - 1, 1)).to(flat.device)
+                    self._probe_index[key] = idx
+                probes.append(flat[idx].float())
+        digest = hashlib.blake2b(torch.cat(probes).cpu().numpy().tobytes() if probes else b"", digest_size=16).hexdigest()
+        return (id(self.backbone), self._weights_version, tuple(meta), digest)
 
     def label_bank(self, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> torch.Tensor:
         """(L, D) class embeddings: mean over templates of normalized text embeddings, renormalized.
 
-        Cached (LRU) per model weights, label list and template list."""
-        labels = list(labels)
-        templates = list(templates) or ["{}"]
+        Cached (LRU) per (labels, templates, weights fingerprint): the key is the tuple of labels and
+        templates themselves (no joined string can collide) plus `weights_fingerprint()`, so a model
+        whose weights change in place gets a new bank. Returns a copy: callers may modify it freely.
+        An empty label list gives an empty (0, D) bank."""
+        labels = [str(label) for label in labels]
+        templates = [str(t) for t in templates] or ["{}"]
         for t in templates:
             if "{}" not in t:
                 raise ValueError(f"prompt template {t!r} has no '{{}}' placeholder for the label")
-        key = self._bank_key(labels, templates)
+        if not labels:
+            return torch.empty(0, self.backbone.embed_dim)
+        key = (tuple(labels), tuple(templates), self.weights_fingerprint())
         with self._lock:
             if key in self._banks:
                 self._banks.move_to_end(key)
-                return self._banks[key]
+                return self._banks[key].clone()
         texts = [t.format(label) for label in labels for t in templates]
         feats = self.embed_texts(texts).view(len(labels), len(templates), -1).mean(dim=1)
         bank = torch.nn.functional.normalize(feats, dim=-1)
@@ -129,7 +152,7 @@ class Embedder:
             self._banks[key] = bank
             while len(self._banks) > self._bank_cache_size:
                 self._banks.popitem(last=False)
-        return bank
+        return bank.clone()
 
     # -- scores ----------------------------------------------------------------------------------
     def logit_scale(self) -> float:
@@ -161,3 +184,24 @@ def classify(
     k = min(top_k, len(labels))
     vals, idx = probs.topk(k, dim=-1)
     return [[(labels[j], float(v)) for v, j in zip(vr.tolist(), ir.tolist())] for vr, ir in zip(vals, idx)]
+
+
+def twin_accuracy(sims: torch.Tensor, labels: torch.Tensor, twins: Mapping[int, Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Per-image twin accuracy: the one definition, used by training validation and by eval_suite.
+
+    sims (N, C): image-to-concept-prompt similarities; labels (N,): each image's own concept index;
+    twins: concept index -> indices of its twins among the C concepts. An image takes part when its
+    concept has at least one twin there, and is correct when its own similarity beats every twin's
+    (strictly). Returns ``rows`` (M,) the images that take part, ``correct`` (M,) bool and ``margin``
+    (M,) own minus the best twin's similarity; ``twin_acc`` = ``correct.float().mean()``.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    rows = torch.tensor([i for i, lab in enumerate(labels.tolist()) if twins.get(lab)], dtype=torch.long)
+    if rows.numel() == 0:
+        empty = torch.zeros(0)
+        return {"rows": rows, "correct": empty.bool(), "margin": empty, "twin_acc": torch.tensor(float("nan"))}
+    own = sims[rows, labels[rows]]
+    best = torch.stack([sims[r, list(twins[int(labels[r])])].max() for r in rows.tolist()])
+    margin = own - best
+    correct = margin > 0
+    return {"rows": rows, "correct": correct, "margin": margin, "twin_acc": correct.float().mean()}

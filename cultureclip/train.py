@@ -116,6 +116,7 @@ class TrainConfig:
     keep_last: int = 2
     export: bool = True
     progress: bool = True
+    name: str = ""  # the run's name, recorded in the exported model (default: out_dir's folder name)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -169,22 +170,107 @@ def _set_rng_state(s: dict[str, Any]) -> None:
 
 
 def _checkpoints(ckpt_dir: Path) -> list[Path]:
-    return sorted((p for p in ckpt_dir.glob("step_*") if (p / "DONE").is_file()), key=lambda p: int(p.name.split("_")[1]))
+    """Complete checkpoint folders (DONE marker written last), oldest first."""
+    found = (p for p in ckpt_dir.glob("step_*") if p.name[5:].isdigit() and (p / "DONE").is_file())
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def _shown(path: Path) -> str:
+    """A path for messages: relative to the working folder when inside it, else as the user gave it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(train state, meta) of one checkpoint folder, after checking every file against the size and
+    sha256 recorded in its meta.json when it was written. Raises CheckpointError naming the bad file."""
+    from .checkpoint import CheckpointError, load_state, verify_files
+
+    if not (path / "DONE").is_file():
+        raise CheckpointError(f"{path} is incomplete (no DONE marker: the run stopped while writing it)")
+    try:
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path / 'meta.json'} cannot be read ({type(e).__name__}: {e})") from e
+    if meta.get("files"):
+        verify_files(path, meta["files"])
+    return load_state(path, "train_state"), meta
+
+
+def _resume_point(ckpt_dir: Path, resume: str, run_dir: Path) -> tuple[Path, dict, dict, list[Path]] | None:
+    """The checkpoint to resume from: (folder, train state, meta, damaged newer folders) or None.
+
+    `resume="auto"`: the newest intact checkpoint; a damaged newer one is skipped with a warning naming
+    both. An explicit folder must be intact. Raises CheckpointError when nothing intact is left."""
+    from .checkpoint import CheckpointError
+
+    if resume != "auto":
+        path = Path(_shown(Path(resume)))  # messages name files relative to the working folder
+        if not path.is_dir():
+            raise FileNotFoundError(f"--resume {resume}: no such checkpoint folder")
+        state, meta = _read_checkpoint(path)
+        return path, state, meta, []
+    damaged: list[tuple[Path, CheckpointError]] = []
+    for path in reversed(_checkpoints(Path(_shown(ckpt_dir)))):
+        try:
+            state, meta = _read_checkpoint(path)
+        except CheckpointError as e:
+            damaged.append((path, e))
+            continue
+        for bad, err in damaged:
+            logger.warning("checkpoint %s is damaged (%s); resuming from the previous intact checkpoint %s",
+                           _shown(bad), err, _shown(path))
+        return path, state, meta, [bad for bad, _ in damaged]
+    if damaged:
+        reasons = "; ".join(str(e) for _, e in damaged)
+        raise CheckpointError(
+            f"--resume auto: no intact checkpoint in run folder {_shown(run_dir)} ({reasons}). To start this run "
+            f"over, delete {_shown(ckpt_dir)} (or pick a new out_dir); to resume from a copy you trust, pass "
+            "--resume PATH/TO/step_XXXXXXXX."
+        )
+    return None
+
+
+def _truncate_jsonl(path: Path, last_step: int) -> list[dict]:
+    """Keep the rows of a per-step log up to `last_step` (a resumed run rewrites the steps after it),
+    dropping a torn last line left by a killed process. Returns the kept rows."""
+    from .fileio import atomic_write_text
+
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] <= last_step:
+            rows.append(r)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
 
 
 def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
-    """Fraction of images closer to their own concept prompt than to each twin's (and N-way concept accuracy)."""
+    """Validation: per-image twin accuracy (``cultureclip.inference.twin_accuracy``, the definition
+    eval_suite uses too) and N-way concept accuracy over the split's concepts."""
     from PIL import Image
 
+    from .data import concept_prompts, twin_pairs, twins_by_concept
+    from .image import to_rgb
     from .inference import Embedder
+    from .inference import twin_accuracy as per_image_twin_accuracy
 
     df = manifest.frame
     emb = Embedder(backbone, batch_size=batch_size)
     was_training = backbone.training
     backbone.eval()
     try:
-        concepts = sorted(df["concept_id"].astype(str).unique())
-        prompt_of = dict(zip(df["concept_id"].astype(str), df["concept_prompt"].astype(str)))
+        prompt_of = concept_prompts(df["concept_id"], df["concept_prompt"], df["concept_name"])
+        concepts = sorted(prompt_of)
         bank = emb.embed_texts([prompt_of[c] for c in concepts])
         idx = {c: i for i, c in enumerate(concepts)}
         feats = []
@@ -192,20 +278,16 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
             ims = []
             for p in df["image_path"].iloc[start : start + batch_size]:
                 with Image.open(manifest.root / p) as im:
-                    ims.append(im.convert("RGB"))
+                    ims.append(to_rgb(im))
             feats.append(emb.embed_images(ims))
         feats = torch.cat(feats)
         sims = feats @ bank.T  # (N, C)
-        own = torch.tensor([idx[c] for c in df["concept_id"].astype(str)])
-        own_sim = sims[torch.arange(len(df)), own]
-        wins, total = 0, 0
-        for i, twins in enumerate(df["twin_concept_ids"]):
-            for t in twins:
-                if t in idx:
-                    total += 1
-                    wins += int(own_sim[i] > sims[i, idx[t]])
+        own = torch.tensor([idx[str(c)] for c in df["concept_id"]])
+        twins = {idx[c]: [idx[t] for t in ts] for c, ts in
+                 twins_by_concept(twin_pairs(df["concept_id"], df["twin_concept_ids"])).items()}
+        tw = per_image_twin_accuracy(sims, own, twins)
         acc = (sims.argmax(1) == own).float().mean().item()
-        return {"twin_acc": wins / total if total else float("nan"), "concept_acc": acc, "n_val": len(df)}
+        return {"twin_acc": float(tw["twin_acc"]), "concept_acc": acc, "n_val": len(df), "n_twin": int(tw["rows"].numel())}
     finally:
         backbone.train(was_training)
 
@@ -222,7 +304,8 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from .backbone import create_backbone
-    from .checkpoint import load_state, save_model, save_state
+    from .checkpoint import file_records, save_model, save_state
+    from .fileio import atomic_write_text, make_readable
     from .data import CulTwinDataset, TwinBatchSampler, collate, read_manifest
     from .lora import apply_lora, has_lora, lock_tower, merge_lora
     from .loss import create_loss
@@ -300,27 +383,34 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     model, optimizer = accelerator.prepare(backbone, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
-    # ---- phase 5: resume ----------------------------------------------------------------------
+    # ---- phase 5: resume (newest intact checkpoint: sizes and hashes are checked first) --------
     step, epoch, batch_in_epoch = 0, 0, 0
+    val_metrics: dict = {}
+    damaged: list[Path] = []
     if resume:
-        found = _checkpoints(ckpt_dir)
-        path = found[-1] if resume == "auto" and found else (Path(resume) if resume != "auto" else None)
-        if path is not None:
-            if not (path / "DONE").is_file():
-                raise FileNotFoundError(f"checkpoint {path} is incomplete or missing (no DONE marker)")
-            state = load_state(path, "train_state")
-            meta = json.loads((path / "meta.json").read_text())
+        found = _resume_point(ckpt_dir, resume, out)
+        if found is not None:
+            path, state, meta, damaged = found
             if meta["data_fingerprint"] != data_fp:
-                raise ValueError(f"checkpoint {path} was trained on different data (fingerprint "
+                raise ValueError(f"checkpoint {_shown(path)} was trained on different data (fingerprint "
                                  f"{meta['data_fingerprint']} != {data_fp}); use a new out_dir")
             unwrapped.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            val_metrics = dict(state.get("val") or {})  # the last check survives a resume at the last step
             _set_rng_state(state["rng"][min(accelerator.process_index, len(state["rng"]) - 1)])
-            logger.info("resumed from %s at step %d (epoch %d, batch %d)", path, step, epoch, batch_in_epoch)
-        elif resume != "auto":
-            raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+            logger.info("resumed from %s at step %d (epoch %d, batch %d)", _shown(path), step, epoch, batch_in_epoch)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for bad in damaged:  # set aside (not deleted): the resumed run writes its own checkpoints at those steps
+            aside = bad.with_name(f"damaged_{bad.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(bad, aside)
+            logger.warning("kept the damaged checkpoint as %s for inspection; delete it when no longer needed", _shown(aside))
+        # logs keep the steps up to the resume point; the steps after it are logged again by this run
+        _truncate_jsonl(out / "log.jsonl", step)
+        _truncate_jsonl(out / "val.jsonl", step)
 
     def save_checkpoint():
         rng = [_rng_state()]
@@ -337,11 +427,14 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         save_state(tmp, "train_state", {
             "model": unwrapped.model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "rng": rng,
+            "batch_in_epoch": batch_in_epoch, "rng": rng, "val": val_metrics,
         })
         meta = {"step": step, "epoch": epoch, "config": to_dict(cfg), "config_hash": config_hash(cfg),
-                "base_spec": cfg.model.spec, "data_fingerprint": data_fp, "time": time.time()}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+                "base_spec": cfg.model.spec, "data_fingerprint": data_fp, "time": time.time(),
+                # sizes + hashes, checked before a resume trusts this checkpoint
+                "files": file_records(tmp, ["train_state.safetensors", "train_state.json"])}
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2))
+        make_readable(tmp)
         (tmp / "DONE").write_text("ok\n")
         shutil.rmtree(path, ignore_errors=True)
         os.replace(tmp, path)
@@ -351,7 +444,6 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     # ---- phase 6: train -----------------------------------------------------------------------
     log_path = out / "log.jsonl"
     history: list[dict] = []
-    val_metrics: dict = {}
     bar = tqdm(total=total_steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process),
                dynamic_ncols=True)
     model.train()
@@ -440,22 +532,28 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         export_path = save_model(final, out / "model", {
             "step": step, "config": to_dict(cfg), "config_hash": config_hash(cfg),
             "data_fingerprint": data_fp, "val": val_metrics,
+            "name": cfg.name or Path(cfg.out_dir).name,
         })
-        if history:
-            _write_csv(out / "log.csv", history)
+    if accelerator.is_main_process:
+        rows = _truncate_jsonl(log_path, step)  # every step of the run, across resumes
+        if rows:
+            _write_csv(out / "log.csv", rows)
     accelerator.wait_for_everyone()
     return {"step": step, "losses": [h["loss"] for h in history], "history": history, "export": str(export_path) if export_path else None,
             "val": val_metrics, "skipped_images": len(manifest.skipped) + dataset.bad_images}
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
+    import io
+
+    from .fileio import atomic_write_text
+
     keys = sorted({k for r in rows for k in r})
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
@@ -518,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cultureclip.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="YAML preset, e.g. configs/train/smoke.yaml")
-    ap.add_argument("--resume", default=None, help="'auto' (latest checkpoint in out_dir) or a checkpoint folder")
+    ap.add_argument("--resume", default=None, help="'auto' (the newest intact checkpoint in out_dir; damaged ones are skipped with a "
+                    "warning) or a checkpoint folder")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 data.batch_size=64")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

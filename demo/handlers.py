@@ -502,8 +502,7 @@ def benchmark_view(
         from eval_suite import figures
 
         bars = figures.benchmark_bars(fig_frame)
-        tags = sorted(fig_frame["model_tag"].astype(str).unique())
-        base_tag, tuned_tag = _base_tuned_tags(services, tags)
+        base_tag, tuned_tag = _base_tuned_tags(services, fig_frame)
         if base_tag and tuned_tag:
             names = sorted(fig_frame["benchmark"].astype(str).unique(), key=lambda b: (not b.startswith("cultwin"), b))
             for bench in names:  # the first benchmark with region x category groups (CulTwin first)
@@ -553,18 +552,21 @@ def evaluation_status(services: DemoServices) -> tuple[str, bool]:
     return f"✅ {_md(st.message)} Live results appear as benchmark `cultwin_live`.", False
 
 
-def _base_tuned_tags(services: DemoServices, tags: list[str]) -> tuple[str | None, str | None]:
-    """Result tags of the configured base and tuned models (exact tag, else a best guess)."""
-    try:
-        from eval_suite.results import model_tag
-    except ImportError:  # pragma: no cover
-        return None, None
-    want = [model_tag(services.config.base), model_tag(services.config.tuned)]
-    found = [w if w in tags else None for w in want]
-    if found[0] is None:
-        found[0] = next((t for t in tags if "base" in t.lower() or "openai" in t.lower()), None)
-    if found[1] is None:
-        found[1] = next((t for t in tags if "culture" in t.lower() and t != found[0]), None)
+def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | None]:
+    """Result tags of the base and tuned models, joined on data, never guessed from names.
+
+    First the results of the loaded models (their spec, as recorded in each result's ``model``), then
+    results whose ``model_identity`` carries the role ``base`` / ``tuned``. None when neither matches.
+    """
+    from eval_suite.results import model_tag
+
+    found: list[str | None] = []
+    for spec, role in ((services.config.base, "base"), (services.config.tuned, "tuned")):
+        rows = frame[(frame["model"] == spec) | (frame["model_tag"] == model_tag(spec))]
+        if rows.empty and "model_role" in frame:
+            rows = frame[frame["model_role"] == role]
+        tags = sorted(rows["model_tag"].astype(str).unique())
+        found.append(tags[0] if len(tags) == 1 else None)
     return found[0], found[1]
 
 

@@ -212,8 +212,11 @@ class LiveEvaluator:
             self._set(message=f"{name}: embedding {n} test images…")
             feats, valid, seconds = embed_benchmark(cfg, _Dist(), emb, bench, sha, callback=progress)
             self._set(message=f"{name}: scoring (bootstrap CIs)…", progress=(k + 0.95) / 2)
+            from cultureclip.checkpoint import model_identity
+
+            identity = model_identity(emb.backbone, name=name, role=which, weights_sha=sha)
             files.append(score_and_write(cfg, bench, emb, spec, sha, path, ecfg, feats, valid, seconds,
-                                         benchmark_name=BENCHMARK,
+                                         benchmark_name=BENCHMARK, identity=identity,
                                          extra={"role": which, "dataset": Path(str(svc.dataset_root)).name,
                                                 "default_dataset": svc.is_default_dataset}))
         return files

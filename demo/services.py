@@ -385,9 +385,9 @@ class DemoServices:
         if only_dataset:
             df = self.manifest()
             first = df.drop_duplicates("concept_id")
-            twins_of: dict[str, set[str]] = {}
-            for cid, tw in zip(df["concept_id"], df["twin_concept_ids"]):
-                twins_of.setdefault(cid, set()).update(tw)
+            from cultureclip.data import twin_pairs, twins_by_concept
+
+            twins_of = twins_by_concept(twin_pairs(df["concept_id"], df["twin_concept_ids"]))
             for row in first.itertuples(index=False):
                 cid = str(row.concept_id)
                 out[cid] = ConceptInfo(

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cultureclip.image import has_alpha, to_rgb
+
 logger = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # also passed to launch(max_file_size=...)
@@ -161,14 +163,8 @@ def load_image(src, max_side: int = MAX_SIDE, max_bytes: int = MAX_FILE_BYTES) -
         img = ImageOps.exif_transpose(img)
         if getattr(img, "is_animated", False):
             img.seek(0)
-        if img.mode != "RGB":
-            if img.mode in ("RGBA", "LA", "P", "PA"):
-                rgba = img.convert("RGBA")
-                bg = Image.new("RGB", rgba.size, (255, 255, 255))
-                bg.paste(rgba, mask=rgba.getchannel("A"))
-                img = bg
-            else:
-                img = img.convert("RGB")
+        if img.mode != "RGB" or has_alpha(img):  # plain RGB is kept as is (no full-size copy)
+            img = to_rgb(img)  # the one alpha policy (composite onto white), shared with eval and training
         if max(img.size) > max_side:
             img = img.copy()
             img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)

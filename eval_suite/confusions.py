@@ -65,11 +65,17 @@ def concepts_from_catalog(catalog: Any) -> dict[str, AtlasConcept]:
 
 
 def _embed_unique(embedder: Any, texts: Sequence[str]) -> tuple[dict[str, int], "np.ndarray"]:
-    """Each distinct text embedded once: (text -> row, (T, D) normalized float32)."""
+    """Each distinct text embedded once: (text -> row, (T, D) normalized float32).
+
+    Through the Embedder's cached label bank (one "{}" template: the normalized text embedding), so
+    texts the app already embedded (e.g. its catalog label bank) are not embedded again."""
     index: dict[str, int] = {}
     for t in texts:
         index.setdefault(t, len(index))
-    feats = embedder.embed_texts(list(index)).float().numpy()  # (T, D), L2-normalized by the Embedder
+    if hasattr(embedder, "label_bank"):
+        feats = embedder.label_bank(list(index), ("{}",)).float().numpy()  # (T, D)
+    else:
+        feats = embedder.embed_texts(list(index)).float().numpy()  # (T, D), L2-normalized by the Embedder
     return index, feats
 
 
@@ -85,7 +91,7 @@ def pair_cosines(embedder: Any, texts_a: Sequence[str], texts_b: Sequence[str]) 
 
 def model_scores(embedder: Any, concepts: Mapping[str, AtlasConcept], pairs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
     """Per pair: prompt cosine, name cosine and the prompt cosine's z-score among all concept pairs."""
-    ids = sorted(concepts)
+    ids = sorted(concepts, key=lambda c: (concepts[c].name.casefold(), c))  # the app's label order
     pos = {c: i for i, c in enumerate(ids)}
     index, feats = _embed_unique(embedder, [concepts[c].prompt for c in ids])
     prompt = feats[[index[concepts[c].prompt] for c in ids]]  # (C, D)

@@ -207,7 +207,7 @@ def ablation_lines(
     frame: pd.DataFrame,
     param: str = "w_con",
     metric: str | Mapping[str, str] | None = None,
-    pattern: str | None = T.DEFAULT_ABLATION_PATTERN,
+    pattern: str | None = None,
     benchmarks: Sequence[str] | None = None,
     scale: float = 100.0,
 ) -> go.Figure:
@@ -365,6 +365,7 @@ def write_figures(
     tuned: str | None = None,
     formats: Sequence[str] = ("html",),
     ablation_param: str = "w_con",
+    ablation_pattern: str | None = None,
 ) -> list[Path]:
     """Write every figure the frame supports (bars; heatmap and ablation lines when possible)."""
     figs: dict[str, Any] = {"benchmark_bars": benchmark_bars(frame)}
@@ -374,7 +375,7 @@ def write_figures(
         except ValueError as exc:
             log.info("no delta heatmap: %s", exc)
     try:
-        figs["ablation_lines"] = ablation_lines(frame, ablation_param)
+        figs["ablation_lines"] = ablation_lines(frame, ablation_param, pattern=ablation_pattern)
     except (KeyError, ValueError) as exc:
         log.info("no ablation lines: %s", exc)
     out = Path(out_dir)
@@ -392,12 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tuned", help="tuned model (spec or tag) for the delta heatmap")
     ap.add_argument("--formats", nargs="+", default=["html"], help="html and/or png, svg, pdf (need kaleido)")
     ap.add_argument("--ablation-param", default="w_con", help="x axis of the ablation lines")
+    ap.add_argument("--ablation-pattern", default=None,
+                    help="opt-in regex with named groups read from model tags (e.g. tables.AUTHOR_TAG_PATTERN)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("choreographer", "kaleido"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     frame = T.load_frame(args.results)
-    for p in write_figures(frame, args.out, args.base, args.tuned, args.formats, args.ablation_param):
+    for p in write_figures(frame, args.out, args.base, args.tuned, args.formats, args.ablation_param,
+                            args.ablation_pattern):
         print(p)
     return 0
 

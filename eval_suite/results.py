@@ -22,6 +22,9 @@ File name: ``results/<benchmark>__<model_tag>.json``. Schema (``schema_version``
       ci              {metric: [low, high]}            95% bootstrap CI of overall metrics
       group_ci        {group: {metric: [low, high]}}
       model_config    {..}         training settings of the model (e.g. loss weights); ablations use it
+      model_identity  {..}         who the model is (``cultureclip.checkpoint.model_identity``): spec,
+                                   format, weights_sha, name, role ("base" | "tuned" | ...), base_spec,
+                                   train_config, config_hash, step; tables and the demo join on it
       eval_config     {..}         evaluation settings (what ``config_hash`` hashes)
       samples         {"ids": [...], column: [...]}    per-item values (e.g. correctness) and group
                                                        labels, for paired bootstrap between models
@@ -74,6 +77,7 @@ OPTIONAL_KEYS = (
     "ci",
     "group_ci",
     "model_config",
+    "model_identity",
     "eval_config",
     "samples",
     "skipped",
@@ -256,6 +260,7 @@ def make_result(
     eval_config: Mapping[str, Any] | None = None,
     config_hash: str | None = None,
     model_config: Mapping[str, Any] | None = None,
+    model_identity: Mapping[str, Any] | None = None,
     main_metric: str | None = None,
     ci: Mapping[str, Sequence[float]] | None = None,
     group_ci: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
@@ -293,6 +298,7 @@ def make_result(
         "ci": ci,
         "group_ci": group_ci,
         "model_config": model_config,
+        "model_identity": dict(model_identity) if model_identity else None,
         "eval_config": eval_config or None,
         "samples": samples,
         "skipped": skipped,
@@ -382,7 +388,7 @@ def validate_result(result: Any, source: str = "result") -> None:
             check_ci(d, f"'group_ci'[{g!r}]", result["groups"][g])
     if "main_metric" in result and result["main_metric"] not in result["metrics"]:
         fail(f"'main_metric' {result['main_metric']!r} is not one of the metrics {sorted(result['metrics'])}")
-    for key in ("model_config", "eval_config", "extra", "skipped"):
+    for key in ("model_config", "model_identity", "eval_config", "extra", "skipped"):
         if key in result and not isinstance(result[key], Mapping):
             fail(f"{key!r} must be an object")
     if "skipped" in result and not all(isinstance(v, int) and v >= 0 for v in result["skipped"].values()):

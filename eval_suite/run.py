@@ -36,6 +36,8 @@ class EvalConfig:
     """Everything that defines a sweep (YAML preset keys = these fields)."""
 
     models: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)  # model spec -> display name (else the checkpoint's)
+    roles: dict[str, str] = field(default_factory=dict)  # model spec -> role, e.g. base | tuned
     benchmarks: list[str] = field(default_factory=list)
     out: str = "results"
     roots: dict[str, str] = field(default_factory=dict)  # benchmark -> local folder
@@ -116,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", help="model specs (open_clip:ARCH@TAG, hf:ORG/NAME, a folder, ...)")
     p.add_argument("--benchmarks", nargs="+", help="benchmark names (see --list)")
     p.add_argument("--out", help="results folder")
+    p.add_argument("--name", action="append", metavar="SPEC=NAME", help="display name of a model (recorded in its results)")
+    p.add_argument("--role", action="append", metavar="SPEC=ROLE", help="role of a model, e.g. base or tuned (recorded in its results)")
     p.add_argument("--root", action="append", metavar="NAME=PATH", help="local folder of a benchmark")
     p.add_argument("--protocol", action="append", metavar="PROTO|NAME=PROTO",
                    help="official or paper, for all benchmarks or one (NAME=PROTO)")
@@ -160,6 +164,11 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
         upd["progress"] = False
     cfg = dataclasses.replace(cfg, **upd)
     cfg.roots = {**cfg.roots, **_pairs(args.root, "root")}
+    unknown = sorted(set(cfg.roots) - root_names())
+    if unknown:
+        raise SystemExit(f"--root (or the preset's roots) names no benchmark: {unknown}; choose from {sorted(root_names())}")
+    cfg.names = {**cfg.names, **_pairs(args.name, "name")}
+    cfg.roles = {**cfg.roles, **_pairs(args.role, "role")}
     for proto in args.protocol or []:
         if "=" in proto:
             cfg.protocols.update(_pairs([proto], "protocol"))
@@ -184,7 +193,18 @@ def make_benchmark(cfg: EvalConfig, name: str):
 
     cls = BENCHMARKS.get(name)
     proto = cfg.protocols.get(name) or (cfg.protocol if cls and cfg.protocol in cls.protocols else None)
-    return create_benchmark(name, root=cfg.roots.get(name), protocol=proto, **cfg.options.get(name, {}))
+    options = dict(cfg.options.get(name, {}))
+    for key, root_name in (cls.root_options if cls else {}).items():  # e.g. --root worldcuisines_kb=PATH
+        if root_name in cfg.roots and key not in options:
+            options[key] = cfg.roots[root_name]
+    return create_benchmark(name, root=cfg.roots.get(name), protocol=proto, **options)
+
+
+def root_names() -> set[str]:
+    """Names `--root NAME=PATH` accepts: every benchmark, plus the extra roots some need (worldcuisines_kb)."""
+    from eval_suite.benchmarks import BENCHMARKS
+
+    return set(BENCHMARKS) | {r for cls in BENCHMARKS.values() for r in cls.root_options.values()}
 
 
 def eval_config_for(cfg: EvalConfig, bench) -> dict[str, Any]:
@@ -256,10 +276,11 @@ def embed_benchmark(cfg: EvalConfig, dist: _Dist, embedder, bench, model_sha: st
 
 def score_and_write(cfg: EvalConfig, bench, embedder, spec: str, sha: str, path: Path, ecfg: dict[str, Any],
                     feats, valid, embed_seconds: float, world_size: int = 1, benchmark_name: str | None = None,
-                    extra: dict[str, Any] | None = None) -> Path:
+                    extra: dict[str, Any] | None = None, identity: dict[str, Any] | None = None) -> Path:
     """Score one benchmark from its image features and write the result JSON (atomically); returns its path.
 
-    benchmark_name overrides the adapter's name in the result (e.g. the demo's live evaluation)."""
+    benchmark_name overrides the adapter's name in the result (e.g. the demo's live evaluation);
+    identity is the model's `cultureclip.checkpoint.model_identity` (recorded with its train config)."""
     from eval_suite.results import make_result, write_result
 
     t0 = time.perf_counter()
@@ -269,7 +290,9 @@ def score_and_write(cfg: EvalConfig, bench, embedder, spec: str, sha: str, path:
             "world_size": world_size, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, **(extra or {})}
     name = part.pop("benchmark")
     result = make_result(benchmark_name or name, part.pop("task"), spec, part.pop("metrics"),
-                         n_samples=part.pop("n_samples"), checkpoint_sha=sha, eval_config=ecfg, extra=info, **part)
+                         n_samples=part.pop("n_samples"), checkpoint_sha=sha, eval_config=ecfg,
+                         model_identity=identity, model_config=(identity or {}).get("train_config"),
+                         extra=info, **part)
     out = write_result(path, result)
     logger.info("%s on %s: %s = %s", spec, result["benchmark"], result["main_metric"],
                 result["metrics"].get(result["main_metric"]))
@@ -281,7 +304,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
     import torch
 
     from cultureclip.backbone import create_backbone, default_device
-    from cultureclip.checkpoint import checkpoint_sha
+    from cultureclip.checkpoint import checkpoint_sha, model_identity
     from cultureclip.inference import Embedder
     from eval_suite.results import hash_config, model_tag, result_filename
 
@@ -307,6 +330,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
         backbone = create_backbone(spec, device=device, precision=cfg.precision)
         embedder = Embedder(backbone, batch_size=cfg.batch_size)
         sha = checkpoint_sha(backbone)
+        identity = model_identity(backbone, name=cfg.names.get(spec), role=cfg.roles.get(spec), weights_sha=sha)
         for bench, path, ecfg in todo:
             try:
                 bench.load()
@@ -318,7 +342,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
             if not dist.is_main:
                 continue
             written.append(score_and_write(cfg, bench, embedder, spec, sha, path, ecfg, feats, valid, seconds,
-                                           world_size=dist.world))
+                                           world_size=dist.world, identity=identity))
         del embedder, backbone
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -340,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         from eval_suite.benchmarks import BENCHMARKS
 
         for name, cls in sorted(BENCHMARKS.items()):
-            print(f"{name:20s} protocols={','.join(cls.protocols)} hub={cls.hub_id or '-'} env={cls.env_var}")
+            hubs = ",".join(h for h in (cls.hub_id, *cls.hub_alternatives) if h) or "-"
+            extra = "".join(f" root:{r}" for r in cls.root_options.values())
+            print(f"{name:20s} protocols={','.join(cls.protocols)} hub={hubs} env={cls.env_var}{extra}")
         return 0
     cfg = resolve_config(args)
     try:

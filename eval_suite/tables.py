@@ -2,7 +2,8 @@
 
 ``load_frame`` gives one row per (model, benchmark, task, metric, group) with columns
 ``model, model_tag, benchmark, task, metric, group, value, n, ci_low, ci_high, is_main, checkpoint_sha,
-config_hash, model_config, timestamp``; ``group`` is ``"all"`` for overall numbers, otherwise a
+config_hash, model_config, model_name, model_role, timestamp`` (name and role from the result's
+``model_identity``); ``group`` is ``"all"`` for overall numbers, otherwise a
 ``metrics.group_key`` name such as ``"region=Asia"``. Values are fractions in [0, 1] as stored; the
 writers scale them (percent by default).
 
@@ -46,11 +47,14 @@ FRAME_COLUMNS = [
     "checkpoint_sha",
     "config_hash",
     "model_config",
+    "model_name",
+    "model_role",
     "timestamp",
 ]
-# Model tags like "cultureclip_lora_0315_100k_32_07_03" or "cultureclip_w07_03": two trailing
-# two-digit loss weights (caption, concept); "07" reads as 0.7 (first digit = units).
-DEFAULT_ABLATION_PATTERN = r"(?:^|[_-])w?(?P<w_cap>\d{2,3})_(?P<w_con>\d{2,3})$"
+# Opt-in only, for models whose name is their only record of settings (the authors' released
+# checkpoints "cultureclip_lora_0315_100k_32_07_03": two trailing two-digit loss weights, caption and
+# concept; "07" reads as 0.7). Our own models carry their settings in ``model_config``.
+AUTHOR_TAG_PATTERN = r"(?:^|[_-])w?(?P<w_cap>\d{2,3})_(?P<w_con>\d{2,3})$"
 
 SampleKey = tuple[str, str, str]  # (model_tag, benchmark, task)
 
@@ -72,6 +76,8 @@ def frame_from_results(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "checkpoint_sha": r.get("checkpoint_sha"),
             "config_hash": r["config_hash"],
             "model_config": json.dumps(r["model_config"], sort_keys=True) if r.get("model_config") else None,
+            "model_name": (r.get("model_identity") or {}).get("name"),
+            "model_role": (r.get("model_identity") or {}).get("role"),
             "timestamp": r["timestamp"],
         }
         main = r.get("main_metric") or next(iter(r["metrics"]))
@@ -288,14 +294,15 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def ablation_params(
-    frame: pd.DataFrame, params: Sequence[str] | None = None, pattern: str | None = DEFAULT_ABLATION_PATTERN
+    frame: pd.DataFrame, params: Sequence[str] | None = None, pattern: str | None = None
 ) -> pd.DataFrame:
     """Ablation settings per model tag: index model_tag, one column per parameter.
 
     A parameter comes from the result's ``model_config`` (nested keys flattened with dots, e.g.
     ``loss.w_con``; a bare name also matches the last part) or, failing that, from the named groups of
-    ``pattern`` applied to the model tag (default: trailing loss weights like ``..._07_03``).
-    ``params`` None: every config key that varies between models, else the pattern's groups.
+    an explicitly given ``pattern`` applied to the model tag (opt-in, e.g. :data:`AUTHOR_TAG_PATTERN` for
+    the authors' released checkpoints, whose names are their only record of settings); names are never
+    parsed by default. ``params`` None: every config key that varies between models, else the pattern's groups.
     """
     rx = re.compile(pattern) if pattern else None
     per_model: dict[str, dict[str, Any]] = {}
@@ -332,7 +339,7 @@ def ablation_table(
     frame: pd.DataFrame,
     params: Sequence[str] | None = None,
     metric: str | Mapping[str, str] | None = None,
-    pattern: str | None = DEFAULT_ABLATION_PATTERN,
+    pattern: str | None = None,
     benchmarks: Sequence[str] | None = None,
     group: str = OVERALL,
     scale: float = 100.0,
@@ -427,7 +434,7 @@ def write_tables(
     samples: Mapping[SampleKey, pd.DataFrame] | None = None,
     metric: str | None = None,
     ablation: Sequence[str] | None = None,
-    ablation_pattern: str | None = DEFAULT_ABLATION_PATTERN,
+    ablation_pattern: str | None = None,
     scale: float = 100.0,
     formats: Sequence[str] = ("csv", "md", "tex"),
     n_boot: int = 1000,
@@ -476,8 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--tuned", help="tuned model (spec or tag) for the base-vs-tuned table")
     ap.add_argument("--metric", help="metric for summary/ablation tables (default: each benchmark's main)")
     ap.add_argument("--ablation", nargs="+", help="ablation parameters (model_config keys or pattern groups)")
-    ap.add_argument("--ablation-pattern", default=DEFAULT_ABLATION_PATTERN,
-                    help="regex with named groups read from model tags (default: trailing loss weights)")
+    ap.add_argument("--ablation-pattern", default=None,
+                    help="opt-in regex with named groups read from model tags, for models whose name is their only record of settings (e.g. the authors' checkpoints: tables.AUTHOR_TAG_PATTERN)")
     ap.add_argument("--scale", type=float, default=100.0, help="multiply values (default 100: percent)")
     ap.add_argument("--formats", nargs="+", default=["csv", "md", "tex"], choices=sorted(WRITERS))
     ap.add_argument("--n-boot", type=int, default=1000, help="paired bootstrap resamples for deltas")

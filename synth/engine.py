@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
-from cultureclip.fileio import atomic_write_bytes, atomic_write_text  # noqa: F401 - re-exported
+from cultureclip.fileio import atomic_copy, atomic_write_bytes, atomic_write_text  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +66,6 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(canonical_json(r) + "\n" for r in records))
-
-
-def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """Copy a file atomically (hard link when possible, so big image sets cost no space)."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp"
-    try:
-        if tmp.exists():
-            tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_jsonl(path: str | Path) -> list[dict]:

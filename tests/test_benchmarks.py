@@ -34,6 +34,24 @@ class KeywordEmbedder:
         return torch.nn.functional.normalize(feats, dim=-1)
 
 
+class TableEmbedder(KeywordEmbedder):
+    """Text -> one-hot of its position in a fixed vocabulary (unknown texts share one 'other' axis), and a
+    record of every text embedded: exact scores for real captions that carry no keyword."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab = {t: i for i, t in enumerate(dict.fromkeys(vocab))}
+        self.seen = []
+
+    def embed_texts(self, texts):
+        self.seen.extend(texts)
+        return onehot([self.vocab.get(t, len(self.vocab)) for t in texts], len(self.vocab) + 1)
+
+    def image(self, texts):
+        """Image features that match the given texts exactly."""
+        return onehot([self.vocab[t] for t in texts], len(self.vocab) + 1)
+
+
 def onehot(idx, dim=len(WORDS) + 1):
     out = torch.zeros(len(idx), dim)
     out[torch.arange(len(idx)), torch.as_tensor(idx)] = 1.0
@@ -100,17 +118,53 @@ def test_globalrg_paper_protocols(fx):
 
 
 def test_globalrg_official_retrieval_proxy_and_gold(fx, tmp_path):
+    import hashlib
+    import pyarrow.parquet as pq
+
     b = create_benchmark("globalrg_retrieval", root=fx["globalrg_retrieval"], protocol="official")
     d = b.load()
     assert d.queries == ["breakfast", "wedding"] and d.relevance.sum() == 8 and d.relevance_source == "proxy"
+    # gold files key on what real rows have: the image bytes' sha256 or the row index (no u_id column exists)
+    table = pq.read_table(next((fx["globalrg_retrieval"] / "data").glob("*.parquet"))).to_pylist()
+    assert set(table[0]) == {"image", "region", "universal"}
+    kenya = hashlib.sha256(table[0]["image"]["bytes"]).hexdigest()
     gold = tmp_path / "gold.csv"
-    gold.write_text("universal,u_id,relevant\nwedding,wedding_Kenya_0,1\nwedding,wedding_India_0,0\n")
+    gold.write_text(f"universal,image_sha256,index,relevant\nwedding,{kenya},,1\nwedding,,1,0\nbreakfast,,6,1\n")
     g = create_benchmark("globalrg_retrieval", root=fx["globalrg_retrieval"], protocol="official", gold=str(gold)).load()
-    assert g.relevance.sum() == 1 and g.relevance_source == "gold"
-    (tmp_path / "bad.csv").write_text("universal,u_id\nwedding,nope\n")
-    with pytest.raises(BenchmarkError, match="u_id 'nope'"):
+    assert g.relevance_source == "gold" and g.relevance.sum() == 2
+    assert g.relevance[1, 0] and g.relevance[0, 6] and not g.relevance[1, 1]
+    (tmp_path / "uid.csv").write_text("universal,u_id\nwedding,wedding_Kenya_0\n")
+    with pytest.raises(BenchmarkError, match="no id column"):
+        create_benchmark("globalrg_retrieval", root=fx["globalrg_retrieval"], protocol="official",
+                         gold=str(tmp_path / "uid.csv")).load()
+    (tmp_path / "bad.csv").write_text("universal,image_sha256\nwedding," + "0" * 64 + "\n")
+    with pytest.raises(BenchmarkError, match="matches no image"):
         create_benchmark("globalrg_retrieval", root=fx["globalrg_retrieval"], protocol="official",
                          gold=str(tmp_path / "bad.csv")).load()
+
+
+def test_globalrg_accepts_the_authors_ubc_vl_copies(tmp_path, monkeypatch):
+    from eval_suite.benchmarks import base
+
+    r, gr = create_benchmark("globalrg_retrieval"), create_benchmark("globalrg_grounding")
+    assert r.hub_candidates() == ["UBC-VL/GlobalRG-Retrieval", "UBCNLP/GlobalRG-Retrieval"]
+    assert gr.hub_candidates()[0] == "UBC-VL/globalrg-grounding-task"
+    tried = []
+
+    def fake_snapshot(repo_id, **kw):  # only the UBCNLP copy is cached here
+        tried.append(repo_id)
+        if repo_id != "UBCNLP/GlobalRG-Retrieval":
+            raise FileNotFoundError(repo_id)
+        return str(F.make_globalrg_retrieval(tmp_path / "cache"))
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    d = create_benchmark("globalrg_retrieval").load()
+    assert tried == ["UBC-VL/GlobalRG-Retrieval", "UBCNLP/GlobalRG-Retrieval"] and len(d.images) == 5
+    with pytest.raises(base.BenchmarkNotFoundError, match="UBC-VL/globalrg-grounding-task"):
+        create_benchmark("globalrg_grounding").load()
 
 
 def test_cvqa_list_and_string_options_and_hidden_labels(tmp_path):
@@ -122,15 +176,27 @@ def test_cvqa_list_and_string_options_and_hidden_labels(tmp_path):
         create_benchmark("cvqa", root=F.make_cvqa(tmp_path / "hidden", labels=False)).load()
 
 
-def test_worldcuisines_parses_prompt_options_and_kb_urls(fx):
+def test_worldcuisines_real_rows_options_answers_and_kb_urls(fx):
     b = create_benchmark("worldcuisines", root=fx["worldcuisines"],
                          kb_root=str(fx["worldcuisines"].parent / "food-kb"))
     d = b.load()
-    assert d.options[0] == [f"a photo of {x}" for x in F.DISHES] and list(d.answers) == [0, 1, 2, 3]
-    assert d.images[3].data is None and d.images[3].path is None  # URL not in the KB -> unreadable
-    feats = onehot([0, 1, 2, 3])
-    r = b.evaluate(KeywordEmbedder(), image_features=feats, valid=np.array([1, 1, 1, 0], bool), n_boot=0)
-    assert r["skipped"]["unreadable_image"] == 1 and r["n_samples"] == 3
+    rows = F.worldcuisines_rows(1)
+    assert d.options[0] == [f"a photo of {x}" for x in
+                            ["Eggplant papoutsaki", "Stuffed eggplant", "Makdous", "Stuffed tomatoes", "Stuffed squid"]]
+    assert list(d.answers) == [r["multi_choice_answer"] - 1 for r in rows] == [1, 0, 4, 1, 1]  # 1-based in the file
+    assert len(d.options[4]) == 4  # qa_id 137 has 4 options
+    assert [o[a] for o, a in zip(d.options, d.answers)] == [f"a photo of {r['answer']}" for r in rows]
+    missing = [r["food_id"] == F.WC_FOOD_NOT_IN_KB for r in rows]
+    assert [im.data is None and im.path is None for im in d.images] == missing  # URL not in the KB -> unreadable
+    emb = TableEmbedder([t for o in d.options for t in o])
+    feats = emb.image([o[a] for o, a in zip(d.options, d.answers)])
+    feats[0] = emb.image([d.options[0][0]])[0]  # question 0 looks like a wrong dish
+    r = b.evaluate(emb, image_features=feats, valid=np.array([not m for m in missing]), n_boot=0)
+    assert r["skipped"]["unreadable_image"] == 1 and r["n_samples"] == 4
+    assert r["metrics"]["accuracy"] == pytest.approx(3 / 4)
+    t2 = create_benchmark("worldcuisines", root=fx["worldcuisines"], task=2,
+                          kb_root=str(fx["worldcuisines"].parent / "food-kb")).load()
+    assert t2.options[0][t2.answers[0]] == "a dish from Hungary" and len(t2.images) == 2
 
 
 def test_classification_formats_agree(fx, tmp_path):
@@ -138,22 +204,81 @@ def test_classification_formats_agree(fx, tmp_path):
     wds = create_benchmark("imagenet1k", root=fx["imagenet1k"]).load()
     pq = create_benchmark("zeroshot", root=F.make_zeroshot_parquet(tmp_path / "pq", ["a", "b", "c"])).load()
     assert len(folders.images) == len(wds.images) == 18
-    assert wds.templates == ["a photo of a {c}.", "a picture of a {c}."]
+    names, templates = F.clip_benchmark_imagenet()
+    assert wds.classnames == names[:6] == ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead shark",
+                                           "electric ray"]
+    assert wds.templates == templates and len(templates) == 80  # clip_benchmark's own files
     assert pq.classnames == ["a", "b", "c"] and list(pq.labels) == [0, 0, 1, 1, 2, 2]
     # WDS images are byte ranges into the tar, mixed webp/jpg/png
     assert {w.open().size for w in wds.images} == {(F.SIZE, F.SIZE)}
+
+
+def test_imagenet_wnid_tree_prompts_tench_with_80_templates(tmp_path):
+    b = create_benchmark("imagenet1k", root=F.make_imagenet_val_tree(tmp_path / "inet"))
+    d = b.load()
+    assert d.classnames == ["tench", "goldfish", "great white shark"] and list(d.labels) == [0, 0, 1, 1, 2, 2]
+    assert len(d.templates) == 80 and b.warnings == []
+    emb = TableEmbedder([])
+    b.evaluate(emb, image_features=torch.ones(6, 1), n_boot=0)
+    assert "a photo of a tench." in emb.seen and "a bad photo of a goldfish." in emb.seen
+    assert not any("n01440764" in t for t in emb.seen) and len(emb.seen) == 3 * 80
+
+
+def test_imagenet_hf_parquet_classlabel_maps_to_clip_names(tmp_path):
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    root = F.make_imagenet_hf_parquet(tmp_path / "hf")
+    b = create_benchmark("imagenet1k", root=root)
+    d = b.load()  # the test split's labels are -1 (hidden): the validation split is used
+    assert list(d.labels) == [0, 0, 1, 1, 2, 2, 999, 999] and d.classnames == list(IMAGENET_CLASSNAMES)
+    assert d.classnames[0] == "tench" and d.classnames[999] == "toilet paper"
+    assert F.imagenet_synsets()[0][1] == "tench, Tinca tinca"  # what the ClassLabel holds
+    only_test = F.make_imagenet_hf_parquet(tmp_path / "t")
+    (only_test / "data" / "validation-00000-of-00001.parquet").unlink()
+    with pytest.raises(BenchmarkError, match="hidden test labels"):
+        create_benchmark("imagenet1k", root=only_test).load()
+
+
+def test_id_like_class_names_warn_loudly(tmp_path, caplog):
+    F.make_zeroshot_folders(tmp_path / "ids", ["n99999999", "n99999998"])  # not ImageNet ids: cannot be mapped
+    b = create_benchmark("zeroshot", root=tmp_path / "ids")
+    with caplog.at_level("WARNING"):
+        b.load()
+    assert "look like ids" in caplog.text and b.warnings
+    r = b.evaluate(KeywordEmbedder(), image_features=onehot([0] * 6), n_boot=0)
+    assert "look like ids" in r["extra"]["warnings"][0]
+    ok = create_benchmark("zeroshot", root=F.make_zeroshot_folders(tmp_path / "words", ["kimono", "sari"]))
+    ok.load()
+    assert ok.warnings == []
 
 
 def test_dollar_street_and_geode_groups(fx, tmp_path):
     ds = create_benchmark("dollar_street", root=fx["dollar_street"])
     d = ds.load()
     assert set(d.groups["income"]) == {"g0", "g1"} and ds.main_metric == "acc5_worst_income"
-    nl = create_benchmark("dollar_street", root=F.make_dollar_street_nlphuji(tmp_path / "ds")).load()
-    assert nl.classnames == ["bed", "stove", "toothbrush"] and len(nl.images) == 9
-    assert all(r.member and r.member.startswith("dollarstreet_test_images/assets/") for r in nl.images)
+    nl_b = create_benchmark("dollar_street", root=F.make_dollar_street_nlphuji(tmp_path / "ds"))
+    nl = nl_b.load()
+    assert nl.classnames == ["bed", "stove", "toothbrush"] and len(nl.images) == 9 and len(nl.templates) == 80
+    assert all(r.member and r.member.startswith("dollarstreet_test_images/") and r.member.count("/") == 1
+               for r in nl.images)  # the zip's flat layout, found from imageRelPath's file name
     assert sorted(set(nl.groups["income"])) == ["q1", "q2", "q3", "q4"] and nl.images[0].open()
-    geo = create_benchmark("geode", root=F.make_geode_original(tmp_path / "geo")).load()
-    assert set(geo.groups["region"]) == {"Africa", "EastAsia", "Europe"} and geo.classnames == ["bag", "chair", "stove"]
+    assert any("not DataComp's class list" in w for w in nl_b.warnings)
+    # DataComp's classnames.txt beside the CSV: labels follow it, rows whose topics are not in it are dropped
+    root = F.make_dollar_street_nlphuji(tmp_path / "ds2", zipped=False)
+    (root / "classnames.txt").write_text("toothbrushes\nstove\n")
+    b2 = create_benchmark("dollar_street", root=root)
+    d2 = b2.load()
+    assert d2.classnames == ["toothbrushes", "stove"] and list(d2.labels) == [0, 1] * 3 and b2.notes["no_class"] == 3
+    assert all(r.path and "dollarstreet_test_images" in r.path for r in d2.images) and b2.warnings == []
+    for layout in ("release", "authors"):
+        geo = create_benchmark("geode", root=F.make_geode_original(tmp_path / f"geo_{layout}", layout)).load()
+        assert geo.groups["region"] == ["Africa"] * 3 + ["EastAsia"] * 3 + ["Europe"] * 3, layout
+        assert geo.classnames == ["bag", "dustbin", "hand soap"] and len(geo.templates) == 80
+        assert all(im.path for im in geo.images) and list(geo.labels) == [0, 2, 1] * 3
+    (tmp_path / "geo_bad").mkdir()
+    (tmp_path / "geo_bad" / "index.csv").write_text("file_name,object\nx.jpg,bag\n")
+    with pytest.raises(BenchmarkError, match="file_path, object, region, ip_country"):
+        create_benchmark("geode", root=tmp_path / "geo_bad").load()
     wg = create_benchmark("geode", root=fx["geode"])
     d = wg.load()
     assert set(d.groups["region"]) <= set(["Africa", "Americas", "EastAsia", "Europe", "SouthEastAsia", "WestAsia"])
@@ -181,16 +306,21 @@ def test_retrieval_formats(fx, tmp_path):
     assert r["metrics"]["text_retrieval_recall@1"] == 1.0 and r["extra"]["n_captions"] == 12
 
 
-def test_sugarcrepe_noncontiguous_keys_and_ties(fx):
+def test_sugarcrepe_real_rows_noncontiguous_keys_and_ties(fx):
     b = create_benchmark("sugarcrepe", root=fx["sugarcrepe"])
     d = b.load()
-    assert len(d.images) == 5 and d.groups["subset"].count("add_att") == 2
-    assert Path(d.images[1].path).name == "000000085330.jpg"  # key "2" after the missing "1"
-    # every caption and negative shares its colour word -> all ties -> ties count wrong
-    r = b.evaluate(KeywordEmbedder(), image_features=onehot([0, 1, 1, 2, 3]), n_boot=0)
-    assert r["metrics"]["accuracy"] == pytest.approx(1 / 5)  # only "green" vs "purple" is decided
+    rows = F.sugarcrepe_rows()
+    assert len(d.images) == 5 and d.groups["subset"] == ["add_att"] * 2 + ["replace_att"] + ["swap_obj"] * 2
+    assert [Path(im.path).name for im in d.images[3:]] == [rows["swap_obj"][k]["filename"] for k in ("107", "109")]
+    assert all(o[0] == e["caption"] for o, e in zip(d.options, [e for s in rows.values() for e in s.values()]))
+    emb = TableEmbedder([t for o in d.options for t in o])
+    feats = emb.image([o[0] for o in d.options])  # every image matches its true caption ...
+    feats[1] = emb.image([d.options[1][1]])[0]  # ... except pair 1 (matches the negative)
+    feats[3] = emb.image([d.options[3][0]])[0] + emb.image([d.options[3][1]])[0]  # and pair 3: a tie
+    r = b.evaluate(emb, image_features=feats, n_boot=0)
+    assert r["metrics"]["accuracy"] == pytest.approx(3 / 5)  # ties count wrong
     assert r["groups"]["subset=replace_att"]["accuracy"] == 1.0
-    assert r["metrics"]["mean_subset_accuracy"] == pytest.approx(1 / 3)
+    assert r["metrics"]["mean_subset_accuracy"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
 
 
 def test_cultwin_twin_scores(fx):

@@ -99,10 +99,10 @@ def _write(tmp_path: Path, entries: list[dict], name: str = "cuisine.yaml") -> P
     return path
 
 
-def _errors(tmp_path: Path, entries: list[dict]) -> str:
+def _errors(tmp_path: Path, entries: list[dict], **kwargs) -> str:
     _write(tmp_path, entries)
     with pytest.raises(CatalogError) as info:
-        load_catalog(tmp_path)
+        load_catalog(tmp_path, **kwargs)
     return str(info.value)
 
 
@@ -194,7 +194,7 @@ def test_error_lists_all_problems(tmp_path):
 
 def test_generated_concepts_are_not_merged_silently(tmp_path):
     gen = copy.deepcopy(GOOD[2])
-    gen.update(id="dish_gen", generated=True)
+    gen.update(id="dish_gen", name="dish gen", generated=True)
     _write(tmp_path, GOOD)
     gen_dir = tmp_path / "generated"
     gen_dir.mkdir()
@@ -227,8 +227,12 @@ def test_stats_json_matches_raw_yaml(capsys):
     assert stats["category"] == dict(Counter(e["category"] for e in raw))
     assert stats["region"] == {r: sum(e["region"] == r for e in raw) for r in REGIONS}
     assert {k: v["count"] for k, v in stats["culture"].items()} == dict(Counter(e["culture"] for e in raw))
-    pairs = {tuple(sorted((e["id"], t["id"]))) for e in raw for t in e["twins"]}
+    pairs = {tuple(sorted((e["id"], t["id"]))) for e in raw for t in e["twins"]
+             if t.get("strength", "strong") == "strong"}
+    weak = {tuple(sorted((e["id"], t["id"]))) for e in raw for t in e["twins"]
+            if t.get("strength") == "weak"}
     assert stats["totals"]["twin_pairs"] == len(pairs)
+    assert stats["totals"]["weak_twin_pairs"] == len(weak)
     assert stats["totals"]["cultures"] == len({e["culture"] for e in raw})
     assert sum(stats["twin_pairs_per_category"].values()) == len(pairs)
 
@@ -307,3 +311,143 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- issue 11: facts, reach, names
+def test_reach_every_subregion_and_size(shipped):
+    s = shipped.stats()
+    assert s["totals"]["concepts"] >= 500
+    assert set(s["subregion"]) == set(SUBREGIONS)
+    assert min(s["subregion"].values()) >= 5, s["subregion"]
+    assert s["totals"]["subregion_min"] >= 5
+    assert check_floors(shipped) == []
+    # countries that had no concept before
+    for code in ("DE", "IL", "LK", "KH", "MG", "CM", "UZ", "SE", "CA"):
+        assert shipped.filter(culture=code).concepts, code
+
+
+def test_every_concept_cites_a_source_and_links_are_symmetric(shipped):
+    for c in shipped:
+        assert c.sources and all(s.strip() for s in c.sources), c.id
+        for t in c.twins:
+            assert c.id in shipped[t.id].twin_ids, (c.id, t.id)
+        for t in c.weak_twins:
+            assert c.id in [b.id for b in shipped[t.id].weak_twins], (c.id, t.id)
+        for code in c.cultures:
+            assert code in COUNTRIES or code.islower(), (c.id, code)
+    src = shipped.stats()["sources"]
+    assert src["with_source"] == len(shipped) and src["with_url"] >= 60
+
+
+def test_fact_fixes(shipped):
+    assert "Gye Nyame" not in shipped["adinkra"].aliases
+    assert "Native Hawaiian" not in shipped["aloha_shirt"].culture_name
+    assert "Honolulu" in shipped["aloha_shirt"].context
+    assert not any("stencil" in f for f in shipped["ngatu"].features)
+    assert "शिकारा" not in shipped["shikara"].aliases
+    assert any("three or five" in f for f in shipped["paifang"].features)
+
+
+def test_one_thing_under_several_names_is_one_concept(shipped):
+    for gone in ("nshima", "sadza", "pap", "duanwu_dragon_boat"):
+        assert gone not in shipped
+    ugali = shipped["ugali"]
+    assert {"nshima", "sadza", "pap"} <= set(ugali.aliases)
+    assert ugali.cultures[0] == "KE" and {"ZM", "ZW", "ZA"} <= set(ugali.cultures)
+    assert "ugali" in shipped.filter(culture="ZW")
+    assert "Duanwu dragon boat race" in shipped["dragon_boat"].aliases
+    assert "tiki" not in shipped["hei_tiki"].aliases
+    assert "餃子" in shipped["gyoza"].shared_aliases and "餃子" in shipped["jiaozi"].shared_aliases
+
+
+WEAK = [("dreamcatcher", "ojo_de_dios"), ("koru", "triskele"), ("great_zimbabwe", "inca_masonry"),
+        ("barkcloth_uganda", "masi"), ("didgeridoo", "trembita")]
+
+
+def test_weak_twins_are_marked_and_kept_out_of_twin_pairs(shipped):
+    pairs = set(shipped.twin_pairs())
+    weak = set(shipped.weak_twin_pairs())
+    for a, b in WEAK:
+        pair = tuple(sorted((a, b)))
+        assert pair in weak and pair not in pairs
+        assert b not in shipped[a].twin_ids
+        assert all(t.reason for t in shipped[a].weak_twins)
+    assert set(shipped.twin_pairs(include_weak=True)) == pairs | weak
+    assert shipped.stats()["totals"]["weak_twin_pairs"] == len(weak)
+    assert ("namkha", "ojo_de_dios") in pairs  # the true look-alike that replaced the dreamcatcher
+
+
+def test_weak_twin_rules(tmp_path):
+    good = copy.deepcopy(GOOD)
+    for i in (0, 1):
+        good[i]["twins"][0].update(strength="weak", reason="they share only a name")
+    cat = load_catalog(_write(tmp_path, good))
+    assert cat.twin_pairs() == [] and cat.twin_pairs(include_weak=True) == [("dish_a", "dish_b")]
+    assert cat["dish_a"].twins == [] and cat["dish_a"].weak_twins[0].reason
+    # round trip keeps the mark
+    assert cat["dish_a"].to_dict()["twins"][0]["strength"] == "weak"
+    bad = copy.deepcopy(good)
+    del bad[0]["twins"][0]["reason"]
+    assert "dish_a: twin 'dish_b' is marked weak without a 'reason'" in _errors(tmp_path, bad)
+    bad = copy.deepcopy(good)
+    del bad[1]["twins"][0]["strength"], bad[1]["twins"][0]["reason"]
+    assert "is weak here but strong in 'dish_b'" in _errors(tmp_path, bad)
+    bad = copy.deepcopy(good)
+    bad[0]["twins"][0]["strength"] = "medium"
+    assert "strength must be one of strong, weak" in _errors(tmp_path, bad)
+
+
+def test_shared_label_rule(tmp_path):
+    bad = copy.deepcopy(GOOD)
+    bad[0]["aliases"] = ["Dish X"]
+    bad[2]["aliases"] = ["dish  x"]  # same label after case/space folding
+    msg = _errors(tmp_path, bad, shared_labels=True)
+    assert "dish_a: label 'dish x' is also used by [dish_a, dish_c]" in msg and "merge them" in msg
+    # explicitly allowed on both sides -> fine
+    bad[0]["shared_aliases"] = {"Dish X": "the same word names both"}
+    bad[2]["shared_aliases"] = {"dish  x": "the same word names both"}
+    assert len(load_catalog(_write(tmp_path, bad), shared_labels=True)) == 3
+    # a shared_aliases key that is not a label of the concept is an error
+    bad[2]["shared_aliases"]["nothing"] = "x"
+    assert "shared_aliases names 'nothing'" in _errors(tmp_path, bad, shared_labels=True)
+
+
+def test_shared_label_rule_is_on_for_curated_only(tmp_path):
+    dup = copy.deepcopy(GOOD)
+    dup[2]["name"] = "dish a"
+    path = _write(tmp_path, dup)
+    assert len(load_catalog(path)) == 3  # other catalogs (e.g. the world's) opt in
+    with pytest.raises(CatalogError, match="label 'dish a' is also used by"):
+        load_catalog(path, shared_labels=True)
+    assert main(["--paths", str(path), "--shared-labels", "validate"]) == 1
+
+
+def test_multi_culture_rules(tmp_path):
+    good = copy.deepcopy(GOOD)
+    good[2]["cultures"] = ["yoruba", "BJ"]
+    cat = load_catalog(_write(tmp_path, good))
+    assert "dish_c" in cat.filter(culture="BJ") and cat["dish_b"].cultures == ["NG"]
+    assert "cultures" not in cat["dish_b"].to_dict()
+    assert cat["dish_c"].to_dict()["cultures"] == ["yoruba", "BJ"]
+    bad = copy.deepcopy(GOOD)
+    bad[2]["cultures"] = ["BJ", "yoruba"]
+    bad[1]["cultures"] = ["NG", "XQ"]
+    bad[0]["cultures"] = ["JP", "NG"]  # now shares NG with its twin dish_b
+    msg = _errors(tmp_path, bad)
+    assert "dish_c: cultures must list the primary culture 'yoruba' first" in msg
+    assert "dish_b: cultures entry 'XQ' is not an ISO 3166-1 alpha-2 code" in msg
+    assert "dish_a: twin 'dish_b' has the same culture (NG)" in msg
+
+
+def test_stats_show_every_culture_name(shipped, capsys):
+    s = shipped.stats()
+    mx = s["culture"]["MX"]
+    assert len(mx["names"]) > 1 and mx["name"] in mx["names"]
+    assert s["culture"]["ZW"]["also_shared_by"] >= 1  # ugali lists ZW as a secondary culture
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out
+    several = [k for k, v in s["culture"].items() if len(v["names"]) > 1]
+    assert f"culture names per code ({len(several)} codes carry several)" in out
+    mx_line = next(line for line in out.splitlines() if line.startswith("  MX: "))
+    assert all(name in mx_line for name in mx["names"])
+    assert "weak twin pairs (not in twin pairs): 5" in out and "cite a URL" in out

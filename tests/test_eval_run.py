@@ -121,3 +121,73 @@ def test_accelerate_two_processes_match_single(setup, tmp_path):
         for k, v in a["metrics"].items():
             assert b["metrics"][k] == pytest.approx(v, abs=1e-6), (name, k)
     assert not list((multi / ".embedding_cache").glob("*part*"))
+
+
+def test_results_carry_model_identity(setup, tmp_path):
+    """A result names its model as data (name, role, base, training config, weights hash); tables and the
+    demo join on those fields, not on folder names."""
+    from types import SimpleNamespace
+
+    from cultureclip.backbone import create_backbone
+    from cultureclip.checkpoint import save_model
+    from demo.handlers import _base_tuned_tags
+    from eval_suite import tables as T
+
+    root, fx, model = setup
+    train_cfg = {"loss": {"w_cap": 0.7, "w_con": 0.3}, "optim": {"lr": 1e-5}}
+    exported = save_model(create_backbone(model), tmp_path / "run-a" / "model",
+                          {"name": "twin-run-7", "config": train_cfg, "config_hash": "abc123", "step": 5})
+    out = tmp_path / "out"
+    crope = {"crope": fx["crope"]}
+    assert main(_args(crope, str(exported), out, "--role", f"{exported}=tuned")) == 0
+    assert main(_args(crope, model, out, "--role", f"{model}=base", "--name", f"{model}=plain")) == 0
+    results = {json.loads(p.read_text())["model"]: json.loads(p.read_text()) for p in out.glob("crope__*.json")}
+    tuned, base = results[str(exported)], results[model]
+    ident = tuned["model_identity"]
+    assert (ident["name"], ident["role"], ident["base_spec"], ident["step"]) == ("twin-run-7", "tuned", model, 5)
+    assert ident["weights_sha"] == tuned["checkpoint_sha"] and ident["format"] == "open_clip"
+    assert tuned["model_config"] == train_cfg and ident["train_config"] == train_cfg
+    assert base["model_identity"]["name"] == "plain" and base["model_identity"]["role"] == "base"
+    assert base.get("model_config") is None  # not one of our training runs
+
+    frame = T.load_frame(out)
+    roles = dict(frame[["model", "model_role"]].drop_duplicates().itertuples(index=False))
+    assert roles == {str(exported): "tuned", model: "base"}
+    assert T.ablation_params(frame, ["w_cap"]).loc[tuned["model_tag"], "w_cap"] == 0.7
+    # the demo finds base and tuned by role when other models are loaded (names say nothing)
+    services = SimpleNamespace(config=SimpleNamespace(base="hf:someone/else", tuned="./another/folder"))
+    assert _base_tuned_tags(services, frame) == (base["model_tag"], tuned["model_tag"])
+    # ... and by spec when the loaded models are the evaluated ones, whatever the roles say
+    services = SimpleNamespace(config=SimpleNamespace(base=str(exported), tuned=model))
+    assert _base_tuned_tags(services, frame) == (tuned["model_tag"], base["model_tag"])
+
+
+def test_twin_accuracy_is_one_definition(tmp_path, tiny_open_clip_dir):
+    """Training validation and eval_suite report the same twin accuracy for the same model and split
+    (they once logged 0.740 and 0.752): both call cultureclip.inference.twin_accuracy."""
+    import torch
+
+    from cultureclip.backbone import create_backbone
+    from cultureclip.data import read_manifest
+    from cultureclip.inference import twin_accuracy
+    from cultureclip.train import twin_accuracy as validation
+    from eval_suite.benchmarks import create_benchmark
+    from eval_suite.run import EvalConfig, run_sweep
+    from tests.cultwin_fixture import make_tiny_cultwin
+
+    ds = make_tiny_cultwin(tmp_path / "ds", per_concept=8)
+    bb = create_backbone(str(tiny_open_clip_dir))
+    val = validation(bb, read_manifest(ds).split("test"))
+    out = tmp_path / "res"
+    run_sweep(EvalConfig(models=[str(tiny_open_clip_dir)], benchmarks=["cultwin"], roots={"cultwin": str(ds)},
+                         out=str(out), n_boot=0, num_workers=0, progress=False, no_cache=True))
+    res = json.loads(next(out.glob("cultwin__*.json")).read_text())
+    assert res["metrics"]["twin_acc"] == pytest.approx(val["twin_acc"], abs=1e-6)
+    assert sum(g.get("n_twin", 0) for k, g in res["groups"].items() if k.startswith("region=") and "|" not in k) == val["n_twin"]
+    # the definition itself: own beats EVERY twin (strictly); images without twins are left out
+    sims = torch.tensor([[0.9, 0.8, 0.1], [0.5, 0.6, 0.0], [0.2, 0.1, 0.7], [0.3, 0.3, 0.9]])
+    tw = twin_accuracy(sims, torch.tensor([0, 0, 1, 2]), {0: [1], 1: [0, 2], 2: [1]})
+    assert tw["rows"].tolist() == [0, 1, 2, 3] and tw["correct"].tolist() == [True, False, False, True]
+    assert tw["margin"].tolist() == pytest.approx([0.1, -0.1, -0.6, 0.6])
+    none = twin_accuracy(sims, torch.tensor([0, 1]), {})
+    assert none["rows"].numel() == 0 and torch.isnan(none["twin_acc"])

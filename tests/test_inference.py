@@ -44,7 +44,7 @@ def test_label_bank_is_template_ensemble_and_cached(emb, monkeypatch):
         return real(texts)
 
     monkeypatch.setattr(emb, "embed_texts", counting)
-    assert emb.label_bank(labels, templates) is bank and calls["n"] == 0  # cached
+    assert torch.equal(emb.label_bank(labels, templates), bank) and calls["n"] == 0  # cached
     emb.label_bank(labels + ["kimono"], templates)
     assert calls["n"] == 1  # a new label set is embedded once
     emb.invalidate()
@@ -66,3 +66,52 @@ def test_zero_shot_and_twin_scores(emb):
     assert torch.allclose(ts[:, 0], (feats * bank[[0, 0, 1, 1]]).sum(-1))
     top = classify(emb, ims[:2], ["gyoza", "jiaozi", "mandu"], top_k=2)
     assert len(top) == 2 and len(top[0]) == 2 and top[0][0][1] >= top[0][1][1]
+
+
+@pytest.fixture()
+def fresh(tiny_open_clip_dir):
+    """An Embedder of its own: these tests change the weights."""
+    return Embedder(create_backbone(str(tiny_open_clip_dir)), batch_size=3)
+
+
+def test_label_bank_key_cannot_collide(fresh):
+    """Labels and templates are keyed as tuples: no joined string makes two lists meet."""
+    two = fresh.label_bank(["a", "b"])
+    one = fresh.label_bank(["a\x00Lb"])
+    assert two.shape[0] == 2 and one.shape[0] == 1
+    assert torch.allclose(one, fresh.embed_texts(["a\x00Lb"]), atol=1e-5)
+    x = fresh.label_bank(["foo", "bar"], ["{}"])
+    y = fresh.label_bank(["bar"], ["{}\x00Lfoo"])
+    assert x.shape[0] == 2 and y.shape[0] == 1
+
+
+def test_label_bank_follows_the_weights_not_the_object(fresh):
+    labels = ["hanbok", "hanfu", "kimono"]
+    bank = fresh.label_bank(labels)
+    proj = fresh.backbone.model.text_projection
+    with torch.no_grad():
+        proj.mul_(-1.0)  # in place, same object, no invalidate(): the version counter moves
+    flipped = fresh.label_bank(labels)
+    assert torch.allclose(flipped, -bank, atol=1e-5)
+    proj.data.copy_(torch.randn_like(proj))  # through .data: no version bump, the value probe sees it
+    again = fresh.label_bank(labels)
+    assert not torch.allclose(again, flipped, atol=1e-3)
+    assert torch.allclose(again, torch.nn.functional.normalize(fresh.embed_texts(labels), dim=-1), atol=1e-5)
+    state = {k: v.clone() for k, v in fresh.backbone.model.state_dict().items()}
+    state["text_projection"] = torch.randn_like(state["text_projection"])
+    fresh.backbone.model.load_state_dict(state)  # a WiSE-FT style reload
+    assert not torch.allclose(fresh.label_bank(labels), again, atol=1e-3)
+
+
+def test_label_bank_returns_a_copy(fresh):
+    bank = fresh.label_bank(["gyoza", "jiaozi"])
+    keep = bank.clone()
+    bank.zero_()  # a caller normalizing/scaling in place must not corrupt the cache
+    assert torch.equal(fresh.label_bank(["gyoza", "jiaozi"]), keep)
+
+
+def test_label_bank_of_no_labels_is_empty(fresh):
+    bank = fresh.label_bank([], ["a photo of {}."])
+    assert bank.shape == (0, fresh.backbone.embed_dim)
+    feats = fresh.embed_images(_images(2))
+    assert fresh.zero_shot(feats, bank).shape == (2, 0)

@@ -8,7 +8,8 @@ Fixture contents (per-item values chosen by hand, see the ``samples`` in each fi
   base acc1 0.5, acc5 5/6; 07_03 acc1 5/6, acc5 1; 05_05 acc1 5/6, acc5 1.
 - flickr30k (retrieval, no per-item data): base and 07_03 only.
 - cifar10 written by clip_benchmark (ViT-B-32 / openai), acc1 0.8983.
-07_03 carries model_config loss weights; 05_05 has none, so its weights come from its tag.
+07_03 carries model_config loss weights; 05_05 has none: its weights are read from its tag only when
+asked to (``pattern=T.AUTHOR_TAG_PATTERN``), never by default.
 """
 
 from __future__ import annotations
@@ -209,11 +210,16 @@ def test_compare_with_paired_bootstrap(frame):
 
 
 def test_ablation_from_config_and_tags(frame):
-    params = T.ablation_params(frame)
+    # by default only data counts: 05_05 has no model_config, so it is not an ablation point
+    own = T.ablation_params(frame, ["w_cap", "w_con"])
+    assert own.index.tolist() == [TUNED] and own.loc[TUNED].tolist() == [0.7, 0.3]
+    with pytest.raises(ValueError, match="at least two models"):
+        T.ablation_table(frame, ["w_cap", "w_con"])
+    params = T.ablation_params(frame, pattern=T.AUTHOR_TAG_PATTERN)
     assert params.loc[TUNED].tolist() == [0.7, 0.3]  # from model_config loss.w_cap / loss.w_con
-    assert params.loc[T55].tolist() == [0.5, 0.5]  # from the tag ..._05_05
+    assert params.loc[T55].tolist() == [0.5, 0.5]  # from the tag ..._05_05, opted in
     assert BASE not in params.index
-    table = T.ablation_table(frame)
+    table = T.ablation_table(frame, pattern=T.AUTHOR_TAG_PATTERN)
     assert table.model_tag.tolist() == [T55, TUNED]  # sorted by w_cap
     assert table.cultwin.tolist() == [75.0, 87.5]
     # mean over the benchmarks both settings have (cultwin, geode); flickr30k is missing for 05_05
@@ -234,7 +240,8 @@ def test_markdown_and_latex_writers():
 
 
 def test_tables_cli_writes_files(tmp_path):
-    rc = T.main([str(FIXTURES), "--out", str(tmp_path), "--base", BASE, "--tuned", TUNED, "--n-boot", "100"])
+    rc = T.main([str(FIXTURES), "--out", str(tmp_path), "--base", BASE, "--tuned", TUNED, "--n-boot", "100",
+                 "--ablation-pattern", T.AUTHOR_TAG_PATTERN])
     assert rc == 0
     names = {p.name for p in tmp_path.iterdir()}
     for stem in ("summary", "compare", "ablation", "groups_region", "groups_category"):
@@ -297,7 +304,7 @@ def test_twin_scatter():
 
 
 def test_ablation_lines(frame):
-    fig = F.ablation_lines(frame, "w_con")
+    fig = F.ablation_lines(frame, "w_con", pattern=T.AUTHOR_TAG_PATTERN)
     assert [t.name for t in fig.data] == ["cultwin", "flickr30k", "geode", "mean"]
     assert list(fig.data[0].x) == [0.3, 0.5] and list(fig.data[0].y) == [87.5, 75.0]
     assert fig.layout.xaxis.title.text == "w_con"
@@ -326,14 +333,15 @@ def test_write_figure_png(tmp_path, frame):
     if shutil.which("chromium") is None and shutil.which("google-chrome") is None:
         pytest.skip("no Chrome/Chromium on PATH for kaleido")
     try:
-        path = F.write_figure(F.ablation_lines(frame), tmp_path / "ablation.png", scale=1)
+        path = F.write_figure(F.ablation_lines(frame, pattern=T.AUTHOR_TAG_PATTERN), tmp_path / "ablation.png", scale=1)
     except F.FigureExportError as exc:
         pytest.skip(str(exc))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_figures_cli_html(tmp_path):
-    assert F.main([str(FIXTURES), "--out", str(tmp_path), "--base", BASE, "--tuned", TUNED]) == 0
+    assert F.main([str(FIXTURES), "--out", str(tmp_path), "--base", BASE, "--tuned", TUNED,
+                   "--ablation-pattern", T.AUTHOR_TAG_PATTERN]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "ablation_lines.html", "benchmark_bars.html", "delta_heatmap.html"
     ]

@@ -38,6 +38,22 @@ class BenchmarkNotFoundError(BenchmarkError, FileNotFoundError):
     """The benchmark's files are not on disk (or reachable); the message says where to get them."""
 
 
+def show_path(path: str | os.PathLike) -> str:
+    """A path as error messages show it: relative to the working directory when inside it, `~/...` when
+    inside the home folder, never the absolute install or server path that neither helps nor belongs
+    in a message shown to someone else."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        return str(path)
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            rel = p.relative_to(base)
+        except ValueError:
+            continue
+        return prefix + (str(rel) if str(rel) != "." else "") or "."
+    return str(p)
+
+
 # --------------------------------------------------------------------------------------------
 # Image references: small, picklable handles that a DataLoader worker can open lazily.
 # --------------------------------------------------------------------------------------------
@@ -66,12 +82,15 @@ class ImageRef:
             return fh.read()
 
     def open(self) -> "Image.Image":
-        """Decode to an RGB PIL image (raises on unreadable data)."""
+        """Decode to an RGB PIL image (raises on unreadable data); transparency follows the one policy
+        (`cultureclip.image.to_rgb`: composited onto white)."""
         from PIL import Image
+
+        from cultureclip.image import to_rgb
 
         img = Image.open(io.BytesIO(self.read_bytes()))
         img.load()
-        return img.convert("RGB")
+        return to_rgb(img)
 
     def key(self) -> str:
         """A stable identity for dataset fingerprints (content hash for inline bytes)."""
@@ -250,13 +269,13 @@ def read_wds(root: Path, split: str = "test") -> list[dict[str, Any]]:
     try:
         nshards = int(nfile.read_text().strip())
     except ValueError as exc:
-        raise BenchmarkError(f"{nfile} must hold one integer (the number of shards)") from exc
+        raise BenchmarkError(f"{show_path(nfile)} must hold one integer (the number of shards)") from exc
     samples: dict[str, dict[str, Any]] = {}
     order: list[str] = []
     for i in range(nshards):
         tar_path = root / split / f"{i}.tar"
         if not tar_path.is_file():
-            raise BenchmarkNotFoundError(f"{tar_path} is missing ({nfile} says {nshards} shards)")
+            raise BenchmarkNotFoundError(f"{show_path(tar_path)} is missing ({show_path(nfile)} says {nshards} shards)")
         with tarfile.open(tar_path) as tf:
             for m in tf:
                 if not m.isfile():
@@ -305,6 +324,8 @@ class Benchmark:
     name: ClassVar[str] = ""
     task: ClassVar[str] = ""
     hub_id: ClassVar[str | None] = None
+    hub_alternatives: ClassVar[tuple[str, ...]] = ()  # other hub copies with the same files, tried in turn
+    root_options: ClassVar[dict[str, str]] = {}  # option -> extra root name (`--root NAME=PATH` sets the option)
     hub_patterns: ClassVar[tuple[str, ...] | None] = None
     env_var: ClassVar[str] = ""
     protocols: ClassVar[tuple[str, ...]] = ("official",)
@@ -321,6 +342,7 @@ class Benchmark:
         self._data: TaskData | None = None
         self._root: Path | None = None
         self.notes: dict[str, Any] = {}  # extra counts reported with the result (e.g. skipped rows)
+        self.warnings: list[str] = []  # loud warnings about the data, reported with the result
 
     # ---------- locating ----------
     def resolve_root(self) -> Path:
@@ -331,41 +353,44 @@ class Benchmark:
                                  if self.env_var and os.environ.get(self.env_var) else None)
         if cand is not None:
             if not cand.exists():
-                raise BenchmarkNotFoundError(f"{self.name}: {cand} does not exist. {self.how_to_get()}")
+                raise BenchmarkNotFoundError(f"{self.name}: {show_path(cand)} does not exist. {self.how_to_get()}")
             self._root = cand
             return cand
-        if self.hub_id:
+        if self.hub_candidates():
             self._root = self._download()
             return self._root
         raise BenchmarkNotFoundError(f"{self.name}: no data folder given. {self.how_to_get()}")
 
+    def hub_candidates(self) -> list[str]:
+        """Hub ids to try: the `hub_id` option when given, else the class's id and its alternatives."""
+        if self.options.get("hub_id"):
+            return [str(self.options["hub_id"])]
+        return [h for h in (self.hub_id, *self.hub_alternatives) if h]
+
     def how_to_get(self) -> str:
-        where = f"the Hugging Face dataset `{self.hub_id}`" if self.hub_id else "its publisher"
+        ids = self.hub_candidates()
+        where = ("the Hugging Face dataset " + " or ".join(f"`{h}`" for h in ids)) if ids else "its publisher"
         hint = f" {self.source_hint}" if self.source_hint else ""
         return (f"Get it from {where}{hint}, then point to the folder with "
                 f"`--root {self.name}=PATH` or the environment variable {self.env_var}.")
 
     def _download(self) -> Path:
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import snapshot_download
+
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        errors = []
+        for hub_id in self.hub_candidates():
             try:
-                from huggingface_hub import snapshot_download
-
-                return Path(snapshot_download(self.hub_id, repo_type="dataset", local_files_only=True,
+                if not offline:
+                    logger.info("downloading %s from the Hugging Face hub", hub_id)
+                return Path(snapshot_download(hub_id, repo_type="dataset", local_files_only=offline,
                                               allow_patterns=list(self.hub_patterns) if self.hub_patterns else None))
-            except Exception as exc:
-                raise BenchmarkNotFoundError(
-                    f"{self.name}: HF_HUB_OFFLINE=1 and `{self.hub_id}` is not in the local hub cache. "
-                    f"{self.how_to_get()}") from exc
-        try:
-            from huggingface_hub import snapshot_download
-
-            logger.info("downloading %s from the Hugging Face hub", self.hub_id)
-            return Path(snapshot_download(self.hub_id, repo_type="dataset",
-                                          allow_patterns=list(self.hub_patterns) if self.hub_patterns else None))
-        except Exception as exc:
-            raise BenchmarkNotFoundError(
-                f"{self.name}: could not download `{self.hub_id}` ({type(exc).__name__}: {exc}). "
-                f"{self.how_to_get()}") from exc
+            except Exception as exc:  # try the next copy; report all of them below
+                errors.append(f"`{hub_id}`: {type(exc).__name__}" + ("" if offline else f": {str(exc)[:200]}"))
+        if offline:
+            raise BenchmarkNotFoundError(f"{self.name}: HF_HUB_OFFLINE=1 and none of {', '.join(errors)} is in the "
+                                         f"local hub cache. {self.how_to_get()}")
+        raise BenchmarkNotFoundError(f"{self.name}: could not download {'; '.join(errors)}. {self.how_to_get()}")
 
     # ---------- reading ----------
     def load(self) -> TaskData:
@@ -373,7 +398,7 @@ class Benchmark:
         if self._data is None:
             self._data = self._load(self.resolve_root())
             if not self._data.images:
-                raise BenchmarkError(f"{self.name}: no samples found under {self.resolve_root()}")
+                raise BenchmarkError(f"{self.name}: no samples found under {show_path(self.resolve_root())}")
         return self._data
 
     def _load(self, root: Path) -> TaskData:  # pragma: no cover - abstract
@@ -440,6 +465,8 @@ class Benchmark:
         out.update({"benchmark": self.name, "task": self.task, "main_metric": main})
         out["skipped"] = {"unreadable_image": n_bad, **{k: v for k, v in self.notes.items() if isinstance(v, int)}}
         out["extra"] = {"protocol": self.protocol, "n_images": len(data.images), **out.get("extra", {})}
+        if self.warnings:
+            out["extra"]["warnings"] = list(self.warnings)
         return out
 
 

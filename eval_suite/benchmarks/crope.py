@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from eval_suite.benchmarks.base import (Benchmark, BenchmarkNotFoundError, ChoiceData, find_parquet,
-                                        image_ref_from_hf, null_ref, read_parquet_rows)
+                                        image_ref_from_hf, null_ref, read_parquet_rows, show_path)
 
 TEMPLATE = "There is {} in the image."
 
@@ -39,7 +39,7 @@ class CROPEBenchmark(Benchmark):
     def _load(self, root: Path) -> ChoiceData:
         files = find_parquet(root, "test")
         if not files:
-            raise BenchmarkNotFoundError(f"crope: no data/test-*.parquet under {root}. {self.how_to_get()}")
+            raise BenchmarkNotFoundError(f"crope: no data/test-*.parquet under {show_path(root)}. {self.how_to_get()}")
         rows = read_parquet_rows(files)
         images, options, answers, groups = [], [], [], {"answer": [], "image_kind": []}
         rng = random.Random(int(self.options.get("seed", 42)))

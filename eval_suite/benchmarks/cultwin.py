@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suite.benchmarks.base import Benchmark, BenchmarkError, BenchmarkNotFoundError, ImageRef, TwinData
+from cultureclip.data import concept_prompts, twin_pairs
+from eval_suite.benchmarks.base import Benchmark, BenchmarkError, BenchmarkNotFoundError, ImageRef, TwinData, show_path
 
 
 def _read_manifest(path: Path):
@@ -32,25 +33,18 @@ class CulTwinBenchmark(Benchmark):
     def _load(self, root: Path) -> TwinData:
         manifest = root / "manifest.parquet" if root.is_dir() else root
         if not manifest.is_file():
-            raise BenchmarkNotFoundError(f"cultwin: {manifest} not found. {self.how_to_get()}")
+            raise BenchmarkNotFoundError(f"cultwin: {show_path(manifest)} not found. {self.how_to_get()}")
         base = manifest.parent
         df = _read_manifest(manifest)
         split = self.options.get("split", "test")
         df = df[df["split"] == split]
         if df.empty:
-            raise BenchmarkError(f"cultwin: no rows with split == {split!r} in {manifest}")
-        texts: dict[str, str] = {}
-        for cid, prompt, name in zip(df["concept_id"], df["concept_prompt"], df["concept_name"]):
-            texts.setdefault(str(cid), str(prompt or name))
-        present = set(texts)
-        pairs: set[tuple[str, str]] = set()
-        for cid, twins in zip(df["concept_id"], df["twin_concept_ids"]):
-            for t in list(twins if twins is not None else []):
-                if str(t) in present and str(t) != str(cid):
-                    pairs.add(tuple(sorted((str(cid), str(t)))))
+            raise BenchmarkError(f"cultwin: no rows with split == {split!r} in {show_path(manifest)}")
+        texts = concept_prompts(df["concept_id"], df["concept_prompt"], df["concept_name"])
+        pairs = twin_pairs(df["concept_id"], df["twin_concept_ids"])
         images = [ImageRef(path=str(base / p)) for p in df["image_path"]]
         return TwinData(images=images, concept_ids=[str(c) for c in df["concept_id"]], concept_texts=texts,
-                        pairs=sorted(pairs),
+                        pairs=pairs,
                         groups={"region": [str(v) for v in df["region"]],
                                 "category": [str(v) for v in df["category"]]})
 

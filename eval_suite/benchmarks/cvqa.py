@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from eval_suite.benchmarks.base import (Benchmark, BenchmarkError, BenchmarkNotFoundError, ChoiceData,
-                                        find_parquet, image_ref_from_hf, null_ref, read_parquet_rows)
+                                        find_parquet, image_ref_from_hf, null_ref, read_parquet_rows, show_path)
 
 
 def parse_options(value) -> list[str]:
@@ -54,7 +54,7 @@ class CVQABenchmark(Benchmark):
     def _load(self, root: Path) -> ChoiceData:
         files = find_parquet(root, "test")
         if not files:
-            raise BenchmarkNotFoundError(f"cvqa: no data/test-*.parquet under {root}. {self.how_to_get()}")
+            raise BenchmarkNotFoundError(f"cvqa: no data/test-*.parquet under {show_path(root)}. {self.how_to_get()}")
         rows = read_parquet_rows(files)
         native = self.options.get("language", "english") == "native"
         q_col, o_col = ("Question", "Options") if native else ("Translated Question", "Translated Options")

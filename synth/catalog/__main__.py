@@ -23,9 +23,19 @@ def _format_stats(s: dict) -> str:
     n = t["concepts"]
     head = (f"concepts: {n}  twin pairs: {t['twin_pairs']}  categories: {t['categories']}  "
             f"cultures: {t['cultures']}  regions: {t['regions']}  "
-            f"concepts with twins: {t['concepts_with_twins']}  generated: {t['generated']}")
+            f"concepts with twins: {t['concepts_with_twins']}  generated: {t['generated']}\n"
+            f"weak twin pairs (not in twin pairs): {t['weak_twin_pairs']}  "
+            f"multi-culture concepts: {t['multi_culture_concepts']}  "
+            f"smallest subregion: {t['subregion_min']}\n"
+            f"sources: {s['sources']['with_source']}/{n} cite one or more, "
+            f"{s['sources']['with_2plus_sources']} cite two or more, "
+            f"{s['sources']['with_url']} cite a URL")
     cultures = {k: v["count"] for k, v in s["culture"].items()}
-    names = {k: v["name"] for k, v in s["culture"].items()}
+    names = {k: "; ".join(v["names"]) if len(v["names"]) <= 3
+             else f"{v['name']} +{len(v['names']) - 1} more" for k, v in s["culture"].items()}
+    several = {k: v["names"] for k, v in s["culture"].items() if len(v["names"]) > 1}
+    lines = [f"culture names per code ({len(several)} codes carry several):"]
+    lines += [f"  {k}: {' | '.join(v)}" for k, v in several.items()]
     return "\n\n".join([
         head,
         _table("category", s["category"], n),
@@ -33,6 +43,7 @@ def _format_stats(s: dict) -> str:
         _table("region", s["region"], n),
         _table("subregion", s["subregion"], n),
         _table("culture", cultures, n, names),
+        "\n".join(lines),
     ])
 
 
@@ -45,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: synth/catalog/data)")
     parser.add_argument("--include-generated", action="store_true",
                         help="also read synth/catalog/generated and accept generated: true entries")
+    parser.add_argument("--shared-labels", action=argparse.BooleanOptionalAction, default=None,
+                        help="require that concepts share no name/alias unless listed under "
+                             "shared_aliases (default: on for the curated catalog only)")
     sub = parser.add_subparsers(dest="command", required=True)
     p_stats = sub.add_parser("stats", help="counts per category, region and culture")
     p_stats.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -54,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        catalog = load_catalog(args.paths, include_generated=args.include_generated)
+        catalog = load_catalog(args.paths, include_generated=args.include_generated,
+                               shared_labels=args.shared_labels)
     except CatalogError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -70,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     if short:
         print("catalog is valid but below the floors:\n  - " + "\n  - ".join(short), file=sys.stderr)
         return 1
-    print(f"ok: {len(catalog)} concepts, {len(catalog.twin_pairs())} twin pairs")
+    print(f"ok: {len(catalog)} concepts, {len(catalog.twin_pairs())} twin pairs "
+          f"(+{len(catalog.weak_twin_pairs())} marked weak)")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from .regions import COUNTRIES, REGIONS, SUBREGIONS
@@ -29,7 +30,13 @@ CONTEXT_MAX_WORDS = 40
 REQUIRED_STR = ("id", "name", "culture", "culture_name", "region", "subregion", "category", "context")
 OPTIONAL_STR = ("demonym", "kind")
 LIST_FIELDS = ("aliases", "features", "sources")
-ALLOWED_KEYS = frozenset(REQUIRED_STR + OPTIONAL_STR + LIST_FIELDS + ("twins", "generated"))
+ALLOWED_KEYS = frozenset(REQUIRED_STR + OPTIONAL_STR + LIST_FIELDS
+                         + ("twins", "generated", "cultures", "shared_aliases"))
+
+# A twin link is `strong` (a true look-alike, the default) or `weak` (kept for the record, with the
+# reason; excluded from Concept.twins and from Catalog.twin_pairs() unless asked for).
+TWIN_STRENGTHS = ("strong", "weak")
+_TWIN_KEYS = frozenset({"id", "distinguishing", "strength", "reason"})
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,18 @@ class Twin:
 
     id: str
     distinguishing: str
+    strength: str = "strong"
+    reason: str | None = None  # why a weak link is weak (required when strength == "weak")
+
+    @property
+    def weak(self) -> bool:
+        return self.strength == "weak"
+
+    def to_dict(self) -> dict:
+        out = {"id": self.id, "distinguishing": self.distinguishing}
+        if self.weak:
+            out.update(strength=self.strength, reason=self.reason)
+        return out
 
 
 @dataclass
@@ -60,10 +79,27 @@ class Concept:
     demonym: str | None = None
     kind: str | None = None
     source_file: str = ""  # where it was loaded from (for error messages); not part of the data
+    # Every culture that shares this one concept (primary `culture` first); `culture`,
+    # `culture_name`, `region` and `subregion` always describe the primary one.
+    cultures: list[str] = field(default_factory=list)
+    # Weak twin links (little visual likeness), kept with their reason but out of `twins`, so every
+    # consumer of `twins` / `twin_pairs()` sees true look-alikes only.
+    weak_twins: list[Twin] = field(default_factory=list)
+    # Labels (name or alias) this concept knowingly shares with another concept -> why that is right.
+    shared_aliases: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.cultures:
+            self.cultures = [self.culture]
 
     @property
     def twin_ids(self) -> list[str]:
         return [t.id for t in self.twins]
+
+    @property
+    def labels(self) -> list[str]:
+        """The name and aliases (what a person might call it)."""
+        return [self.name, *self.aliases]
 
     def to_dict(self) -> dict:
         """Plain dict in the YAML field order (without `source_file`)."""
@@ -71,6 +107,10 @@ class Concept:
             "id": self.id, "name": self.name, "aliases": list(self.aliases),
             "culture": self.culture, "culture_name": self.culture_name,
         }
+        if self.cultures != [self.culture]:
+            out["cultures"] = list(self.cultures)
+        if self.shared_aliases:
+            out["shared_aliases"] = dict(self.shared_aliases)
         if self.demonym:
             out["demonym"] = self.demonym
         if self.kind:
@@ -78,10 +118,15 @@ class Concept:
         out.update({
             "region": self.region, "subregion": self.subregion, "category": self.category,
             "context": self.context, "features": list(self.features),
-            "twins": [{"id": t.id, "distinguishing": t.distinguishing} for t in self.twins],
+            "twins": [t.to_dict() for t in [*self.twins, *self.weak_twins]],
             "sources": list(self.sources), "generated": self.generated,
         })
         return out
+
+
+def _norm(label: str) -> str:
+    """Comparison form of a name/alias: Unicode NFKC, case-folded, inner spaces collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
 
 
 def parse_concept(raw: object, where: str) -> tuple[Concept | None, list[str]]:
@@ -120,27 +165,61 @@ def parse_concept(raw: object, where: str) -> tuple[Concept | None, list[str]]:
             problems.append(f"{label}: field '{key}' must be a list of non-empty strings")
         else:
             values[key] = [v.strip() for v in val]
+    cultures = raw.get("cultures")
+    if cultures is not None:
+        if not isinstance(cultures, list) or not cultures or not all(
+                isinstance(v, str) and v.strip() for v in cultures):
+            problems.append(f"{label}: field 'cultures' must be a non-empty list of culture codes "
+                            "(primary `culture` first)")
+        else:
+            values["cultures"] = [v.strip() for v in cultures]
+    shared = raw.get("shared_aliases")
+    if shared is not None:
+        if not isinstance(shared, dict) or not shared or not all(
+                isinstance(k, str) and k.strip() and isinstance(v, str) and v.strip()
+                for k, v in shared.items()):
+            problems.append(f"{label}: field 'shared_aliases' must map each shared label to the "
+                            "reason it is shared, e.g. {{'餃子': 'same characters name both'}}")
+        else:
+            values["shared_aliases"] = {k.strip(): v.strip() for k, v in shared.items()}
     twins_raw = raw.get("twins", [])
     twins: list[Twin] = []
+    weak_twins: list[Twin] = []
     if twins_raw is None:
         twins_raw = []
     if not isinstance(twins_raw, list):
         problems.append(f"{label}: field 'twins' must be a list of {{id, distinguishing}}")
     else:
         for t in twins_raw:
-            if (not isinstance(t, dict) or set(t) != {"id", "distinguishing"}
+            if (not isinstance(t, dict) or not {"id", "distinguishing"} <= set(t) <= _TWIN_KEYS
                     or not all(isinstance(t[k], str) and t[k].strip() for k in t)):
-                problems.append(f"{label}: each twin needs exactly a non-empty 'id' and "
-                                f"'distinguishing' text, got {t!r}")
-            else:
-                twins.append(Twin(t["id"].strip(), t["distinguishing"].strip()))
+                problems.append(f"{label}: each twin needs a non-empty 'id' and 'distinguishing' "
+                                f"text (optionally 'strength' and 'reason'), got {t!r}")
+                continue
+            strength = t.get("strength", "strong").strip()
+            reason = t["reason"].strip() if "reason" in t else None
+            if strength not in TWIN_STRENGTHS:
+                problems.append(f"{label}: twin {t['id']!r}: strength must be one of "
+                                f"{', '.join(TWIN_STRENGTHS)}, got {strength!r}")
+                continue
+            if strength == "weak" and not reason:
+                problems.append(f"{label}: twin {t['id']!r} is marked weak without a 'reason'; "
+                                "say why the likeness is weak")
+                continue
+            if strength == "strong" and reason:
+                problems.append(f"{label}: twin {t['id']!r} has a 'reason' but is not marked "
+                                "strength: weak")
+                continue
+            link = Twin(t["id"].strip(), t["distinguishing"].strip(), strength, reason)
+            (weak_twins if link.weak else twins).append(link)
     generated = raw.get("generated", False)
     if not isinstance(generated, bool):
         problems.append(f"{label}: field 'generated' must be true or false")
         generated = False
     if problems:
         return None, problems
-    return Concept(twins=twins, generated=generated, source_file=where, **values), []
+    return Concept(twins=twins, weak_twins=weak_twins, generated=generated, source_file=where,
+                   **values), []
 
 
 def concept_problems(c: Concept) -> list[str]:
@@ -153,6 +232,20 @@ def concept_problems(c: Concept) -> list[str]:
         out.append(f"{label}: unknown category {c.category!r}; valid: {', '.join(CATEGORIES)}")
     if c.region not in REGIONS:
         out.append(f"{label}: region {c.region!r} is not one of {', '.join(REGIONS)}")
+    if c.cultures[0] != c.culture:
+        out.append(f"{label}: cultures must list the primary culture {c.culture!r} first, "
+                   f"got {c.cultures}")
+    if len(set(c.cultures)) != len(c.cultures):
+        out.append(f"{label}: cultures lists a code twice: {c.cultures}")
+    for code in c.cultures[1:]:
+        if not ((ISO_RE.match(code) and COUNTRIES.get(code, (None, None))[1])
+                or COMMUNITY_RE.match(code)):
+            out.append(f"{label}: cultures entry {code!r} is not an ISO 3166-1 alpha-2 code with a "
+                       "UN M49 region or a lower-case community slug")
+    labels = {_norm(x) for x in c.labels}
+    for alias in c.shared_aliases:
+        if _norm(alias) not in labels:
+            out.append(f"{label}: shared_aliases names {alias!r}, which is not its name or an alias")
     if ISO_RE.match(c.culture):
         if c.culture not in COUNTRIES:
             out.append(f"{label}: culture {c.culture!r} is not an ISO 3166-1 alpha-2 code")
@@ -179,7 +272,7 @@ def concept_problems(c: Concept) -> list[str]:
     if not c.sources:
         out.append(f"{label}: sources is empty; note where the facts come from")
     seen: set[str] = set()
-    for t in c.twins:
+    for t in [*c.twins, *c.weak_twins]:
         if t.id == c.id:
             out.append(f"{label}: lists itself as a twin")
         if t.id in seen:

@@ -8,13 +8,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from cultureclip.data import MANIFEST_COLUMNS, read_manifest, twin_pairs
+
 from ..engine import (ShardResult, StageContext, atomic_copy, atomic_write_bytes, atomic_write_text, done_marker,
                       iter_records, remove_stale_temps, wait_for_done)
 
 log = logging.getLogger(__name__)
-
-MANIFEST_COLUMNS = ("image_id", "image_path", "concept_id", "concept_name", "culture", "region", "category",
-                    "caption", "concept_prompt", "twin_concept_ids", "split", "generator", "scores", "sha256")
 
 
 def _unit(key: str, salt: str) -> float:
@@ -34,8 +33,7 @@ def assign_splits(rows: list[dict], val: float, test: float, group_by: str = "ca
         raise ValueError(f"export.group_by must be caption or concept, got {group_by!r}")
     held: set[str] = set()
     if holdout_twin_pairs > 0:
-        present = {r["concept_id"] for r in rows}
-        pairs = sorted({tuple(sorted((r["concept_id"], t))) for r in rows for t in r["twin_concept_ids"] if t in present})
+        pairs = twin_pairs([r["concept_id"] for r in rows], [r["twin_concept_ids"] for r in rows])
         for a, b in pairs:
             if _unit(f"{a}|{b}", seed + ":pair") < holdout_twin_pairs:
                 held |= {a, b}
@@ -112,7 +110,9 @@ class ExportStage:
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf, compression="zstd")
         atomic_write_bytes(ds / "manifest.parquet", buf.getvalue().to_pybytes())
-        df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+        # re-read what was written through the one validator (columns, twins, paths, image files)
+        df = read_manifest(ds / "manifest.parquet", check_images=False).frame if rows else \
+            pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
         atomic_write_text(ds / "README.md", self.card(df, rejected, out))
         split_counts = Counter(splits.values())
         log.info("exported %d images of %d concepts to %s (%s)", len(rows), len(present), ds, dict(split_counts))
@@ -131,7 +131,7 @@ class ExportStage:
         gsettings = {k: v for k, v in json.loads(gen[0]).items() if k not in ("seed",)} if gen else {}
         reasons = Counter(r.get("check", "other") for r in rejected)
         quarantined = sum((done_marker(out, "captions", i) or {}).get("quarantined", 0) for i in range(self.n_shards))
-        pairs = {tuple(sorted((c, t))) for c, ts in zip(df["concept_id"], df["twin_concept_ids"]) for t in ts}
+        pairs = twin_pairs(df["concept_id"], df["twin_concept_ids"])
         cross = pd_crosstab(df)
         parts = [
             f"# {self.title}", "",

@@ -14,6 +14,8 @@ from typing import Any, Protocol, Sequence
 
 from PIL import Image
 
+from cultureclip.image import to_rgb
+
 from ..engine import ShardResult, StageContext
 
 log = logging.getLogger(__name__)
@@ -133,7 +135,7 @@ class FilterStage:
     def process_shard(self, index: int, items: list[Any], ctx: StageContext) -> ShardResult:
         recs = ctx.read_shard(self.upstream, index)
         recs.sort(key=lambda r: r["image_id"])  # dedup keeps the smallest id: independent of order upstream
-        images = [Image.open(Path(ctx.out) / r["image_file"]).convert("RGB") for r in recs]
+        images = [to_rgb(Image.open(Path(ctx.out) / r["image_file"])) for r in recs]
         scores: list[dict] = [{} for _ in recs]
         reasons: list[str | None] = [None] * len(recs)
         checks: list[str | None] = [None] * len(recs)

@@ -358,7 +358,9 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     def evaluate():
         from eval_suite.run import main as eval_main
 
-        rc = eval_main(["--models", *[str(p) for p in models.values()],
+        ident = [a for n, p in models.items()
+                 for a in ("--name", f"{p}={n}", "--role", f"{p}={'base' if n == 'base' else 'tuned'}")]
+        rc = eval_main(["--models", *[str(p) for p in models.values()], *ident,
                         "--benchmarks", "cultwin", "world_attributes",
                         "--root", f"cultwin={dataset}", "--root", f"world_attributes={attr}",
                         "--out", str(results), "--batch-size", "128", "--num-workers", "0",
@@ -386,7 +388,9 @@ def headline_table(results: Path):
     rows = {}
     for f in sorted(Path(results).glob("*.json")):
         r = json.loads(f.read_text())
-        model = f.stem.split("__", 1)[1].replace("models--", "")
+        model = (r.get("model_identity") or {}).get("name")
+        if not model:
+            raise ValueError(f"{f.name} has no model_identity.name; re-run the evaluation (make offline-world)")
         for bench, metric, label in HEADLINE:
             if r["benchmark"] == bench and metric in r["metrics"] and r["metrics"][metric] is not None:
                 rows.setdefault(model, {})[label] = 100 * r["metrics"][metric]

@@ -153,7 +153,12 @@ class LiveEvaluator:
                           message=f"Evaluated both models on the test split in {time.perf_counter() - t0:.1f}s.")
             except Exception as e:  # noqa: BLE001 - reported in the UI; details in the log
                 logger.exception("live evaluation failed")
-                self._set(status="error", message=f"Evaluation failed: {type(e).__name__}: {str(e)[:300]}")
+                from eval_suite.benchmarks import BenchmarkError
+
+                from .services import ServiceError
+
+                why = str(e)[:300] if isinstance(e, (BenchmarkError, ServiceError)) else "details in the server log"
+                self._set(status="error", message=f"Evaluation failed ({type(e).__name__}): {why}")
             with self._lock:
                 if not self._pending:
                     return

@@ -312,10 +312,11 @@ class DemoServices:
                                                                   self.default_image_size())
                     except ServiceError:
                         raise
-                    except Exception as e:  # noqa: BLE001 - one clear line instead of a traceback
-                        raise ServiceError(f"cannot build the default dataset in {self.config.cache_dir}: "
-                                           f"{type(e).__name__}: {e}. Set CULTURECLIP_CACHE to a writable "
-                                           "folder or pass --dataset.") from e
+                    except Exception as e:  # noqa: BLE001 - one clear line (no server path) instead of a traceback
+                        logger.exception("default dataset build failed in %s", self.config.cache_dir)
+                        raise ServiceError(f"cannot build the default dataset ({type(e).__name__}); set "
+                                           "CULTURECLIP_CACHE (or --cache-dir) to a writable folder, or pass "
+                                           "--dataset. Details are in the server log.") from e
         return self._default_root
 
     @property

@@ -322,3 +322,15 @@ def test_every_tab_api_returns_content(services):
         assert [k for k in TAB_APIS if not got.get(k)] == [], got
     finally:
         demo.close()
+
+
+def test_unwritable_cache_gives_a_clear_error_without_server_paths(models, tmp_path):
+    from demo import handlers as H
+    from demo.services import DemoConfig, DemoServices, ServiceError
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    s = DemoServices(DemoConfig(base=str(models[0]), tuned=str(models[1]), device="cpu", cache_dir=blocker))
+    with pytest.raises(ServiceError) as err:
+        H.search(s, "the flag of Chad")
+    assert "CULTURECLIP_CACHE" in str(err.value) and str(tmp_path) not in str(err.value)

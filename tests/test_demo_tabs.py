@@ -334,3 +334,17 @@ def test_unwritable_cache_gives_a_clear_error_without_server_paths(models, tmp_p
     with pytest.raises(ServiceError) as err:
         H.search(s, "the flag of Chad")
     assert "CULTURECLIP_CACHE" in str(err.value) and str(tmp_path) not in str(err.value)
+
+
+def test_live_results_show_beside_bundled_results(demo_world, tmp_path):
+    from demo import handlers as H
+    from tests.demo_world import make_services
+
+    s = make_services(demo_world, cache_dir=tmp_path)
+    s.check()
+    assert H.benchmark_choices(s)["benchmark"] == ["cultwin", "globalrg"]
+    H.start_evaluation(s)
+    assert s.evaluator.wait(120).status == "done"
+    assert H.benchmark_choices(s)["benchmark"] == ["cultwin", "cultwin_live", "globalrg"]
+    view = H.benchmark_view(s, benchmarks=["cultwin", "cultwin_live"])
+    assert set(view.table["benchmark"]) == {"cultwin", "cultwin_live"}

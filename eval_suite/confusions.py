@@ -91,7 +91,7 @@ def pair_cosines(embedder: Any, texts_a: Sequence[str], texts_b: Sequence[str]) 
 
 def model_scores(embedder: Any, concepts: Mapping[str, AtlasConcept], pairs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
     """Per pair: prompt cosine, name cosine and the prompt cosine's z-score among all concept pairs."""
-    ids = sorted(concepts, key=lambda c: (concepts[c].name.casefold(), c))  # the app's label order
+    ids = sorted(concepts)  # by id: the same list as the demo's concept bank, so its cached bank is reused
     pos = {c: i for i, c in enumerate(ids)}
     index, feats = _embed_unique(embedder, [concepts[c].prompt for c in ids])
     prompt = feats[[index[concepts[c].prompt] for c in ids]]  # (C, D)

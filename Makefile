@@ -10,10 +10,13 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: app test install offline-world bench browser clean-world
 
-$(STAMP): requirements.txt requirements-dev.txt
+# the project itself is installed editable (console scripts cultureclip-train, cultwin-synth, cultwin-import,
+# cultureclip-eval, cultureclip-confusions, cultureclip-app); its dependencies come from requirements*.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade -q pip
 	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip install --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -46,6 +46,10 @@ class ServiceError(RuntimeError):
     """A configured model, folder or file cannot be used; the message says what and how to fix it."""
 
 
+class IndexNotReady(ServiceError):
+    """The dataset images are still being embedded in the background; the message gives the progress."""
+
+
 @dataclass
 class DemoConfig:
     """Where models and data come from. Paths may be None (the matching tab then says so)."""
@@ -62,6 +66,7 @@ class DemoConfig:
     tuned_name: str = "CultureCLIP"
     max_index_images: int = 20000  # images embedded for search / twin explorer
     batch_size: int = 64
+    blend_cache_mb: int = 2048  # memory for cached WiSE-FT blends (all 11 slider alphas of a small model fit)
     # without `dataset`: render the bundled world's concepts at the models' resolution (synth.world.dataset)
     default_dataset: bool = True
     cache_dir: Path | None = None  # None: default_cache_dir()
@@ -180,14 +185,21 @@ class DemoServices:
             self.wise_base = self.base
         self._lock = threading.RLock()
         self._blends: OrderedDict[float, Embedder] = OrderedDict()
-        self._blend_lock = threading.Lock()
-        self._blend_cache_size = 3
+        self._blend_lock = threading.Lock()  # guards the cache (held briefly)
+        self._blend_build_lock = threading.Lock()  # one blend is built at a time; concurrent misses wait for it
+        self._blend_cache_size: int | None = None  # set from blend_cache_mb once the model size is known
         self._manifest: pd.DataFrame | None = None
         self._concepts: dict[str, ConceptInfo] | None = None
         self._results: pd.DataFrame | None = None
         self._results_error: str | None = None
         self._indexes: dict[int, torch.Tensor] = {}
         self._index_locks: dict[int, threading.Lock] = {}
+        self._index_thread: threading.Thread | None = None
+        self._index_done = threading.Event()
+        self._index_progress = [0, 0]  # images embedded, images to embed (both models)
+        self._index_error: str | None = None
+        self._memo: dict[str, Any] = {}  # per-app derived data (the confusion table); dies with the services
+        self._memo_lock = threading.Lock()
         self._default_root: Path | None = None
         self._default_lock = threading.Lock()
         self._atlas: Any = None
@@ -249,7 +261,11 @@ class DemoServices:
         raise ValueError(f"which must be 'base' or 'tuned', got {which!r}")
 
     def blended(self, alpha: float) -> "Embedder":
-        """The WiSE-FT model at `alpha` (0 = base, 1 = CultureCLIP), cached per quantized alpha."""
+        """The WiSE-FT model at `alpha` (0 = base, 1 = CultureCLIP), cached per quantized alpha.
+
+        Blends are built one at a time under a lock (concurrent requests for a missing alpha wait for one
+        build instead of each copying the model); the cache holds every alpha the slider can produce when
+        they fit in `blend_cache_mb`, else the most recently used ones."""
         a = quantize_alpha(alpha)
         if a >= 1.0:
             return self.tuned.get()
@@ -259,6 +275,29 @@ class DemoServices:
             if a in self._blends:
                 self._blends.move_to_end(a)
                 return self._blends[a]
+        with self._blend_build_lock:
+            with self._blend_lock:
+                if a in self._blends:  # built by the request we waited for
+                    self._blends.move_to_end(a)
+                    return self._blends[a]
+            emb = self._build_blend(a)
+            with self._blend_lock:
+                self._blends[a] = emb
+                while len(self._blends) > self.blend_cache_size:
+                    self._blends.popitem(last=False)
+        return emb
+
+    @property
+    def blend_cache_size(self) -> int:
+        """How many blends are kept: all slider alphas (at most 10 besides CultureCLIP) within the memory budget."""
+        if self._blend_cache_size is None:
+            n_alphas = int(round(1 / ALPHA_STEP)) + (0 if self.wise_base is self.base else 1) - 1
+            bb = self.tuned.get().backbone
+            model_mb = sum(t.numel() * t.element_size() for t in bb.state_dict().values()) / 2**20
+            self._blend_cache_size = max(1, min(n_alphas, int(self.config.blend_cache_mb // max(model_mb, 1e-6))))
+        return self._blend_cache_size
+
+    def _build_blend(self, a: float) -> "Embedder":
         from cultureclip.inference import Embedder
 
         tuned = self.tuned.get()
@@ -271,13 +310,10 @@ class DemoServices:
         state = blend_state_dicts(base.backbone.state_dict(), tuned.backbone.state_dict(), a)
         bb = copy.deepcopy(tuned.backbone)
         bb.load_state_dict(state)
+        del state
         bb.eval()
-        emb = Embedder(bb, batch_size=tuned.batch_size)
-        with self._blend_lock:
-            self._blends[a] = emb
-            while len(self._blends) > self._blend_cache_size:
-                self._blends.popitem(last=False)
-        return emb
+        logger.info("built the WiSE-FT blend at alpha=%.1f", a)
+        return Embedder(bb, batch_size=tuned.batch_size)
 
     # -- dataset -----------------------------------------------------------------------------------
     @property
@@ -431,16 +467,71 @@ class DemoServices:
         return [(a, b) for a, b in self.twin_pairs() if a in present and b in present]
 
     # -- dataset image embeddings ------------------------------------------------------------------
-    def image_index(self, which: str) -> "torch.Tensor":
-        """(N, D) embeddings of the first `max_index_images` manifest images, computed once per model."""
+    def image_index(self, which: str, wait: bool | None = None) -> "torch.Tensor":
+        """(N, D) embeddings of the first `max_index_images` manifest images, computed once per model.
+
+        Once `start_indexing` has run (the app does it at startup), a request never builds the index
+        itself: until the background build is done it raises IndexNotReady with the progress. Without a
+        background build (library use) the index is built on first use (`wait=True`)."""
         emb = self.embedder(which)
         key = id(emb)
+        if key in self._indexes:
+            return self._indexes[key]
+        if wait is None:
+            wait = self._index_thread is None
+        if not wait:
+            raise IndexNotReady(self.index_status())
         with self._lock:
             lock = self._index_locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._indexes:
                 self._indexes[key] = self._embed_dataset(emb)
         return self._indexes[key]
+
+    def start_indexing(self) -> None:
+        """Embed the dataset images for both models in a background thread (called at app startup), so no
+        request waits minutes for it; progress is logged and shown by `index_status`."""
+        if not self.has_dataset:
+            self._index_done.set()
+            return
+        with self._lock:
+            if self._index_thread is not None:
+                return
+            n = min(len(self.manifest()), self.config.max_index_images)
+            self._index_progress = [0, 2 * n]
+            self._index_thread = threading.Thread(target=self._index_all, name="cultureclip-index", daemon=True)
+            self._index_thread.start()
+
+    def _index_all(self) -> None:
+        try:
+            for which in ("base", "tuned"):
+                self.image_index(which, wait=True)
+            logger.info("dataset index ready: %d images per model", self._index_progress[1] // 2)
+        except Exception as e:  # noqa: BLE001 - shown to users by index_status
+            self._index_error = f"{type(e).__name__}: {e}"
+            logger.exception("embedding the dataset images failed")
+        finally:
+            self._index_done.set()
+
+    def wait_index(self, timeout: float | None = None) -> bool:
+        """Block until the background index build has finished (True) or `timeout` seconds passed."""
+        return self._index_done.wait(timeout)
+
+    def index_status(self) -> str:
+        """A line for users about the dataset index: progress, or why it failed."""
+        if self._index_error:
+            return f"Embedding the dataset images failed ({self._index_error[:200]}); see the server log."
+        done, total = self._index_progress
+        pct = 100.0 * done / total if total else 0.0
+        return (f"The dataset images are still being embedded for search and the twin explorer: {done:,} of "
+                f"{total:,} ({pct:.0f}%). Try again in a moment.")
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """A value derived once per services object (e.g. the confusion table); built under a lock."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = build()
+            return self._memo[key]
 
     def _embed_dataset(self, emb: "Embedder") -> "torch.Tensor":
         import torch
@@ -451,6 +542,7 @@ class DemoServices:
         feats = []
         chunk = max(1, emb.batch_size)
         paths = df["abs_path"].tolist()
+        step = max(1, len(paths) // 10)
         for i in range(0, len(paths), chunk):
             imgs = []
             for p in paths[i : i + chunk]:
@@ -460,6 +552,9 @@ class DemoServices:
                     logger.warning("dataset image %s unreadable (%s); using a blank image", p, e)
                     imgs.append(_blank())
             feats.append(emb.embed_images(imgs))
+            self._index_progress[0] += len(imgs)
+            if (i // chunk) % max(1, step // chunk) == 0:
+                logger.info("embedding dataset images: %d of %d", *self._index_progress)
         if not feats:
             return torch.empty(0, emb.backbone.embed_dim)
         logger.info("embedded %d dataset images with %s", len(paths), emb.backbone.spec)

@@ -35,6 +35,7 @@ def app(world):
     services = make_services(world, offline_world=True)
     services.check()
     url, demo = launch(services)
+    assert services.wait_index(120), "the dataset index was not built in 2 minutes"
     yield {"url": url, "services": services, "demo": demo}
     demo.close()
 

@@ -101,6 +101,9 @@ def test_default_dataset_feeds_twin_explorer_confusion_map_and_search(services):
 
     assert len(services.concepts()) == len(load_catalog()) + 86
     assert H.example_images(services) and all(Path(p).is_file() for p in H.example_images(services))
+    present = set(df["concept_name"])  # search suggestions name concepts the dataset has images of
+    queries = H.copy_examples(services)["queries"]
+    assert queries and all(any(q.startswith(n) for n in present) for q in queries)
     pairs = H.search_pairs(services)
     assert len(pairs) == 64  # only pairs with images
     view = H.pair_view(services, pairs[0][1])
@@ -298,6 +301,7 @@ def test_every_tab_api_returns_content(services):
 
     url, demo = launch(services)
     try:
+        assert services.wait_index(300)  # the app embeds the dataset in the background at startup
         client = Client(url, verbose=False)
         names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
         assert set(TAB_APIS) <= names, f"missing endpoints: {set(TAB_APIS) - names}"

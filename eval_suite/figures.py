@@ -239,8 +239,9 @@ def _switchable(fig: go.Figure, names: Sequence[str]) -> go.Figure:
     if len(names) > 1:
         buttons = [dict(label=name, method="update",
                         args=[{"visible": [j == i for j in range(len(names))]}]) for i, name in enumerate(names)]
-        fig.update_layout(updatemenus=[dict(type="buttons", direction="right", buttons=buttons, x=0, y=1.12,
-                                            xanchor="left", yanchor="bottom", showactive=True)])
+        fig.update_layout(updatemenus=[dict(type="buttons", direction="right", buttons=buttons, x=0, y=1.01,
+                                            xanchor="left", yanchor="bottom", showactive=True,
+                                            pad=dict(t=0, b=0))])
     return fig
 
 
@@ -278,8 +279,9 @@ def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "
             hovertemplate=f"{rows}=%{{y}}<br>{cols}=%{{x}}<br>{metric}=%{{z:.3f}}<br>pair sides=%{{customdata}}"
                           f"<extra>{name}</extra>"))
     _switchable(fig, [name for _, name, _ in series])
-    fig.update_layout(title=f"Twin-pair text similarity ({metric}) by {rows} × {cols}: higher = more confusable",
-                      xaxis_title=cols, yaxis_title=rows, margin=dict(t=110))
+    fig.update_layout(title=dict(text=f"Twin-pair {metric} by {rows} × {cols} (higher = more confusable)",
+                                 y=0.98, yanchor="top", font=dict(size=14)),
+                      xaxis_title=cols, yaxis_title=rows, margin=dict(t=100))
     return fig
 
 
@@ -301,9 +303,10 @@ def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos") -> go.Figure:
             hovertemplate="%{location}: %{z:.3f}<br>%{customdata[0]}<br>concepts: %{customdata[1]}"
                           f"<extra>{name}</extra>"))
     _switchable(fig, [name for _, name, _ in series])
-    fig.update_layout(title=f"Twin-pair text similarity ({metric}) by culture: higher = more confusable",
+    fig.update_layout(title=dict(text=f"Twin-pair {metric} by culture (higher = more confusable)",
+                                 y=0.98, yanchor="top", font=dict(size=14)),
                       geo=dict(showframe=False, showcoastlines=True, projection_type="natural earth"),
-                      margin=dict(l=0, r=0, t=110, b=0))
+                      margin=dict(l=0, r=0, t=100, b=0))
     return fig
 
 

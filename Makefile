@@ -21,11 +21,12 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 install: $(STAMP)
 
-# Runs the demo: with a hub, the paper's models; without one, the bundled offline twin world
-# (built on first use).
+# Runs the demo: the paper's models when the hub is reachable or they are in the local HF cache; else
+# the bundled offline twin world (built on first use). Prints which, and why (demo/app_config.py decides,
+# the same function app.py uses).
 app: install
-	@$(PY) -c "import sys, pathlib; from cultureclip.backbone import hub_reachable; sys.exit(0 if hub_reachable() or pathlib.Path('artifacts/world/world.json').is_file() else 1)" \
-		|| { echo "No model hub reachable: building the bundled offline twin world first (make offline-world)"; $(MAKE) offline-world; }
+	@$(PY) -m demo.app_config || test -f artifacts/world/world.json \
+		|| { echo "Building the bundled offline twin world first (make offline-world)"; $(MAKE) offline-world; }
 	$(PY) app.py $(ARGS)
 
 # All tests, offline (no hub is ever contacted).

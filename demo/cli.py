@@ -8,9 +8,13 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import logging
+
     from demo.app_config import ConfigError, build_services, parse_args
 
     args = parse_args(argv)
+    # the model choice, loading and warm-start progress go to the log
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         services = build_services(args)
     except ConfigError as e:

@@ -159,10 +159,15 @@ def classify_batch(
             loaded[i] = load_image(im)
         except DemoInputError as e:
             results[i] = ClassifyResult({}, {}, f"❌ {e}", ok=False)
+    wise_ok, wise_note = services.wise_available()  # when the two models cannot be blended, both answer at α=1
+    wise_refused: set[int] = set()
     groups: dict[tuple, list[int]] = {}
     for i in range(n):
         if results[i] is None:
-            groups.setdefault((tuple(candidates[i].prompts), quantize_alpha(alphas[i])), []).append(i)
+            alpha = quantize_alpha(alphas[i]) if wise_ok else 1.0
+            if not wise_ok and quantize_alpha(alphas[i]) < 1.0:
+                wise_refused.add(i)
+            groups.setdefault((tuple(candidates[i].prompts), alpha), []).append(i)
     for (prompts, alpha), idx in groups.items():
         cand = candidates[idx[0]]
         base = services.embedder("base")
@@ -186,7 +191,7 @@ def classify_batch(
                 out[key] = {cand.display[j]: round(float(v), 6) for v, j in zip(vals.tolist(), ids.tolist())}
             bt = int(probs["base"][row].argmax())
             tt = int(probs["tuned"][row].argmax())
-            notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes)
+            notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes + ([wise_note] if i in wise_refused else []))
             msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{len(prompts):,} candidate labels." + notes
             results[i] = ClassifyResult(out["base"], out["tuned"], msg)
     return [r for r in results if r is not None]

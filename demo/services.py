@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -24,22 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-HUB_BASE = "open_clip:ViT-B-32@openai"
+# The exact base the paper fine-tuned, in the same (transformers CLIPModel) format as its released
+# checkpoint, so WiSE-FT blends the two loaded models key by key.
+HUB_BASE = "hf:openai/clip-vit-base-patch32"
 HUB_TUNED = "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
-# the same weights as HUB_BASE in the HF layout of HUB_TUNED, so WiSE-FT can blend them key by key
-HUB_WISE_BASE = "hf:openai/clip-vit-base-patch32"
 WORLD_DIR = Path("artifacts/world")
 ALPHA_STEP = 0.1
-
-
-def default_cache_dir() -> Path:
-    """Where the demo caches what it builds (default dataset, live evaluations): $CULTURECLIP_CACHE,
-    else $XDG_CACHE_HOME/cultureclip, else ~/.cache/cultureclip. On a Space, point it at persistent storage."""
-    env = os.environ.get("CULTURECLIP_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "cultureclip"
 
 
 class ServiceError(RuntimeError):
@@ -66,17 +55,24 @@ class DemoConfig:
     tuned_name: str = "CultureCLIP"
     max_index_images: int = 20000  # images embedded for search / twin explorer
     batch_size: int = 64
+    # label banks, the default dataset, live evaluations (None: CULTURECLIP_CACHE or ~/.cache/cultureclip)
+    cache_dir: Path | None = None
+    bank_cache_mb: int = 256
     blend_cache_mb: int = 2048  # memory for cached WiSE-FT blends (all 11 slider alphas of a small model fit)
     # without `dataset`: render the bundled world's concepts at the models' resolution (synth.world.dataset)
     default_dataset: bool = True
-    cache_dir: Path | None = None  # None: default_cache_dir()
     eval_on_start: bool = False  # evaluate both models on the dataset's test split at startup (background)
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset).expanduser() if self.dataset else None
         self.results = Path(self.results).expanduser() if self.results else None
         self.catalog = [Path(p) for p in self.catalog] if self.catalog else None
-        self.cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
+        if self.cache_dir:
+            self.cache_dir = Path(self.cache_dir).expanduser()
+        else:
+            from cultureclip.bankcache import default_cache_dir
+
+            self.cache_dir = default_cache_dir()
 
 
 @dataclass
@@ -133,11 +129,13 @@ def quantize_alpha(alpha: float | None) -> float:
 class ModelHolder:
     """Loads one model spec on first use (once, under a lock) and keeps its `Embedder`."""
 
-    def __init__(self, spec: str, device: str | None, batch_size: int = 64, role: str = "model"):
+    def __init__(self, spec: str, device: str | None, batch_size: int = 64, role: str = "model",
+                 bank_cache: Any = None):
         self.spec = spec
         self.device = device
         self.batch_size = batch_size
         self.role = role
+        self.bank_cache = bank_cache  # a cultureclip.bankcache.BankCache: label banks also kept on disk
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
 
@@ -164,6 +162,10 @@ class ModelHolder:
             raise ServiceError(f"cannot load the {self.role} model: {e}") from e
         except Exception as e:  # noqa: BLE001 - startup must fail with one clear line
             raise ServiceError(f"cannot load the {self.role} model {self.spec!r}: {type(e).__name__}: {e}") from e
+        if self.bank_cache is not None:
+            from cultureclip.bankcache import DiskCachedEmbedder
+
+            return DiskCachedEmbedder(bb, self.bank_cache, batch_size=self.batch_size)
         return Embedder(bb, batch_size=self.batch_size)
 
 
@@ -177,8 +179,11 @@ class DemoServices:
 
     def __init__(self, config: DemoConfig):
         self.config = config
-        self.base = ModelHolder(config.base, config.device, config.batch_size, "base")
-        self.tuned = ModelHolder(config.tuned, config.device, config.batch_size, "tuned (CultureCLIP)")
+        from cultureclip.bankcache import BankCache, default_cache_dir
+
+        self.bank_cache = BankCache((config.cache_dir or default_cache_dir()) / "label_banks", config.bank_cache_mb << 20)
+        self.base = ModelHolder(config.base, config.device, config.batch_size, "base", self.bank_cache)
+        self.tuned = ModelHolder(config.tuned, config.device, config.batch_size, "tuned (CultureCLIP)", self.bank_cache)
         if config.wise_base and config.wise_base != config.base:
             self.wise_base = ModelHolder(config.wise_base, config.device, config.batch_size, "WiSE-FT base")
         else:
@@ -188,6 +193,7 @@ class DemoServices:
         self._blend_lock = threading.Lock()  # guards the cache (held briefly)
         self._blend_build_lock = threading.Lock()  # one blend is built at a time; concurrent misses wait for it
         self._blend_cache_size: int | None = None  # set from blend_cache_mb once the model size is known
+        self._wise_status: tuple[bool, str] | None = None
         self._manifest: pd.DataFrame | None = None
         self._concepts: dict[str, ConceptInfo] | None = None
         self._results: pd.DataFrame | None = None
@@ -252,6 +258,21 @@ class DemoServices:
             notes.append("Evaluating both models on the dataset's test split in the background (--eval-on-start).")
         return notes
 
+    def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",)) -> None:
+        """Embed the label banks the first queries need, for both models, before the first request (read
+        from the disk cache when this model and label set were seen before). Progress goes to the log."""
+        import time
+
+        t0 = time.perf_counter()
+        jobs = [(role, holder, labels) for role, holder in (("base", self.base), ("CultureCLIP", self.tuned))
+                for labels in label_sets if labels]
+        for i, (role, holder, labels) in enumerate(jobs, 1):
+            logger.info("warm start %d/%d: %s label bank, %d labels", i, len(jobs), role, len(labels))
+            holder.get().label_bank(labels, templates)
+        for holder in (self.base, self.tuned):  # the first image forward of a process is several times slower
+            holder.get().embed_images([_blank()])
+        logger.info("warm start done in %.1f s: the first query is as fast as a warm one", time.perf_counter() - t0)
+
     # -- models ------------------------------------------------------------------------------------
     def embedder(self, which: str) -> "Embedder":
         if which == "base":
@@ -259,6 +280,34 @@ class DemoServices:
         if which == "tuned":
             return self.tuned.get()
         raise ValueError(f"which must be 'base' or 'tuned', got {which!r}")
+
+    def wise_available(self) -> tuple[bool, str]:
+        """(True, "") when the WiSE-FT base and CultureCLIP can be blended; else (False, a note for the UI).
+
+        Decided from the spec formats before the models load, and from their parameter names and
+        shapes once both are loaded (two HF CLIPs of different sizes cannot be blended either)."""
+        from cultureclip.backbone import spec_format
+
+        base_h, tuned_h = self.wise_base, self.tuned
+        bf = base_h._embedder.backbone.kind if base_h.loaded else spec_format(base_h.spec)
+        tf = tuned_h._embedder.backbone.kind if tuned_h.loaded else spec_format(tuned_h.spec)
+        hint = ("Both models still answer. To blend, pass --wise-base (env CULTURECLIP_WISE_BASE) with the base "
+                "weights in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP).")
+        if bf and tf and bf != tf:
+            return False, (f"WiSE-FT is not available: the base model is an {bf} model and CultureCLIP an {tf} "
+                           f"model, so their weights cannot be blended. {hint}")
+        if base_h.loaded and tuned_h.loaded:
+            if self._wise_status is None:  # decided once: both models are loaded for good
+                a = {k: tuple(v.shape) for k, v in base_h._embedder.backbone.state_dict().items()}
+                b = {k: tuple(v.shape) for k, v in tuned_h._embedder.backbone.state_dict().items()}
+                self._wise_status = (True, "")
+                if a != b:
+                    diff = sorted(set(a) ^ set(b)) or sorted(k for k in a if a[k] != b[k])
+                    self._wise_status = (False, f"WiSE-FT is not available: the base model and CultureCLIP have "
+                                         f"different architectures (e.g. {diff[0]}), so their weights cannot be "
+                                         f"blended. {hint}")
+            return self._wise_status
+        return True, ""
 
     def blended(self, alpha: float) -> "Embedder":
         """The WiSE-FT model at `alpha` (0 = base, 1 = CultureCLIP), cached per quantized alpha.
@@ -269,6 +318,9 @@ class DemoServices:
         a = quantize_alpha(alpha)
         if a >= 1.0:
             return self.tuned.get()
+        ok, note = self.wise_available()
+        if not ok:
+            raise ServiceError(note)
         if a <= 0.0 and self.wise_base is self.base:
             return self.base.get()
         with self._blend_lock:

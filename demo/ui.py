@@ -221,7 +221,9 @@ def recognize_tab(services: DemoServices) -> None:
             typed = gr.Textbox(label="Extra labels (comma separated)", lines=2,
                                placeholder=f"e.g. {words['labels']}" if words["labels"] else "e.g. two look-alike concepts")
             with gr.Row():
-                alpha = gr.Slider(0, 1, value=1.0, step=0.1, label="WiSE-FT α (0 = base weights, 1 = CultureCLIP)")
+                wise_ok, wise_note = services.wise_available()
+                alpha = gr.Slider(0, 1, value=1.0, step=0.1, label="WiSE-FT α (0 = base weights, 1 = CultureCLIP)",
+                                  interactive=wise_ok, info=wise_note or None)
                 top_k = gr.Slider(1, H.MAX_TOP_K, value=5, step=1, label="Top-k")
             run = gr.Button("Classify", variant="primary")
     message = gr.Markdown(latex_delimiters=[])  # shows typed labels: no maths, no links (handlers escape them)

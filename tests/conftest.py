@@ -36,3 +36,13 @@ def demo_world(tmp_path_factory):
     from tests.demo_world import make_world
 
     return make_world(tmp_path_factory.mktemp("demo_world"))
+
+
+@pytest.fixture(scope="session")
+def hub_home(tmp_path_factory):
+    """HF_HOME of a local hub cache with the app's default models at real size (tests/hubcache.py).
+
+    Kept beside pytest's temp folders, so later sessions reuse it (~1.8 GB, ~15 s to build)."""
+    from tests.hubcache import cached_hub_home
+
+    return cached_hub_home(tmp_path_factory.getbasetemp().parent / "cultureclip_hubcache")

@@ -225,8 +225,8 @@ def test_env_vars_and_offline_world_defaults(world, monkeypatch, tmp_path):
     for k in ("CULTURECLIP_BASE", "CULTURECLIP_TUNED", "CULTURECLIP_DATASET"):
         monkeypatch.delenv(k)
     cfg = resolve_config(parse_args([]), hub=True)
-    assert cfg.base == "open_clip:ViT-B-32@openai" and cfg.tuned == "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
-    assert cfg.wise_base == "hf:openai/clip-vit-base-patch32"
+    assert cfg.base == "hf:openai/clip-vit-base-patch32" and cfg.tuned == "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
+    assert cfg.wise_base is None  # base and tuned are both HF CLIPModels: WiSE-FT blends the two loaded models
     wdir = tmp_path / "world"
     for sub in ("models/base", "models/cultureclip", "dataset", "results"):
         (wdir / sub).mkdir(parents=True)

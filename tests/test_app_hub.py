@@ -108,7 +108,7 @@ def _check_benchmarks(out):
 ENDPOINTS: list[Endpoint] = [
     Endpoint("/classify", _classify_args(1.0), _check_classify(None)),
     Endpoint("/classify", _classify_args(0.5, "gyoza, jiaozi, momo", use_catalog=False), _check_classify("3", wise=True)),
-    Endpoint("/find_pairs_query", lambda f: ("japan", "All", "All"), _check_pairs(1)),
+    Endpoint("/find_pairs_query", lambda f: ("chad", "All", "All"), _check_pairs(2)),  # Chad/Romania, Chad/Andorra
     Endpoint("/find_pairs_category", lambda f: ("", "symbol", "All"), _check_pairs(40)),
     Endpoint("/find_pairs_culture", lambda f: ("", "All", "Chad"), _check_pairs(1)),
     Endpoint("/twin_pair", lambda f: ("flag_chad|flag_romania",), _check_twin_pair),

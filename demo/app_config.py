@@ -24,8 +24,10 @@ ENV = {
     "results": "CULTURECLIP_RESULTS",
     "wise_base": "CULTURECLIP_WISE_BASE",
     "world": "CULTURECLIP_WORLD",
+    "eval_on_start": "CULTURECLIP_EVAL_ON_START",
     "warm_start": "CULTURECLIP_WARM_START",  # 0: embed label banks on the first request instead
 }
+TRUE = ("1", "true", "yes", "on")
 
 
 class ConfigError(RuntimeError):
@@ -46,6 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default=None, help="server name (default: GRADIO_SERVER_NAME or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="server port (default: GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--no-preload", action="store_true", help="load models on the first request instead of at startup")
+    p.add_argument("--no-default-dataset", action="store_true",
+                   help="without --dataset, do not render the bundled world's concepts as the dataset")
+    p.add_argument("--cache-dir", help="cache for the default dataset and live evaluations "
+                   "(env CULTURECLIP_CACHE; default ~/.cache/cultureclip)")
+    p.add_argument("--eval-on-start", action="store_true",
+                   help=f"evaluate both models on the dataset's test split at startup, in the background "
+                   f"(env {ENV['eval_on_start']}=1); results are cached by weights hash")
     p.add_argument("--no-warm-start", action="store_true", help="embed the catalog label banks on the first request "
                    f"instead of at startup (env {ENV['warm_start']}=0); they are cached on disk either way")
     return p.parse_args(argv)
@@ -121,7 +130,11 @@ def resolve_config(args: argparse.Namespace, hub: bool | None = None) -> DemoCon
     return DemoConfig(base=base, tuned=tuned, dataset=Path(dataset) if dataset else None,
                       results=Path(results) if results else None, wise_base=wise,
                       catalog=[Path(c) for c in args.catalog] if getattr(args, "catalog", None) else None,
-                      device=getattr(args, "device", None), offline_world=offline)
+                      device=getattr(args, "device", None), offline_world=offline,
+                      default_dataset=not getattr(args, "no_default_dataset", False),
+                      cache_dir=Path(args.cache_dir) if getattr(args, "cache_dir", None) else None,
+                      eval_on_start=bool(getattr(args, "eval_on_start", False))
+                      or os.environ.get(ENV["eval_on_start"], "").strip().lower() in TRUE)
 
 
 def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoServices:

@@ -231,7 +231,7 @@ def search_pairs(services: DemoServices, query: str | None = "", category: str |
     cs = services.concepts()
     q = (query or "").strip().casefold()
     out = []
-    for a, b in services.twin_pairs():
+    for a, b in (services.image_pairs() if services.has_dataset else services.twin_pairs()):
         ca, cb = cs[a], cs[b]
         if category and category != ALL and ca.category != category:
             continue
@@ -398,7 +398,7 @@ def _confusion_table(services: DemoServices) -> "pd.DataFrame":
         sims = feats @ bank.T  # (N, C)
         rates[which] = (sims, pos)
     rows = []
-    for a, b in services.twin_pairs():
+    for a, b in services.image_pairs():
         idx_a, idx_b = members.get(a, []), members.get(b, [])
         if not idx_a and not idx_b:
             continue
@@ -446,7 +446,7 @@ def confusion_map(services: DemoServices, top: int = 15) -> tuple[Any, "pd.DataF
 
 def benchmark_choices(services: DemoServices) -> dict[str, list[str]]:
     """Filter choices for the benchmarks tab (empty lists without results)."""
-    frame = services.results_frame()
+    frame = services.dashboard_frame()
     if frame is None:
         return {"benchmark": [], "model": [], "region": [], "category": []}
 
@@ -500,9 +500,11 @@ def benchmark_view(
     """Filtered results table (values in %), figures from eval_suite.figures and a CSV of the table."""
     import pandas as pd
 
-    frame = services.results_frame()
+    frame = services.dashboard_frame()
     if frame is None:
         reason = services.results_error or "no results folder configured (start the app with --results)"
+        if services.has_dataset:
+            reason += "; or click “Evaluate the loaded models” to evaluate them on the dataset's test split"
         return BenchmarkView(pd.DataFrame(), None, None, None, f"ℹ️ {_md(scrub_paths(reason))}")
     sel = frame
     if main_only:
@@ -530,7 +532,7 @@ def benchmark_view(
         bars = figures.benchmark_bars(fig_frame)
         base_tag, tuned_tag = _base_tuned_tags(services, fig_frame)
         if base_tag and tuned_tag:
-            names = sorted(fig_frame["benchmark"].astype(str).unique(), key=lambda b: (b != "cultwin", b))
+            names = sorted(fig_frame["benchmark"].astype(str).unique(), key=lambda b: (not b.startswith("cultwin"), b))
             for bench in names:  # the first benchmark with region x category groups (CulTwin first)
                 try:
                     heat = figures.delta_heatmap(fig_frame, base_tag, tuned_tag, benchmark=bench)
@@ -553,6 +555,32 @@ def benchmark_view(
     return BenchmarkView(table.reset_index(drop=True), bars, heat, csv_path, msg)
 
 
+def start_evaluation(services: DemoServices) -> str:
+    """Start (or queue) the live evaluation of both models on the dataset's test split; returns a note."""
+    if not services.has_dataset:
+        raise DemoInputError("No dataset is configured, so there is no test split to evaluate (start the app with --dataset).")
+    return services.evaluator.start()
+
+
+def evaluation_status(services: DemoServices) -> tuple[str, bool]:
+    """(markdown status of the live evaluation, whether it is still running or queued)."""
+    if not services.has_dataset:
+        return "", False
+    st = services.evaluator.state
+    names = f"{services.config.base_name} and {services.config.tuned_name}"
+    if st.status == "idle":
+        return (f"Evaluate {_md(names)} on the dataset's test split (twin accuracy, twin group score, N-way concept "
+                "accuracy, with 95% bootstrap intervals); results are cached by the models' weights."), False
+    if st.status == "running":
+        filled = int(round(20 * st.progress))
+        bar = "█" * filled + "░" * (20 - filled)
+        queued = " · another evaluation is queued" if st.queued else ""
+        return f"⏳ `{bar}` {st.progress:.0%} · {_md(st.message)}{queued}", True
+    if st.status == "error":
+        return f"❌ {_md(st.message)}", False
+    return f"✅ {_md(st.message)} Live results appear as benchmark `cultwin_live`.", False
+
+
 def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | None]:
     """Result tags of the base and tuned models, joined on data, never guessed from names.
 
@@ -569,6 +597,52 @@ def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | N
         tags = sorted(rows["model_tag"].astype(str).unique())
         found.append(tags[0] if len(tags) == 1 else None)
     return found[0], found[1]
+
+
+# =================================================================================================
+# Cultural confusion atlas (text only: works for any CLIP, no images needed)
+# =================================================================================================
+
+
+@dataclass
+class AtlasView:
+    table: "pd.DataFrame"  # ranked pairs, most confusable for the base model first
+    heatmap: Any  # region x category (buttons: base, tuned, difference)
+    world: Any  # choropleth by culture
+    message: str
+
+
+ATLAS_METRICS = {"prompt cosine": "prompt_cos", "name cosine": "name_cos", "prompt z-score": "prompt_z"}
+
+
+def atlas_view(services: DemoServices, metric: str | None = "prompt cosine", query: str | None = "",
+               top: int = 100) -> AtlasView:
+    """The confusion atlas: text-text similarity of every twin pair's prompts and names, base vs tuned."""
+    from eval_suite import figures
+    from eval_suite.confusions import atlas_labels, col, display_table
+
+    key = ATLAS_METRICS.get(str(metric), str(metric))
+    if key not in ATLAS_METRICS.values():
+        raise DemoInputError(f"Unknown atlas metric {metric!r}: pick one of {', '.join(ATLAS_METRICS)}.")
+    atlas = services.atlas()
+    if atlas.empty:
+        raise DemoInputError("The catalog has no twin pairs between its concepts, so there is nothing to map.")
+    table = display_table(atlas)
+    q = (query or "").strip().casefold()
+    if q:
+        hay = (atlas["pair"] + " " + atlas["culture_name_a"] + " " + atlas["culture_name_b"] + " " + atlas["category"]
+               + " " + atlas["region_a"] + " " + atlas["region_b"]).str.casefold()
+        table = table[hay.str.contains(q, regex=False).to_numpy()]
+    labels = atlas_labels(atlas)
+    closer = int((atlas[col("prompt_z", labels[1])] < atlas[col("prompt_z", labels[0])]).sum())
+    msg = (f"{len(atlas)} twin pairs. Higher cosine = the model puts the two concepts' texts closer, so it can "
+           f"hardly tell them apart by text. {_md(labels[1])} puts **{closer} of {len(atlas)}** pairs further apart "
+           f"than {_md(labels[0])} (by z-score, which makes the two models comparable).")
+    if q:
+        msg += f" Showing {len(table)} pairs matching “{_md(query)}”."
+    k = max(1, min(int(top or 100), len(atlas)))
+    return AtlasView(table.head(k).reset_index(drop=True), figures.atlas_heatmap(atlas, metric=key),
+                     figures.atlas_map(atlas, metric=key), msg)
 
 
 # =================================================================================================
@@ -661,7 +735,11 @@ def copy_examples(services: DemoServices) -> dict[str, Any]:
     cs = services.concepts()
     pairs = featured_pairs(services)[:3]
     names = [(cs[a].name, cs[b].name) for a, b in pairs]
-    concepts = [c for p in pairs for c in p]
+    with_images = featured_pairs(services)
+    if services.has_dataset:  # e.g. the default dataset shows only some of the catalog's concepts
+        present = set(services.image_pairs())
+        with_images = [p for p in with_images if p in present]
+    concepts = [c for p in with_images[:3] for c in p]
     queries = []
     for c in concepts[:4]:
         q = cs[c].prompt.removeprefix("a photo of ").rstrip(".")

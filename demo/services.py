@@ -55,15 +55,24 @@ class DemoConfig:
     tuned_name: str = "CultureCLIP"
     max_index_images: int = 20000  # images embedded for search / twin explorer
     batch_size: int = 64
-    cache_dir: Path | None = None  # label banks on disk (None: CULTURECLIP_CACHE or ~/.cache/cultureclip)
+    # label banks, the default dataset, live evaluations (None: CULTURECLIP_CACHE or ~/.cache/cultureclip)
+    cache_dir: Path | None = None
     bank_cache_mb: int = 256
     blend_cache_mb: int = 2048  # memory for cached WiSE-FT blends (all 11 slider alphas of a small model fit)
+    # without `dataset`: render the bundled world's concepts at the models' resolution (synth.world.dataset)
+    default_dataset: bool = True
+    eval_on_start: bool = False  # evaluate both models on the dataset's test split at startup (background)
 
     def __post_init__(self) -> None:
         self.dataset = Path(self.dataset).expanduser() if self.dataset else None
         self.results = Path(self.results).expanduser() if self.results else None
         self.catalog = [Path(p) for p in self.catalog] if self.catalog else None
-        self.cache_dir = Path(self.cache_dir).expanduser() if self.cache_dir else None
+        if self.cache_dir:
+            self.cache_dir = Path(self.cache_dir).expanduser()
+        else:
+            from cultureclip.bankcache import default_cache_dir
+
+            self.cache_dir = default_cache_dir()
 
 
 @dataclass
@@ -197,6 +206,11 @@ class DemoServices:
         self._index_error: str | None = None
         self._memo: dict[str, Any] = {}  # per-app derived data (the confusion table); dies with the services
         self._memo_lock = threading.Lock()
+        self._default_root: Path | None = None
+        self._default_lock = threading.Lock()
+        self._atlas: Any = None
+        self._atlas_lock = threading.Lock()
+        self._evaluator: Any = None
 
     # -- startup -----------------------------------------------------------------------------------
     def check(self, load_models: bool = True) -> list[str]:
@@ -209,7 +223,7 @@ class DemoServices:
             if not cfg.dataset.is_dir():
                 raise ServiceError(f"dataset folder {str(cfg.dataset)!r} does not exist; pass --dataset with a CulTwin dataset folder")
             self.manifest()  # raises ServiceError when unreadable
-        else:
+        elif not cfg.default_dataset:
             notes.append("No dataset configured: the twin explorer and search tabs are disabled (pass --dataset).")
         if cfg.results is not None:
             if not cfg.results.is_dir():
@@ -217,10 +231,18 @@ class DemoServices:
             if self.results_frame() is None:
                 notes.append(f"Benchmarks: {self._results_error}")
         else:
-            notes.append("No results folder configured: the benchmarks tab is empty (pass --results).")
+            notes.append("No results folder configured: the benchmarks tab shows only live evaluations of the loaded "
+                         "models (pass --results for more)." if self.has_dataset else
+                         "No results folder configured: the benchmarks tab is empty (pass --results).")
         if load_models:
             self.base.get()
             self.tuned.get()
+            if self.is_default_dataset:
+                self.manifest()  # render the default dataset now (cached on disk), not on the first request
+                notes.append(f"No --dataset: the twin explorer, confusion map and search use the bundled world's "
+                             f"flags and tartans rendered at {self.default_image_size()} px ({self.dataset_root}).")
+            if self.has_dataset and not cfg.eval_on_start and self.evaluator.load_cached():
+                notes.append("Benchmarks: showing the cached live evaluation of these exact weights.")
         else:  # still fail fast on specs that cannot work: unparsable, or a local folder that is missing
             from cultureclip.backbone import BackboneError, parse_spec
 
@@ -231,6 +253,9 @@ class DemoServices:
                     raise ServiceError(f"cannot load the {role} model: {e}") from e
                 if ms.kind == "local" and not Path(ms.name).is_dir():
                     raise ServiceError(f"cannot load the {role} model: model folder {ms.name!r} does not exist")
+        if self.has_dataset and cfg.eval_on_start:
+            self.evaluator.start()  # in the background (loads what it needs); cached results make it instant
+            notes.append("Evaluating both models on the dataset's test split in the background (--eval-on-start).")
         return notes
 
     def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",)) -> None:
@@ -345,7 +370,46 @@ class DemoServices:
     # -- dataset -----------------------------------------------------------------------------------
     @property
     def has_dataset(self) -> bool:
-        return self.config.dataset is not None
+        return self.config.dataset is not None or self.config.default_dataset
+
+    @property
+    def is_default_dataset(self) -> bool:
+        """True when no dataset was configured and the world's concepts are rendered for these models."""
+        return self.config.dataset is None and self.config.default_dataset
+
+    def default_image_size(self) -> int:
+        """The models' input resolution (the larger of the two): the default dataset is rendered at it."""
+        sizes = []
+        for holder in (self.base, self.tuned):
+            size = holder.get().backbone.image_size
+            sizes.append(int(max(size)) if isinstance(size, (tuple, list)) else int(size))
+        return max(sizes)
+
+    @property
+    def dataset_root(self) -> Path | None:
+        """The dataset folder: the configured one, or the default one (rendered on first use, then cached)."""
+        if self.config.dataset is not None or not self.config.default_dataset:
+            return self.config.dataset
+        if self._default_root is None:
+            with self._default_lock:
+                if self._default_root is None:
+                    from synth.world.dataset import ensure_world_dataset
+
+                    try:
+                        self._default_root = ensure_world_dataset(self.config.cache_dir / "datasets",
+                                                                  self.default_image_size())
+                    except ServiceError:
+                        raise
+                    except Exception as e:  # noqa: BLE001 - one clear line (no server path) instead of a traceback
+                        logger.exception("default dataset build failed in %s", self.config.cache_dir)
+                        raise ServiceError(f"cannot build the default dataset ({type(e).__name__}); set "
+                                           "CULTURECLIP_CACHE (or --cache-dir) to a writable folder, or pass "
+                                           "--dataset. Details are in the server log.") from e
+        return self._default_root
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.config.cache_dir  # type: ignore[return-value]
 
     def manifest(self) -> "pd.DataFrame":
         """The CulTwin manifest (validated), with `abs_path` (resolved, inside the dataset folder)."""
@@ -359,7 +423,7 @@ class DemoServices:
     def _read_manifest(self) -> "pd.DataFrame":
         from cultureclip.data import ManifestError, read_manifest
 
-        root = self.config.dataset
+        root = self.dataset_root
         if root is None:
             raise ServiceError("no dataset configured (pass --dataset)")
         try:
@@ -393,6 +457,11 @@ class DemoServices:
             ds = self.config.dataset
             if ds is not None and (ds / "catalog").is_dir():
                 return load_catalog(ds / "catalog", include_generated=True)
+            if self.is_default_dataset:  # the curated catalog + the world's concepts (the default dataset's)
+                from synth.catalog import DATA_DIR
+                from synth.world import CATALOG_PATH
+
+                return load_catalog([DATA_DIR, CATALOG_PATH])
             return load_catalog()
         except Exception as e:  # noqa: BLE001 - the catalog only adds detail; the manifest suffices
             logger.warning("concept catalog not available (%s: %s); using the dataset manifest only", type(e).__name__, str(e)[:200])
@@ -401,7 +470,8 @@ class DemoServices:
     def _build_concepts(self) -> dict[str, ConceptInfo]:
         catalog = self._load_catalog()
         out: dict[str, ConceptInfo] = {}
-        if self.has_dataset:
+        only_dataset = self.config.dataset is not None  # the default dataset's concepts are all in the catalog
+        if only_dataset:
             df = self.manifest()
             first = df.drop_duplicates("concept_id")
             from cultureclip.data import twin_pairs, twins_by_concept
@@ -415,7 +485,6 @@ class DemoServices:
                     twins={t: "" for t in sorted(twins_of.get(cid, ()))},
                 )
         if catalog is not None:
-            only_dataset = self.has_dataset
             for c in catalog:
                 if only_dataset and c.id not in out:
                     continue
@@ -443,6 +512,11 @@ class DemoServices:
         """Each twin pair once as (smaller id, larger id), sorted."""
         cs = self.concepts()
         return sorted({tuple(sorted((c.id, t))) for c in cs.values() for t in c.twins})  # type: ignore[misc]
+
+    def image_pairs(self) -> list[tuple[str, str]]:
+        """The twin pairs with images of both concepts in the dataset (what the twin explorer can show)."""
+        present = set(self.manifest()["concept_id"].astype(str))
+        return [(a, b) for a, b in self.twin_pairs() if a in present and b in present]
 
     # -- dataset image embeddings ------------------------------------------------------------------
     def image_index(self, which: str, wait: bool | None = None) -> "torch.Tensor":
@@ -545,6 +619,22 @@ class DemoServices:
         ids = sorted(cs)
         return ids, emb.label_bank([cs[i].prompt for i in ids], ("{}",))
 
+    # -- confusion atlas (text only) -----------------------------------------------------------------
+    def atlas(self) -> "pd.DataFrame":
+        """eval_suite.confusions atlas of every twin pair of the concepts, base vs tuned (computed once)."""
+        if self._atlas is not None:
+            return self._atlas
+        with self._atlas_lock:
+            if self._atlas is None:
+                from eval_suite.confusions import confusion_atlas
+
+                names = [self.config.base_name, self.config.tuned_name]
+                if names[0] == names[1]:
+                    names = [f"{names[0]} (base)", f"{names[1]} (tuned)"]
+                self._atlas = confusion_atlas({names[0]: self.base.get(), names[1]: self.tuned.get()},
+                                              self.concepts(), self.twin_pairs())
+        return self._atlas
+
     # -- results -----------------------------------------------------------------------------------
     def results_frame(self) -> "pd.DataFrame | None":
         """The tidy results frame of eval_suite.tables (None with a reason in `results_error`)."""
@@ -566,6 +656,39 @@ class DemoServices:
     def results_error(self) -> str | None:
         return self._results_error
 
+    @property
+    def evaluator(self):
+        """The live evaluator (demo.live_eval.LiveEvaluator) of the loaded models on the dataset's test split."""
+        if self._evaluator is None:
+            with self._lock:
+                if self._evaluator is None:
+                    from .live_eval import LiveEvaluator
+
+                    self._evaluator = LiveEvaluator(self, batch_size=self.config.batch_size)
+        return self._evaluator
+
+    def dashboard_frame(self) -> "pd.DataFrame | None":
+        """Bundled/--results results and the live evaluation's, in one tidy frame (None when neither exists)."""
+        import pandas as pd
+
+        frames = []
+        bundled = self.results_frame()
+        if bundled is not None:
+            frames.append(bundled)
+        if self._evaluator is not None:
+            live = self._evaluator.frame()
+            if live is not None and len(live):
+                frames.append(_add_group_fields(live))
+        if not frames:
+            return None
+        if len(frames) == 1:
+            return frames[0]
+        out = pd.concat(frames, ignore_index=True)
+        for k in ("region", "category"):
+            if k not in out.columns:
+                out[k] = None
+        return out
+
     # -- description ---------------------------------------------------------------------------------
     def banner(self) -> str:
         """Markdown shown at the top of the app: what models and data are on display."""
@@ -577,6 +700,8 @@ class DemoServices:
         parts = [f"**{c.base_name}**: `{short(c.base)}` · **{c.tuned_name}**: `{short(c.tuned)}`"]
         if c.dataset:
             parts.append(f"dataset: `{c.dataset.name}`")
+        elif self.is_default_dataset and self._default_root is not None:
+            parts.append(f"dataset: the bundled world's flags and tartans, rendered at {self.default_image_size()} px")
         text = " · ".join(parts)
         if c.offline_world:
             return (

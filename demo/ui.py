@@ -10,6 +10,7 @@ import functools
 import html
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -187,8 +188,8 @@ def _upload_ok(path: Any, services: DemoServices) -> bool:
     from gradio.utils import get_upload_folder
 
     roots = [get_upload_folder()]
-    if services.config.dataset is not None:
-        roots.append(str(services.config.dataset))
+    if services.has_dataset and services.dataset_root is not None:
+        roots.append(str(services.dataset_root))
     return any(inside(path, r) for r in roots)
 
 
@@ -365,6 +366,9 @@ def benchmarks_tab(services: DemoServices) -> None:
         main_only = gr.Checkbox(value=True, label="Main metric only")
         refresh = gr.Button("Update", variant="primary")
         download = gr.DownloadButton("Download CSV", visible=False)
+    with gr.Row(visible=services.has_dataset):
+        evaluate_btn = gr.Button("Evaluate the loaded models on the dataset's test split", scale=1)
+        eval_status = gr.Markdown(H.evaluation_status(services)[0] if services.has_dataset else "")
     message = gr.Markdown()
     table = gr.Dataframe(label="Results (%)", max_height=380, interactive=False, show_search="search")
     with gr.Row():
@@ -375,12 +379,72 @@ def benchmarks_tab(services: DemoServices) -> None:
     def update(b, m, r, c, main):
         v = H.benchmark_view(services, b, m, r, c, bool(main))
         dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
-        return v.message, v.table, v.bars, v.heatmap, dl
+        return v.message, v.table, v.bars, v.heatmap, dl, H.evaluation_status(services)[0]
+
+    def evaluate(b, m, r, c, main, progress=gr.Progress()):
+        """Start (or join) the background evaluation, show its progress, then the refreshed dashboard."""
+        try:
+            yield from _evaluate(b, m, r, c, main, progress)
+        except (DemoInputError, ServiceError) as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - details to the server log only
+            logger.exception("evaluation handler failed")
+            raise gr.Error(f"Something went wrong ({type(e).__name__}).", print_exception=False) from None
+
+    def _evaluate(b, m, r, c, main, progress):
+        H.start_evaluation(services)
+        while True:
+            text, running = H.evaluation_status(services)
+            if not running:
+                break
+            progress(services.evaluator.state.progress, desc="evaluating")
+            yield [text] + [gr.skip()] * 9
+            time.sleep(0.5)
+        v = H.benchmark_view(services, b, m, r, c, bool(main))
+        ch = H.benchmark_choices(services)
+        dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
+        yield [H.evaluation_status(services)[0], v.message, v.table, v.bars, v.heatmap, dl,
+               gr.Dropdown(choices=ch["benchmark"]), gr.Dropdown(choices=ch["model"]),
+               gr.Dropdown(choices=ch["region"]), gr.Dropdown(choices=ch["category"])]
 
     inputs = [benchmarks, models, regions, categories, main_only]
-    outputs = [message, table, bars, heat, download]
+    outputs = [message, table, bars, heat, download, eval_status]
     refresh.click(update, inputs, outputs, api_name="benchmarks")
+    evaluate_btn.click(evaluate, inputs, [eval_status, message, table, bars, heat, download,
+                                          benchmarks, models, regions, categories],
+                       api_name="evaluate", concurrency_limit=CONCURRENCY)
     return update, inputs, outputs
+
+
+def atlas_tab(services: DemoServices) -> None:
+    gr.Markdown(
+        "### Cultural confusion atlas\n"
+        "For every twin pair of the catalog: how close each model puts the two concepts' prompts and names "
+        "(text-text cosine; no images needed). Pairs whose texts nearly coincide are ones a model can hardly "
+        "tell apart. The same atlas for any CLIP: `python -m eval_suite.confusions --models SPEC [SPEC] --out DIR`.")
+    with gr.Row():
+        metric = gr.Dropdown(list(H.ATLAS_METRICS), value="prompt cosine", label="Value in the figures", scale=1)
+        query = gr.Textbox(label="Filter pairs", placeholder="name, culture, region or category", scale=2)
+        top = gr.Slider(10, 400, value=100, step=10, label="Rows", scale=1)
+        go = gr.Button("Compute the atlas", variant="primary", scale=1)
+    message = gr.Markdown()
+    table = gr.Dataframe(label="Twin pairs, most confusable for the base model first", max_height=380,
+                         interactive=False)
+    with gr.Row():
+        heat = gr.Plot(label="Region × category")
+        world = gr.Plot(label="World map by culture")
+
+    @gpu
+    @_safe
+    def show(m, q, k):
+        v = H.atlas_view(services, m, q, int(k))
+        return v.message, v.table, v.heatmap, v.world
+
+    go.click(show, [metric, query, top], [message, table, heat, world], api_name="atlas", concurrency_limit=1)
+    query.submit(show, [metric, query, top], [message, table, heat, world], api_name="atlas_filter",
+                 concurrency_limit=1)
 
 
 def search_tab(services: DemoServices) -> None:
@@ -432,6 +496,8 @@ def build_demo(services: DemoServices) -> gr.Blocks:
                 update, b_inputs, b_outputs = benchmarks_tab(services)
             with gr.Tab("Search", id="search"):
                 search_tab(services)
+            with gr.Tab("Confusion atlas", id="atlas"):
+                atlas_tab(services)
         # fill the twin and benchmark tabs when they are first opened (no model work at startup)
         twins.select(show_pair, [pair], pair_outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
         bench.select(update, b_inputs, b_outputs, api_name="benchmarks_tab_open")
@@ -443,7 +509,8 @@ def build_demo(services: DemoServices) -> gr.Blocks:
 
 def launch_kwargs(services: DemoServices, **overrides: Any) -> dict[str, Any]:
     """Serving settings: upload size limit, only the dataset folder served, theme and CSS."""
-    allowed = [str(services.config.dataset.resolve())] if services.config.dataset else []
+    root = services.dataset_root if services.has_dataset else None  # the default dataset is built by now
+    allowed = [str(root.resolve())] if root is not None else []
     kw: dict[str, Any] = dict(
         max_file_size=MAX_FILE_BYTES,
         allowed_paths=allowed,

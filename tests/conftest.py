@@ -4,6 +4,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the demo's cache (default dataset, live evaluations) goes to a per-session temp folder, never ~/.cache
+if "CULTURECLIP_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["CULTURECLIP_CACHE"] = tempfile.mkdtemp(prefix="cultureclip_test_cache_")
 
 import pytest  # noqa: E402
 

@@ -96,7 +96,7 @@ def test_twin_and_search_endpoints(client):
 
 
 def test_benchmark_endpoints_and_csv(client):
-    msg, table, bars, heat, dl = client.predict([], [], [], [], True, api_name="/benchmarks")
+    msg, table, bars, heat, dl, status = client.predict([], [], [], [], True, api_name="/benchmarks")
     assert "16 rows" in msg and len(table["data"]) == 16 and bars is not None and heat is not None
     csv_path = dl["value"] if isinstance(dl, dict) and "value" in dl else dl
     text = Path(csv_path if isinstance(csv_path, str) else csv_path["path"]).read_text()

@@ -10,19 +10,23 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: app test install offline-world world-study bench browser clean-world
 
-$(STAMP): requirements.txt requirements-dev.txt
+# the project itself is installed editable (console scripts cultureclip-train, cultwin-synth, cultwin-import,
+# cultureclip-eval, cultureclip-confusions, cultureclip-app); its dependencies come from requirements*.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade -q pip
 	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip install --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-# Runs the demo: with a hub, the paper's models; without one, the bundled offline twin world
-# (built on first use).
+# Runs the demo: the paper's models when the hub is reachable or they are in the local HF cache; else
+# the bundled offline twin world (built on first use). Prints which, and why (demo/app_config.py decides,
+# the same function app.py uses).
 app: install
-	@$(PY) -c "import sys, pathlib; from cultureclip.backbone import hub_reachable; sys.exit(0 if hub_reachable() or pathlib.Path('artifacts/world/world.json').is_file() else 1)" \
-		|| { echo "No model hub reachable: building the bundled offline twin world first (make offline-world)"; $(MAKE) offline-world; }
+	@$(PY) -m demo.app_config || test -f artifacts/world/world.json \
+		|| { echo "Building the bundled offline twin world first (make offline-world)"; $(MAKE) offline-world; }
 	$(PY) app.py $(ARGS)
 
 # All tests, offline (no hub is ever contacted).

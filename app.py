@@ -7,22 +7,7 @@ import sys
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags/env, fail fast on bad models or folders, then serve the app."""
-    from demo.app_config import ConfigError, build_services, parse_args
-
-    args = parse_args(argv)
-    try:
-        services = build_services(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from demo.ui import build_demo, launch_kwargs
-
-    build_demo(services).launch(**launch_kwargs(services, server_name=args.host, server_port=args.port))
-    return 0
-
+from demo.cli import main  # noqa: E402 - the env above must be set before gradio is imported
 
 if __name__ == "__main__":
     sys.exit(main())

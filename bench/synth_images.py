@@ -49,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                  batch_size=args.batch)
         captions = [{"caption_id": content_id("bench", i), "caption": f"a photo of hanbok number {i}, silk jacket",
                      "concept_id": f"c{i % 4}", "caption_index": i} for i in range(args.n)]
-        stage = ImageStage(gen, width=args.size, height=args.size, batch_size=args.batch)
-        stage.n_shards = 1
+        stage = ImageStage(gen, width=args.size, height=args.size, batch_size=args.batch, n_shards=1)
         reqs = [r for _, r in stage.requests_for(captions)]
         gen.generate(reqs[: args.batch])  # warm-up: load + first call (kernels, allocator)
 

@@ -198,6 +198,66 @@ def _load_from_hub(spec: str, fn: Callable[[], Any]) -> Any:
         ) from e
 
 
+def spec_format(spec: str) -> str | None:
+    """'hf' (transformers CLIPModel) or 'open_clip' for a spec, without loading it; None when unknown
+    (an unparsable spec, or a local folder that is not a model folder)."""
+    try:
+        ms = parse_spec(spec)
+    except BackboneError:
+        return None
+    if ms.kind != "local":
+        return ms.kind
+    folder = Path(ms.name)
+    if (folder / "open_clip_config.json").is_file():
+        return "open_clip"
+    if (folder / "config.json").is_file():
+        return "hf"
+    return None
+
+
+def _hub_files_cached(repo_id: str, alternatives: list[list[str]], cache_dir: str | Path | None) -> bool:
+    """True when, for each group of alternative file names, one is in the local HF cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(name: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache_dir), str)
+
+    return all(any(cached(n) for n in group) for group in alternatives)
+
+
+def spec_cached(spec: str, cache_dir: str | Path | None = None) -> bool:
+    """True when `spec` can be built without the network: a local folder, a random-init architecture, or
+    hub weights already in the local Hugging Face cache (`cache_dir`, default HF_HOME's hub folder)."""
+    try:
+        ms = parse_spec(spec)
+    except BackboneError:
+        return False
+    if ms.kind == "local":
+        return Path(ms.name).is_dir()
+    if ms.kind == "hf":
+        return _hub_files_cached(
+            ms.name, [["config.json"], ["model.safetensors", "model.safetensors.index.json"]], cache_dir
+        )
+    if ms.name.startswith("hf-hub:"):
+        return _hub_files_cached(
+            ms.name[len("hf-hub:"):],
+            [["open_clip_config.json"], ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]],
+            cache_dir,
+        )
+    if not ms.pretrained or Path(ms.pretrained).is_file():
+        return True
+    import open_clip
+
+    hub_path = open_clip.get_pretrained_cfg(ms.name.replace("/", "-"), ms.pretrained).get("hf_hub", "")
+    if not hub_path:  # a URL-only tag: open_clip keeps those outside the HF cache
+        return False
+    repo_id, filename = os.path.split(hub_path)
+    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+    if filename.endswith((".bin", ".pth")):  # open_clip tries the safetensors twin first
+        names.insert(0, filename[:-4] + ".safetensors")
+    return _hub_files_cached(repo_id, [names], cache_dir)
+
+
 # --------------------------------------------------------------------------------------------------
 # Tokenizers
 # --------------------------------------------------------------------------------------------------
@@ -406,11 +466,24 @@ class ClipBackbone(nn.Module):
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, L) token ids -> (B, D)."""
         if self.kind == "hf":
-            out = self.model.get_text_features(input_ids=tokens)
+            out = self.model.get_text_features(input_ids=self._trim_padding(tokens))
             feats = out if torch.is_tensor(out) else out.pooler_output
         else:
             feats = self.model.encode_text(tokens)
         return nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+    def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, L') with L' = the last pooled (EOS) position + 1, for an HF CLIP text tower.
+
+        Its attention is causal and it pools at the EOS token, so the padding columns after every row's
+        EOS change nothing but cost time: short prompts padded to 77 tokens embed ~3x faster trimmed.
+        The EOS position is found as transformers finds it (argmax for legacy eos_token_id=2 configs)."""
+        if tokens.ndim != 2 or tokens.shape[1] <= 1:
+            return tokens
+        eos = getattr(self.model.text_model, "eos_token_id", None)
+        ids = tokens.to(torch.int)
+        pos = ids.argmax(dim=-1) if eos == 2 or eos is None else (ids == eos).to(torch.int).argmax(dim=-1)
+        return tokens[:, : int(pos.max()) + 1]
 
     def forward(self, images: torch.Tensor | None = None, texts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {"logit_scale": self.logit_scale}
@@ -482,6 +555,15 @@ def _wrap_open_clip(model, spec: str, name: str, model_cfg: dict | None, extra_i
     return ClipBackbone("open_clip", spec, model, tokenizer, eval_tf, train_tf, int(size), info)
 
 
+def tag_quick_gelu(name: str, pretrained: str | None) -> bool:
+    """True when open_clip's pretrained config for (architecture, tag) says the weights use QuickGELU."""
+    if not pretrained or name.startswith("hf-hub:"):
+        return False
+    import open_clip
+
+    return bool(open_clip.get_pretrained_cfg(name.replace("/", "-"), pretrained).get("quick_gelu", False))
+
+
 def _build_open_clip(ms: ModelSpec, spec: str) -> ClipBackbone:
     import open_clip
 
@@ -500,9 +582,17 @@ def _build_open_clip(ms: ModelSpec, spec: str) -> ClipBackbone:
                 f"unknown pretrained tag {ms.pretrained!r} for {name} in spec {spec!r}; valid tags: {', '.join(tags) or 'none'}"
             )
 
+    # The pretrained tag says which activation its weights were trained with (every `openai` tag and
+    # the yfcc/cc12m/laion400m ones use QuickGELU); building the plain config with them would give
+    # embeddings that are not the published model's (open_clip only warns about the mismatch).
+    quick_gelu = tag_quick_gelu(name, ms.pretrained)
+
     def load():
-        model = open_clip.create_model(name, pretrained=ms.pretrained, weights_only=True)
-        return model, _open_clip_model_cfg(name)
+        model = open_clip.create_model(name, pretrained=ms.pretrained, weights_only=True, force_quick_gelu=quick_gelu)
+        model_cfg = _open_clip_model_cfg(name)
+        if quick_gelu and model_cfg is not None:
+            model_cfg = {**model_cfg, "quick_gelu": True}  # a saved copy keeps the activation
+        return model, model_cfg
 
     needs_hub = name.startswith("hf-hub:") or (ms.pretrained is not None and not Path(ms.pretrained).is_file())
     model, model_cfg = _load_from_hub(spec, load) if needs_hub else load()

@@ -2,7 +2,9 @@
 
 A config is plain data: a (possibly nested) dataclass. Presets are YAML files whose keys must match
 fields; `key=value` overrides use dotted paths (`optim.lr=1e-4`). Unknown keys are rejected with the
-list of valid ones, so a typo never silently falls back to a default.
+list of valid ones, so a typo never silently falls back to a default. A field annotated with
+`typing.Literal[...]` is a choice: any other value is rejected when the config loads (not at the step
+that first uses it), with the valid choices in the message.
 """
 from __future__ import annotations
 
@@ -47,6 +49,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not optional and tp in (int, float, bool):
             raise ConfigError(f"{where}: cannot be null (expected {tp.__name__})")
         return None
+    if typing.get_origin(tp) is typing.Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) is type(choices[choices.index(value)]):
+            return value
+        hint = " (YAML reads unquoted yes/no/on/off as booleans: quote the word)" if isinstance(value, bool) else ""
+        raise ConfigError(f"{where}: {value!r} is not a valid choice; valid: "
+                          f"{', '.join(repr(c) if c == '' else str(c) for c in choices)}{hint}")
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping for {tp.__name__}, got {value!r}")
@@ -112,6 +121,13 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
 
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def validate_config(cfg: T) -> T:
+    """Check a config built in code (not loaded) the way loading checks one: types and choices.
+
+    Returns an equal config; raises ConfigError naming the field and the valid choices."""
+    return from_dict(type(cfg), to_dict(cfg))
 
 
 def apply_overrides(cfg: T, overrides: list[str]) -> T:

@@ -21,14 +21,17 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from .config import config_hash, load_config, to_dict
+from .config import config_hash, load_config, to_dict, validate_config
 
 logger = logging.getLogger("cultureclip.train")
+
+# the names in cultureclip.loss.LOSSES (tests/test_config_choices.py keeps the two equal)
+LossName = Literal["twin", "clip"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -40,7 +43,7 @@ logger = logging.getLogger("cultureclip.train")
 class ModelConfig:
     spec: str = "open_clip:ViT-B-32@openai"  # any model spec (see cultureclip.backbone)
     grad_checkpointing: bool = False
-    lock_tower: str = ""  # "" | image | text (full fine-tuning of the other tower)
+    lock_tower: Literal["", "image", "text"] = ""  # full fine-tuning of the other tower
 
 
 @dataclass
@@ -49,8 +52,8 @@ class LoraConfig:
     r: int = 4
     alpha: float = 16.0
     dropout: float = 0.1
-    targets: list[str] = field(default_factory=lambda: ["q", "v"])
-    towers: list[str] = field(default_factory=lambda: ["image", "text"])
+    targets: list[Literal["q", "k", "v"]] = field(default_factory=lambda: ["q", "v"])
+    towers: list[Literal["image", "text"]] = field(default_factory=lambda: ["image", "text"])
 
 
 @dataclass
@@ -81,7 +84,7 @@ class OptimConfig:
     beta2: float = 0.98
     eps: float = 1e-6
     warmup_steps: int = 100
-    schedule: str = "cosine"  # cosine | linear | constant
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
     epochs: int = 10
     max_steps: int = 0  # >0 overrides epochs
     grad_accum: int = 1
@@ -90,7 +93,7 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    name: str = "twin"
+    name: LossName = "twin"  # a key of cultureclip.loss.LOSSES
     w_cap: float = 0.7
     w_con: float = 0.3
     w_keep: float = 0.0  # distillation toward the frozen base model
@@ -101,10 +104,10 @@ class LossConfig:
     # batch's captions (the dataset offers a few, the trainer takes the first new one): information;
     # "batch" = a copy of a twin-concept caption already in the batch (the old default) -- the loss drops
     # it as a duplicate column, so this is the same as no twin captions
-    twin_caption_source: str = "sampled"
+    twin_caption_source: Literal["batch", "sampled"] = "sampled"
     twin_images: bool = True  # also an image of the twin concept per item (a text->image hard negative)
     # concept term: "image_to_prompt" (zero-shot-classification direction) or "symmetric" (+ prompt->image)
-    concept_direction: str = "image_to_prompt"
+    concept_direction: Literal["image_to_prompt", "symmetric"] = "image_to_prompt"
 
 
 @dataclass
@@ -116,7 +119,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     out_dir: str = "runs/default"
     seed: int = 0
-    mixed_precision: str = "auto"  # auto (bf16/fp16 on GPU, none on CPU) | no | bf16 | fp16
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on GPU, none on CPU
     log_every: int = 10
     eval_every: int = 0  # steps; 0 = at the end of each epoch
     save_every: int = 0  # steps; 0 = at the end of each epoch
@@ -318,6 +321,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     from .loss import create_loss
 
     # ---- phase 1: accelerator, seed, output folder --------------------------------------------
+    cfg = validate_config(cfg)  # a config built in code gets the checks a loaded one had
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"

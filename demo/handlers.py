@@ -6,9 +6,9 @@ figures, markdown). Bad input raises `DemoInputError`; the UI layer turns it int
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .services import ConceptInfo, DemoServices, ServiceError, quantize_alpha
-from .validation import DemoInputError, clean_query, load_image, parse_labels
+from .validation import DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -31,9 +31,14 @@ TYPED_TEMPLATE = "a photo of {}."
 MAX_TOP_K = 20
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#.!|~<>$&:]|^[-+=])")
+
+
 def _md(text: str) -> str:
-    """Escape user/data text for markdown output (no HTML or link injection)."""
-    return html.escape(str(text), quote=False).replace("[", "\\[").replace("]", "\\]").replace("*", "\\*").replace("_", "\\_")
+    """User or data text shown literally in markdown: every markdown/HTML punctuation character is
+    backslash-escaped, so no link, autolink (`https://`, `www.`), emphasis, HTML or `$$` maths survives
+    (the message components also render no LaTeX)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 # =================================================================================================
@@ -99,7 +104,7 @@ def build_candidates(
     if not raw:
         if use_catalog and services.concepts():
             raise DemoInputError("No catalog concept matches these filters and no labels were typed: widen the filters or type labels.")
-        raise DemoInputError("No candidate labels: type labels separated by commas (e.g. 'gyoza, jiaozi, momo').")
+        raise DemoInputError("No candidate labels: type labels separated by commas (at least two, to compare).")
     cleaned = parse_labels(raw)
     cleaned.notes = [n for n in notes + cleaned.notes if not n.startswith("Only one label")] + \
         [n for n in cleaned.notes if n.startswith("Only one label")]
@@ -147,15 +152,22 @@ def classify_batch(
     n = len(images)
     results: list[ClassifyResult | None] = [None] * n
     loaded: list[Any] = [None] * n
+    ks = [5] * n
     for i, im in enumerate(images):
         try:
+            ks[i] = clean_int(5 if top_ks[i] is None else top_ks[i], "Top-k", 1, MAX_TOP_K)
             loaded[i] = load_image(im)
         except DemoInputError as e:
             results[i] = ClassifyResult({}, {}, f"❌ {e}", ok=False)
+    wise_ok, wise_note = services.wise_available()  # when the two models cannot be blended, both answer at α=1
+    wise_refused: set[int] = set()
     groups: dict[tuple, list[int]] = {}
     for i in range(n):
         if results[i] is None:
-            groups.setdefault((tuple(candidates[i].prompts), quantize_alpha(alphas[i])), []).append(i)
+            alpha = quantize_alpha(alphas[i]) if wise_ok else 1.0
+            if not wise_ok and quantize_alpha(alphas[i]) < 1.0:
+                wise_refused.add(i)
+            groups.setdefault((tuple(candidates[i].prompts), alpha), []).append(i)
     for (prompts, alpha), idx in groups.items():
         cand = candidates[idx[0]]
         base = services.embedder("base")
@@ -172,14 +184,14 @@ def classify_batch(
             probs[key] = emb.zero_shot(emb.embed_images(imgs), bank)  # (n_group, L)
         tuned_name = services.config.tuned_name if alpha >= 1.0 else f"{services.config.tuned_name} (WiSE-FT α={alpha:.1f})"
         for row, i in enumerate(idx):
-            k = max(1, min(int(top_ks[i] or 5), MAX_TOP_K, len(prompts)))
+            k = min(ks[i], len(prompts))
             out = {}
             for key in ("base", "tuned"):
                 vals, ids = probs[key][row].topk(k)
                 out[key] = {cand.display[j]: round(float(v), 6) for v, j in zip(vals.tolist(), ids.tolist())}
             bt = int(probs["base"][row].argmax())
             tt = int(probs["tuned"][row].argmax())
-            notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes)
+            notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes + ([wise_note] if i in wise_refused else []))
             msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{len(prompts):,} candidate labels." + notes
             results[i] = ClassifyResult(out["base"], out["tuned"], msg)
     return [r for r in results if r is not None]
@@ -219,7 +231,7 @@ def search_pairs(services: DemoServices, query: str | None = "", category: str |
     cs = services.concepts()
     q = (query or "").strip().casefold()
     out = []
-    for a, b in services.twin_pairs():
+    for a, b in (services.image_pairs() if services.has_dataset else services.twin_pairs()):
         ca, cb = cs[a], cs[b]
         if category and category != ALL and ca.category != category:
             continue
@@ -300,8 +312,9 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
     shown = rows_a[:n_per_side] + rows_b[:n_per_side]
     names = [services.config.base_name, services.config.tuned_name]
     fig = make_subplots(rows=1, cols=2, subplot_titles=names, horizontal_spacing=0.12)
-    xlab = [f"{ca.name[:10]} #{i + 1}" for i in range(len(rows_a[:n_per_side]))] + \
-           [f"{cb.name[:10]} #{i + 1}" for i in range(len(rows_b[:n_per_side]))]
+    # full names (no truncation: "flag of Slovakia" and "flag of Slovenia" share their first 10 characters)
+    xlab = [f"{ca.name} #{i + 1}" for i in range(len(rows_a[:n_per_side]))] + \
+           [f"{cb.name} #{i + 1}" for i in range(len(rows_b[:n_per_side]))]
     ylab = [f"“{ca.name}”", f"“{cb.name}”"]
     all_rows = rows_a + rows_b
     scores = {}
@@ -311,11 +324,13 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
         z = s_all[:, : len(rows_a[:n_per_side])].tolist()
         zb = s_all[:, len(rows_a) : len(rows_a) + len(rows_b[:n_per_side])].tolist()
         z = [za + zz for za, zz in zip(z, zb)]
-        fig.add_trace(go.Heatmap(z=z, x=xlab, y=ylab, colorscale="Viridis", showscale=col == 2,
+        fig.add_trace(go.Heatmap(z=z, x=xlab, y=ylab, coloraxis="coloraxis",  # one colour scale for both panels
                                  texttemplate="%{z:.2f}", hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"),
                       row=1, col=col)
     fig.update_layout(title="Cosine similarity: concept prompts (rows) vs the pair's images (columns)",
-                      height=330, margin=dict(l=10, r=10, t=70, b=10))
+                      coloraxis=dict(colorscale="Viridis", colorbar=dict(title="cosine")),
+                      height=380, margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_xaxes(tickangle=-35, automargin=True)
     if not shown:
         fig.add_annotation(text="no images of this pair in the dataset", showarrow=False)
 
@@ -335,8 +350,8 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
             ok = float(s_t[o]) > float(s_t[1 - o])
             fixed += ok
             mine, twin = (ca, cb)[o], (ca, cb)[1 - o]
-            verdict = f"{names[1]} fixes it ✓" if ok else f"{names[1]} also wrong ✗"
-            conf.append((df.at[r, "abs_path"], f"{mine.name} taken for {twin.name} by {names[0]} · {verdict}"))
+            verdict = f"✓ {names[1]} right" if ok else f"✗ {names[1]} also wrong"
+            conf.append((df.at[r, "abs_path"], f"{verdict} · {mine.name}, taken for {twin.name}"))  # verdict first
     total = len(all_rows)
     if total == 0:
         note = "No images of this pair in the dataset."
@@ -357,22 +372,20 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
     return PairView(info, gallery(rows_a, ca), gallery(rows_b, cb), fig, conf[:24], note, scatter)
 
 
-_CONFUSION_CACHE: dict[int, Any] = {}
-_CONFUSION_LOCK = threading.Lock()
-
-
 def confusion_table(services: DemoServices) -> "pd.DataFrame":
     """Per twin pair: how often each model prefers the twin's prompt over the own one (dataset images).
 
-    Columns: pair, category, n_images, base_confusion, tuned_confusion (fractions), value (pair id)."""
-    import pandas as pd
-
-    key = id(services)
-    with _CONFUSION_LOCK:
-        if key in _CONFUSION_CACHE:
-            return _CONFUSION_CACHE[key]
+    Columns: pair, category, n_images, base_confusion, tuned_confusion (fractions), value (pair id).
+    Computed once per services object (kept on it, so it goes when the services go)."""
     if not services.has_dataset:
         raise DemoInputError("No dataset is configured (start the app with --dataset).")
+    for which in ("base", "tuned"):
+        services.image_index(which)  # not ready yet: IndexNotReady, before taking the cache's lock
+    return services.cached("confusion_table", lambda: _confusion_table(services))
+
+
+def _confusion_table(services: DemoServices) -> "pd.DataFrame":
+    import pandas as pd
     df = services.manifest()
     cs = services.concepts()
     n = min(len(df), services.config.max_index_images)
@@ -385,7 +398,7 @@ def confusion_table(services: DemoServices) -> "pd.DataFrame":
         sims = feats @ bank.T  # (N, C)
         rates[which] = (sims, pos)
     rows = []
-    for a, b in services.twin_pairs():
+    for a, b in services.image_pairs():
         idx_a, idx_b = members.get(a, []), members.get(b, [])
         if not idx_a and not idx_b:
             continue
@@ -402,10 +415,7 @@ def confusion_table(services: DemoServices) -> "pd.DataFrame":
         rec["value"] = pair_value(a, b)
         rows.append(rec)
     out = pd.DataFrame(rows, columns=["pair", "category", "cultures", "n_images", "base_confusion", "tuned_confusion", "value"])
-    out = out.sort_values(["base_confusion", "n_images"], ascending=[False, False], kind="stable").reset_index(drop=True)
-    with _CONFUSION_LOCK:
-        _CONFUSION_CACHE[key] = out
-    return out
+    return out.sort_values(["base_confusion", "n_images"], ascending=[False, False], kind="stable").reset_index(drop=True)
 
 
 def confusion_map(services: DemoServices, top: int = 15) -> tuple[Any, "pd.DataFrame"]:
@@ -436,7 +446,7 @@ def confusion_map(services: DemoServices, top: int = 15) -> tuple[Any, "pd.DataF
 
 def benchmark_choices(services: DemoServices) -> dict[str, list[str]]:
     """Filter choices for the benchmarks tab (empty lists without results)."""
-    frame = services.results_frame()
+    frame = services.dashboard_frame()
     if frame is None:
         return {"benchmark": [], "model": [], "region": [], "category": []}
 
@@ -455,10 +465,28 @@ class BenchmarkView:
     message: str
 
 
+MAX_CSV_FILES = 64  # the app's own temp files: the newest CSVs are kept, older ones deleted
+
+
 def _csv_dir() -> Path:
     d = Path(tempfile.gettempdir()) / "cultureclip_demo"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Delete all but the `keep` newest files in `folder` (best effort: another thread may race us)."""
+    files = []
+    for f in folder.iterdir():
+        try:
+            files.append((f.stat().st_mtime, f))
+        except OSError:
+            continue
+    for _, f in sorted(files, reverse=True)[keep:]:
+        try:
+            f.unlink()
+        except OSError:
+            pass
 
 
 def benchmark_view(
@@ -472,10 +500,12 @@ def benchmark_view(
     """Filtered results table (values in %), figures from eval_suite.figures and a CSV of the table."""
     import pandas as pd
 
-    frame = services.results_frame()
+    frame = services.dashboard_frame()
     if frame is None:
         reason = services.results_error or "no results folder configured (start the app with --results)"
-        return BenchmarkView(pd.DataFrame(), None, None, None, f"ℹ️ {_md(reason)}")
+        if services.has_dataset:
+            reason += "; or click “Evaluate the loaded models” to evaluate them on the dataset's test split"
+        return BenchmarkView(pd.DataFrame(), None, None, None, f"ℹ️ {_md(scrub_paths(reason))}")
     sel = frame
     if main_only:
         sel = sel[sel["is_main"]]
@@ -502,7 +532,7 @@ def benchmark_view(
         bars = figures.benchmark_bars(fig_frame)
         base_tag, tuned_tag = _base_tuned_tags(services, fig_frame)
         if base_tag and tuned_tag:
-            names = sorted(fig_frame["benchmark"].astype(str).unique(), key=lambda b: (b != "cultwin", b))
+            names = sorted(fig_frame["benchmark"].astype(str).unique(), key=lambda b: (not b.startswith("cultwin"), b))
             for bench in names:  # the first benchmark with region x category groups (CulTwin first)
                 try:
                     heat = figures.delta_heatmap(fig_frame, base_tag, tuned_tag, benchmark=bench)
@@ -510,7 +540,7 @@ def benchmark_view(
                 except (ValueError, KeyError) as e:
                     logger.debug("no delta heatmap for %s: %s", bench, e)
     except Exception as e:  # noqa: BLE001 - figures are optional; the table is the core
-        msg += f" · figures unavailable: {_md(str(e)[:200])}"
+        msg += f" · figures unavailable: {_md(scrub_paths(str(e))[:200])}"
     csv_path = None
     if len(table):
         payload = table.to_csv(index=False).encode("utf-8")
@@ -520,8 +550,35 @@ def benchmark_view(
             tmp = path.with_suffix(f".tmp{os.getpid()}_{threading.get_ident()}")
             tmp.write_bytes(payload)
             os.replace(tmp, path)
+            _prune(path.parent, MAX_CSV_FILES)
         csv_path = str(path)
     return BenchmarkView(table.reset_index(drop=True), bars, heat, csv_path, msg)
+
+
+def start_evaluation(services: DemoServices) -> str:
+    """Start (or queue) the live evaluation of both models on the dataset's test split; returns a note."""
+    if not services.has_dataset:
+        raise DemoInputError("No dataset is configured, so there is no test split to evaluate (start the app with --dataset).")
+    return services.evaluator.start()
+
+
+def evaluation_status(services: DemoServices) -> tuple[str, bool]:
+    """(markdown status of the live evaluation, whether it is still running or queued)."""
+    if not services.has_dataset:
+        return "", False
+    st = services.evaluator.state
+    names = f"{services.config.base_name} and {services.config.tuned_name}"
+    if st.status == "idle":
+        return (f"Evaluate {_md(names)} on the dataset's test split (twin accuracy, twin group score, N-way concept "
+                "accuracy, with 95% bootstrap intervals); results are cached by the models' weights."), False
+    if st.status == "running":
+        filled = int(round(20 * st.progress))
+        bar = "█" * filled + "░" * (20 - filled)
+        queued = " · another evaluation is queued" if st.queued else ""
+        return f"⏳ `{bar}` {st.progress:.0%} · {_md(st.message)}{queued}", True
+    if st.status == "error":
+        return f"❌ {_md(st.message)}", False
+    return f"✅ {_md(st.message)} Live results appear as benchmark `cultwin_live`.", False
 
 
 def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | None]:
@@ -543,6 +600,52 @@ def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | N
 
 
 # =================================================================================================
+# Cultural confusion atlas (text only: works for any CLIP, no images needed)
+# =================================================================================================
+
+
+@dataclass
+class AtlasView:
+    table: "pd.DataFrame"  # ranked pairs, most confusable for the base model first
+    heatmap: Any  # region x category (buttons: base, tuned, difference)
+    world: Any  # choropleth by culture
+    message: str
+
+
+ATLAS_METRICS = {"prompt cosine": "prompt_cos", "name cosine": "name_cos", "prompt z-score": "prompt_z"}
+
+
+def atlas_view(services: DemoServices, metric: str | None = "prompt cosine", query: str | None = "",
+               top: int = 100) -> AtlasView:
+    """The confusion atlas: text-text similarity of every twin pair's prompts and names, base vs tuned."""
+    from eval_suite import figures
+    from eval_suite.confusions import atlas_labels, col, display_table
+
+    key = ATLAS_METRICS.get(str(metric), str(metric))
+    if key not in ATLAS_METRICS.values():
+        raise DemoInputError(f"Unknown atlas metric {metric!r}: pick one of {', '.join(ATLAS_METRICS)}.")
+    atlas = services.atlas()
+    if atlas.empty:
+        raise DemoInputError("The catalog has no twin pairs between its concepts, so there is nothing to map.")
+    table = display_table(atlas)
+    q = (query or "").strip().casefold()
+    if q:
+        hay = (atlas["pair"] + " " + atlas["culture_name_a"] + " " + atlas["culture_name_b"] + " " + atlas["category"]
+               + " " + atlas["region_a"] + " " + atlas["region_b"]).str.casefold()
+        table = table[hay.str.contains(q, regex=False).to_numpy()]
+    labels = atlas_labels(atlas)
+    closer = int((atlas[col("prompt_z", labels[1])] < atlas[col("prompt_z", labels[0])]).sum())
+    msg = (f"{len(atlas)} twin pairs. Higher cosine = the model puts the two concepts' texts closer, so it can "
+           f"hardly tell them apart by text. {_md(labels[1])} puts **{closer} of {len(atlas)}** pairs further apart "
+           f"than {_md(labels[0])} (by z-score, which makes the two models comparable).")
+    if q:
+        msg += f" Showing {len(table)} pairs matching “{_md(query)}”."
+    k = max(1, min(int(top or 100), len(atlas)))
+    return AtlasView(table.head(k).reset_index(drop=True), figures.atlas_heatmap(atlas, metric=key),
+                     figures.atlas_map(atlas, metric=key), msg)
+
+
+# =================================================================================================
 # Search
 # =================================================================================================
 
@@ -560,7 +663,7 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
     if not services.has_dataset:
         raise DemoInputError("No dataset is configured, so there are no images to search (start the app with --dataset).")
     df = services.manifest()
-    k = max(1, min(int(k or 8), 48))
+    k = clean_int(8 if k is None else k, "The number of results", 1, 48)
     out = {}
     hits = {}
     for which in ("base", "tuned"):
@@ -581,10 +684,70 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
 
 
 def example_images(services: DemoServices, n: int = 6) -> list[str]:
-    """Paths of example images (one per concept, test split first) from the dataset folder."""
+    """Paths of example images: both sides of twin pairs (see `example_pairs`)."""
+    return [p for p, _ in example_pairs(services, n)]
+
+
+# Look-alike pairs a first-time user should see first, when the loaded dataset has them (offline world
+# and the paper's CulTwin concepts); the rest follow in catalog order.
+FEATURED_PAIRS = [
+    ("flag_chad", "flag_romania"), ("tartan_black_watch", "tartan_campbell"), ("flag_slovakia", "flag_slovenia"),
+    ("flag_indonesia", "flag_monaco"), ("tartan_royal_stewart", "tartan_macduff"), ("flag_norway", "flag_iceland"),
+    ("flag_ireland", "flag_cote_divoire"), ("flag_australia", "flag_new_zealand"),
+    ("gyoza", "jiaozi"), ("hanbok", "hanfu"),
+]
+
+
+def featured_pairs(services: DemoServices) -> list[tuple[str, str]]:
+    """Twin pairs of the loaded concepts, curated ones first (each as it appears in `twin_pairs`)."""
+    pairs = services.twin_pairs()
+    known = {frozenset(p): p for p in pairs}
+    first = [known[frozenset(p)] for p in FEATURED_PAIRS if frozenset(p) in known]
+    seen = {frozenset(p) for p in first}
+    return first + [p for p in pairs if frozenset(p) not in seen]
+
+
+def example_pairs(services: DemoServices, n: int = 8) -> list[tuple[str, str]]:
+    """(image path, true concept) for up to `n` examples: both sides of featured twin pairs, one image each
+    (test split first), so a user compares look-alikes and sees which model is right."""
     if not services.has_dataset:
         return []
     df = services.manifest()
-    order = df.assign(_t=(df["split"] != "test")).sort_values(["_t", "concept_id"], kind="stable")
-    picks = order.drop_duplicates("concept_id").head(n)
-    return [p for p in picks["abs_path"].tolist() if Path(p).is_file()]
+    order = df.assign(_t=(df["split"] != "test")).sort_values(["_t"], kind="stable")
+    first = order.drop_duplicates("concept_id").set_index("concept_id")["abs_path"]
+    cs = services.concepts()
+    out: list[tuple[str, str]] = []
+    for a, b in featured_pairs(services):
+        if a in first.index and b in first.index and Path(first[a]).is_file() and Path(first[b]).is_file():
+            pa, pb = (a, b) if FEATURED_ORDER.get(a, 1) <= FEATURED_ORDER.get(b, 1) else (b, a)
+            out += [(first[pa], _display(cs[pa])), (first[pb], _display(cs[pb]))]
+        if len(out) >= n:
+            break
+    return out[:n]
+
+
+FEATURED_ORDER = {c: i % 2 for p in FEATURED_PAIRS for i, c in enumerate(p)}
+
+
+def copy_examples(services: DemoServices) -> dict[str, Any]:
+    """Words for the page taken from what is loaded: twin pairs for the intro, a label placeholder and
+    search suggestions (concept prompts of featured concepts, which the dataset has images of)."""
+    cs = services.concepts()
+    pairs = featured_pairs(services)[:3]
+    names = [(cs[a].name, cs[b].name) for a, b in pairs]
+    with_images = featured_pairs(services)
+    if services.has_dataset:  # e.g. the default dataset shows only some of the catalog's concepts
+        present = set(services.image_pairs())
+        with_images = [p for p in with_images if p in present]
+    concepts = [c for p in with_images[:3] for c in p]
+    queries = []
+    for c in concepts[:4]:
+        q = cs[c].prompt.removeprefix("a photo of ").rstrip(".")
+        if q and q not in queries:
+            queries.append(q)
+    return {
+        "pairs": names,
+        "intro": ", ".join(f"{a} vs {b}" for a, b in names),
+        "labels": ", ".join(names[0]) if names else "",
+        "queries": queries,
+    }

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,16 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def preprocess_signature(backbone: Any) -> str:
-    """Hash of the eval transform (its repr names sizes, crops, mean/std) and the input size."""
-    text = f"{getattr(backbone, 'image_size', '')}|{backbone.preprocess_eval!r}"
+    """Hash of the eval transform (its repr names sizes, crops, mean/std) and the input size.
+
+    Memory addresses in the repr (``<function to_rgb at 0x7f...>``) are dropped: they differ between
+    processes, and the key must not (ranks of one run exchange features through it; later runs reuse it).
+    """
+    text = f"{getattr(backbone, 'image_size', '')}|{_ADDRESS.sub('', repr(backbone.preprocess_eval))}"
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -232,6 +232,84 @@ def ablation_lines(
     return fig
 
 
+def _switchable(fig: go.Figure, names: Sequence[str]) -> go.Figure:
+    """Show one trace at a time, chosen by buttons (one per name), the first visible."""
+    for i, trace in enumerate(fig.data):
+        trace.visible = i == 0
+    if len(names) > 1:
+        buttons = [dict(label=name, method="update",
+                        args=[{"visible": [j == i for j in range(len(names))]}]) for i, name in enumerate(names)]
+        fig.update_layout(updatemenus=[dict(type="buttons", direction="right", buttons=buttons, x=0, y=1.01,
+                                            xanchor="left", yanchor="bottom", showactive=True,
+                                            pad=dict(t=0, b=0))])
+    return fig
+
+
+def _atlas_series(atlas: pd.DataFrame, metric: str) -> list[tuple[str, str, bool]]:
+    """(column, button name, is_delta) for each model's metric, plus the difference with two models."""
+    from eval_suite.confusions import atlas_labels, col, delta_col
+
+    labels = atlas_labels(atlas)
+    out = [(col(metric, lab), lab, False) for lab in labels]
+    if delta_col(metric) in atlas.columns and len(labels) == 2:
+        out.append((delta_col(metric), f"{labels[1]} − {labels[0]}", True))
+    return out
+
+
+def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "region",
+                  cols: str = "category") -> go.Figure:
+    """Region x category heatmap of the confusion atlas (``eval_suite.confusions``): the mean of
+    `metric` over the twin-pair sides of each cell; buttons switch between models and their difference."""
+    from eval_suite.confusions import concept_frame
+
+    go = _go()
+    per = concept_frame(atlas, metric)
+    fig = go.Figure()
+    series = _atlas_series(atlas, metric)
+    for column, name, is_delta in series:
+        grid = per.pivot_table(index=rows, columns=cols, values=column, aggfunc="mean")
+        n = per.pivot_table(index=rows, columns=cols, values="pair", aggfunc="count").reindex_like(grid)
+        z = grid.to_numpy(float)
+        text = np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:+.3f}" if is_delta else f"{v:.2f}")(z))
+        fig.add_trace(go.Heatmap(
+            z=z, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index], text=text,
+            texttemplate="%{text}", customdata=n.to_numpy(), name=name,
+            colorscale="RdBu" if is_delta else "Reds", zmid=0 if is_delta else None,
+            colorbar=dict(title="Δ" if is_delta else metric),
+            hovertemplate=f"{rows}=%{{y}}<br>{cols}=%{{x}}<br>{metric}=%{{z:.3f}}<br>pair sides=%{{customdata}}"
+                          f"<extra>{name}</extra>"))
+    _switchable(fig, [name for _, name, _ in series])
+    fig.update_layout(title=dict(text=f"Twin-pair {metric} by {rows} × {cols} (higher = more confusable)",
+                                 y=0.98, yanchor="top", font=dict(size=14)),
+                      xaxis_title=cols, yaxis_title=rows, margin=dict(t=100))
+    return fig
+
+
+def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos") -> go.Figure:
+    """World map (plotly choropleth, ISO alpha-3) of the mean `metric` of each country's twin pairs;
+    buttons switch between models and their difference."""
+    from eval_suite.confusions import culture_frame
+
+    go = _go()
+    per = culture_frame(atlas, metric)
+    fig = go.Figure()
+    series = _atlas_series(atlas, metric)
+    for column, name, is_delta in series:
+        fig.add_trace(go.Choropleth(
+            locations=per["iso3"], z=per[column], locationmode="ISO-3", name=name,
+            customdata=np.stack([per["cultures"], per["n_concepts"]], axis=-1),
+            colorscale="RdBu" if is_delta else "Reds", zmid=0 if is_delta else None,
+            colorbar=dict(title="Δ" if is_delta else metric),
+            hovertemplate="%{location}: %{z:.3f}<br>%{customdata[0]}<br>concepts: %{customdata[1]}"
+                          f"<extra>{name}</extra>"))
+    _switchable(fig, [name for _, name, _ in series])
+    fig.update_layout(title=dict(text=f"Twin-pair {metric} by culture (higher = more confusable)",
+                                 y=0.98, yanchor="top", font=dict(size=14)),
+                      geo=dict(showframe=False, showcoastlines=True, projection_type="natural earth"),
+                      margin=dict(l=0, r=0, t=100, b=0))
+    return fig
+
+
 def write_figure(fig: go.Figure, path: str | os.PathLike[str], include_plotlyjs: bool | str = True,
                  scale: float = 2.0) -> Path:
     """Write a figure: ``.html`` always works (self-contained by default, so it opens offline);

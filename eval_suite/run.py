@@ -228,8 +228,10 @@ def _existing_ok(path: Path, model: str, config_hash: str) -> bool:
     return r.get("model") == model and r.get("config_hash") == config_hash
 
 
-def embed_benchmark(cfg: EvalConfig, dist: _Dist, embedder, bench, model_sha: str):
-    """Image features (N, D) and valid flags for a benchmark: from cache, or embedded (split over ranks)."""
+def embed_benchmark(cfg: EvalConfig, dist: _Dist, embedder, bench, model_sha: str, callback=None):
+    """Image features (N, D) and valid flags for a benchmark: from cache, or embedded (split over ranks).
+
+    callback(done, total) is called after each batch (e.g. a progress display)."""
     import numpy as np
     import torch
 
@@ -248,7 +250,8 @@ def embed_benchmark(cfg: EvalConfig, dist: _Dist, embedder, bench, model_sha: st
     t0 = time.perf_counter()
     indices = list(range(dist.rank, n, dist.world)) if dist.world > 1 else None
     feats, valid = embed_image_refs(embedder, data.images, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                                    progress=cfg.progress and dist.is_main, desc=bench.name, indices=indices)
+                                    progress=cfg.progress and dist.is_main, desc=bench.name, indices=indices,
+                                    callback=callback)
     seconds = time.perf_counter() - t0
     if dist.world > 1:  # exchange shards through the cache folder (any world size, any data size)
         part = f".part{dist.rank}of{dist.world}"
@@ -271,6 +274,31 @@ def embed_benchmark(cfg: EvalConfig, dist: _Dist, embedder, bench, model_sha: st
     return feats, valid, seconds
 
 
+def score_and_write(cfg: EvalConfig, bench, embedder, spec: str, sha: str, path: Path, ecfg: dict[str, Any],
+                    feats, valid, embed_seconds: float, world_size: int = 1, benchmark_name: str | None = None,
+                    extra: dict[str, Any] | None = None, identity: dict[str, Any] | None = None) -> Path:
+    """Score one benchmark from its image features and write the result JSON (atomically); returns its path.
+
+    benchmark_name overrides the adapter's name in the result (e.g. the demo's live evaluation);
+    identity is the model's `cultureclip.checkpoint.model_identity` (recorded with its train config)."""
+    from eval_suite.results import make_result, write_result
+
+    t0 = time.perf_counter()
+    part = bench.evaluate(embedder, image_features=feats, valid=valid, n_boot=cfg.n_boot)
+    info = {**part.pop("extra", {}), "dataset_fingerprint": bench.fingerprint(),
+            "embed_seconds": round(embed_seconds, 3), "score_seconds": round(time.perf_counter() - t0, 3),
+            "world_size": world_size, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, **(extra or {})}
+    name = part.pop("benchmark")
+    result = make_result(benchmark_name or name, part.pop("task"), spec, part.pop("metrics"),
+                         n_samples=part.pop("n_samples"), checkpoint_sha=sha, eval_config=ecfg,
+                         model_identity=identity, model_config=(identity or {}).get("train_config"),
+                         extra=info, **part)
+    out = write_result(path, result)
+    logger.info("%s on %s: %s = %s", spec, result["benchmark"], result["main_metric"],
+                result["metrics"].get(result["main_metric"]))
+    return out
+
+
 def run_sweep(cfg: EvalConfig) -> list[Path]:
     """Evaluate every model on every benchmark; returns the result files written (main process)."""
     import torch
@@ -278,7 +306,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
     from cultureclip.backbone import create_backbone, default_device
     from cultureclip.checkpoint import checkpoint_sha, model_identity
     from cultureclip.inference import Embedder
-    from eval_suite.results import hash_config, make_result, model_tag, result_filename, write_result
+    from eval_suite.results import hash_config, model_tag, result_filename
 
     dist = _Dist()
     out = Path(cfg.out)
@@ -313,18 +341,8 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
             feats, valid, seconds = embed_benchmark(cfg, dist, embedder, bench, sha)
             if not dist.is_main:
                 continue
-            t0 = time.perf_counter()
-            part = bench.evaluate(embedder, image_features=feats, valid=valid, n_boot=cfg.n_boot)
-            extra = {**part.pop("extra", {}), "dataset_fingerprint": bench.fingerprint(),
-                     "embed_seconds": round(seconds, 3), "score_seconds": round(time.perf_counter() - t0, 3),
-                     "world_size": dist.world, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers}
-            result = make_result(part.pop("benchmark"), part.pop("task"), spec, part.pop("metrics"),
-                                 n_samples=part.pop("n_samples"), checkpoint_sha=sha, eval_config=ecfg,
-                                 model_identity=identity, model_config=identity["train_config"],
-                                 extra=extra, **part)
-            written.append(write_result(path, result))
-            logger.info("%s on %s: %s = %s", spec, bench.name, result["main_metric"],
-                        result["metrics"].get(result["main_metric"]))
+            written.append(score_and_write(cfg, bench, embedder, spec, sha, path, ecfg, feats, valid, seconds,
+                                           world_size=dist.world, identity=identity))
         del embedder, backbone
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

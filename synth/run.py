@@ -14,6 +14,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 from .engine import (ProcessInfo, atomic_write_text, fingerprint_of, iter_records, process_info, run_stage,
                      wait_for_done)
@@ -43,16 +44,16 @@ class RunSection:
 
 @dataclass
 class LLMSection:
-    backend: str = "template"            # template | transformers | openai
+    backend: Literal["template", "transformers", "openai"] = "template"
     model: str | None = None             # hub id / folder (transformers) or served model name (openai)
     device: str | None = None
-    dtype: str | None = None
+    dtype: Literal["auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32"] | None = None
     batch_size: int | None = None
     max_new_tokens: int | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    model_class: str | None = None
+    model_class: Literal["auto", "causal_lm", "image_text_to_text"] | None = None
     base_url: str | None = None
     api_key_env: str | None = None
     concurrency: int | None = None
@@ -71,7 +72,7 @@ class ConceptsSection:
 
 @dataclass
 class TwinsSection:
-    source: str = "generated"            # generated | catalog | all: which concepts get a proposed twin
+    source: Literal["generated", "catalog", "all"] = "generated"  # which concepts get a proposed twin
     max_attempts: int = 3
     items_per_shard: int = 16
 
@@ -87,10 +88,10 @@ class CaptionsSection:
 
 @dataclass
 class GeneratorSection:
-    kind: str = "pattern"                # pattern | diffusers | python
+    kind: Literal["pattern", "diffusers", "python"] = "pattern"
     model: str | None = None
     device: str | None = None
-    dtype: str | None = None
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] | None = None
     steps: int | None = None
     guidance: float | None = None
     batch_size: int | None = None
@@ -132,7 +133,7 @@ class ExportSection:
     dir: str | None = None               # default <out>/dataset
     val: float = 0.05
     test: float = 0.05
-    group_by: str = "caption"            # caption | concept
+    group_by: Literal["caption", "concept"] = "caption"
     holdout_twin_pairs: float = 0.0
     seed: str = "cultwin"
     title: str = "CulTwin dataset"
@@ -214,15 +215,15 @@ def select_concepts(cfg: SynthConfig, generated: list[dict] | None = None) -> li
     return _concept_dicts({k: concepts[k] for k in keep})
 
 
-def load_generated(out: Path, stages: dict, fps: dict, timeout: float) -> list[dict]:
+def load_generated(out: Path, planned: dict[str, "PlannedStage"], timeout: float) -> list[dict]:
     """Generated concepts and twins of this run (waits for every shard of those stages)."""
     recs: list[dict] = []
     for name in ("concepts", "twins"):
-        st = stages.get(name)
-        if st is None or not (out / name / "fingerprint.json").exists():
+        p = planned.get(name)
+        if p is None or not (out / name / "fingerprint.json").exists():
             continue
-        n = len(st.plan(None))
-        wait_for_done(out, name, range(n), timeout, fps[name])
+        n = len(p.stage.plan(None))
+        wait_for_done(out, name, range(n), timeout, p.fingerprint)
         recs += list(iter_records(out, name, n))
     seen: set[str] = set()
     uniq = []
@@ -258,113 +259,171 @@ def write_generated_catalog(out: Path, generated: list[dict]) -> None:
                       + yaml.safe_dump(curated_links, sort_keys=False, allow_unicode=True, width=110))
 
 
-# ----------------------------------------------------------------------------- building stages
-def build_pipeline(cfg: SynthConfig, stages: list[str], out: Path, proc: ProcessInfo,
-                   generator=None, backend=None, embedder=None, vlm=None,
-                   overwrite: bool = False) -> tuple[dict, dict]:
-    """Stage objects and their fingerprints (each chains its upstream's), for the requested stages.
+# ----------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class PlannedStage:
+    """A stage to run and its fingerprint: its settings hashed with its upstream's fingerprint, so a changed
+    setting anywhere upstream gives every stage below it another fingerprint.
 
-    generator/backend/embedder/vlm: pass objects to use instead of building them from cfg (tests, notebooks).
-    """
+    Planning only builds these (stage objects load their models on first use); it never runs a stage,
+    writes a file or changes its inputs. ``run`` executes the plan."""
+
+    name: str
+    stage: Any
+    fingerprint: str
+    upstream: str | None = None
+    upstream_fingerprint: str | None = None
+
+    @property
+    def expected(self) -> dict[str, str]:
+        """The fingerprint this stage requires of the upstream shards it reads."""
+        return {self.upstream: self.upstream_fingerprint} if self.upstream else {}
+
+
+def _below(up: PlannedStage, name: str, stage: Any) -> PlannedStage:
+    return PlannedStage(name, stage, fingerprint_of({name: stage.settings(), "upstream": up.fingerprint}),
+                        up.name, up.fingerprint)
+
+
+def plan_concepts(cfg: SynthConfig, backend, curated_ids: set[str]) -> PlannedStage:
+    from .stages.concepts import ConceptStage
+    c = cfg.concepts
+    st = ConceptStage(backend, c.cultures, c.categories, c.titles, curated_ids, c.max_attempts, c.items_per_shard)
+    return PlannedStage("concepts", st, fingerprint_of({"concepts": st.settings()}))
+
+
+def plan_twins(cfg: SynthConfig, backend, curated_ids: set[str], selection: list[dict], generated: list[dict],
+               concepts: PlannedStage | None) -> PlannedStage:
+    """The twins stage. selection: the catalog concepts (twins.source catalog/all); generated: the concepts
+    stage's records (twins.source generated/all)."""
+    from .stages.twins import TwinStage
+    sources: list[dict] = []
+    if cfg.twins.source in ("generated", "all"):
+        if concepts is None:
+            raise ValueError("twins.source=generated needs the concepts stage (add it to --stages)")
+        sources += generated
+    if cfg.twins.source in ("catalog", "all"):
+        sources += selection
+    st = TwinStage(backend, sources, curated_ids | {s["id"] for s in sources}, cfg.twins.max_attempts,
+                   cfg.twins.items_per_shard)
+    return PlannedStage("twins", st, fingerprint_of({"twins": st.settings(),
+                                                     "upstream": concepts.fingerprint if concepts else None}))
+
+
+def generated_fingerprint(generation: dict[str, PlannedStage]) -> str | None:
+    """One fingerprint for the generated concepts and twins the captions may include."""
+    fp = generation["concepts"].fingerprint if "concepts" in generation else None
+    if "twins" in generation:
+        fp = fingerprint_of([fp, generation["twins"].fingerprint])
+    return fp
+
+
+def plan_caption_chain(cfg: SynthConfig, concepts: list[dict], *, generated_fp: str | None = None,
+                       last: str = "export", backend=None, generator=None, embedder=None,
+                       vlm=None) -> list[PlannedStage]:
+    """captions -> images -> filter -> export, up to ``last``, from the config alone.
+
+    backend/generator/embedder/vlm: objects to use instead of building them from cfg (tests, notebooks).
+    The caption stage is planned with cfg.llm whether or not it runs, so a later job that runs only the
+    image stages expects exactly the fingerprint the captions job wrote."""
     from .generators import create_generator
     from .llm import create_backend
     from .stages.captions import CaptionStage
-    from .stages.concepts import ConceptStage
     from .stages.export import ExportStage
     from .stages.filter import FilterConfig, FilterStage, TransformersVLMJudge
     from .stages.images import ImageStage
-    from .stages.twins import TwinStage
 
-    timeout = cfg.run.wait_timeout if cfg.run.wait_timeout is not None else (0.0 if proc.world_size == 1 else 3600.0)
-    want = set(stages)
-    llm_needed = want & {"concepts", "twins", "captions"}
-    backend = backend or (create_backend(asdict(cfg.llm)) if llm_needed else None)
-    objs: dict = {}
-    fps: dict = {}
-    curated_ids = {c["id"] for c in select_concepts(SynthConfig(catalog=CatalogSection(
-        paths=cfg.catalog.paths, with_twins=False)))}
-    gen_fp = None
-    if "concepts" in want or (out / "concepts" / "fingerprint.json").exists():
-        st = ConceptStage(backend or create_backend(asdict(cfg.llm)), cfg.concepts.cultures, cfg.concepts.categories,
-                          cfg.concepts.titles, curated_ids, cfg.concepts.max_attempts, cfg.concepts.items_per_shard)
-        objs["concepts"], fps["concepts"] = st, fingerprint_of({"concepts": st.settings()})
-        gen_fp = fps["concepts"]
-    if "twins" in want or ((out / "twins" / "fingerprint.json").exists() and "concepts" in objs):
-        if cfg.twins.source not in ("generated", "catalog", "all"):
-            raise ValueError(f"twins.source must be generated, catalog or all, got {cfg.twins.source!r}")
-        sources: list[dict] = []
-        if cfg.twins.source in ("generated", "all"):
-            if "concepts" not in objs:
-                raise ValueError("twins.source=generated needs the concepts stage (add it to --stages)")
-            if "concepts" in want:
-                run_stage(objs["concepts"], out, fps["concepts"], proc=proc, wait_timeout=timeout,
-                          progress=cfg.run.progress, overwrite=overwrite)  # its output is this stage's input
-                want.discard("concepts")
-            sources += load_generated(out, {"concepts": objs["concepts"]}, fps, timeout)
-        if cfg.twins.source in ("catalog", "all"):
-            sources += select_concepts(cfg)
-        st = TwinStage(backend or create_backend(asdict(cfg.llm)), sources, curated_ids | {s["id"] for s in sources},
-                       cfg.twins.max_attempts, cfg.twins.items_per_shard)
-        objs["twins"], fps["twins"] = st, fingerprint_of({"twins": st.settings(), "upstream": gen_fp})
-        gen_fp = fingerprint_of([gen_fp, fps["twins"]])
-    concepts = select_concepts(cfg)
-    if cfg.catalog.include_generated:
-        gen = load_generated(out, objs, fps, timeout) if objs else []
-        concepts = select_concepts(cfg, gen)
-    cap = CaptionStage(concepts, backend or create_backend({"backend": "template"}), cfg.captions.n,
-                       cfg.captions.max_words, cfg.captions.max_attempts, cfg.run.concepts_per_shard,
-                       cfg.captions.require_culture, cfg.captions.batch_size)
-    n_shards = len(cap.plan(None))
-    objs["captions"] = cap
-    fps["captions"] = fingerprint_of({"captions": cap.settings(),
-                                      "generated": gen_fp if cfg.catalog.include_generated else None})
-    if want & {"images", "filter", "export"}:
-        gen = generator or create_generator(asdict(cfg.generator))  # cheap: models load on first generate()
-        im = ImageStage(gen, cfg.images.per_caption, cfg.images.width, cfg.images.height, cfg.images.negative_prompt,
-                        cfg.images.batch_size, cfg.images.writer_threads)
-        im.n_shards = n_shards
-        objs["images"], fps["images"] = im, fingerprint_of({"images": im.settings(), "upstream": fps["captions"]})
-        fc = FilterConfig(**{k: v for k, v in asdict(cfg.filter).items()})
-        if vlm is None and cfg.filter.vlm_model:
-            vlm = TransformersVLMJudge(cfg.filter.vlm_model)
-        fl = FilterStage(fc, vlm=vlm, embedder=embedder)
-        fl.n_shards = n_shards
-        objs["filter"], fps["filter"] = fl, fingerprint_of({"filter": fl.settings(), "upstream": fps["images"]})
-        ex = ExportStage(cfg.export.dir, cfg.export.val, cfg.export.test, cfg.export.group_by,
-                         cfg.export.holdout_twin_pairs, cfg.export.seed, cfg.export.title,
-                         run_info={"captions": cap.settings()["backend"], "n_captions": cfg.captions.n,
-                                   "images": im.settings(), "filter": fl.settings(), "concepts": len(concepts)})
-        ex.n_shards = n_shards
-        objs["export"], fps["export"] = ex, fingerprint_of({"export": ex.settings(), "upstream": fps["filter"]})
-    return objs, fps
+    order = ("captions", "images", "filter", "export")
+    if last not in order:
+        raise ValueError(f"last must be one of {order}, got {last!r}")
+    c = cfg.captions
+    cap = CaptionStage(concepts, backend or create_backend(asdict(cfg.llm)), c.n, c.max_words, c.max_attempts,
+                       cfg.run.concepts_per_shard, c.require_culture, c.batch_size)
+    chain = [PlannedStage("captions", cap, fingerprint_of({
+        "captions": cap.settings(), "generated": generated_fp if cfg.catalog.include_generated else None}))]
+    if last == "captions":
+        return chain
+    n_shards = len(cap.plan(None))  # images, filter and export map captions shard i to their shard i
+    i = cfg.images
+    im = ImageStage(generator or create_generator(asdict(cfg.generator)), i.per_caption, i.width, i.height,
+                    i.negative_prompt, i.batch_size, i.writer_threads, n_shards=n_shards)
+    chain.append(_below(chain[-1], "images", im))
+    if last == "images":
+        return chain
+    if vlm is None and cfg.filter.vlm_model:
+        vlm = TransformersVLMJudge(cfg.filter.vlm_model)
+    fl = FilterStage(FilterConfig(**asdict(cfg.filter)), vlm=vlm, embedder=embedder, n_shards=n_shards)
+    chain.append(_below(chain[-1], "filter", fl))
+    if last == "filter":
+        return chain
+    e = cfg.export
+    ex = ExportStage(e.dir, e.val, e.test, e.group_by, e.holdout_twin_pairs, e.seed, e.title,
+                     run_info={"captions": cap.settings()["backend"], "n_captions": c.n, "images": im.settings(),
+                               "filter": fl.settings(), "concepts": len(concepts)}, n_shards=n_shards)
+    chain.append(_below(chain[-1], "export", ex))
+    return chain
 
 
 # ----------------------------------------------------------------------------- entry point
 def run(cfg: SynthConfig, stages: list[str], overwrite: bool = False, proc: ProcessInfo | None = None,
         **objects) -> dict:
-    """Run the requested stages in pipeline order; returns {stage: StageSummary}."""
+    """Run the requested stages in pipeline order; returns {stage: StageSummary}.
+
+    objects: backend, generator, embedder, vlm to use instead of building them from cfg."""
+    from cultureclip.config import validate_config
+
+    from .llm import create_backend
+
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise ValueError(f"unknown stage(s) {bad}; valid: {', '.join(STAGES)}")
+    extra = sorted(set(objects) - {"backend", "generator", "embedder", "vlm"})
+    if extra:
+        raise TypeError(f"run() got unexpected object(s) {extra}; valid: backend, generator, embedder, vlm")
+    cfg = validate_config(cfg)
     proc = proc or process_info()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     timeout = cfg.run.wait_timeout if cfg.run.wait_timeout is not None else (0.0 if proc.world_size == 1 else 3600.0)
+    want = [s for s in STAGES if s in stages]
     t0 = time.monotonic()
-    summaries = {}
-    first = [s for s in STAGES if s in stages and s in ("concepts", "twins")]
-    rest = [s for s in STAGES if s in stages and s not in first]
-    for group in (first, rest):  # captions are planned only after the generated concepts exist
-        if not group:
-            continue
-        objs, fps = build_pipeline(cfg, group, out, proc, overwrite=overwrite, **objects)
-        for name in group:
-            up = objs[name].upstream
-            summaries[name] = run_stage(objs[name], out, fps[name], proc=proc, overwrite=overwrite,
-                                        wait_timeout=timeout, progress=cfg.run.progress,
-                                        expected={up: fps[up]} if up else {})
-        if group is first and proc.is_main:
-            write_generated_catalog(out, load_generated(out, objs, fps, timeout))
+    summaries: dict = {}
+
+    def execute(p: PlannedStage) -> None:
+        summaries[p.name] = run_stage(p.stage, out, p.fingerprint, proc=proc, overwrite=overwrite,
+                                      wait_timeout=timeout, progress=cfg.run.progress, expected=p.expected)
+
+    backend = objects.get("backend") or create_backend(asdict(cfg.llm))  # lazy: loads on its first request
+    curated_ids = set(_curated(tuple(cfg.catalog.paths or ())).concepts)
+    selection = select_concepts(cfg)
+
+    # 1. generated concepts, then twins: each one's plan reads the records of the one before it
+    generation: dict[str, PlannedStage] = {}
+    if "concepts" in want or (out / "concepts" / "fingerprint.json").exists():
+        generation["concepts"] = plan_concepts(cfg, backend, curated_ids)
+        if "concepts" in want:
+            execute(generation["concepts"])
+    if "twins" in want or ((out / "twins" / "fingerprint.json").exists() and "concepts" in generation):
+        made = (load_generated(out, {"concepts": generation["concepts"]}, timeout)
+                if cfg.twins.source != "catalog" and "concepts" in generation else [])
+        generation["twins"] = plan_twins(cfg, backend, curated_ids, selection, made, generation.get("concepts"))
+        if "twins" in want:
+            execute(generation["twins"])
+    if proc.is_main and {"concepts", "twins"} & set(want):
+        write_generated_catalog(out, load_generated(out, generation, timeout))
+
+    # 2. captions -> images -> filter -> export (planned whole up to the last requested stage)
+    rest = [s for s in want if s not in ("concepts", "twins")]
+    if rest:
+        concepts = selection
+        if cfg.catalog.include_generated:
+            concepts = select_concepts(cfg, load_generated(out, generation, timeout) if generation else None)
+        chain = plan_caption_chain(cfg, concepts, generated_fp=generated_fingerprint(generation), last=rest[-1],
+                                   backend=backend, generator=objects.get("generator"),
+                                   embedder=objects.get("embedder"), vlm=objects.get("vlm"))
+        for p in chain:
+            if p.name in rest:
+                execute(p)
     log.info("done in %.1fs: %s", time.monotonic() - t0, ", ".join(
         f"{k}={v.records}" for k, v in summaries.items()))
     return summaries

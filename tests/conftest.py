@@ -4,6 +4,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the demo's cache (default dataset, live evaluations) goes to a per-session temp folder, never ~/.cache
+if "CULTURECLIP_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["CULTURECLIP_CACHE"] = tempfile.mkdtemp(prefix="cultureclip_test_cache_")
 
 import pytest  # noqa: E402
 
@@ -31,3 +36,13 @@ def demo_world(tmp_path_factory):
     from tests.demo_world import make_world
 
     return make_world(tmp_path_factory.mktemp("demo_world"))
+
+
+@pytest.fixture(scope="session")
+def hub_home(tmp_path_factory):
+    """HF_HOME of a local hub cache with the app's default models at real size (tests/hubcache.py).
+
+    Kept beside pytest's temp folders, so later sessions reuse it (~1.8 GB, ~15 s to build)."""
+    from tests.hubcache import cached_hub_home
+
+    return cached_hub_home(tmp_path_factory.getbasetemp().parent / "cultureclip_hubcache")

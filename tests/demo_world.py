@@ -17,6 +17,17 @@ CONCEPTS = [
     ("flag_romania", "flag of Romania", "RO", "Romania", "Europe", "Eastern Europe", "symbol", "flag_chad", (250, 210, 0)),
 ]
 IMAGES_PER_CONCEPT = 4
+# like the offline world (artifacts/world): flags and tartans only, with names that share long prefixes
+WORLD_LIKE_CONCEPTS = [
+    ("flag_chad", "flag of Chad", "TD", "Chad", "Africa", "Middle Africa", "symbol", "flag_romania", (0, 40, 120)),
+    ("flag_romania", "flag of Romania", "RO", "Romania", "Europe", "Eastern Europe", "symbol", "flag_chad", (0, 60, 160)),
+    ("flag_slovakia", "flag of Slovakia", "SK", "Slovakia", "Europe", "Eastern Europe", "symbol", "flag_slovenia", (230, 230, 240)),
+    ("flag_slovenia", "flag of Slovenia", "SI", "Slovenia", "Europe", "Southern Europe", "symbol", "flag_slovakia", (220, 225, 245)),
+    ("tartan_black_watch", "Black Watch tartan", "black_watch_regiment", "the Black Watch regiment", "Europe", "Northern Europe", "art",
+     "tartan_campbell", (20, 50, 30)),
+    ("tartan_campbell", "Campbell tartan", "clan_campbell", "Clan Campbell", "Europe", "Northern Europe", "art", "tartan_black_watch",
+     (25, 60, 45)),
+]
 
 
 def make_models(root: Path) -> tuple[Path, Path]:
@@ -25,8 +36,9 @@ def make_models(root: Path) -> tuple[Path, Path]:
     return make_tiny_open_clip(root / "base", seed=0), make_tiny_open_clip(root / "tuned", seed=1)
 
 
-def make_dataset(root: Path) -> Path:
-    """manifest.parquet + images/ + catalog/ (valid curated YAML) in `root`."""
+def make_dataset(root: Path, concepts: list | None = None) -> Path:
+    """manifest.parquet + images/ + catalog/ (valid curated YAML) in `root` (48x64 images, like the world's)."""
+    concepts = CONCEPTS if concepts is None else concepts
     import numpy as np
     import pandas as pd
     import yaml
@@ -34,7 +46,7 @@ def make_dataset(root: Path) -> Path:
 
     (root / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for k, (cid, name, culture, cname, region, sub, cat, twin, colour) in enumerate(CONCEPTS):
+    for k, (cid, name, culture, cname, region, sub, cat, twin, colour) in enumerate(concepts):
         for i in range(IMAGES_PER_CONCEPT):
             rng = np.random.default_rng(k * 100 + i)
             arr = np.clip(np.array(colour)[None, None, :] + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype("uint8")
@@ -56,7 +68,7 @@ def make_dataset(root: Path) -> Path:
     cat_dir = root / "catalog"
     cat_dir.mkdir(exist_ok=True)
     by_cat: dict[str, list] = {}
-    for cid, name, culture, cname, region, sub, cat, twin, _ in CONCEPTS:
+    for cid, name, culture, cname, region, sub, cat, twin, _ in concepts:
         by_cat.setdefault(cat, []).append({
             "id": cid, "name": name, "aliases": [], "culture": culture, "culture_name": cname, "region": region,
             "subregion": sub, "category": cat,
@@ -86,9 +98,9 @@ def make_results(root: Path, base_spec: str, tuned_spec: str) -> Path:
     return root
 
 
-def make_world(root: Path) -> dict[str, Path]:
+def make_world(root: Path, concepts: list | None = None) -> dict[str, Path]:
     base, tuned = make_models(root / "models")
-    dataset = make_dataset(root / "dataset")
+    dataset = make_dataset(root / "dataset", concepts)
     results = make_results(root / "results", str(base), str(tuned))
     return {"base": base, "tuned": tuned, "dataset": dataset, "results": results}
 

@@ -35,6 +35,7 @@ def app(world):
     services = make_services(world, offline_world=True)
     services.check()
     url, demo = launch(services)
+    assert services.wait_index(120), "the dataset index was not built in 2 minutes"
     yield {"url": url, "services": services, "demo": demo}
     demo.close()
 
@@ -95,7 +96,7 @@ def test_twin_and_search_endpoints(client):
 
 
 def test_benchmark_endpoints_and_csv(client):
-    msg, table, bars, heat, dl = client.predict([], [], [], [], True, api_name="/benchmarks")
+    msg, table, bars, heat, dl, status = client.predict([], [], [], [], True, api_name="/benchmarks")
     assert "16 rows" in msg and len(table["data"]) == 16 and bars is not None and heat is not None
     csv_path = dl["value"] if isinstance(dl, dict) and "value" in dl else dl
     text = Path(csv_path if isinstance(csv_path, str) else csv_path["path"]).read_text()
@@ -224,8 +225,8 @@ def test_env_vars_and_offline_world_defaults(world, monkeypatch, tmp_path):
     for k in ("CULTURECLIP_BASE", "CULTURECLIP_TUNED", "CULTURECLIP_DATASET"):
         monkeypatch.delenv(k)
     cfg = resolve_config(parse_args([]), hub=True)
-    assert cfg.base == "open_clip:ViT-B-32@openai" and cfg.tuned == "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
-    assert cfg.wise_base == "hf:openai/clip-vit-base-patch32"
+    assert cfg.base == "hf:openai/clip-vit-base-patch32" and cfg.tuned == "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
+    assert cfg.wise_base is None  # base and tuned are both HF CLIPModels: WiSE-FT blends the two loaded models
     wdir = tmp_path / "world"
     for sub in ("models/base", "models/cultureclip", "dataset", "results"):
         (wdir / sub).mkdir(parents=True)

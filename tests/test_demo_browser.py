@@ -18,13 +18,16 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def app_url(demo_world):
+def app_url(tmp_path_factory):
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from tests.demo_world import launch, make_services
+    from tests.demo_world import WORLD_LIKE_CONCEPTS, launch, make_services, make_world
 
+    # flags and tartans only, like the offline world (artifacts/world): the copy must not talk of food
+    demo_world = make_world(tmp_path_factory.mktemp("browser_world"), WORLD_LIKE_CONCEPTS)
     services = make_services(demo_world, offline_world=True)
     services.check()
     url, demo = launch(services)
+    assert services.wait_index(120), "the dataset index was not built in 2 minutes"
     yield url, demo_world
     demo.close()
 
@@ -44,15 +47,62 @@ def test_browser_flow(app_url, tmp_path):
         page.set_default_timeout(60_000)
         page.goto(url)
         page.get_by_text("Offline twin world").wait_for()
-        # upload an image and classify
-        page.locator("input[type=file]").first.set_input_files(str(world["dataset"] / "images/gyoza/gyoza_1.png"))
+        # the copy matches what is loaded: no food in a world of flags and tartans
+        body = page.locator("body").inner_text().lower()
+        for word in ("gyoza", "tamale", "jiaozi", "momo", "kilt"):
+            assert word not in body, f"the page speaks of {word!r}"
+        assert "flag of chad vs flag of romania" in body
+        # examples: twin pairs, each with its true concept
+        examples = page.locator("#examples")
+        examples.get_by_text("Campbell tartan (Clan Campbell)").first.wait_for()
+        ex_text = examples.inner_text()
+        assert ex_text.index("flag of Chad (Chad)") < ex_text.index("flag of Romania (Romania)")
+        assert "Black Watch tartan" in ex_text and "Campbell tartan" in ex_text
+        examples.get_by_text("flag of Romania (Romania)").first.click()
+        page.wait_for_function("document.querySelector('#true-concept textarea, #true-concept input').value.includes('Romania')")
+        # the picked 48-px image is shown large, upscaled nearest-neighbour
+        img = page.locator("#input-image img").first
+        img.wait_for()
+        page.wait_for_timeout(500)
+        box = img.bounding_box()
+        assert box and box["height"] >= 200, f"the example image is shown at {box}"
+        assert img.evaluate("e => getComputedStyle(e).imageRendering") == "pixelated"
+        # typed labels are shown literally (no link, no maths)
+        page.get_by_label("Extra labels (comma separated)").fill("[evil](https://evil.example) $$x^2$$, www.evil.example")
+        page.get_by_label("Use catalog concepts as candidate labels").uncheck()  # only the typed labels
+        # WiSE-FT: the right panel is titled by what it shows
+        alpha = page.get_by_label("WiSE-FT α (0 = base weights, 1 = CultureCLIP)", exact=False)
+        num = page.locator("input[type=number][aria-label*='WiSE-FT']")
+        (num if num.count() else alpha).first.fill("0.5")
+        (num if num.count() else alpha).first.press("Enter")
         page.get_by_role("button", name="Classify").click()
         page.get_by_text("candidate labels").first.wait_for()
-        page.get_by_text("gyoza (Japan)").first.wait_for()
+        page.get_by_text("WiSE-FT α=0.5").first.wait_for()
+        assert page.locator("a[href*='evil.example']").count() == 0 and page.locator(".katex").count() == 0
+        assert page.get_by_text("$$x^2$$", exact=False).count() >= 1
         page.screenshot(path=str(SHOTS / "recognize.png"), full_page=True)
+        page.get_by_label("Use catalog concepts as candidate labels").check()
+        page.get_by_label("Extra labels (comma separated)").fill("")
+        # own upload: the true concept is cleared
+        page.locator("input[type=file]").first.set_input_files(str(world["dataset"] / "images/flag_chad/flag_chad_1.png"))
+        page.wait_for_function("document.querySelector('#true-concept textarea, #true-concept input').value === ''")
+        page.get_by_role("button", name="Classify").click()
+        page.get_by_text("flag of Chad (Chad)").first.wait_for()
         # twin explorer: opening the tab fills the first pair
         page.get_by_role("tab", name="Twin explorer").click()
         page.get_by_text("How to tell it from").first.wait_for()
+        page.get_by_label("Search pairs").fill("Slovakia")
+        page.get_by_label("Search pairs").press("Enter")
+        page.get_by_text("How to tell it from flag of Slovenia").first.wait_for()
+        page.wait_for_timeout(1500)
+        ticks = page.locator(".js-plotly-plot .xtick text").evaluate_all("els => els.map(e => e.textContent)")
+        heat = [t for t in ticks if "#" in t]
+        assert len(set(heat)) == 8, f"heatmap columns collide: {heat}"
+        assert page.locator(".js-plotly-plot .colorbar").count() == 1  # one colour scale, one colourbar
+        shown = page.locator("#confusion-gallery .caption-label")
+        for i in range(shown.count()):
+            cut = shown.nth(i).evaluate("e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1")
+            assert not cut, f"confusion caption cut off: {shown.nth(i).inner_text()}"
         page.get_by_role("button", name="Compute the confusion map").click()
         page.get_by_text("confusion %").first.wait_for()
         page.wait_for_timeout(800)
@@ -63,9 +113,11 @@ def test_browser_flow(app_url, tmp_path):
         page.get_by_role("button", name="Download CSV").wait_for()
         page.wait_for_timeout(800)
         page.screenshot(path=str(SHOTS / "benchmarks.png"), full_page=True)
-        # search
+        # search: the suggestion is a concept of the dataset; the query is echoed literally
         page.get_by_role("tab", name="Search").click()
-        page.get_by_placeholder("a Mexican tamale on a banana leaf").fill("a flag of Chad")
+        box = page.get_by_label("Describe an image")
+        assert "flag of Chad" in (box.get_attribute("placeholder") or "")
+        box.fill("flag of Chad")
         page.get_by_role("button", name="Search", exact=True).click()
         page.get_by_text("Top hit").wait_for()
         page.wait_for_timeout(800)

@@ -321,7 +321,7 @@ def test_services_without_dataset_or_results(world):
     from demo.services import DemoConfig, DemoServices
 
     s = DemoServices(DemoConfig(base=str(world["base"]), tuned=str(world["tuned"]), device="cpu",
-                                catalog=[world["dataset"] / "catalog"]))
+                                catalog=[world["dataset"] / "catalog"], default_dataset=False))
     notes = s.check(load_models=False)
     assert any("--dataset" in n for n in notes) and any("--results" in n for n in notes)
     assert len(s.concepts()) == 6  # from the catalog alone

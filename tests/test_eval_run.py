@@ -191,3 +191,19 @@ def test_twin_accuracy_is_one_definition(tmp_path, tiny_open_clip_dir):
     assert tw["margin"].tolist() == pytest.approx([0.1, -0.1, -0.6, 0.6])
     none = twin_accuracy(sims, torch.tensor([0, 1]), {})
     assert none["rows"].numel() == 0 and torch.isnan(none["twin_acc"])
+
+
+def test_embedding_cache_key_is_the_same_in_every_process(tiny_open_clip_dir, tiny_hf_clip_dir):
+    """The key must not depend on the process (a function's address in the transform's repr once made
+    every process, and every later run, miss the cache, and broke the multi-process exchange)."""
+    from cultureclip.backbone import create_backbone
+    from eval_suite.cache import preprocess_signature
+
+    code = ("import sys; from cultureclip.backbone import create_backbone; from eval_suite.cache import "
+            "preprocess_signature as p; print(p(create_backbone(sys.argv[1])))")
+    for model in (tiny_open_clip_dir, tiny_hf_clip_dir):
+        here = preprocess_signature(create_backbone(str(model)))
+        there = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=Path(__file__).parent.parent)
+        assert there.returncode == 0, there.stderr[-2000:]
+        assert there.stdout.strip().splitlines()[-1] == here

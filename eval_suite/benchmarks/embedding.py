@@ -72,10 +72,12 @@ def encode_pixels(embedder: Any, pixels: "torch.Tensor") -> "torch.Tensor":
 
 def embed_image_refs(embedder: Any, refs: Sequence[ImageRef], batch_size: int | None = None,
                      num_workers: int = 0, progress: bool = True, desc: str = "images",
-                     indices: Sequence[int] | None = None) -> tuple["torch.Tensor", np.ndarray]:
+                     indices: Sequence[int] | None = None,
+                     callback: Callable[[int, int], None] | None = None) -> tuple["torch.Tensor", np.ndarray]:
     """Embed `refs` (or only `indices` of them) -> (features (N, D), valid (N,) bool).
 
-    Rows not in `indices` (another process's share) and unreadable images are zero with valid=False."""
+    Rows not in `indices` (another process's share) and unreadable images are zero with valid=False.
+    callback(done, total), when given, is called after each batch (progress for a UI)."""
     import torch
     from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
@@ -88,6 +90,7 @@ def embed_image_refs(embedder: Any, refs: Sequence[ImageRef], batch_size: int | 
                         persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None)
     feats: torch.Tensor | None = None
     valid = np.zeros(len(refs), dtype=bool)
+    done = 0
     with tqdm(total=len(sub), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for idx, pixels, ok in loader:
             out = encode_pixels(embedder, pixels)
@@ -98,6 +101,9 @@ def embed_image_refs(embedder: Any, refs: Sequence[ImageRef], batch_size: int | 
             feats[idx_np[ok_np]] = out[torch.as_tensor(ok_np)]
             valid[idx_np[ok_np]] = True
             bar.update(len(idx_np))
+            done += len(idx_np)
+            if callback is not None:
+                callback(done, len(sub))
     if feats is None:
         dim = int(getattr(bb, "embed_dim", 0) or 0)
         feats = torch.zeros(len(refs), dim)

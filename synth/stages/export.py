@@ -55,12 +55,12 @@ class ExportStage:
 
     def __init__(self, dataset_dir: str | Path | None = None, val: float = 0.05, test: float = 0.05,
                  group_by: str = "caption", holdout_twin_pairs: float = 0.0, seed: str = "cultwin",
-                 title: str = "CulTwin dataset", run_info: dict | None = None):
+                 title: str = "CulTwin dataset", run_info: dict | None = None, n_shards: int = 0):
         self.dataset_dir = dataset_dir
         self.val, self.test, self.group_by = float(val), float(test), group_by
         self.holdout_twin_pairs, self.seed, self.title = float(holdout_twin_pairs), seed, title
         self.run_info = run_info or {}
-        self.n_shards = 0
+        self.n_shards = int(n_shards)
 
     def settings(self) -> dict:
         return {"val": self.val, "test": self.test, "group_by": self.group_by, "seed": self.seed,

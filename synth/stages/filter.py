@@ -107,10 +107,10 @@ class FilterStage:
     name = "filter"
     upstream = "images"
 
-    def __init__(self, cfg: FilterConfig, vlm: VLMJudge | None = None, embedder: Any = None):
+    def __init__(self, cfg: FilterConfig, vlm: VLMJudge | None = None, embedder: Any = None, n_shards: int = 0):
         self.cfg, self.vlm = cfg, vlm
         self._embedder = embedder  # a cultureclip.inference.Embedder (built lazily from cfg.clip_model)
-        self.n_shards = 0
+        self.n_shards = int(n_shards)
 
     def settings(self) -> dict:
         s = {k: v for k, v in vars(self.cfg).items() if k not in ("device", "batch_size")}

@@ -28,11 +28,12 @@ class ImageStage:
     upstream = "captions"
 
     def __init__(self, generator: ImageGenerator, per_caption: int = 1, width: int = 512, height: int = 512,
-                 negative_prompt: str | None = None, batch_size: int = 8, writer_threads: int = 2):
+                 negative_prompt: str | None = None, batch_size: int = 8, writer_threads: int = 2,
+                 n_shards: int = 0):
         self.generator, self.per_caption = generator, int(per_caption)
         self.width, self.height, self.negative_prompt = int(width), int(height), negative_prompt
         self.batch_size, self.writer_threads = max(1, int(batch_size)), max(1, int(writer_threads))
-        self.n_shards = 0  # set by synth.run to the captions stage's shard count
+        self.n_shards = int(n_shards)  # the captions stage's shard count (shard i reads captions shard i)
 
     def settings(self) -> dict:
         return {"generator": self.generator.settings(), "name": self.generator.name, "per_caption": self.per_caption,

@@ -1,0 +1,182 @@
+"""Label banks on disk: a layer over `Embedder.label_bank` so a restarted app (or a second process)
+does not re-embed the same 429 catalog prompts.
+
+A bank is stored as one safetensors file named by sha256(weights hash, templates, labels), where the
+weights hash covers every parameter and buffer of the backbone plus its tokenizer's output on a probe
+text, so different weights or tokenizers never share a bank. Writes are atomic (cultureclip.fileio)
+and the folder is bounded: the least recently used files are removed past `max_bytes`.
+
+    cache = BankCache(default_cache_dir() / "label_banks")
+    emb = DiskCachedEmbedder(backbone, cache)     # an Embedder; label_bank() reads/writes the cache
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .backbone import ClipBackbone
+from .fileio import atomic_write_bytes
+from .inference import Embedder
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".safetensors"
+PROBE_TEXT = "a photo of gyoza, 餃子 🥟, jiaozi and momo."
+
+
+def default_cache_dir() -> Path:
+    """CULTURECLIP_CACHE, else ~/.cache/cultureclip (on a Space: point it at persistent storage, /data/...)."""
+    return Path(os.environ.get("CULTURECLIP_CACHE") or Path.home() / ".cache" / "cultureclip")
+
+
+def weights_hash(backbone: ClipBackbone) -> str:
+    """blake2b of the backbone's kind, every tensor of its state dict (name, dtype, shape, bytes) and its
+    tokenizer's ids for a probe text. ~1 s for a ViT-B/32 on one CPU core."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{backbone.kind}|ctx={backbone.context_length}".encode())
+    h.update(backbone.tokenize([PROBE_TEXT]).cpu().numpy().tobytes())
+    for name, t in sorted(backbone.state_dict().items()):
+        t = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"\x00{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+class BankCache:
+    """A bounded folder of label banks, one safetensors file each."""
+
+    def __init__(self, folder: str | Path, max_bytes: int = 256 << 20):
+        self.folder = Path(folder)
+        self.max_bytes = int(max_bytes)
+
+    @staticmethod
+    def key(weights: str, labels: Sequence[str], templates: Sequence[str]) -> str:
+        h = hashlib.sha256(f"bank-v1|{weights}".encode())
+        for t in templates:
+            h.update(b"\x00T" + t.encode())
+        for label in labels:
+            h.update(b"\x00L" + label.encode())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}{SUFFIX}"
+
+    def load(self, key: str, n_labels: int) -> torch.Tensor | None:
+        """The (n_labels, D) bank, or None when absent or unreadable (a damaged file is removed)."""
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        from safetensors.torch import load_file
+
+        try:
+            bank = load_file(str(p))["bank"]
+            if bank.ndim != 2 or bank.shape[0] != n_labels:
+                raise ValueError(f"shape {tuple(bank.shape)}, expected ({n_labels}, D)")
+        except Exception as e:  # noqa: BLE001 - a cache miss, never an error
+            logger.warning("label bank cache file %s unusable (%s); recomputing", p.name, e)
+            p.unlink(missing_ok=True)
+            return None
+        try:
+            os.utime(p)  # recently used: pruned last
+        except OSError:
+            pass
+        return bank
+
+    def save(self, key: str, bank: torch.Tensor, meta: dict[str, str] | None = None) -> None:
+        """Write atomically, then prune. Failures (read-only or full disk) are logged, not raised."""
+        from safetensors.torch import save
+
+        try:
+            data = save({"bank": bank.detach().float().cpu().contiguous()}, metadata=meta or {})
+            atomic_write_bytes(self.path(key), data)
+            self.prune()
+        except OSError as e:
+            logger.warning("cannot write the label bank cache in %s (%s); continuing without it", self.folder, e)
+
+    def prune(self) -> None:
+        """Remove the least recently used banks until the folder holds at most max_bytes."""
+        files = []
+        for p in self.folder.glob(f"*{SUFFIX}"):
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, p))
+        total = sum(f[1] for f in files)
+        for _, size, p in sorted(files):
+            if total <= self.max_bytes:
+                break
+            p.unlink(missing_ok=True)
+            total -= size
+
+
+class DiskCachedEmbedder(Embedder):
+    """An `Embedder` whose label banks of at least `min_labels` labels are also kept in a `BankCache`.
+
+    Small banks (a search query, a few typed labels) stay in memory only: they are cheap to embed and
+    would only churn the folder. A bank whose labels are all rows of a bank already in memory (the same
+    catalog prompts in another order) is gathered from it instead of re-embedded."""
+
+    def __init__(self, backbone: ClipBackbone, cache: BankCache, min_labels: int = 16, **kwargs):
+        super().__init__(backbone, **kwargs)
+        self.cache = cache
+        self.min_labels = int(min_labels)
+        self._weights_hash: str | None = None
+        self._big: OrderedDict[str, tuple[tuple[str, ...], dict[str, int], torch.Tensor]] = OrderedDict()
+
+    @property
+    def weights_hash(self) -> str:
+        if self._weights_hash is None:
+            self._weights_hash = weights_hash(self.backbone)
+        return self._weights_hash
+
+    def invalidate(self) -> None:
+        super().invalidate()
+        with self._lock:
+            self._weights_hash = None
+            self._big.clear()
+
+    def _gather(self, labels: list[str], templates: tuple[str, ...]) -> torch.Tensor | None:
+        with self._lock:
+            entries = list(self._big.values())
+        for tpl, index, bank in entries:
+            if tpl == templates and all(label in index for label in labels):
+                return bank[torch.tensor([index[label] for label in labels], dtype=torch.long)]
+        return None
+
+    def label_bank(self, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> torch.Tensor:
+        labels = list(labels)
+        if len(labels) < self.min_labels:
+            return super().label_bank(labels, templates)
+        tpl = tuple(templates) or ("{}",)
+        key = self.cache.key(self.weights_hash, labels, tpl)
+        with self._lock:
+            if key in self._big:
+                self._big.move_to_end(key)
+                return self._big[key][2]
+        t0 = time.perf_counter()
+        bank, source = self.cache.load(key, len(labels)), "disk cache"
+        if bank is None:
+            bank, source = self._gather(labels, tpl), "rows of a cached bank"
+            if bank is None:
+                bank, source = super().label_bank(labels, list(tpl)), "embedded"
+            self.cache.save(key, bank, {"weights": self.weights_hash, "n_labels": str(len(labels)),
+                                        "templates": json.dumps(list(tpl), ensure_ascii=False)})
+        logger.info("label bank of %d labels x %d templates for %s: %s in %.1f s", len(labels), len(tpl),
+                    self.backbone.spec, source, time.perf_counter() - t0)
+        index: dict[str, int] = {}
+        for i, label in enumerate(labels):
+            index.setdefault(label, i)
+        with self._lock:
+            self._big[key] = (tpl, index, bank)
+            while len(self._big) > self._bank_cache_size:
+                self._big.popitem(last=False)
+        return bank

@@ -1,0 +1,236 @@
+"""Live evaluation: the loaded models on the dataset's test split, in the background, with eval_suite.
+
+`LiveEvaluator.start()` runs the CulTwin benchmark adapter (`eval_suite.benchmarks.CulTwinBenchmark`,
+test split) for the base and the tuned model in one background thread: image features through
+`eval_suite.run.embed_benchmark` (on-disk embedding cache keyed by weights hash), metrics and bootstrap
+CIs through the adapter's scorer (`eval_suite.metrics`), one result JSON per model written by
+`eval_suite.run.score_and_write` (the `eval_suite.results` schema) under
+`<cache>/evaluations/<dataset key>/`. A result whose weights hash (`checkpoint_sha`) and settings match
+is reused, so a second click, or a restart, is instant.
+
+Work is bounded: one evaluation runs at a time; a request during a run is queued (at most one queued
+run, further requests are answered "already queued").
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from .services import DemoServices
+
+logger = logging.getLogger(__name__)
+
+BENCHMARK = "cultwin_live"  # the results' benchmark name (kept apart from any bundled "cultwin" results)
+N_BOOT = 1000
+
+
+@dataclass(frozen=True)
+class EvalState:
+    """A snapshot of the evaluator for the UI."""
+
+    status: str = "idle"  # idle | running | done | error
+    progress: float = 0.0  # 0..1 over both models
+    message: str = ""
+    queued: bool = False
+    files: tuple[str, ...] = field(default_factory=tuple)
+    seconds: float | None = None
+
+
+class LiveEvaluator:
+    """Evaluates the services' base and tuned models on their dataset's test split (thread-safe)."""
+
+    def __init__(self, services: "DemoServices", n_boot: int = N_BOOT, batch_size: int = 64):
+        self.services = services
+        self.n_boot = int(n_boot)
+        self.batch_size = int(batch_size)
+        self._lock = threading.Lock()
+        self._state = EvalState()
+        self._thread: threading.Thread | None = None
+        self._pending = False
+        self._shas: dict[int, str] = {}
+        self._frame: pd.DataFrame | None = None
+        self._frame_files: tuple[str, ...] = ()
+
+    # -- public ------------------------------------------------------------------------------------
+    @property
+    def state(self) -> EvalState:
+        with self._lock:
+            return self._state
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._state.status == "running"
+
+    def results_dir(self) -> Path:
+        """`<cache>/evaluations/<dataset key>/`: one folder per dataset (key: its resolved path)."""
+        root = self.services.dataset_root
+        if root is None:
+            from .services import ServiceError
+
+            raise ServiceError("no dataset is configured, so there is no test split to evaluate (pass --dataset)")
+        key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+        return self.services.cache_dir / "evaluations" / f"{Path(root).name}-{key}"
+
+    def start(self) -> str:
+        """Start an evaluation in the background (or queue one while another runs); returns what happened."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                if self._pending:
+                    return "An evaluation is running and another is already queued."
+                self._pending = True
+                self._state = replace(self._state, queued=True)
+                return "An evaluation is running; yours is queued and starts when it finishes."
+            self._pending = False
+            self._state = EvalState(status="running", message="starting…")
+            self._thread = threading.Thread(target=self._loop, name="cultureclip-live-eval", daemon=True)
+            self._thread.start()
+            return "Evaluation started."
+
+    def wait(self, timeout: float | None = None) -> EvalState:
+        """Block until no evaluation runs or is queued (tests, startup scripts)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                t = self._thread
+            if t is None or not t.is_alive():
+                return self.state
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                return self.state
+
+    def load_cached(self) -> bool:
+        """Show results cached for exactly these weights (no evaluation); True when both were found."""
+        if self.running:
+            return False
+        try:
+            files = self._evaluate_all(compute=False)
+        except Exception as e:  # noqa: BLE001 - an optional speed-up
+            logger.warning("cached live evaluation not loaded: %s", e)
+            return False
+        if not files:
+            return False
+        self._set(status="done", progress=1.0, files=tuple(str(f) for f in files),
+                  message="Results of an earlier evaluation of these exact weights (cached).")
+        return True
+
+    def frame(self) -> "pd.DataFrame | None":
+        """The tidy results frame (eval_suite.tables) of the finished live results, or None."""
+        files = self.state.files
+        if not files:
+            return None
+        with self._lock:
+            if self._frame is not None and self._frame_files == files:
+                return self._frame
+        from eval_suite.results import read_result
+        from eval_suite.tables import frame_from_results
+
+        frame = frame_from_results([read_result(f) for f in files if Path(f).is_file()])
+        with self._lock:
+            self._frame, self._frame_files = frame, files
+        return frame
+
+    # -- the work ------------------------------------------------------------------------------------
+    def _set(self, **kw: Any) -> None:
+        with self._lock:
+            self._state = replace(self._state, **kw)
+
+    def _loop(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            try:
+                files = self._evaluate_all()
+                self._set(status="done", progress=1.0, files=tuple(str(f) for f in files),
+                          seconds=round(time.perf_counter() - t0, 2),
+                          message=f"Evaluated both models on the test split in {time.perf_counter() - t0:.1f}s.")
+            except Exception as e:  # noqa: BLE001 - reported in the UI; details in the log
+                logger.exception("live evaluation failed")
+                from eval_suite.benchmarks import BenchmarkError
+
+                from .services import ServiceError
+
+                why = str(e)[:300] if isinstance(e, (BenchmarkError, ServiceError)) else "details in the server log"
+                self._set(status="error", message=f"Evaluation failed ({type(e).__name__}): {why}")
+            with self._lock:
+                if not self._pending:
+                    return
+                self._pending = False
+                self._state = replace(self._state, status="running", queued=False, progress=0.0,
+                                      message="starting the queued evaluation…")
+
+    def _sha(self, emb: Any) -> str:
+        from cultureclip.checkpoint import checkpoint_sha
+
+        key = id(emb.backbone)
+        if key not in self._shas:
+            self._shas[key] = checkpoint_sha(emb.backbone)
+        return self._shas[key]
+
+    def _evaluate_all(self, compute: bool = True) -> list[Path]:
+        """Result files for both models; compute=False returns [] unless both are cached."""
+        from eval_suite.benchmarks import create_benchmark
+        from eval_suite.results import hash_config, model_tag, result_filename
+        from eval_suite.run import EvalConfig, _Dist, _existing_ok, embed_benchmark, score_and_write
+
+        svc = self.services
+        out = self.results_dir()
+        cache = svc.cache_dir / "embeddings"
+        cfg = EvalConfig(models=[svc.config.base, svc.config.tuned], benchmarks=["cultwin"], out=str(out),
+                         batch_size=self.batch_size, num_workers=0, cache_dir=str(cache), n_boot=self.n_boot,
+                         progress=False)
+        roles = (("base", svc.config.base), ("tuned", svc.config.tuned))
+        tags = [model_tag(spec) for _, spec in roles]
+        if tags[0] == tags[1]:
+            tags = [f"{tags[0]}-base", f"{tags[1]}-tuned"]
+        files: list[Path] = []
+        for k, ((which, spec), tag) in enumerate(zip(roles, tags)):
+            name = svc.config.base_name if which == "base" else svc.config.tuned_name
+            self._set(message=f"{name}: loading the model and hashing its weights…", progress=k / 2)
+            emb = svc.embedder(which)
+            sha = self._sha(emb)
+            bench = create_benchmark("cultwin", root=str(svc.dataset_root), split="test")
+            fingerprint = bench.fingerprint()
+            ecfg = {"benchmark": BENCHMARK, "adapter": "cultwin", "split": "test", "n_boot": self.n_boot,
+                    "dataset_fingerprint": fingerprint, "precision": "fp32"}
+            path = out / result_filename(BENCHMARK, tag)
+            if _existing_ok(path, spec, hash_config({"benchmark": BENCHMARK, "task": bench.task, **ecfg})) \
+                    and _result_sha(path) == sha:
+                logger.info("live evaluation of %s: cached (%s)", spec, path)
+                files.append(path)
+                continue
+            if not compute:
+                return []
+            n = len(bench.load().images)
+
+            def progress(done: int, total: int, k=k, name=name) -> None:
+                self._set(progress=(k + 0.9 * done / max(1, total)) / 2,
+                          message=f"{name}: embedding test images {done}/{total}…")
+
+            self._set(message=f"{name}: embedding {n} test images…")
+            feats, valid, seconds = embed_benchmark(cfg, _Dist(), emb, bench, sha, callback=progress)
+            self._set(message=f"{name}: scoring (bootstrap CIs)…", progress=(k + 0.95) / 2)
+            from cultureclip.checkpoint import model_identity
+
+            identity = model_identity(emb.backbone, name=name, role=which, weights_sha=sha)
+            files.append(score_and_write(cfg, bench, emb, spec, sha, path, ecfg, feats, valid, seconds,
+                                         benchmark_name=BENCHMARK, identity=identity,
+                                         extra={"role": which, "dataset": Path(str(svc.dataset_root)).name,
+                                                "default_dataset": svc.is_default_dataset}))
+        return files
+
+
+def _result_sha(path: Path) -> str | None:
+    from eval_suite.results import read_result
+
+    try:
+        return read_result(path).get("checkpoint_sha")
+    except Exception:  # noqa: BLE001 - unreadable: recompute
+        return None

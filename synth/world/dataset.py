@@ -1,0 +1,157 @@
+"""The bundled world's concepts as a CulTwin dataset at any resolution (the demo's default dataset).
+
+    python -m synth.world.dataset --size 224 [--cache DIR]
+
+`ensure_world_dataset(cache_dir, size)` renders every concept of the offline twin world (66 flags and
+20 tartans, 64 twin pairs) through the ordinary synthesis pipeline (`synth.run`: template captions ->
+`WorldRenderer` images -> blank-image filter -> export with a test split) at `size` x `size` pixels,
+once. The result is cached under `cache_dir/world-<size>px-<key>/`, where the key hashes everything that
+changes the pixels or the manifest (the recipe below, the renderer's settings, and the source of the
+world's specs, tartans, renderer and catalog), so a changed world spec rebuilds and an unchanged one is
+reused. A build happens in a temporary folder and is published by one directory rename after the
+manifest passed `cultureclip.data.read_manifest`: a half-built dataset is never used.
+
+The world's own 48 px dataset (`make offline-world`) is for the tiny world models; this one matches the
+input resolution of whatever models are loaded (224 px for ViT-B/32).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+WORLD_DIR = Path(__file__).resolve().parent
+# what a rebuild depends on besides the recipe: the world's designs, renderer and catalog
+SOURCE_FILES = ("specs.py", "tartans.py", "render.py", "catalog.yaml")
+INFO_FILE = "world_dataset.json"
+RECIPE_VERSION = 1  # bump when this module changes what it writes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How many images per concept and how they are split (defaults: 5 renders per concept, half test)."""
+
+    captions: int = 5  # template captions per concept (one render each)
+    images_per_caption: int = 1
+    difficulty: float = 0.5  # WorldRenderer variation (0 clean .. 1 strong), as in the world build
+    val: float = 0.0
+    test: float = 0.5  # fraction of captions whose renders form the test split
+    seed: str = "world-default"
+
+
+def world_spec_version() -> str:
+    """Hash of the world's specs, tartans, renderer and catalog sources (changes when a design changes)."""
+    h = hashlib.sha256()
+    for name in SOURCE_FILES:
+        h.update(name.encode() + b"\0" + (WORLD_DIR / name).read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _renderer(size: int, recipe: Recipe):
+    from synth.world.render import RenderParams, WorldRenderer
+
+    # the design texture is sampled per pixel: keep it at least as wide as the image so 224 px renders
+    # are as sharp as the 48 px ones (160 px is the world build's default)
+    params = RenderParams.from_difficulty(recipe.difficulty)
+    params = type(params)(**{**asdict(params), "texture_width": max(params.texture_width, int(size))})
+    return WorldRenderer(difficulty=recipe.difficulty, params=params)
+
+
+def dataset_key(size: int, recipe: Recipe = Recipe()) -> str:
+    """Cache key: resolution + world spec version + recipe + renderer settings."""
+    payload = {"size": int(size), "world": world_spec_version(), "recipe": asdict(recipe),
+               "renderer": _renderer(size, recipe).settings(), "version": RECIPE_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def dataset_dir(cache_dir: str | os.PathLike, size: int, recipe: Recipe = Recipe()) -> Path:
+    return Path(cache_dir) / f"world-{int(size)}px-{dataset_key(size, recipe)}"
+
+
+def is_complete(folder: Path) -> bool:
+    """A published dataset: its info file (written before the rename) and manifest are present."""
+    return (folder / INFO_FILE).is_file() and (folder / "manifest.parquet").is_file()
+
+
+def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe = Recipe(),
+                         progress: bool = False) -> Path:
+    """The dataset folder for `size` px: reused when published before, else built and published atomically."""
+    size = int(size)
+    if not 16 <= size <= 1024:
+        raise ValueError(f"image size must be between 16 and 1024 px, got {size}")
+    final = dataset_dir(cache_dir, size, recipe)
+    if is_complete(final):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = final.parent / f".build-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
+    t0 = time.perf_counter()
+    logger.info("rendering the world's concepts at %d px into %s (once; cached)", size, final)
+    try:
+        _build(work, size, recipe, progress)
+        seconds = round(time.perf_counter() - t0, 2)
+        from cultureclip.data import read_manifest
+
+        frame = read_manifest(work / "dataset", check_images=True).frame  # the one validator, before publishing
+        info = {"size": size, "key": final.name, "world_spec_version": world_spec_version(), "recipe": asdict(recipe),
+                "images": int(len(frame)), "concepts": int(frame["concept_id"].nunique()),
+                "splits": {k: int(v) for k, v in frame["split"].value_counts().sort_index().items()},
+                "build_seconds": seconds}
+        from cultureclip.fileio import atomic_write_text
+
+        atomic_write_text(work / "dataset" / INFO_FILE, json.dumps(info, indent=1) + "\n")
+        try:
+            os.rename(work / "dataset", final)  # atomic publish (same folder, same filesystem)
+        except OSError:
+            if not is_complete(final):  # not a lost race with another process: a real error
+                raise
+        logger.info("world dataset at %d px: %d images of %d concepts in %.1fs", size, info["images"],
+                    info["concepts"], seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def _build(work: Path, size: int, recipe: Recipe, progress: bool) -> None:
+    """synth.run with the world config: captions -> images -> filter (blank images only) -> export."""
+    from cultureclip.config import load_config
+    from synth.run import SynthConfig, run
+    from synth.world import CATALOG_PATH
+
+    cfg = load_config(SynthConfig, ROOT / "configs" / "synth" / "world.yaml", [
+        f"out={work / 'synth'}", f"catalog.paths=[{CATALOG_PATH}]", f"captions.n={recipe.captions}",
+        f"images.per_caption={recipe.images_per_caption}", f"images.width={size}", f"images.height={size}",
+        f"export.dir={work / 'dataset'}", f"export.val={recipe.val}", f"export.test={recipe.test}",
+        f"export.seed={recipe.seed}", f"run.progress={str(progress).lower()}",
+        "export.title=CulTwin offline world (flags and tartans), rendered for the demo",
+    ])
+    run(cfg, ["captions", "images", "filter", "export"], overwrite=True, generator=_renderer(size, recipe))
+    (work / "dataset" / "catalog").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(CATALOG_PATH, work / "dataset" / "catalog" / "world.yaml")  # concept facts for the demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m synth.world.dataset", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=224, help="image size in px (the models' input resolution)")
+    ap.add_argument("--cache", default=os.environ.get("CULTURECLIP_CACHE") or str(Path.home() / ".cache" / "cultureclip"),
+                    help="cache folder (default: $CULTURECLIP_CACHE or ~/.cache/cultureclip)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    path = ensure_world_dataset(Path(args.cache) / "datasets", args.size, progress=True)
+    print(f"{path} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

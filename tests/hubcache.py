@@ -1,0 +1,102 @@
+"""A local Hugging Face hub cache with the app's default models at REAL size (random weights).
+
+`build_hub_cache(hf_home)` writes, under `<hf_home>/hub/`, the layout huggingface_hub itself writes
+(`models--org--name/refs/main` + `snapshots/<commit>/<files>`), so with `HF_HOME=<hf_home>` and
+`HF_HUB_OFFLINE=1` the hub ids load through exactly the code path a Space with a filled cache uses:
+
+    openai/clip-vit-base-patch32                 transformers CLIPModel, CLIPConfig defaults (= ViT-B/32:
+    lukahh/cultureclip_lora_0315_100k_32_07_03   projection 512, vision 768 x 12 layers, patch 32, 224 px;
+                                                 text 512 x 12 layers), tokenizer from open_clip's BPE,
+                                                 preprocessor_config.json
+    timm/vit_base_patch32_clip_224.openai        open_clip_model.safetensors: what open_clip's
+                                                 `ViT-B-32@openai` tag downloads (QuickGELU ViT-B-32)
+
+About 1.8 GB; built in ~15 s on 2 cores. `cached_hub_home()` keeps one copy per machine (a marker
+written last says it is complete) so test sessions after the first reuse it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+HF_BASE_ID = "openai/clip-vit-base-patch32"
+HF_TUNED_ID = "lukahh/cultureclip_lora_0315_100k_32_07_03"
+OPEN_CLIP_OPENAI_REPO = "timm/vit_base_patch32_clip_224.openai"  # open_clip's pretrained.py, ViT-B-32 'openai'
+OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"  # open_clip prefers it over open_clip_pytorch_model.bin
+VERSION = "1"
+MARKER = f".cultureclip_hubcache_v{VERSION}"
+
+
+def _snapshot(hub: Path, repo_id: str) -> Path:
+    """Create models--org--name/refs/main and the snapshot folder it names; return the folder."""
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    commit = hashlib.sha1(f"cultureclip-test:{repo_id}".encode()).hexdigest()
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True, exist_ok=True)
+    return snap
+
+
+def _hf_clip(snap: Path, seed: int) -> None:
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from cultureclip.backbone import write_clip_tokenizer_files
+
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(projection_dim=512))  # the defaults are openai/clip-vit-base-patch32's sizes
+    model.save_pretrained(str(snap), safe_serialization=True)
+    write_clip_tokenizer_files(snap, model_max_length=77)
+    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(str(snap))
+
+
+def _open_clip_openai(snap: Path, seed: int) -> None:
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model("ViT-B-32", force_quick_gelu=True, load_weights=False)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snap / OPEN_CLIP_WEIGHTS))
+
+
+def build_hub_cache(hf_home: str | Path) -> Path:
+    """Write the three default models into `<hf_home>/hub`; return hf_home."""
+    hf_home = Path(hf_home)
+    hub = hf_home / "hub"
+    _hf_clip(_snapshot(hub, HF_BASE_ID), seed=0)
+    _hf_clip(_snapshot(hub, HF_TUNED_ID), seed=1)
+    _open_clip_openai(_snapshot(hub, OPEN_CLIP_OPENAI_REPO), seed=2)
+    (hf_home / MARKER).write_text(json.dumps({"repos": [HF_BASE_ID, HF_TUNED_ID, OPEN_CLIP_OPENAI_REPO]}))
+    return hf_home
+
+
+def cached_hub_home(root: str | Path) -> Path:
+    """`<root>/hf_home`, built once (into a temp folder renamed into place, so concurrent runs are safe)."""
+    root = Path(root)
+    final = root / f"hf_home_v{VERSION}"
+    if (final / MARKER).is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # left incomplete by an interrupted build
+        shutil.rmtree(final, ignore_errors=True)
+    tmp = root / f"hf_home_v{VERSION}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_hub_cache(tmp)
+    try:
+        os.replace(tmp, final)
+    except OSError:  # another process finished first: use its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def hub_env(hf_home: str | Path, **extra: str) -> dict[str, str]:
+    """The environment of a process that must see only this cache (offline, like a Space with no network)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "CULTURECLIP_"))}
+    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+               GRADIO_ANALYTICS_ENABLED="False", TOKENIZERS_PARALLELISM="false", **extra)
+    return env

@@ -1,0 +1,100 @@
+"""Label banks on disk (cultureclip.bankcache) and the demo's warm start."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+LABELS = [f"a photo of concept {i}" for i in range(20)]
+
+
+@pytest.fixture(scope="module")
+def backbone(tiny_hf_clip_dir):
+    from cultureclip.backbone import create_backbone
+
+    return create_backbone(str(tiny_hf_clip_dir))
+
+
+def test_bank_is_written_once_and_read_back_by_a_new_embedder(backbone, tmp_path, caplog):
+    from cultureclip.bankcache import BankCache, DiskCachedEmbedder
+    from cultureclip.inference import Embedder
+
+    cache = BankCache(tmp_path / "banks")
+    ref = Embedder(backbone).label_bank(LABELS, ("{}",))
+    first = DiskCachedEmbedder(backbone, cache).label_bank(LABELS, ("{}",))
+    assert torch.allclose(first, ref, atol=1e-6)
+    files = list((tmp_path / "banks").glob("*.safetensors"))
+    assert len(files) == 1
+    caplog.set_level(logging.INFO, logger="cultureclip.bankcache")
+    second = DiskCachedEmbedder(backbone, cache).label_bank(LABELS, ("{}",))  # a restarted app
+    assert torch.equal(second, first) and "disk cache" in caplog.text
+    # small banks (a search query) stay in memory only
+    DiskCachedEmbedder(backbone, cache).label_bank(["gyoza"], ("{}",))
+    assert len(list((tmp_path / "banks").glob("*.safetensors"))) == 1
+    # another label order is gathered from the rows in memory, and equals embedding it afresh
+    emb = DiskCachedEmbedder(backbone, cache)
+    emb.label_bank(LABELS, ("{}",))
+    rev = emb.label_bank(LABELS[::-1], ("{}",))
+    assert "rows of a cached bank" in caplog.text
+    assert torch.allclose(rev, ref.flip(0), atol=1e-5)
+
+
+def test_key_depends_on_weights_labels_and_templates(backbone, tiny_open_clip_dir, tmp_path):
+    import copy
+
+    from cultureclip.backbone import create_backbone
+    from cultureclip.bankcache import BankCache, weights_hash
+
+    h = weights_hash(backbone)
+    assert h == weights_hash(copy.deepcopy(backbone))
+    other = copy.deepcopy(backbone)
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-3)
+    assert weights_hash(other) != h
+    assert weights_hash(create_backbone(str(tiny_open_clip_dir))) != h
+    k = BankCache.key(h, LABELS, ("{}",))
+    assert k != BankCache.key(h, LABELS, ("a photo of {}.",)) and k != BankCache.key(h, LABELS[:-1], ("{}",))
+    assert BankCache.key(h, ["a", "bc"], ("{}",)) != BankCache.key(h, ["ab", "c"], ("{}",))
+
+
+def test_damaged_file_is_recomputed_and_folder_is_bounded(backbone, tmp_path):
+    from cultureclip.bankcache import BankCache, DiskCachedEmbedder
+
+    cache = BankCache(tmp_path / "banks", max_bytes=3000)  # a 20 x 16 float bank is ~1.4 kB on disk
+    emb = DiskCachedEmbedder(backbone, cache)
+    good = emb.label_bank(LABELS, ("{}",))
+    (f,) = (tmp_path / "banks").glob("*.safetensors")
+    f.write_bytes(b"not a safetensors file")
+    again = DiskCachedEmbedder(backbone, cache).label_bank(LABELS, ("{}",))
+    assert torch.allclose(again, good, atol=1e-6)
+    for n in range(5):  # more banks than fit: the oldest are removed
+        DiskCachedEmbedder(backbone, cache).label_bank([f"{x} {n}" for x in LABELS], ("{}",))
+    total = sum(p.stat().st_size for p in (tmp_path / "banks").glob("*.safetensors"))
+    assert 0 < total <= 3000
+    assert not list((tmp_path / "banks").glob("*.tmp"))
+
+
+def test_warm_start_fills_both_models_banks(tiny_hf_clip_dir, tmp_path, caplog, monkeypatch):
+    """After build_services, a first Recognize query over the whole catalog embeds no label."""
+    from demo.app_config import build_services, parse_args
+    from demo.handlers import classify
+
+    caplog.set_level(logging.INFO)
+    args = parse_args(["--base", str(tiny_hf_clip_dir), "--tuned", str(tiny_hf_clip_dir), "--device", "cpu"])
+    monkeypatch.setenv("CULTURECLIP_CACHE", str(tmp_path / "cache"))
+    services = build_services(args)
+    assert "warm start 4/4" in caplog.text and "warm start done" in caplog.text
+    n = len(services.concepts())
+    assert n > 100  # the curated catalog
+    assert len(list((tmp_path / "cache" / "label_banks").glob("*.safetensors"))) == 2  # same weights for both: one file per label order
+    calls = []
+    for which in ("base", "tuned"):
+        emb = services.embedder(which)
+        orig = emb.embed_texts
+        emb.embed_texts = lambda texts, _o=orig: calls.append(len(texts)) or _o(texts)  # noqa: B023
+    from PIL import Image
+
+    r = classify(services, Image.new("RGB", (40, 30), (10, 120, 40)), "", True, top_k=3)
+    assert r.ok and f"{n:,} candidate labels" in r.message
+    assert calls == []

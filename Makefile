@@ -36,7 +36,7 @@ test: install
 # The bundled offline twin world: synthesize, pretrain a base, fine-tune, evaluate (deterministic).
 # Options go in WORLD_ARGS (e.g. WORLD_ARGS="--preset smoke"); ARGS is for the app.
 offline-world: install
-	HF_HUB_OFFLINE=1 $(PY) -m synth.world.build $(WORLD_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m world.build $(WORLD_ARGS)
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/train_step.py

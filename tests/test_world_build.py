@@ -10,7 +10,7 @@ import pytest
 def test_smoke_world_cultureclip_beats_base(tmp_path):
     import torch
 
-    from synth.world.build import build
+    from world.build import build
 
     torch.set_num_threads(2)
     t0 = time.time()

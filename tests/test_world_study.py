@@ -125,3 +125,23 @@ def test_best_twin_within_the_attribute_floor():
     assert alpha == pytest.approx(0.25) and twin == pytest.approx(55.0)
     assert W.best_twin_within(31.0, path) is None
     assert W.best_twin_within(10.0, path) == (1.0, 80.0)
+
+
+def test_world_build_trains_through_typed_configs():
+    """The full loop builds each fine-tune's TrainConfig as data (no key=value strings); every value has
+    the field's type, so the config (and its hash, which keys resume and caches) equals a YAML-loaded one."""
+    from pathlib import Path
+
+    from cultureclip.config import ConfigError, config_hash, from_dict, to_dict
+    from cultureclip.train import TrainConfig
+    from world import build as B
+
+    preset = B.PRESETS["smoke"]
+    for name in B.FINETUNES:
+        cfg = B.train_config(B.finetune_settings(name, Path("base"), Path("ds"), Path("run"), preset, 1, Path("rep")), False)
+        again = from_dict(TrainConfig, to_dict(cfg))
+        assert repr(again) == repr(cfg) and config_hash(again) == config_hash(cfg), name
+    lora = B.train_config(B.finetune_settings("lora", Path("b"), Path("d"), Path("r"), preset, 0), False)
+    assert lora.lora.enabled and lora.optim.lr == preset.lora_lr and lora.data.replay_dataset == ""
+    with pytest.raises(ConfigError, match="cosin"):
+        B.train_config({"optim": {"schedule": "cosin"}}, False)

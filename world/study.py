@@ -6,7 +6,7 @@
 
 Steps:
 1. the world's inputs (pretraining data, held-out generic attribute test, base CLIP, CulTwin dataset)
-   from `synth.world.build` (reused when already built with the same settings);
+   from `world.build` (reused when already built with the same settings);
 2. fine-tunes of the base, one per (variant, seed), through `cultureclip.train.train` with a typed
    `TrainConfig`; each is evaluated right away (and WiSE-FT interpolations of it, for the Pareto
    figure); an oracle: the same image tower + a linear head trained supervised on the renders'
@@ -139,8 +139,8 @@ class WorldInputs:
 
 
 def world_inputs(world_dir: Path, preset: str, seed: int = 0, progress: bool = False) -> WorldInputs:
-    """The world's inputs from `synth.world.build` (cached steps are reused)."""
-    from synth.world.build import build
+    """The world's inputs from `world.build` (cached steps are reused)."""
+    from world.build import build
 
     got = build(world_dir, preset, seed, progress=progress, inputs_only=True)
     return WorldInputs(got["pretrain"], got["attributes"], got["base"], got["dataset"])
@@ -150,7 +150,7 @@ def train_config(variant: Variant, seed: int, inputs: WorldInputs, run_dir: Path
                  epochs: int | None = None):
     """The `TrainConfig` of one fine-tune (the world build's fine-tuning settings + the variant)."""
     from cultureclip.train import TrainConfig
-    from synth.world.build import PRESETS
+    from world.build import PRESETS
 
     p = PRESETS[preset_name]
     cfg = TrainConfig()
@@ -359,7 +359,7 @@ def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, epochs: int, pr
     from cultureclip.backbone import create_backbone
     from cultureclip.data import CulTwinDataset, read_manifest
     from eval_suite.benchmarks.embedding import RefDataset
-    from synth.world.build import PRESETS
+    from world.build import PRESETS
 
     torch.manual_seed(seed)
     bb = create_backbone(inputs.base)

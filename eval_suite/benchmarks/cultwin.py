@@ -52,7 +52,7 @@ class CulTwinBenchmark(Benchmark):
 class WorldAttributesBenchmark(CulTwinBenchmark):
     """General ability in the offline twin world: held-out culture-free flag designs, each to be matched
     to its appearance caption among all captions of the set (a CulTwin-format manifest without twins,
-    written by `synth.world.build`). N-way accuracy here is "general attribute accuracy"."""
+    written by `world.build`). N-way accuracy here is "general attribute accuracy"."""
 
     name = "world_attributes"
     env_var = "CULTURECLIP_WORLD_ATTRIBUTES"

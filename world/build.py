@@ -1,6 +1,6 @@
 """Build the bundled offline cultural twin world end to end, deterministically from a seed.
 
-    python -m synth.world.build [--out artifacts/world] [--preset full|smoke] [--seed 0] [--force]
+    python -m world.build [--out artifacts/world] [--preset full|smoke] [--seed 0] [--force]
 
 Steps (each cached: a step whose settings did not change is skipped on rerun):
 1. pretrain data: "web-like" data for a base CLIP: random culture-free flag designs with generic
@@ -19,6 +19,7 @@ Steps (each cached: a step whose settings did not change is skipped on rerun):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,9 +29,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-logger = logging.getLogger("synth.world.build")
-ROOT = Path(__file__).resolve().parents[2]
+logger = logging.getLogger("world.build")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -185,51 +187,81 @@ def build_attribute_test(out: Path, preset: Preset, seed: int) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def _train(overrides: list[str], progress: bool) -> dict:
-    from cultureclip.config import load_config
-    from cultureclip.train import TrainConfig, train
+def train_config(settings: dict[str, Any], progress: bool):
+    """A typed `TrainConfig` from section -> {field: value} (e.g. {"optim": {"lr": 1e-3}, "seed": 0});
+    choices are checked as when a YAML loads."""
+    from cultureclip.config import validate_config
+    from cultureclip.train import TrainConfig
 
-    cfg = load_config(TrainConfig, None, overrides + [f"progress={str(progress).lower()}"])
-    return train(cfg)
+    cfg = TrainConfig(progress=progress)
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            setattr(cfg, key, dataclasses.replace(getattr(cfg, key), **value))
+        else:
+            setattr(cfg, key, value)
+    validate_config(cfg)
+    return cfg
+
+
+def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def _train(settings: dict[str, Any], progress: bool) -> dict:
+    from cultureclip.train import train
+
+    return train(train_config(settings, progress))
 
 
 def pretrain_base(data: Path, run_dir: Path, preset: Preset, seed: int, progress: bool) -> Path:
-    s = _train([
-        f"model.spec=open_clip:{preset.arch}", "lora.enabled=false", f"data.dataset={data}", "data.val_split=",
-        f"data.batch_size={preset.pretrain_batch}", "data.twin_batching=false", "data.check_images=false",
-        "data.cache_images=true", f"optim.lr={preset.pretrain_lr}", f"optim.epochs={preset.pretrain_epochs}", "optim.warmup_steps=50",
-        "optim.weight_decay=0.1", "loss.w_cap=1.0", "loss.w_con=0.0", f"out_dir={run_dir}", f"seed={seed}",
-        "mixed_precision=no", "keep_last=1", "log_every=50",
-    ], progress)
+    s = _train({
+        "model": {"spec": f"open_clip:{preset.arch}"}, "lora": {"enabled": False},
+        "data": {"dataset": str(data), "val_split": "", "batch_size": preset.pretrain_batch, "twin_batching": False,
+                 "check_images": False, "cache_images": True},
+        "optim": {"lr": preset.pretrain_lr, "epochs": preset.pretrain_epochs, "warmup_steps": 50, "weight_decay": 0.1},
+        "loss": {"w_cap": 1.0, "w_con": 0.0}, "out_dir": str(run_dir), "seed": seed, "mixed_precision": "no",
+        "keep_last": 1, "log_every": 50,
+    }, progress)
     return Path(s["export"])
 
 
-FINETUNES = {
-    "cultureclip": [],
+FINETUNES: dict[str, dict[str, Any]] = {
+    "cultureclip": {},
     # two separate switches: twin negatives in the loss, twin-aware batching in the sampler
-    "no_twin_negatives": ["loss.twin_negatives=false"],
-    "no_twin_batching": ["data.twin_batching=false"],
-    "concept_only": ["loss.w_cap=0.0", "loss.w_con=1.0"],
-    "caption_only": ["loss.w_cap=1.0", "loss.w_con=0.0"],
-    "lora": ["lora.enabled=true", "lora.r=8", "lora.alpha=16", "lora.dropout=0.0"],
+    "no_twin_negatives": {"loss": {"twin_negatives": False}},
+    "no_twin_batching": {"data": {"twin_batching": False}},
+    "concept_only": {"loss": {"w_cap": 0.0, "w_con": 1.0}},
+    "caption_only": {"loss": {"w_cap": 1.0, "w_con": 0.0}},
+    "lora": {"lora": {"enabled": True, "r": 8, "alpha": 16.0, "dropout": 0.0}},
 }
+
+
+def finetune_settings(name: str, base: Path, dataset: Path, run_dir: Path, preset: Preset, seed: int,
+                      replay: Path | None = None) -> dict[str, Any]:
+    """The world's fine-tuning recipe for variant `name` (section -> fields, for `train_config`)."""
+    extra: dict[str, Any] = {}
+    if replay is not None and preset.replay_ratio > 0:
+        extra = _merge(extra, {"data": {"replay_dataset": str(replay), "replay_ratio": preset.replay_ratio}})
+    if preset.w_keep > 0:
+        extra = _merge(extra, {"loss": {"w_keep": preset.w_keep}})
+    lr = preset.lora_lr if name == "lora" else preset.finetune_lr
+    return _merge({
+        "model": {"spec": str(base)}, "lora": {"enabled": False},
+        "data": {"dataset": str(dataset), "batch_size": preset.finetune_batch, "check_images": False,
+                 "cache_images": True},
+        "optim": {"lr": lr, "epochs": preset.finetune_epochs, "warmup_steps": 20, "weight_decay": 0.0},
+        "loss": {"w_cap": 0.7, "w_con": 0.3}, "out_dir": str(run_dir), "seed": seed, "mixed_precision": "no",
+        "keep_last": 1, "log_every": 20,
+    }, FINETUNES[name], extra)
 
 
 def finetune(name: str, base: Path, dataset: Path, run_dir: Path, preset: Preset, seed: int, progress: bool,
              replay: Path | None = None) -> Path:
-    extra = list(FINETUNES[name])
-    if replay is not None and preset.replay_ratio > 0:
-        extra += [f"data.replay_dataset={replay}", f"data.replay_ratio={preset.replay_ratio}"]
-    if preset.w_keep > 0:
-        extra += [f"loss.w_keep={preset.w_keep}"]
-    lr = preset.lora_lr if name == "lora" else preset.finetune_lr
-    s = _train([
-        f"model.spec={base}", "lora.enabled=false", f"data.dataset={dataset}",
-        f"data.batch_size={preset.finetune_batch}", f"optim.lr={lr}", f"optim.epochs={preset.finetune_epochs}",
-        "optim.warmup_steps=20", "optim.weight_decay=0.0", "loss.w_cap=0.7", "loss.w_con=0.3",
-        f"out_dir={run_dir}", f"seed={seed}", "mixed_precision=no", "keep_last=1", "log_every=20",
-        "data.check_images=false", "data.cache_images=true",
-    ] + extra, progress)
+    s = _train(finetune_settings(name, base, dataset, run_dir, preset, seed, replay), progress)
     return Path(s["export"])
 
 
@@ -364,17 +396,15 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     results = out / "results"
 
     def evaluate():
-        from eval_suite.run import main as eval_main
+        from eval_suite.run import EvalConfig, run_sweep
 
-        ident = [a for n, p in models.items()
-                 for a in ("--name", f"{p}={n}", "--role", f"{p}={'base' if n == 'base' else 'tuned'}")]
-        rc = eval_main(["--models", *[str(p) for p in models.values()], *ident,
-                        "--benchmarks", "cultwin", "world_attributes",
-                        "--root", f"cultwin={dataset}", "--root", f"world_attributes={attr}",
-                        "--out", str(results), "--batch-size", "128", "--num-workers", "0",
-                        "--cache-dir", str(out / "cache" / "embeddings")] + ([] if progress else ["--no-progress"]))
-        if rc != 0:
-            raise RuntimeError(f"evaluation failed (exit {rc}); models: {models}")
+        specs = {str(p): n for n, p in models.items()}
+        run_sweep(EvalConfig(
+            models=list(specs), benchmarks=["cultwin", "world_attributes"],
+            roots={"cultwin": str(dataset), "world_attributes": str(attr)},
+            names=specs, roles={p: "base" if n == "base" else "tuned" for p, n in specs.items()},
+            out=str(results), batch_size=128, num_workers=0, cache_dir=str(out / "cache" / "embeddings"),
+            progress=progress))
         return str(results)
 
     step("eval", out / "eval_done", evaluate, {m: str(p) for m, p in models.items()})
@@ -432,7 +462,7 @@ def write_report(out: Path, results: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m synth.world.build", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m world.build", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "artifacts" / "world"))
     ap.add_argument("--preset", default="full", choices=sorted(PRESETS))

@@ -147,14 +147,11 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     url = urlparse(endpoint)
     host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
     ok = False
-    try:
-        socket.setdefaulttimeout(timeout)
+    try:  # the timeout is this connection's own: no process-wide socket default in a threaded app
         with socket.create_connection((host, port), timeout=timeout):
             ok = True
     except OSError:
         ok = False
-    finally:
-        socket.setdefaulttimeout(None)
     _HUB_CACHE[endpoint] = ok
     return ok
 

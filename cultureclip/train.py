@@ -332,7 +332,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
     ckpt_dir = out / "checkpoints"
     if accelerator.is_main_process:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
 
     # ---- phase 2: model (+ LoRA / tower locking) and the frozen base for distillation ----------
     backbone = create_backbone(cfg.model.spec, device="cpu")

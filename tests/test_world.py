@@ -215,7 +215,8 @@ def test_generic_samples_deterministic_varied_and_culture_free(catalog):
 
 
 def test_throughput_report():
-    """Measured, not asserted as a speed limit (shared CI machines vary): images/s at 64 px."""
+    """Measured and reported; asserted only against a floor 10x below what 2 shared cores give (~370 images
+    per CPU second at 64 px), in CPU time, so a load spike on CI cannot fail it but a 10x regression does."""
     r = WorldRenderer()
     for cid in IDS[:10]:
         r.render(cid, 0, 64, 64)  # warm the texture cache
@@ -225,4 +226,4 @@ def test_throughput_report():
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     log.warning("world renderer: %.0f images/s wall, %.0f images/s per CPU second (64x64)",
                 n / wall, n / cpu)
-    assert wall > 0
+    assert n / cpu >= 37, f"{n / cpu:.0f} images per CPU second"

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cultureclip.fileio import atomic_write_text
+
 logger = logging.getLogger("world.build")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,9 +109,10 @@ def world_concepts(preset: Preset) -> dict:
 def _write_manifest(rows: list[dict], folder: Path) -> None:
     import pandas as pd
 
-    tmp = folder / "manifest.parquet.tmp"
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, folder / "manifest.parquet")
+    from cultureclip.fileio import atomic_path
+
+    with atomic_path(folder / "manifest.parquet") as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
 
 
 def _row(image_id, rel, concept, caption, prompt, split, folder: Path, generator: dict, **extra) -> dict:
@@ -411,7 +414,7 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     report = write_report(out, results)
     summary = {"models": {k: str(v) for k, v in models.items()}, "dataset": str(dataset), "results": str(results),
                "report": str(report), "timings_s": timings}
-    (out / "world.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "world.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -448,8 +451,8 @@ def write_report(out: Path, results: Path) -> Path:
     write_table(summary_table(frame), rep / "summary", formats=("csv", "md"))
     head = headline_table(results)
     head.index.name = "model"
-    (rep / "headline.md").write_text(to_markdown(head.reset_index()) + "\n")
-    head.to_csv(rep / "headline.csv")
+    atomic_write_text(rep / "headline.md", to_markdown(head.reset_index()) + "\n")
+    atomic_write_text(rep / "headline.csv", head.to_csv())
     try:
         from eval_suite.figures import benchmark_bars, write_figure
 

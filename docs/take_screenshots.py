@@ -25,20 +25,21 @@ def main(url: str, out: str) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, wait_until="networkidle")
         page.get_by_role("button", name="Classify").wait_for(timeout=120_000)
-        examples = page.locator("#component-0 .gallery-item, button.gallery-item, .gallery button")
-        if examples.count():
-            examples.first.click()
+        page.get_by_text("flag of Chad (Chad)", exact=True).first.click()  # an example: a twin pair's image
+        page.wait_for_timeout(3_000)
         page.get_by_role("button", name="Classify").click()
         page.wait_for_timeout(15_000)
         page.screenshot(path=str(shots / "recognize.png"), full_page=True)
 
         page.get_by_role("tab", name="Twin explorer").click()
-        page.wait_for_timeout(15_000)
+        page.get_by_label("Search pairs").fill("Chad")
+        page.get_by_label("Search pairs").press("Enter")
+        page.wait_for_timeout(20_000)
         page.screenshot(path=str(shots / "twin_explorer.png"), full_page=True)
 
         page.get_by_role("tab", name="Benchmarks").click()
         page.get_by_role("button", name="Evaluate the loaded models on the dataset's test split").click()
-        page.wait_for_timeout(90_000)
+        page.wait_for_timeout(20_000)
         page.screenshot(path=str(shots / "benchmarks.png"), full_page=True)
 
         page.get_by_role("tab", name="Search").click()

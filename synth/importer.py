@@ -35,6 +35,7 @@ import os
 import re
 import sys
 from collections import Counter
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -508,11 +509,7 @@ def collect(sources: list[Source], opts: ImportOptions, store: ImageStore) -> tu
     rep = ImportReport()
     recs: dict[tuple, dict] = {}
     for src in sources:
-        sample = []
-        for i, r in enumerate(src.rows()):
-            sample.append(r)
-            if i >= SAMPLE_ROWS - 1:
-                break
+        sample = list(islice(src.rows(), SAMPLE_ROWS))
         if not sample:
             raise ImporterError(f"{src.name}: the table has no rows")
         sides = resolve_sides(opts.sides, columns_of(sample), src.name)
@@ -710,11 +707,7 @@ def dry_run(sources: list[Source], opts: ImportOptions, stream=None) -> bool:
     ok = True
     store = ImageStore(opts.out, [], opts.rebase, opts.mode, dry_run=True)
     for src in sources:
-        sample = []
-        for i, r in enumerate(src.rows()):
-            sample.append(r)
-            if i >= SAMPLE_ROWS - 1:
-                break
+        sample = list(islice(src.rows(), SAMPLE_ROWS))
         cols = columns_of(sample)
         print(f"== {src.name} ({src.fmt}, {src.count()} rows, split: {src.split or 'from mapping / by concept'})",
               file=stream)

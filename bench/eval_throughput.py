@@ -106,7 +106,7 @@ def time_ours(spec: str, root: Path, batch_size: int, workers: int, device: str 
     bench.load()
     t0 = time.perf_counter()
     res = bench.evaluate(emb, n_boot=0, keep_samples=False, num_workers=workers, progress=False)
-    return time.perf_counter() - t0, res["metrics"]
+    return time.perf_counter() - t0, res.metrics
 
 
 def time_clip_benchmark(backbone, root: Path, batch_size: int, workers: int, device: str = "cpu") -> tuple[float, dict] | None:

@@ -284,15 +284,16 @@ def score_and_write(cfg: EvalConfig, bench, embedder, spec: str, sha: str, path:
     from eval_suite.results import make_result, write_result
 
     t0 = time.perf_counter()
-    part = bench.evaluate(embedder, image_features=feats, valid=valid, n_boot=cfg.n_boot)
-    info = {**part.pop("extra", {}), "dataset_fingerprint": bench.fingerprint(),
-            "embed_seconds": round(embed_seconds, 3), "score_seconds": round(time.perf_counter() - t0, 3),
-            "world_size": world_size, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers, **(extra or {})}
-    name = part.pop("benchmark")
-    result = make_result(benchmark_name or name, part.pop("task"), spec, part.pop("metrics"),
-                         n_samples=part.pop("n_samples"), checkpoint_sha=sha, eval_config=ecfg,
-                         model_identity=identity, model_config=(identity or {}).get("train_config"),
-                         extra=info, **part)
+    scored = bench.evaluate(embedder, image_features=feats, valid=valid, n_boot=cfg.n_boot)
+    fields = scored.result_fields()
+    fields["extra"] = {**fields["extra"], "dataset_fingerprint": bench.fingerprint(),
+                       "embed_seconds": round(embed_seconds, 3), "score_seconds": round(time.perf_counter() - t0, 3),
+                       "world_size": world_size, "batch_size": cfg.batch_size, "num_workers": cfg.num_workers,
+                       **(extra or {})}
+    if benchmark_name:
+        fields["benchmark"] = benchmark_name
+    result = make_result(model=spec, checkpoint_sha=sha, eval_config=ecfg, model_identity=identity,
+                         model_config=(identity or {}).get("train_config"), **fields)
     out = write_result(path, result)
     logger.info("%s on %s: %s = %s", spec, result["benchmark"], result["main_metric"],
                 result["metrics"].get(result["main_metric"]))

@@ -93,12 +93,12 @@ def test_crope_paper_protocol_reads_no_rows_and_definition_images(fx):
     right = [WORDS.index("kebaya"), WORDS.index("ao dai"), WORDS.index("ao dai"), WORDS.index("hanbok"),
              WORDS.index("kimono")]
     r = b.evaluate(KeywordEmbedder(), image_features=onehot(right), n_boot=0)
-    assert r["metrics"]["accuracy"] == 1.0 and r["n_samples"] == 5
+    assert r.metrics["accuracy"] == 1.0 and r.n_samples == 5
     wrong = [WORDS.index("ao dai"), WORDS.index("kebaya"), WORDS.index("ao dai"), WORDS.index("kimono"),
              WORDS.index("kimono")]
     r = b.evaluate(KeywordEmbedder(), image_features=onehot(wrong), n_boot=0)
-    assert r["metrics"]["accuracy"] == pytest.approx(2 / 5)
-    assert r["groups"]["image_kind=main"]["accuracy"] == 0.0
+    assert r.metrics["accuracy"] == pytest.approx(2 / 5)
+    assert r.groups["image_kind=main"]["accuracy"] == 0.0
 
 
 def test_crope_official_protocol_uses_every_row(fx):
@@ -192,8 +192,8 @@ def test_worldcuisines_real_rows_options_answers_and_kb_urls(fx):
     feats = emb.image([o[a] for o, a in zip(d.options, d.answers)])
     feats[0] = emb.image([d.options[0][0]])[0]  # question 0 looks like a wrong dish
     r = b.evaluate(emb, image_features=feats, valid=np.array([not m for m in missing]), n_boot=0)
-    assert r["skipped"]["unreadable_image"] == 1 and r["n_samples"] == 4
-    assert r["metrics"]["accuracy"] == pytest.approx(3 / 4)
+    assert r.skipped["unreadable_image"] == 1 and r.n_samples == 4
+    assert r.metrics["accuracy"] == pytest.approx(3 / 4)
     t2 = create_benchmark("worldcuisines", root=fx["worldcuisines"], task=2,
                           kb_root=str(fx["worldcuisines"].parent / "food-kb")).load()
     assert t2.options[0][t2.answers[0]] == "a dish from Hungary" and len(t2.images) == 2
@@ -246,7 +246,7 @@ def test_id_like_class_names_warn_loudly(tmp_path, caplog):
         b.load()
     assert "look like ids" in caplog.text and b.warnings
     r = b.evaluate(KeywordEmbedder(), image_features=onehot([0] * 6), n_boot=0)
-    assert "look like ids" in r["extra"]["warnings"][0]
+    assert "look like ids" in r.warnings[0] and r.result_fields()["extra"]["warnings"] == r.warnings
     ok = create_benchmark("zeroshot", root=F.make_zeroshot_folders(tmp_path / "words", ["kimono", "sari"]))
     ok.load()
     assert ok.warnings == []
@@ -285,8 +285,8 @@ def test_dollar_street_and_geode_groups(fx, tmp_path):
     # colour-perfect features: class c images -> keyword of class c (classnames replaced by colour words)
     d.classnames = WORDS[:6]
     r = wg.evaluate(KeywordEmbedder(), image_features=onehot(list(d.labels)), n_boot=0)
-    assert r["metrics"]["acc1"] == 1.0 and r["metrics"]["acc1_worst_region"] == 1.0
-    assert r["main_metric"] == "acc1_worst_region"
+    assert r.metrics["acc1"] == 1.0 and r.metrics["acc1_worst_region"] == 1.0
+    assert r.main_metric == "acc1_worst_region"
 
 
 def test_retrieval_formats(fx, tmp_path):
@@ -302,8 +302,8 @@ def test_retrieval_formats(fx, tmp_path):
     colours = [0, 1, 2, 3, 4, 5]  # image i is colour i, its captions name colour i
     r = b.evaluate(KeywordEmbedder(), image_features=onehot(colours), n_boot=0)
     # "a magenta tile" / "a turquoise tile" name no colour word: they tie with every image -> misses
-    assert r["metrics"]["image_retrieval_recall@1"] == pytest.approx(10 / 12)
-    assert r["metrics"]["text_retrieval_recall@1"] == 1.0 and r["extra"]["n_captions"] == 12
+    assert r.metrics["image_retrieval_recall@1"] == pytest.approx(10 / 12)
+    assert r.metrics["text_retrieval_recall@1"] == 1.0 and r.extra["n_captions"] == 12
 
 
 def test_sugarcrepe_real_rows_noncontiguous_keys_and_ties(fx):
@@ -318,9 +318,9 @@ def test_sugarcrepe_real_rows_noncontiguous_keys_and_ties(fx):
     feats[1] = emb.image([d.options[1][1]])[0]  # ... except pair 1 (matches the negative)
     feats[3] = emb.image([d.options[3][0]])[0] + emb.image([d.options[3][1]])[0]  # and pair 3: a tie
     r = b.evaluate(emb, image_features=feats, n_boot=0)
-    assert r["metrics"]["accuracy"] == pytest.approx(3 / 5)  # ties count wrong
-    assert r["groups"]["subset=replace_att"]["accuracy"] == 1.0
-    assert r["metrics"]["mean_subset_accuracy"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    assert r.metrics["accuracy"] == pytest.approx(3 / 5)  # ties count wrong
+    assert r.groups["subset=replace_att"]["accuracy"] == 1.0
+    assert r.metrics["mean_subset_accuracy"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
 
 
 def test_cultwin_twin_scores(fx):
@@ -338,11 +338,11 @@ def test_cultwin_twin_scores(fx):
     feats = onehot([axis[c] for c in d.concept_ids], 5)
     feats[d.concept_ids.index("flag_chad")] = onehot([1], 5)[0]  # one Chad image looks like Romania
     r = b.evaluate(ConceptEmbedder(), image_features=feats, n_boot=0)
-    m = r["metrics"]
+    m = r.metrics
     assert m["concept_acc1"] == pytest.approx(9 / 10) and m["twin_acc"] == pytest.approx(7 / 8)
     assert m["twin_text_score"] == 0.5 and m["n_pairs"] == 2  # Chad's mean image now ties Romania
-    assert r["groups"]["region=Africa"]["twin_acc"] == 0.5
-    assert "region=Europe|category=flag" in r["groups"]
+    assert r.groups["region=Africa"]["twin_acc"] == 0.5
+    assert "region=Europe|category=flag" in r.groups
     assert names  # concept texts exist for all 5 concepts
 
 
@@ -356,14 +356,13 @@ def test_tiny_model_end_to_end_every_benchmark(fx, tiny_open_clip_dir):
     for name, root in fx.items():
         opts = {"kb_root": str(root.parent / "food-kb")} if name == "worldcuisines" else {}
         r = create_benchmark(name, root=root, **opts).evaluate(emb, n_boot=20, progress=False)
-        res = make_result(r.pop("benchmark"), r.pop("task"), str(tiny_open_clip_dir), r.pop("metrics"),
-                          n_samples=r.pop("n_samples"), **r)
+        res = make_result(model=str(tiny_open_clip_dir), **r.result_fields())
         validate_result(res)
         main = res["metrics"][res["main_metric"]]
         assert main is not None and 0.0 <= main <= 1.0, name
         assert res["n_samples"] > 0, name
         # deterministic: the same model on the same data gives the same numbers (bootstrap seeded too)
         again = create_benchmark(name, root=root, **opts).evaluate(emb, n_boot=20, progress=False)
-        assert again["metrics"] == res["metrics"] and again["n_samples"] == res["n_samples"], name
-        assert again.get("ci") == res.get("ci"), name
+        assert again.metrics == res["metrics"] and again.n_samples == res["n_samples"], name
+        assert again.ci == res.get("ci"), name
         json.dumps(res)

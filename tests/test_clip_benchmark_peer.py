@@ -48,7 +48,7 @@ def test_zeroshot_classification_matches_clip_benchmark(backbone, tmp_path, monk
     root = F.make_wds_classification(tmp_path / "wds", classes, per_class=4)
     bench = create_benchmark("imagenet1k", root=root)
     data = bench.load()
-    ours = bench.evaluate(Embedder(backbone, batch_size=8), n_boot=0, progress=False)["metrics"]
+    ours = bench.evaluate(Embedder(backbone, batch_size=8), n_boot=0, progress=False).metrics
 
     ds = _ListDataset(data.images, [int(x) for x in data.labels], backbone.preprocess_eval, data.classnames)
     loader = torch.utils.data.DataLoader(ds, batch_size=5)
@@ -65,7 +65,7 @@ def test_zeroshot_retrieval_matches_clip_benchmark(backbone, tmp_path):
 
     bench = create_benchmark("flickr30k", root=F.make_karpathy(tmp_path / "k", "flickr30k"))
     data = bench.load()
-    ours = bench.evaluate(Embedder(backbone, batch_size=4), n_boot=0, progress=False)["metrics"]
+    ours = bench.evaluate(Embedder(backbone, batch_size=4), n_boot=0, progress=False).metrics
 
     ds = _ListDataset(data.images, data.captions, backbone.preprocess_eval)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=lambda b: (torch.stack([x[0] for x in b]),

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from eval_suite.benchmarks.base import (Benchmark, BenchmarkError, BenchmarkNotFoundError, ChoiceData,
-                                        ClassificationData, ImageRef, RankingData, RetrievalData, TwinData)
+from eval_suite.benchmarks.base import Benchmark
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError
+from eval_suite.benchmarks.tasks import (BenchmarkResult, ChoiceData, ClassificationData, ImageRef, RankingData,
+                                         RetrievalData, TwinData)
 from eval_suite.benchmarks.classification import (DollarStreetBenchmark, GeoDEBenchmark, ImageNet1kBenchmark,
                                                   ZeroShotBenchmark)
 from eval_suite.benchmarks.crope import CROPEBenchmark
@@ -38,5 +40,5 @@ def create_benchmark(name: str, root: str | None = None, protocol: str | None = 
     return cls(root, protocol=protocol, **options)
 
 
-__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "BenchmarkNotFoundError", "ChoiceData",
+__all__ = ["BENCHMARKS", "Benchmark", "BenchmarkError", "BenchmarkNotFoundError", "BenchmarkResult", "ChoiceData",
            "ClassificationData", "ImageRef", "RankingData", "RetrievalData", "TwinData", "create_benchmark"]

@@ -1,319 +1,38 @@
-"""Shared pieces of the benchmark adapters: image references, task data, readers, scoring.
+"""The benchmark adapter base class: where a benchmark lives (local folder, env var, hub snapshot), how
+its samples are fingerprinted, and `evaluate` (embed, then score by task shape) returning a typed
+`BenchmarkResult`.
 
-An adapter only *reads* its benchmark's published format into one of four task shapes
-(`ClassificationData`, `RetrievalData`, `ChoiceData`, `TwinData`); embedding (batched, cached,
-split across processes) and scoring are shared here, so every benchmark is scored the same way.
+The pieces it builds on each have their own module: errors (`errors`), task shapes and the result
+(`tasks`), container readers (`readers`), batched embedding (`embedding`) and scoring (`scoring`). The names
+this module held before the split are re-exported below for code that imports them from here.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import io
-import json
 import logging
 import os
-import tarfile
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.readers import (IMAGE_EXTS, WDS_IMAGE_EXTS, find_parquet, hf_features, is_wds_root,
+                                           read_classnames_templates, read_lines, read_parquet_rows, read_wds)
+from eval_suite.benchmarks.tasks import (BenchmarkResult, ChoiceData, ClassificationData, ImageRef, RankingData,
+                                         RetrievalData, TaskData, TwinData, image_ref_from_hf, null_ref)
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-WDS_IMAGE_EXTS = ("webp", "png", "jpg", "jpeg")
+__all__ = ["IMAGE_EXTS", "WDS_IMAGE_EXTS", "Benchmark", "BenchmarkError", "BenchmarkNotFoundError", "BenchmarkResult",
+           "ChoiceData", "ClassificationData", "ImageRef", "RankingData", "RetrievalData", "TaskData", "TwinData",
+           "find_parquet", "hf_features", "image_ref_from_hf", "is_wds_root", "null_ref", "read_classnames_templates",
+           "read_lines", "read_parquet_rows", "read_wds", "show_path"]
 
 
-class BenchmarkError(ValueError):
-    """A benchmark cannot be loaded or scored; the message says why and what to do."""
-
-
-class BenchmarkNotFoundError(BenchmarkError, FileNotFoundError):
-    """The benchmark's files are not on disk (or reachable); the message says where to get them."""
-
-
-def show_path(path: str | os.PathLike) -> str:
-    """A path as error messages show it: relative to the working directory when inside it, `~/...` when
-    inside the home folder, never the absolute install or server path that neither helps nor belongs
-    in a message shown to someone else."""
-    p = Path(path).expanduser()
-    if not p.is_absolute():
-        return str(path)
-    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
-        try:
-            rel = p.relative_to(base)
-        except ValueError:
-            continue
-        return prefix + (str(rel) if str(rel) != "." else "") or "."
-    return str(p)
-
-
-# --------------------------------------------------------------------------------------------
-# Image references: small, picklable handles that a DataLoader worker can open lazily.
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ImageRef:
-    """Where one image's encoded bytes live: inline bytes, a file, a byte range, or a zip member."""
-
-    path: str | None = None
-    data: bytes | None = field(default=None, repr=False)
-    offset: int = 0
-    size: int = -1
-    member: str | None = None
-
-    def read_bytes(self) -> bytes:
-        if self.data is not None:
-            return self.data
-        if self.path is None:
-            raise BenchmarkError("ImageRef has neither bytes nor a path (a null image in the dataset)")
-        if self.member is not None:
-            with zipfile.ZipFile(self.path) as zf:
-                return zf.read(self.member)
-        with open(self.path, "rb") as fh:
-            if self.offset or self.size >= 0:
-                fh.seek(self.offset)
-                return fh.read(self.size)
-            return fh.read()
-
-    def open(self) -> "Image.Image":
-        """Decode to an RGB PIL image (raises on unreadable data); transparency follows the one policy
-        (`cultureclip.image.to_rgb`: composited onto white)."""
-        from PIL import Image
-
-        from cultureclip.image import to_rgb
-
-        img = Image.open(io.BytesIO(self.read_bytes()))
-        img.load()
-        return to_rgb(img)
-
-    def key(self) -> str:
-        """A stable identity for dataset fingerprints (content hash for inline bytes)."""
-        if self.data is not None:
-            return "b:" + hashlib.blake2b(self.data, digest_size=12).hexdigest()
-        return f"p:{self.path}:{self.member or ''}:{self.offset}:{self.size}"
-
-
-def image_ref_from_hf(value: Any, base_dir: Path | None = None) -> ImageRef | None:
-    """Convert an HF `Image` cell (`{"bytes", "path"}` struct, as stored in parquet) to a ref."""
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        return ImageRef(data=bytes(value))
-    if isinstance(value, dict):
-        if value.get("bytes") is not None:
-            return ImageRef(data=bytes(value["bytes"]))
-        if value.get("path"):
-            p = Path(value["path"])
-            if not p.is_absolute() and base_dir is not None:
-                p = base_dir / p
-            return ImageRef(path=str(p))
-        return None
-    if isinstance(value, str):
-        p = Path(value)
-        if not p.is_absolute() and base_dir is not None:
-            p = base_dir / p
-        return ImageRef(path=str(p))
-    raise BenchmarkError(f"unsupported image cell of type {type(value).__name__}; expected an HF Image struct")
-
-
-def null_ref() -> ImageRef:
-    """A ref that always fails to open: keeps row alignment for null images (counted unreadable)."""
-    return ImageRef()
-
-
-# --------------------------------------------------------------------------------------------
-# Task data shapes
-# --------------------------------------------------------------------------------------------
-@dataclass
-class ClassificationData:
-    """Zero-shot classification: one label per image; classifier = template ensemble per class."""
-
-    images: list[ImageRef]
-    labels: np.ndarray  # (N,) int
-    classnames: list[str]
-    templates: list[str]  # with "{c}" placeholders (clip_benchmark convention)
-    groups: dict[str, list[str]] = field(default_factory=dict)  # field -> per-image value
-    worst_group_metric: dict[str, str] = field(default_factory=dict)  # field -> "acc1"/"acc5"
-
-    def select(self, idx: np.ndarray) -> "ClassificationData":
-        return dataclasses.replace(
-            self, images=[self.images[i] for i in idx], labels=self.labels[idx],
-            groups={k: [v[i] for i in idx] for k, v in self.groups.items()})
-
-
-@dataclass
-class RetrievalData:
-    """Image-text retrieval: each image has one or more captions (Karpathy style)."""
-
-    images: list[ImageRef]
-    captions: list[list[str]]
-    groups: dict[str, list[str]] = field(default_factory=dict)
-
-    def select(self, idx: np.ndarray) -> "RetrievalData":
-        return dataclasses.replace(
-            self, images=[self.images[i] for i in idx], captions=[self.captions[i] for i in idx],
-            groups={k: [v[i] for i in idx] for k, v in self.groups.items()})
-
-
-@dataclass
-class ChoiceData:
-    """Multiple choice by similarity: pick the option text closest to the image (ties count wrong,
-    as SugarCrepe's `pos > neg`)."""
-
-    images: list[ImageRef]
-    options: list[list[str]]
-    answers: np.ndarray  # (N,) int index into options[i]
-    groups: dict[str, list[str]] = field(default_factory=dict)
-
-    def select(self, idx: np.ndarray) -> "ChoiceData":
-        return dataclasses.replace(
-            self, images=[self.images[i] for i in idx], options=[self.options[i] for i in idx],
-            answers=self.answers[idx], groups={k: [v[i] for i in idx] for k, v in self.groups.items()})
-
-
-@dataclass
-class TwinData:
-    """CulTwin: images of concepts; each concept has a prompt text; twin pairs are hard negatives."""
-
-    images: list[ImageRef]
-    concept_ids: list[str]  # per image
-    concept_texts: dict[str, str]  # concept id -> prompt
-    pairs: list[tuple[str, str]]  # twin pairs (a, b), a < b
-    groups: dict[str, list[str]] = field(default_factory=dict)
-
-    def select(self, idx: np.ndarray) -> "TwinData":
-        return dataclasses.replace(
-            self, images=[self.images[i] for i in idx], concept_ids=[self.concept_ids[i] for i in idx],
-            groups={k: [v[i] for i in idx] for k, v in self.groups.items()})
-
-
-@dataclass
-class RankingData:
-    """Text-to-image ranking with graded relevance (GlobalRG retrieval, official protocol)."""
-
-    images: list[ImageRef]
-    queries: list[str]
-    query_texts: list[str]
-    relevance: np.ndarray  # (Q, N) bool
-    image_cultures: list[str]  # per image, for diversity@k
-    relevance_source: str = "gold"
-
-    def select(self, idx: np.ndarray) -> "RankingData":
-        return dataclasses.replace(
-            self, images=[self.images[i] for i in idx], relevance=self.relevance[:, idx],
-            image_cultures=[self.image_cultures[i] for i in idx])
-
-
-TaskData = ClassificationData | RetrievalData | ChoiceData | TwinData | RankingData
-
-
-# --------------------------------------------------------------------------------------------
-# Readers of common containers
-# --------------------------------------------------------------------------------------------
-def hf_features(parquet_path: Path) -> dict[str, Any]:
-    """The `datasets` feature spec stored in a parquet file's schema metadata ({} if absent)."""
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(parquet_path).metadata or {}
-    raw = meta.get(b"huggingface")
-    if not raw:
-        return {}
-    info = json.loads(raw)
-    return (info.get("info") or {}).get("features") or {}
-
-
-def read_parquet_rows(files: Sequence[Path], columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Read HF-style parquet shards into python rows (image cells stay `{"bytes", "path"}` dicts)."""
-    import pyarrow.parquet as pq
-
-    rows: list[dict[str, Any]] = []
-    for f in files:
-        table = pq.read_table(f, columns=list(columns) if columns else None)
-        rows.extend(table.to_pylist())
-    return rows
-
-
-def find_parquet(root: Path, split: str = "test", patterns: Sequence[str] = ()) -> list[Path]:
-    """HF repo layout: `data/{split}-*.parquet` (or `{config}/{split}/*.parquet` converted branches)."""
-    pats = list(patterns) or [f"data/{split}-*.parquet", f"data/{split}/*.parquet", f"*/{split}/*.parquet",
-                              f"{split}-*.parquet", f"**/{split}-*.parquet"]
-    for pat in pats:
-        files = sorted(root.glob(pat))
-        if files:
-            return files
-    return []
-
-
-def read_lines(path: Path) -> list[str]:
-    return [ln.rstrip("\r") for ln in path.read_text(encoding="utf-8").split("\n") if ln.strip()]
-
-
-def is_wds_root(root: Path, split: str = "test") -> bool:
-    return (root / split / "nshards.txt").is_file()
-
-
-def read_wds(root: Path, split: str = "test") -> list[dict[str, Any]]:
-    """Read clip_benchmark/DataComp WebDataset shards into samples.
-
-    Layout (checked against LAION-AI/CLIP_benchmark builder.py + webdataset writer): `{split}/nshards.txt`
-    then `{split}/0.tar ...`; members `{key}.{ext}`; image bytes as-is (any of webp/png/jpg/jpeg,
-    mixed per sample), `.cls` ASCII int, `.txt` UTF-8 (captions joined by newlines), `.npy` numpy.
-    Images are returned as byte-range refs into the tar (nothing is extracted or held in memory)."""
-    nfile = root / split / "nshards.txt"
-    try:
-        nshards = int(nfile.read_text().strip())
-    except ValueError as exc:
-        raise BenchmarkError(f"{show_path(nfile)} must hold one integer (the number of shards)") from exc
-    samples: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
-    for i in range(nshards):
-        tar_path = root / split / f"{i}.tar"
-        if not tar_path.is_file():
-            raise BenchmarkNotFoundError(f"{show_path(tar_path)} is missing ({show_path(nfile)} says {nshards} shards)")
-        with tarfile.open(tar_path) as tf:
-            for m in tf:
-                if not m.isfile():
-                    continue
-                base = os.path.basename(m.name)
-                if "." not in base:
-                    continue
-                key, ext = base.split(".", 1)
-                key = f"{i}/{os.path.dirname(m.name)}/{key}"
-                s = samples.get(key)
-                if s is None:
-                    s = samples[key] = {"__key__": key}
-                    order.append(key)
-                ext = ext.lower()
-                if ext in WDS_IMAGE_EXTS:
-                    s["image"] = ImageRef(path=str(tar_path), offset=m.offset_data, size=m.size)
-                elif ext in ("cls", "txt", "npy", "json"):
-                    raw = tf.extractfile(m).read()
-                    if ext == "cls":
-                        s["cls"] = int(raw.decode("ascii").strip())
-                    elif ext == "txt":
-                        s["txt"] = raw.decode("utf-8")
-                    elif ext == "json":
-                        s["json"] = json.loads(raw)
-                    else:
-                        s["npy"] = np.load(io.BytesIO(raw), allow_pickle=False)
-    return [samples[k] for k in order]
-
-
-def read_classnames_templates(root: Path) -> tuple[list[str] | None, list[str] | None]:
-    cn = root / "classnames.txt"
-    tp = root / "zeroshot_classification_templates.txt"
-    return (read_lines(cn) if cn.is_file() else None, read_lines(tp) if tp.is_file() else None)
-
-
-# --------------------------------------------------------------------------------------------
-# The adapter base class
-# --------------------------------------------------------------------------------------------
 class Benchmark:
     """One benchmark: where it lives, how to read it, which protocol scores it.
 
@@ -432,13 +151,13 @@ class Benchmark:
 
     def evaluate(self, embedder: Any, image_features: "torch.Tensor | None" = None,
                  valid: np.ndarray | None = None, n_boot: int = 1000, keep_samples: bool = True,
-                 **embed_kwargs: Any) -> dict[str, Any]:
+                 **embed_kwargs: Any) -> BenchmarkResult:
         """Score the benchmark with `embedder`.
 
-        Returns the benchmark-side fields of a result (`benchmark, task, metrics, groups, n_samples,
-        main_metric, ci, group_ci, samples, skipped, extra`): pass them to
-        `eval_suite.results.make_result` with the model fields. `image_features` (N, D) / `valid` (N,)
-        may come from the runner (cached, multi-process); otherwise images are embedded here."""
+        Returns a `BenchmarkResult` (the benchmark-side fields of a result file; `result_fields()` are the
+        keyword arguments of `eval_suite.results.make_result`, which adds the model's). `image_features`
+        (N, D) / `valid` (N,) may come from the runner (cached, multi-process); otherwise images are
+        embedded here."""
         from eval_suite.benchmarks.embedding import embed_image_refs
         from eval_suite.benchmarks.scoring import SCORERS
 
@@ -462,11 +181,10 @@ class Benchmark:
         feats = feats[torch.as_tensor(idx, dtype=torch.long)]
         out = SCORERS[type(data_ok)](data_ok, feats, embedder, ids=idx, n_boot=n_boot, keep_samples=keep_samples)
         main = self.main_metric if self.main_metric in out["metrics"] else next(iter(out["metrics"]))
-        out.update({"benchmark": self.name, "task": self.task, "main_metric": main})
-        out["skipped"] = {"unreadable_image": n_bad, **{k: v for k, v in self.notes.items() if isinstance(v, int)}}
-        out["extra"] = {"protocol": self.protocol, "n_images": len(data.images), **out.get("extra", {})}
-        if self.warnings:
-            out["extra"]["warnings"] = list(self.warnings)
-        return out
-
-
+        return BenchmarkResult(
+            benchmark=self.name, task=self.task, main_metric=main, metrics=out["metrics"],
+            n_samples=out["n_samples"], groups=out.get("groups", {}), ci=out.get("ci"), group_ci=out.get("group_ci"),
+            samples=out.get("samples"),
+            skipped={"unreadable_image": n_bad, **{k: v for k, v in self.notes.items() if isinstance(v, int)}},
+            extra={"protocol": self.protocol, "n_images": len(data.images), **out.get("extra", {})},
+            warnings=list(self.warnings))

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suite.benchmarks.base import (IMAGE_EXTS, Benchmark, BenchmarkError, BenchmarkNotFoundError,
-                                        ClassificationData, ImageRef, find_parquet, hf_features,
-                                        image_ref_from_hf, is_wds_root, null_ref, read_classnames_templates,
-                                        read_lines, read_parquet_rows, read_wds, show_path)
+from eval_suite.benchmarks.base import Benchmark
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.readers import (IMAGE_EXTS, find_parquet, hf_features, is_wds_root,
+                                           read_classnames_templates, read_lines, read_parquet_rows, read_wds)
+from eval_suite.benchmarks.tasks import ClassificationData, ImageRef, image_ref_from_hf, null_ref
 from eval_suite.benchmarks.imagenet_meta import (WNID_RE, imagenet_classnames, is_imagenet_classlabel,
                                                  openai_templates, warn_if_id_like, wnid_classnames)
 

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suite.benchmarks.base import (Benchmark, BenchmarkNotFoundError, ChoiceData, find_parquet,
-                                        image_ref_from_hf, null_ref, read_parquet_rows, show_path)
+from eval_suite.benchmarks.base import Benchmark
+from eval_suite.benchmarks.errors import BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.readers import find_parquet, read_parquet_rows
+from eval_suite.benchmarks.tasks import ChoiceData, image_ref_from_hf, null_ref
 
 TEMPLATE = "There is {} in the image."
 

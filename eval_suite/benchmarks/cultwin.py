@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from cultureclip.data import concept_prompts, twin_pairs
-from eval_suite.benchmarks.base import Benchmark, BenchmarkError, BenchmarkNotFoundError, ImageRef, TwinData, show_path
+from eval_suite.benchmarks.base import Benchmark
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.tasks import ImageRef, TwinData
 
 
 def _read_manifest(path: Path):

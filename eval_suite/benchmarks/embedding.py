@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from eval_suite.benchmarks.base import ImageRef
+from eval_suite.benchmarks.tasks import ImageRef
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ import json
 import zipfile
 from pathlib import Path
 
-from eval_suite.benchmarks.base import (Benchmark, BenchmarkNotFoundError, ImageRef, RetrievalData,
-                                        find_parquet, image_ref_from_hf, is_wds_root, null_ref,
-                                        read_parquet_rows, read_wds, show_path)
+from eval_suite.benchmarks.base import Benchmark
+from eval_suite.benchmarks.errors import BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.readers import find_parquet, is_wds_root, read_parquet_rows, read_wds
+from eval_suite.benchmarks.tasks import ImageRef, RetrievalData, image_ref_from_hf, null_ref
 
 
 class RetrievalBenchmark(Benchmark):

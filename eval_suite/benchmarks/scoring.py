@@ -16,7 +16,7 @@ from cultureclip.data import twins_by_concept
 from cultureclip.inference import twin_accuracy as per_image_twin_accuracy
 
 from eval_suite import metrics as M
-from eval_suite.benchmarks.base import ChoiceData, ClassificationData, RankingData, RetrievalData, TwinData
+from eval_suite.benchmarks.tasks import ChoiceData, ClassificationData, RankingData, RetrievalData, TwinData
 
 
 def _summarize(per_sample: dict[str, np.ndarray], labels: dict[str, list], ids: np.ndarray, n_boot: int,

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suite.benchmarks.base import Benchmark, BenchmarkNotFoundError, ChoiceData, ImageRef, null_ref, show_path
+from eval_suite.benchmarks.base import Benchmark
+from eval_suite.benchmarks.errors import BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.tasks import BenchmarkResult, ChoiceData, ImageRef, null_ref
 
 COCO_VAL2017_URL = "http://images.cocodataset.org/zips/val2017.zip"
 
@@ -54,11 +56,11 @@ class SugarCrepeBenchmark(Benchmark):
         return ChoiceData(images=images, options=options, answers=np.zeros(len(images), dtype=int),
                           groups=groups)
 
-    def evaluate(self, embedder, image_features=None, valid=None, **kw):
+    def evaluate(self, embedder, image_features=None, valid=None, **kw) -> BenchmarkResult:
         out = super().evaluate(embedder, image_features, valid, **kw)
-        subs = [g["accuracy"] for k, g in out["groups"].items() if k.startswith("subset=")]
-        out["metrics"]["mean_subset_accuracy"] = float(np.mean(subs)) if subs else float("nan")
-        out["metrics"].pop("accuracy_worst_subset", None)
-        out["metrics"].pop("accuracy_gap_subset", None)
-        out["main_metric"] = "mean_subset_accuracy"
+        subs = [g["accuracy"] for k, g in out.groups.items() if k.startswith("subset=")]
+        out.metrics["mean_subset_accuracy"] = float(np.mean(subs)) if subs else float("nan")
+        out.metrics.pop("accuracy_worst_subset", None)
+        out.metrics.pop("accuracy_gap_subset", None)
+        out.main_metric = "mean_subset_accuracy"
         return out

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suite.benchmarks.base import (Benchmark, BenchmarkError, BenchmarkNotFoundError, ChoiceData,
-                                        ImageRef, image_ref_from_hf, null_ref, read_parquet_rows, show_path)
+from eval_suite.benchmarks.base import Benchmark
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.readers import read_parquet_rows
+from eval_suite.benchmarks.tasks import ChoiceData, ImageRef, image_ref_from_hf, null_ref
 
 OPTION_RE = re.compile(r"^\s*(\d+)\.\s*(.+?)\s*$")
 

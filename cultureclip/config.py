@@ -5,6 +5,13 @@ fields; `key=value` overrides use dotted paths (`optim.lr=1e-4`). Unknown keys a
 list of valid ones, so a typo never silently falls back to a default. A field annotated with
 `typing.Literal[...]` is a choice: any other value is rejected when the config loads (not at the step
 that first uses it), with the valid choices in the message.
+
+Lists are set whole (`models=[a, b]`, a YAML flow sequence; a single value makes a one-item list).
+A mapping field (`dict[str, V]`) takes one entry per override: `roots.geode=/data/geode` sets the key
+`geode`; for a mapping of mappings (`dict[str, dict]`) the first dotted part is the outer key and the
+rest the inner one (`options.worldcuisines.kb_root=PATH`); otherwise everything after the field name is
+the key, dots included (`names.runs/v1.2/model=tuned`). Entry values are coerced to `V`; untyped values
+(`dict`, `Any`) stay the strings given.
 """
 from __future__ import annotations
 
@@ -75,7 +82,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             value = yaml.safe_load(value)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        args = typing.get_args(tp)
+        if len(args) != 2:
+            return dict(value)
+        return {_coerce(k, args[0], where): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -154,10 +164,34 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
                     node[part] = dataclasses.asdict(node[part])
             else:
                 cls = _unwrap_optional(types_[part])
+                if _is_mapping(cls):  # the rest of the path names an entry of the mapping
+                    if not isinstance(node.get(part), dict):
+                        node[part] = {}
+                    _set_entry(node[part], parts[i + 1:], raw, cls, key)
+                    break
                 if not dataclasses.is_dataclass(cls):
                     raise ConfigError(f"{'.'.join(parts[: i + 1])} is not a section; cannot set {key}")
                 node = node[part]
     return from_dict(type(cfg), data)
+
+
+def _is_mapping(tp: Any) -> bool:
+    return tp is dict or typing.get_origin(tp) is dict
+
+
+def _set_entry(mapping: dict, path: list[str], raw: str, tp: Any, key: str) -> None:
+    """Set `mapping[path...] = raw` (coerced) in a mapping field annotated `tp` (see the module docstring)."""
+    args = typing.get_args(tp)
+    vtype = _unwrap_optional(args[1]) if len(args) == 2 else Any
+    if not path or not path[0]:
+        raise ConfigError(f"override {key!r} names no entry (example: roots.geode=/data/geode)")
+    if len(path) > 1 and _is_mapping(vtype):
+        sub = mapping.get(path[0])
+        mapping[path[0]] = sub = dict(sub) if isinstance(sub, dict) else {}
+        _set_entry(sub, path[1:], raw, vtype, key)
+        return
+    entry = ".".join(path)
+    mapping[entry] = raw if vtype is Any else _coerce(raw, args[1], key)
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:

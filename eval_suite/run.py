@@ -9,8 +9,15 @@ already exists with the same model and evaluation settings, so an interrupted sw
 Under `accelerate launch --num_processes N`, each process embeds every N-th image; the main process
 merges the parts and scores, so the numbers equal a single-process run.
 
+The configuration is an `EvalConfig` loaded the way training and synthesis load theirs
+(`cultureclip.config.load_config`): defaults <- `--config PRESET|YAML` <- `key=value` overrides
+(`models=[a,b]`, `roots.geode=/data/geode`, `options.worldcuisines.kb_root=PATH`, `n_boot=0`). The
+flags (`--models`, `--root NAME=PATH`, `--n-boot`, ...) are aliases that become overrides (table `ALIASES`);
+positional `key=value` overrides come after them. Choice fields (`precision`, `protocol`) are checked at load.
+
 Examples:
     python -m eval_suite.run --config smoke
+    python -m eval_suite.run --config smoke n_boot=0 precision=bf16 roots.geode=/data/geode
     python -m eval_suite.run --models open_clip:ViT-B-32@openai hf:lukahh/cultureclip_lora_0315_100k_32_07_03 \\
         --benchmarks crope globalrg_retrieval imagenet1k --root imagenet1k=/data/wds_imagenet1k --out results/
     accelerate launch --num_processes 2 -m eval_suite.run --config smoke --out results/
@@ -19,16 +26,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
+import re
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "eval"
+
+
+Protocol = Literal["official", "paper"]  # the protocols benchmarks define (`Benchmark.protocols`)
 
 
 @dataclass
@@ -41,8 +54,8 @@ class EvalConfig:
     benchmarks: list[str] = field(default_factory=list)
     out: str = "results"
     roots: dict[str, str] = field(default_factory=dict)  # benchmark -> local folder
-    protocol: str = ""  # default protocol for every benchmark that has it ("" = each one's default)
-    protocols: dict[str, str] = field(default_factory=dict)  # benchmark -> protocol
+    protocol: Literal["", "official", "paper"] = ""  # default for every benchmark that has it ("" = each one's own)
+    protocols: dict[str, Protocol] = field(default_factory=dict)  # benchmark -> protocol
     options: dict[str, dict] = field(default_factory=dict)  # benchmark -> adapter options
     batch_size: int = 64
     num_workers: int = 2
@@ -51,7 +64,7 @@ class EvalConfig:
     skip_existing: bool = False
     n_boot: int = 1000
     device: str = ""  # default: cuda if available (or the accelerate process's device)
-    precision: str = "fp32"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     progress: bool = True
 
 
@@ -99,89 +112,196 @@ class _Dist:
 
 
 # ---------------------------------------------------------------------------------------------
-# argument parsing
+# the command line: --config PRESET|YAML, key=value overrides, and flags that are aliases of overrides
 # ---------------------------------------------------------------------------------------------
-def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
-    out = {}
-    for it in items or []:
-        if "=" not in it:
-            raise SystemExit(f"--{what} expects NAME=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k] = v
-    return out
+@dataclass(frozen=True)
+class Alias:
+    """A flag that stands for an override of one `EvalConfig` field.
+
+    form: "value" (`--n-boot 0` -> `n_boot=0`), "list" (`--models A B` -> `models=["A", "B"]`),
+    "entry" (repeatable; `--root NAME=PATH` -> `roots.NAME=PATH`; an item without `=` sets `fallback`
+    instead: `--protocol paper` -> `protocol=paper`), "true" / "false" (`--no-cache` -> `no_cache=true`)."""
+
+    flag: str
+    field: str
+    form: Literal["value", "list", "entry", "true", "false"]
+    help: str = ""
+    metavar: str | None = None
+    fallback: str = ""
+
+
+ALIASES: tuple[Alias, ...] = (
+    Alias("--models", "models", "list", "model specs (open_clip:ARCH@TAG, hf:ORG/NAME, a folder, ...)", "SPEC"),
+    Alias("--benchmarks", "benchmarks", "list", "benchmark names (see --list)", "NAME"),
+    Alias("--out", "out", "value", "results folder"),
+    Alias("--name", "names", "entry", "display name of a model (recorded in its results)", "SPEC=NAME"),
+    Alias("--role", "roles", "entry", "role of a model, e.g. base or tuned (recorded in its results)", "SPEC=ROLE"),
+    Alias("--root", "roots", "entry", "local folder of a benchmark", "NAME=PATH"),
+    Alias("--protocol", "protocols", "entry", "official or paper, for all benchmarks or one (NAME=PROTO)",
+          "PROTO|NAME=PROTO", fallback="protocol"),
+    Alias("--option", "options", "entry", "adapter option, e.g. worldcuisines.kb_root=/data/kb", "NAME.KEY=VALUE"),
+    Alias("--skip-existing", "skip_existing", "true", "skip pairs already evaluated"),
+    Alias("--batch-size", "batch_size", "value"),
+    Alias("--num-workers", "num_workers", "value", "DataLoader decoding workers"),
+    Alias("--cache-dir", "cache_dir", "value"),
+    Alias("--no-cache", "no_cache", "true", "do not read/write the embedding cache"),
+    Alias("--n-boot", "n_boot", "value", "bootstrap resamples for CIs (0 = none)"),
+    Alias("--device", "device", "value"),
+    Alias("--precision", "precision", "value"),
+    Alias("--no-progress", "progress", "false", "hide progress bars"),
+)
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(EvalConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(EvalConfig)}
+
+
+def check_aliases(aliases: tuple[Alias, ...] = ALIASES) -> None:
+    """The alias table matches `EvalConfig`: every field has exactly one flag, and each flag's form fits its
+    field's type (a list, a mapping, a bool, or a single value). Raises RuntimeError otherwise."""
+    types_ = _field_types()
+    problems = []
+    covered = [a.field for a in aliases] + [a.fallback for a in aliases if a.fallback]
+    for name in sorted(set(types_) ^ set(covered)):
+        problems.append(f"{name}: {'no flag' if name in types_ else 'not an EvalConfig field'}")
+    problems += [f"{name}: more than one flag" for name in sorted({n for n in covered if covered.count(n) > 1})]
+    for a in aliases:
+        tp = types_.get(a.field)
+        origin = typing.get_origin(tp) or tp
+        want = {"list": list, "entry": dict, "true": bool, "false": bool}.get(a.form)
+        if tp is not None and (origin is not want if want else origin in (list, dict, bool)):
+            problems.append(f"{a.flag}: form {a.form!r} does not fit {a.field}: {tp}")
+        if a.fallback and a.fallback in types_ and typing.get_origin(types_[a.fallback]) in (list, dict):
+            problems.append(f"{a.flag}: fallback {a.fallback} must be a single value")
+    if problems:
+        raise RuntimeError("eval_suite.run.ALIASES does not match EvalConfig: " + "; ".join(problems))
+
+
+def _dest(alias: Alias) -> str:
+    return "alias_" + alias.flag.lstrip("-").replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    check_aliases()
+    types_ = _field_types()
     p = argparse.ArgumentParser(prog="python -m eval_suite.run", description=__doc__.split("\n\n")[0],
+                                epilog="Overrides: any EvalConfig field as key=value, e.g. n_boot=0 models=[a,b] "
+                                       "roots.geode=/data/geode options.worldcuisines.kb_root=PATH.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="preset name in configs/eval/ (e.g. smoke) or a YAML path")
-    p.add_argument("--models", nargs="+", help="model specs (open_clip:ARCH@TAG, hf:ORG/NAME, a folder, ...)")
-    p.add_argument("--benchmarks", nargs="+", help="benchmark names (see --list)")
-    p.add_argument("--out", help="results folder")
-    p.add_argument("--name", action="append", metavar="SPEC=NAME", help="display name of a model (recorded in its results)")
-    p.add_argument("--role", action="append", metavar="SPEC=ROLE", help="role of a model, e.g. base or tuned (recorded in its results)")
-    p.add_argument("--root", action="append", metavar="NAME=PATH", help="local folder of a benchmark")
-    p.add_argument("--protocol", action="append", metavar="PROTO|NAME=PROTO",
-                   help="official or paper, for all benchmarks or one (NAME=PROTO)")
-    p.add_argument("--option", action="append", metavar="NAME.KEY=VALUE", help="adapter option, e.g. worldcuisines.kb_root=/data/kb")
-    p.add_argument("--skip-existing", action="store_true", default=None, help="skip pairs already evaluated")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--num-workers", type=int, help="DataLoader decoding workers")
-    p.add_argument("--cache-dir")
-    p.add_argument("--no-cache", action="store_true", default=None, help="do not read/write the embedding cache")
-    p.add_argument("--n-boot", type=int, help="bootstrap resamples for CIs (0 = none)")
-    p.add_argument("--device")
-    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="EvalConfig overrides (applied after the flags)")
+    for a in ALIASES:
+        choices = list(typing.get_args(types_[a.field])) if typing.get_origin(types_[a.field]) is Literal else None
+        metavar = a.metavar or ("|".join(choices) if choices else a.field.upper())
+        if a.form in ("true", "false"):
+            same = f"same as {a.field}={a.form}"
+        elif a.form == "entry":
+            same = f"same as {a.fallback}=VALUE or {a.field}.NAME=VALUE" if a.fallback else f"same as {a.field}.{metavar}"
+        elif a.form == "list":
+            same = f"same as {a.field}=[{metavar},...]"
+        else:
+            same = f"same as {a.field}={metavar}"
+        kw: dict[str, Any] = {"dest": _dest(a), "help": f"{a.help} ({same})" if a.help else same}
+        if a.form in ("true", "false"):
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = metavar
+            if a.form == "list":
+                kw["nargs"] = "+"
+            elif a.form == "entry":
+                kw["action"] = "append"
+            if choices:
+                kw["choices"] = choices
+                del kw["metavar"]
+        p.add_argument(a.flag, **kw)
     p.add_argument("--list", action="store_true", help="list benchmarks and their protocols, then exit")
     return p
 
 
-def resolve_config(args: argparse.Namespace) -> EvalConfig:
-    """Defaults <- preset YAML <- command-line flags."""
-    from cultureclip.config import load_config
+_OVERRIDE_RE = re.compile(r"^([A-Za-z_]\w*)(\.[^=]*)?=")
 
-    path = None
-    if args.config:
-        path = Path(args.config)
-        if not path.suffix:
-            path = PRESET_DIR / f"{args.config}.yaml"
-        if not path.is_file():
-            presets = sorted(q.stem for q in PRESET_DIR.glob("*.yaml"))
-            raise SystemExit(f"eval config {args.config!r} not found; presets: {presets} (or pass a YAML path)")
-    cfg = load_config(EvalConfig, path)
-    upd: dict[str, Any] = {}
-    for name in ("models", "benchmarks", "out", "batch_size", "num_workers", "cache_dir", "n_boot", "device",
-                 "precision"):
-        val = getattr(args, name)
-        if val is not None:
-            upd[name] = val
-    if args.skip_existing:
-        upd["skip_existing"] = True
-    if args.no_cache:
-        upd["no_cache"] = True
-    if args.no_progress:
-        upd["progress"] = False
-    cfg = dataclasses.replace(cfg, **upd)
-    cfg.roots = {**cfg.roots, **_pairs(args.root, "root")}
+
+def _is_override(item: str) -> bool:
+    m = _OVERRIDE_RE.match(item)
+    return bool(m) and m.group(1) in _field_types()
+
+
+def alias_overrides(args: argparse.Namespace) -> list[str]:
+    """The `key=value` overrides the given flags stand for (in table order), then the positional ones.
+
+    A `--models`/`--benchmarks` list takes every word after it, so `--models A B n_boot=0` hands the
+    trailing `field=...` words back to the overrides."""
+    out: list[str] = []
+    late: list[str] = []
+    for a in ALIASES:
+        val = getattr(args, _dest(a), None)
+        if val is None or val is False:
+            continue
+        if a.form == "list":
+            late += [v for v in val if _is_override(v)]
+            val = [v for v in val if not _is_override(v)]
+            if val:
+                out.append(f"{a.field}={json.dumps(val)}")
+        elif a.form == "value":
+            out.append(f"{a.field}={val}")
+        elif a.form in ("true", "false"):
+            out.append(f"{a.field}={a.form}")
+        else:
+            for item in val:
+                if "=" in item:
+                    out.append(f"{a.field}.{item}")
+                elif a.fallback:
+                    out.append(f"{a.fallback}={item}")
+                else:
+                    raise SystemExit(f"{a.flag} expects {a.metavar}, got {item!r}")
+    return out + late + list(getattr(args, "overrides", None) or [])
+
+
+def preset_path(name: str) -> Path:
+    """`--config NAME` (a preset in configs/eval/) or a YAML path."""
+    path = Path(name)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        presets = sorted(q.stem for q in PRESET_DIR.glob("*.yaml"))
+        raise SystemExit(f"eval config {name!r} not found; presets: {presets} (or pass a YAML path)")
+    return path
+
+
+def check_eval_config(cfg: EvalConfig) -> EvalConfig:
+    """Check a config however it was built (loaded or in code): field types and choices, and root names.
+
+    Raises `cultureclip.config.ConfigError` naming the field and the valid choices."""
+    from cultureclip.config import ConfigError, validate_config
+
+    cfg = validate_config(cfg)
     unknown = sorted(set(cfg.roots) - root_names())
     if unknown:
-        raise SystemExit(f"--root (or the preset's roots) names no benchmark: {unknown}; choose from {sorted(root_names())}")
-    cfg.names = {**cfg.names, **_pairs(args.name, "name")}
-    cfg.roles = {**cfg.roles, **_pairs(args.role, "role")}
-    for proto in args.protocol or []:
-        if "=" in proto:
-            cfg.protocols.update(_pairs([proto], "protocol"))
-        else:
-            cfg.protocol = proto
-    for opt in args.option or []:
-        key, val = _pairs([opt], "option").popitem()
-        if "." not in key:
-            raise SystemExit(f"--option expects NAME.KEY=VALUE, got {opt!r}")
-        bench, k = key.split(".", 1)
-        cfg.options.setdefault(bench, {})[k] = val
+        raise ConfigError(f"roots (--root NAME=PATH, roots.NAME=PATH or the preset's roots) names no benchmark: "
+                          f"{unknown}; choose from {sorted(root_names())}")
+    return cfg
+
+
+def load_eval_config(config: str | None = None, overrides: list[str] | None = None) -> EvalConfig:
+    """Defaults <- preset YAML <- `key=value` overrides, checked (`check_eval_config`)."""
+    from cultureclip.config import load_config
+
+    return check_eval_config(load_config(EvalConfig, preset_path(config) if config else None, overrides))
+
+
+def resolve_config(args: argparse.Namespace) -> EvalConfig:
+    """The sweep's config from parsed arguments (preset, flags as overrides, overrides); SystemExit with the
+    reason when it does not load."""
+    from cultureclip.config import ConfigError
+
+    try:
+        cfg = load_eval_config(args.config, alias_overrides(args))
+    except ConfigError as exc:
+        raise SystemExit(f"eval config: {exc}") from None
     if not cfg.models or not cfg.benchmarks:
-        raise SystemExit("give at least one --models SPEC and one --benchmarks NAME (or a --config preset)")
+        raise SystemExit("give at least one model and one benchmark (--models SPEC / models=[SPEC], --benchmarks NAME / "
+                         "benchmarks=[NAME]) or a --config preset")
     return cfg
 
 
@@ -309,6 +429,7 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
     from cultureclip.inference import Embedder
     from eval_suite.results import hash_config, model_tag, result_filename
 
+    cfg = check_eval_config(cfg)  # a config built in code gets the checks a loaded one had
     dist = _Dist()
     out = Path(cfg.out)
     written: list[Path] = []
@@ -358,8 +479,13 @@ class BenchmarkRunError(RuntimeError):
     """One or more benchmarks failed; the others were still evaluated and written."""
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags and `key=value` overrides in any order (`--config smoke n_boot=0 --out x precision=bf16`)."""
+    return build_parser().parse_intermixed_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.list:
         from eval_suite.benchmarks import BENCHMARKS

@@ -76,3 +76,69 @@ def test_the_checker_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
     path.write_text("def f():\n    import eval_suite.run\n    from ..demo import ui\n    from .loss import y\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _imports(path) == [(2, "eval_suite.run"), (3, "demo"), (4, "cultureclip.loss")]
+
+
+def _module_graph(package: str) -> dict[str, set[str]]:
+    """module -> the modules of `package` it imports (lazy imports included; `from a import b` counts as
+    importing the module a.b when that is a module of the package)."""
+    top = ROOT.joinpath(*package.split("."))
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in top.rglob("*.py") if "__pycache__" not in p.parts}
+    graph: dict[str, set[str]] = {}
+    for mod, path in files.items():
+        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = pkg.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            deps |= {n for n in names if n in files and n != mod}
+        graph[mod] = deps
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    found: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                found.append(stack[stack.index(dep):] + [dep])
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+@pytest.mark.parametrize("package", ["eval_suite.benchmarks"])
+def test_no_import_cycles(package):
+    """Task shapes, readers and errors sit below the Benchmark base class, embedding and scoring (no circle)."""
+    cycles = _cycles(_module_graph(package))
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.b import x\n")
+    (pkg / "b.py").write_text("def f():\n    from . import a\n")
+    (pkg / "c.py").write_text("import pkg.a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _cycles(_module_graph("pkg")) == [["pkg.a", "pkg.b", "pkg.a"]]

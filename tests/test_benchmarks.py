@@ -349,6 +349,7 @@ def test_cultwin_twin_scores(fx):
 def test_tiny_model_end_to_end_every_benchmark(fx, tiny_open_clip_dir):
     from cultureclip.backbone import create_backbone
     from cultureclip.inference import Embedder
+    from eval_suite.benchmarks import BenchmarkResult
     from eval_suite.results import make_result, validate_result
 
     torch.set_num_threads(1)
@@ -356,6 +357,7 @@ def test_tiny_model_end_to_end_every_benchmark(fx, tiny_open_clip_dir):
     for name, root in fx.items():
         opts = {"kb_root": str(root.parent / "food-kb")} if name == "worldcuisines" else {}
         r = create_benchmark(name, root=root, **opts).evaluate(emb, n_boot=20, progress=False)
+        assert isinstance(r, BenchmarkResult) and r.benchmark == name and r.main_metric in r.metrics, name
         res = make_result(model=str(tiny_open_clip_dir), **r.result_fields())
         validate_result(res)
         main = res["metrics"][res["main_metric"]]

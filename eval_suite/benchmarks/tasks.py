@@ -216,7 +216,8 @@ class BenchmarkResult:
         if self.warnings:
             extra["warnings"] = list(self.warnings)
         out: dict[str, Any] = {"benchmark": self.benchmark, "task": self.task, "metrics": self.metrics,
-                               "n_samples": self.n_samples, "groups": self.groups, "main_metric": self.main_metric,
-                               "ci": self.ci, "group_ci": self.group_ci, "samples": self.samples,
-                               "skipped": self.skipped, "extra": extra}
+                               "n_samples": self.n_samples, "groups": self.groups, "main_metric": self.main_metric}
+        optional = {"ci": self.ci, "group_ci": self.group_ci, "samples": self.samples}
+        out.update({k: v for k, v in optional.items() if v is not None})
+        out.update(skipped=self.skipped, extra=extra)
         return out

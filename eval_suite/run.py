@@ -54,7 +54,7 @@ class EvalConfig:
     benchmarks: list[str] = field(default_factory=list)
     out: str = "results"
     roots: dict[str, str] = field(default_factory=dict)  # benchmark -> local folder
-    protocol: Literal["", "official", "paper"] = ""  # default for every benchmark that has it ("" = each one's own)
+    protocol: Literal["", Protocol] = ""  # default for every benchmark that has it ("" = each one's own)
     protocols: dict[str, Protocol] = field(default_factory=dict)  # benchmark -> protocol
     options: dict[str, dict] = field(default_factory=dict)  # benchmark -> adapter options
     batch_size: int = 64

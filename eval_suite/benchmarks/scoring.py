@@ -3,7 +3,8 @@
 Each scorer turns image features plus the task's texts into score matrices, reduces them with the pure
 functions of `eval_suite.metrics`, and (where items are one per image) summarizes per-item values with
 `eval_suite.results.summarize_samples` (groups, worst group, gap, bootstrap CIs, per-item samples for
-paired comparisons). Returns a dict of `make_result` keyword fields.
+paired comparisons). Returns a dict of `make_result` keyword fields, which `Benchmark.evaluate` wraps in a
+`BenchmarkResult`.
 """
 from __future__ import annotations
 

@@ -398,7 +398,7 @@ def build_transforms(image_size: int | tuple[int, int], mean=OPENAI_MEAN, std=OP
 
 TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
                          "tokenizer.model")
-TOKENIZER_CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+TOKENIZER_OTHER_FILES = ("merges.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 CLIP_BPE_VOCAB_SIZE = 49408  # open_clip's bundled BPE: 256 bytes x2 + 48,894 merges + 2 special tokens
 CLIP_BPE_EOS_IDS = (49407, 2)  # <|endoftext|>; 2 in legacy transformers CLIP configs (pooled at the argmax)
@@ -414,7 +414,7 @@ def _hf_tokenizer(source: str, files: set[str], text_config, ctx: int, spec: str
     from transformers import AutoTokenizer
 
     vocab = sorted(f for f in files if f in TOKENIZER_VOCAB_FILES)
-    present = sorted(f for f in files if f in TOKENIZER_VOCAB_FILES + TOKENIZER_CONFIG_FILES)
+    present = sorted(f for f in files if f in TOKENIZER_VOCAB_FILES + TOKENIZER_OTHER_FILES)
     vocab_size = int(text_config.vocab_size)
     if present and not vocab:
         raise BackboneError(
@@ -810,9 +810,6 @@ class OpenClipBackbone(ClipBackbone):
 
 
 # -- Hugging Face transformers -------------------------------------------------------------------------
-
-HF_HUB_FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors",
-                *TOKENIZER_VOCAB_FILES, "merges.txt", *TOKENIZER_CONFIG_FILES, *PREPROCESSOR_FILES]
 
 
 class HFClipBackbone(ClipBackbone):

@@ -174,8 +174,10 @@ def model_identity(backbone: ClipBackbone, name: str | None = None, role: str | 
 
     ``spec`` as typed, ``format`` (open_clip | hf), ``weights_sha`` (:func:`checkpoint_sha`), and, for
     a model our trainer exported, ``base_spec``, ``train_config``, ``config_hash`` and ``step`` from its
-    metadata. ``name``/``role`` come from the caller (a user's label, e.g. role "base" or "tuned") or
-    else from the checkpoint's metadata (the trainer records its run name).
+    metadata; ``tokenizer_source``/``preprocess_source`` say whether the model's own tokenizer and
+    image processor were used or a fallback (``backbone.info``). ``name``/``role`` come from the caller
+    (a user's label, e.g. role "base" or "tuned") or else from the checkpoint's metadata (the trainer
+    records its run name).
     """
     meta = backbone.info.get("checkpoint") or {}
     return {
@@ -188,4 +190,6 @@ def model_identity(backbone: ClipBackbone, name: str | None = None, role: str | 
         "train_config": meta.get("config"),
         "config_hash": meta.get("config_hash"),
         "step": meta.get("step"),
+        "tokenizer_source": backbone.info.get("tokenizer_source"),
+        "preprocess_source": backbone.info.get("preprocess_source"),
     }

@@ -157,6 +157,10 @@ def test_model_without_tokenizer_or_processor_files_gets_a_visible_fallback(tiny
         bb = create_backbone(str(bare))
     assert bb.info["tokenizer_source"] == BUNDLED_BPE_SOURCE
     assert bb.info["preprocess_source"] == DEFAULT_PREPROCESS_SOURCE
+    from cultureclip.checkpoint import model_identity
+
+    ident = model_identity(bb)  # what every result JSON carries
+    assert ident["tokenizer_source"] == BUNDLED_BPE_SOURCE and ident["preprocess_source"] == DEFAULT_PREPROCESS_SOURCE
     assert own.info["tokenizer_source"].startswith("the model's own") and "vocab.json" in own.info["tokenizer_source"]
     assert own.info["preprocess_source"] == "the model's own (preprocessor_config.json)"
     msgs = " ".join(r.getMessage() for r in caplog.records)

@@ -24,7 +24,7 @@ TEXTS = ["a photo of hanbok", "jiaozi on a plate", "北京 餃子 🥟"]
 
 # A pretrained tag registered in the child process only: its weights live in the hub cache, its
 # normalization differs from OpenAI's and it uses QuickGELU, so the offline path must carry all three.
-TAG_CFG = {"hf_hub": "testorg/tiny-tag/", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+TAG_CFG = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
            "interpolation": "bicubic", "resize_mode": "shortest", "quick_gelu": True}
 
 CHILD = r"""
@@ -35,7 +35,10 @@ from open_clip import pretrained as ocp
 from cultureclip import backbone
 from cultureclip.backbone import BackboneError, create_backbone, hub_reachable
 
-ocp._PRETRAINED.setdefault("CultureCLIP-Tiny", {})["testtag"] = json.loads(sys.argv[1])
+setup = json.loads(sys.argv[1])
+open_clip.add_model_config(setup["arch_dir"])
+for arch in ("CultureCLIP-Tiny", "TinyBert-ViT"):
+    ocp._PRETRAINED.setdefault(arch, {})["testtag"] = dict(setup["tag"], hf_hub=f"testorg/{arch.lower()}-tag/")
 watched = lambda: (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"),
                    hc.HF_HUB_OFFLINE, socket.getdefaulttimeout())
 start, seen, stop = watched(), set(), threading.Event()
@@ -68,6 +71,8 @@ refs = {
     "hf:testorg/tiny-hf": create_backbone(str(backbone._cached_snapshot("testorg/tiny-hf"))),
     "open_clip:CultureCLIP-Tiny@testtag": open_clip.create_model("CultureCLIP-Tiny", pretrained="testtag", cache_dir=cache,
                                                                  force_quick_gelu=True),
+    "open_clip:TinyBert-ViT@testtag": open_clip.create_model("TinyBert-ViT", pretrained="testtag", cache_dir=cache,
+                                                             force_quick_gelu=True),
 }
 torch.manual_seed(0)
 px, = torch.rand(1, 2, 3, 48, 48)
@@ -79,15 +84,46 @@ for spec, ref in refs.items():
     if spec.startswith("open_clip"):
         out[spec]["ref_preprocess"] = dict(ref.visual.preprocess_cfg)
         out[spec]["acts"] = sorted({type(m).__name__ for m in bb.modules() if "GELU" in type(m).__name__})
+        arch = spec.split(":")[1].split("@")[0]
+        out[spec]["same_tokens"] = torch.equal(bb.tokenize(["a cat", "hanbok"]), open_clip.get_tokenizer(arch)(["a cat", "hanbok"]))
 print("RESULT" + json.dumps(out, default=str))
 """
 
 
-def _hub_cache(hf_home: Path) -> Path:
-    """A hub cache with a tiny HF CLIP, a tiny open_clip `hf-hub:` repo and the weights of `testtag`."""
+TINY_BERT_ARCH = {  # an open_clip architecture whose text tower is a transformers model named by hub id
+    "embed_dim": 16, "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"hf_model_name": "testorg/tiny-bert", "hf_tokenizer_name": "testorg/tiny-bert",
+                 "hf_pooler_type": "cls_pooler", "hf_proj_type": "linear", "context_length": 16},
+}
+
+
+def _tiny_bert(snap: Path) -> Path:
+    """A 1-layer BERT config + WordPiece tokenizer in a hub snapshot (the text tower of TinyBert-ViT)."""
+    from transformers import BertConfig, BertTokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "cat", "han", "##bok", "photo", "of"]
+    (snap / "vocab.txt").write_text("\n".join(words) + "\n")
+    BertTokenizer(str(snap / "vocab.txt"), model_max_length=16).save_pretrained(str(snap))
+    BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+               max_position_embeddings=16).save_pretrained(str(snap))
+    return snap
+
+
+def _save_open_clip(snap: Path, arch: str, seed: int, **kwargs) -> None:
     import open_clip
     import torch
     from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model(arch, force_quick_gelu=True, load_weights=False, **kwargs)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snap / "open_clip_model.safetensors"))
+
+
+def _hub_cache(hf_home: Path, arch_dir: Path) -> Path:
+    """A hub cache with a tiny HF CLIP, a tiny open_clip `hf-hub:` repo, and the weights of `testtag` for
+    CultureCLIP-Tiny and for TinyBert-ViT (plus its BERT text tower's config and tokenizer)."""
+    import open_clip
 
     from cultureclip.backbone import _register_project_archs
     from tests.hubcache import _snapshot
@@ -97,10 +133,13 @@ def _hub_cache(hf_home: Path) -> Path:
     make_tiny_hf_clip(_snapshot(hub, "testorg/tiny-hf"))
     make_tiny_open_clip(_snapshot(hub, "testorg/tiny-oc"))
     _register_project_archs()
-    torch.manual_seed(3)
-    model = open_clip.create_model("CultureCLIP-Tiny", force_quick_gelu=True, load_weights=False)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(_snapshot(hub, "testorg/tiny-tag") / "open_clip_model.safetensors"))
+    _save_open_clip(_snapshot(hub, "testorg/cultureclip-tiny-tag"), "CultureCLIP-Tiny", seed=3)
+    bert = _tiny_bert(_snapshot(hub, "testorg/tiny-bert"))
+    arch_dir.mkdir(parents=True, exist_ok=True)
+    (arch_dir / "TinyBert-ViT.json").write_text(json.dumps(TINY_BERT_ARCH))
+    open_clip.add_model_config(arch_dir)
+    text_cfg = dict(TINY_BERT_ARCH["text_cfg"], hf_model_name=str(bert), hf_model_pretrained=False)
+    _save_open_clip(_snapshot(hub, "testorg/tinybert-vit-tag"), "TinyBert-ViT", seed=4, text_cfg=text_cfg)
     return hf_home
 
 
@@ -110,12 +149,13 @@ def test_offline_loads_use_the_cache_and_change_no_global_state(tmp_path):
     clearly, and a watcher thread sees no env var / huggingface_hub constant / socket default change."""
     from tests.hubcache import hub_env
 
-    hf_home = _hub_cache(tmp_path / "hf_home")
+    hf_home = _hub_cache(tmp_path / "hf_home", tmp_path / "archs")
     env = hub_env(hf_home, HF_ENDPOINT="http://127.0.0.1:9", OMP_NUM_THREADS="1")
     env.pop("HF_HUB_OFFLINE")
-    cached = ["hf:testorg/tiny-hf", "open_clip:hf-hub:testorg/tiny-oc", "open_clip:CultureCLIP-Tiny@testtag"]
+    cached = ["hf:testorg/tiny-hf", "open_clip:hf-hub:testorg/tiny-oc", "open_clip:CultureCLIP-Tiny@testtag",
+              "open_clip:TinyBert-ViT@testtag"]
     uncached = ["hf:testorg/not-cached", "open_clip:ViT-B-32@openai", "open_clip:hf-hub:testorg/not-cached"]
-    p = subprocess.run([sys.executable, "-c", CHILD, json.dumps(TAG_CFG), *cached, *uncached], cwd=REPO, env=env,
+    p = subprocess.run([sys.executable, "-c", CHILD, json.dumps({"tag": TAG_CFG, "arch_dir": str(tmp_path / "archs")}), *cached, *uncached], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
     assert "RESULT" in p.stdout, p.stdout[-2000:] + p.stderr[-4000:]
     out = json.loads(p.stdout.split("RESULT", 1)[1])
@@ -134,7 +174,9 @@ def test_offline_loads_use_the_cache_and_change_no_global_state(tmp_path):
     assert tag["same_weights"] and tag["acts"] == ["QuickGELU"], tag
     # the tag's normalization, as open_clip itself sets it when it downloads the tag
     assert tag["info"]["preprocess_cfg"] == tag["ref_preprocess"], tag
-    assert tag["info"]["preprocess_cfg"]["mean"] == [0.5, 0.5, 0.5]
+    assert tag["info"]["preprocess_cfg"]["mean"] == [0.5, 0.5, 0.5] and tag["same_tokens"]
+    bert = out["open_clip:TinyBert-ViT@testtag"]  # a transformers text tower + tokenizer, from the cache too
+    assert bert["same_weights"] and bert["same_tokens"] and bert["info"]["preprocess_cfg"] == bert["ref_preprocess"], bert
 
 
 def _copy(src: Path, dst: Path, drop=()) -> Path:

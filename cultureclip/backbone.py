@@ -406,7 +406,8 @@ BUNDLED_BPE_SOURCE = "bundled CLIP BPE (no tokenizer files in the model)"
 DEFAULT_PREPROCESS_SOURCE = "OpenAI CLIP mean/std, resize + center crop to the model's image size (no preprocessor files in the model)"
 
 
-def _hf_tokenizer(source: str, files: set[str], text_config, ctx: int, spec: str, local_files_only: bool):
+def _hf_tokenizer(source: str, files: set[str], text_config, ctx: int, spec: str, local_files_only: bool,
+                  files_in: str = "the model"):
     """(tokenizer, where it came from) for an HF CLIP model whose folder/repo holds `files`.
 
     The model's own tokenizer when it has tokenizer files (they must load); the bundled CLIP BPE only
@@ -448,11 +449,11 @@ def _hf_tokenizer(source: str, files: set[str], text_config, ctx: int, spec: str
         )
     logger.warning("model %r has no tokenizer files; using the bundled CLIP BPE tokenizer (vocab_size %d matches)",
                    spec, vocab_size)
-    return _bundled_clip_tokenizer(ctx), BUNDLED_BPE_SOURCE
+    return _bundled_clip_tokenizer(ctx), BUNDLED_BPE_SOURCE.replace("the model", files_in)
 
 
 def _hf_preprocess_cfg(source: str, files: set[str], default_size: int, spec: str,
-                       local_files_only: bool) -> tuple[dict, str]:
+                       local_files_only: bool, files_in: str = "the model") -> tuple[dict, str]:
     """The image processor's geometry and normalization (preprocessor_config.json) and where it came from.
 
     Returns ({"size": crop size (the model's input side), "resize": shortest edge (int) or [h, w] (exact)
@@ -475,7 +476,7 @@ def _hf_preprocess_cfg(source: str, files: set[str], default_size: int, spec: st
     else:
         logger.warning("model %r has no preprocessor files; using OpenAI CLIP mean/std at its image size %d",
                        spec, default_size)
-        cfg, where = {}, DEFAULT_PREPROCESS_SOURCE
+        cfg, where = {}, DEFAULT_PREPROCESS_SOURCE.replace("in the model)", f"in {files_in})")
     size, crop = cfg.get("size"), cfg.get("crop_size")
     resize: int | list[int] | None = default_size
     if isinstance(size, dict) and size.get("shortest_edge"):
@@ -880,7 +881,7 @@ class HFClipBackbone(ClipBackbone):
     # -- builders ----------------------------------------------------------------------------------
     @classmethod
     def load(cls, source: str, files: set[str], spec: str, local_files_only: bool,
-             hf_source: str | None = None) -> "HFClipBackbone":
+             hf_source: str | None = None, files_in: str = "the model") -> "HFClipBackbone":
         """Model, tokenizer and processor from `source` (a folder or a hub id) whose files are `files`."""
         from transformers import CLIPConfig, CLIPModel
 
@@ -889,10 +890,11 @@ class HFClipBackbone(ClipBackbone):
             raise BackboneError(f"{spec!r} is not a CLIP model")
         cfg = model.config
         ctx = int(cfg.text_config.max_position_embeddings)
-        tok, tok_source = _hf_tokenizer(source, files, cfg.text_config, ctx, spec, local_files_only)
+        tok, tok_source = _hf_tokenizer(source, files, cfg.text_config, ctx, spec, local_files_only, files_in)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        pp, pp_source = _hf_preprocess_cfg(source, files, int(cfg.vision_config.image_size), spec, local_files_only)
+        pp, pp_source = _hf_preprocess_cfg(source, files, int(cfg.vision_config.image_size), spec, local_files_only,
+                                           files_in)
         eval_tf, train_tf = build_transforms(pp["size"], pp["mean"], pp["std"], resize=pp["resize"], resample=pp["resample"])
         info = {"hf_source": hf_source or source, "preprocess_cfg": pp, "tokenizer_source": tok_source,
                 "preprocess_source": pp_source}
@@ -905,7 +907,8 @@ class HFClipBackbone(ClipBackbone):
         def load(offline: bool) -> HFClipBackbone:
             if offline:
                 folder = _cached_snapshot(repo_id)
-                return cls.load(str(folder), {p.name for p in folder.iterdir()}, spec, True, hf_source=repo_id)
+                return cls.load(str(folder), {p.name for p in folder.iterdir()}, spec, True, hf_source=repo_id,
+                                files_in="the model's cached snapshot (the hub is not reachable)")
             from huggingface_hub import list_repo_files
 
             return cls.load(repo_id, set(list_repo_files(repo_id)), spec, False)

@@ -131,6 +131,9 @@ def _hub_cache(hf_home: Path, arch_dir: Path) -> Path:
 
     hub = hf_home / "hub"
     make_tiny_hf_clip(_snapshot(hub, "testorg/tiny-hf"))
+    bare = make_tiny_hf_clip(_snapshot(hub, "testorg/tiny-hf-bare"))  # weights only: no tokenizer/processor
+    for name in TOKENIZER_FILES + ("preprocessor_config.json",):
+        (bare / name).unlink()
     make_tiny_open_clip(_snapshot(hub, "testorg/tiny-oc"))
     _register_project_archs()
     _save_open_clip(_snapshot(hub, "testorg/cultureclip-tiny-tag"), "CultureCLIP-Tiny", seed=3)
@@ -153,7 +156,7 @@ def test_offline_loads_use_the_cache_and_change_no_global_state(tmp_path):
     env = hub_env(hf_home, HF_ENDPOINT="http://127.0.0.1:9", OMP_NUM_THREADS="1")
     env.pop("HF_HUB_OFFLINE")
     cached = ["hf:testorg/tiny-hf", "open_clip:hf-hub:testorg/tiny-oc", "open_clip:CultureCLIP-Tiny@testtag",
-              "open_clip:TinyBert-ViT@testtag"]
+              "open_clip:TinyBert-ViT@testtag", "hf:testorg/tiny-hf-bare"]
     uncached = ["hf:testorg/not-cached", "open_clip:ViT-B-32@openai", "open_clip:hf-hub:testorg/not-cached"]
     p = subprocess.run([sys.executable, "-c", CHILD, json.dumps({"tag": TAG_CFG, "arch_dir": str(tmp_path / "archs")}), *cached, *uncached], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
@@ -170,6 +173,9 @@ def test_offline_loads_use_the_cache_and_change_no_global_state(tmp_path):
         assert spec in r["error"] and "not reachable" in r["error"] and "local folder" in r["error"], r
     hf = out["hf:testorg/tiny-hf"]
     assert hf["same_weights"] and hf["info"]["tokenizer_source"].startswith("the model's own")
+    bare = out["hf:testorg/tiny-hf-bare"]["info"]  # the fallback says it only saw the cache
+    assert bare["tokenizer_source"] == "bundled CLIP BPE (no tokenizer files in the model's cached snapshot (the hub is not reachable))"
+    assert bare["preprocess_source"].endswith("(no preprocessor files in the model's cached snapshot (the hub is not reachable))")
     tag = out["open_clip:CultureCLIP-Tiny@testtag"]
     assert tag["same_weights"] and tag["acts"] == ["QuickGELU"], tag
     # the tag's normalization, as open_clip itself sets it when it downloads the tag

@@ -274,23 +274,19 @@ def _check_settings(cfg: TrainConfig) -> None:
 
 
 def setup(cfg: TrainConfig) -> TrainRun:
-    """Validate the config, then build accelerator, loss, model (+ LoRA / tower locking, frozen base),
-    data, optimizer and schedule, and the run's checkpointer. Raises the errors of ``user_errors()``
+    """Validate the config, then build accelerator, loss, model, data, optimizer and schedule, and the
+    run's checkpointer (in this order: it fixes the RNG draws). Raises the errors of ``user_errors()``
     for settings, data or paths that cannot work."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from .backbone import create_backbone
     from .checkpointer import Checkpointer, shown
-    from .data import CulTwinDataset, TwinBatchSampler, read_manifest
     from .fileio import atomic_write_text
-    from .lora import apply_lora, lock_tower
 
-    # ---- config, accelerator, seed, output folder ------------------------------------------------
+    # ---- config, loss, accelerator, seed, output folder ----------------------------------------
     cfg = validate_config(cfg)  # a config built in code gets the checks a loaded one had
     _check_settings(cfg)
     loss_fn = create_train_loss(cfg)
-    needs = loss_fn.inputs
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
@@ -308,12 +304,32 @@ def setup(cfg: TrainConfig) -> TrainRun:
         except OSError as e:
             raise TrainError(f"out_dir={shown(out)} cannot be written ({e.strerror or e}); pick another out_dir") from e
 
-    # ---- model (+ LoRA / tower locking) and the frozen base for distillation ---------------------
+    # ---- model, data, optimizer ----------------------------------------------------------------
+    backbone, base_model, params = _build_model(cfg, loss_fn.inputs, accelerator.device)
+    data = _build_data(cfg, backbone, loss_fn.inputs, accelerator)
+    optimizer, scheduler = _build_optimizer(cfg, backbone, data.total_steps)
+    model, optimizer = accelerator.prepare(backbone, optimizer)
+    checkpointer = Checkpointer(out, accelerator, cfg.keep_last, {
+        "config": to_dict(cfg), "config_hash": config_hash(cfg), "base_spec": cfg.model.spec,
+        "data_fingerprint": data.data_fp,
+    })
+    return TrainRun(cfg=cfg, accelerator=accelerator, out=out, loss_fn=loss_fn, backbone=accelerator.unwrap_model(model),
+                    model=model, base_model=base_model, params=params, optimizer=optimizer, scheduler=scheduler,
+                    manifest=data.manifest, val_m=data.val_m, dataset=data.dataset, sampler=data.sampler,
+                    data_fp=data.data_fp, total_steps=data.total_steps, checkpointer=checkpointer)
+
+
+def _build_model(cfg: TrainConfig, needs: frozenset[str], device: torch.device) -> tuple[Any, nn.Module | None, list]:
+    """(backbone with LoRA / tower locking applied, frozen copy of the base if the loss uses ``base``,
+    trainable parameters)."""
+    from .backbone import create_backbone
+    from .lora import apply_lora, lock_tower
+
     backbone = create_backbone(cfg.model.spec, device="cpu")
     backbone.info["base_spec"] = cfg.model.spec
     base_model = None
     if "base" in needs:
-        base_model = copy.deepcopy(backbone).eval().requires_grad_(False).to(accelerator.device)
+        base_model = copy.deepcopy(backbone).eval().requires_grad_(False).to(device)
     if cfg.lora.enabled:
         n = apply_lora(backbone, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.targets, cfg.lora.towers)
         logger.info("LoRA on %d attention layers", n)
@@ -324,8 +340,24 @@ def setup(cfg: TrainConfig) -> TrainRun:
     params = [p for p in backbone.parameters() if p.requires_grad]
     if not params:
         raise TrainError("no trainable parameters: check lora.enabled / model.lock_tower")
+    return backbone, base_model, params
 
-    # ---- data -----------------------------------------------------------------------------------
+
+@dataclass
+class _Data:
+    manifest: Any
+    val_m: Any
+    dataset: Any
+    sampler: Any
+    data_fp: str
+    total_steps: int
+
+
+def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) -> _Data:
+    """Manifest (+ replay rows), val split, dataset (twin images only if the loss uses them), this
+    process's twin-aware batch sampler, and the run's length in optimizer steps."""
+    from .data import CulTwinDataset, TwinBatchSampler, read_manifest
+
     manifest = read_manifest(cfg.data.dataset, check_images=cfg.data.check_images, skip_bad_images=cfg.data.skip_bad_images)
     train_m = manifest.split(cfg.data.train_split)
     if cfg.data.replay_dataset:
@@ -350,9 +382,12 @@ def setup(cfg: TrainConfig) -> TrainRun:
     if steps_per_epoch == 0:
         raise TrainError(f"{len(sampler)} batches per epoch is fewer than optim.grad_accum={cfg.optim.grad_accum}: "
                          "lower optim.grad_accum or data.batch_size")
-    total_steps = cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs
+    return _Data(manifest, val_m, dataset, sampler, data_fp,
+                 cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs)
 
-    # ---- optimizer + schedule (no weight decay on gains, biases, embeddings, logit scale) --------
+
+def _build_optimizer(cfg: TrainConfig, backbone, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (no weight decay on gains, biases, embeddings, logit scale) + warmup/decay schedule."""
     decay, no_decay = [], []
     for n_, p in backbone.named_parameters():
         if not p.requires_grad:
@@ -362,15 +397,7 @@ def setup(cfg: TrainConfig) -> TrainRun:
         [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, total_steps))
-    model, optimizer = accelerator.prepare(backbone, optimizer)
-    checkpointer = Checkpointer(out, accelerator, cfg.keep_last, {
-        "config": to_dict(cfg), "config_hash": config_hash(cfg), "base_spec": cfg.model.spec, "data_fingerprint": data_fp,
-    })
-    return TrainRun(cfg=cfg, accelerator=accelerator, out=out, loss_fn=loss_fn, backbone=accelerator.unwrap_model(model),
-                    model=model, base_model=base_model, params=params, optimizer=optimizer, scheduler=scheduler,
-                    manifest=manifest, val_m=val_m, dataset=dataset, sampler=sampler, data_fp=data_fp,
-                    total_steps=total_steps, checkpointer=checkpointer)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, total_steps))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ class Embedder:
 
         Per call only `cultureclip.weights.version_key` (each parameter/buffer's identity, storage pointer
         and autograd version counter, which every in-place write through the tensor bumps: optimizer steps,
-        `load_state_dict`, `copy_` under no_grad): well under a millisecond for a ViT-B/32, so it sits on
+        `load_state_dict`, `copy_` under no_grad): about a millisecond for a ViT-B/32, so it can sit on
         the hot path of every classify. When that key changes, the fingerprint is rebuilt with a probe of a
         few values per tensor (`probe_digest`). Writes through `.data` bypass the version counter and are
         not seen here: call `invalidate()` after them."""

@@ -14,7 +14,6 @@ every weight (`cultureclip.checkpoint.checkpoint_sha`), which uses both to memoi
 from __future__ import annotations
 
 import hashlib
-import itertools
 
 import torch
 
@@ -22,13 +21,21 @@ PROBES = 8  # values probed per tensor by probe_digest
 
 
 def _tensors(module: torch.nn.Module):
-    return itertools.chain(module.parameters(), module.buffers())
+    """Every parameter and buffer, in one walk over the submodules (`parameters()` then `buffers()` would walk
+    them twice; a tensor shared by two modules is listed twice, which a key does not mind)."""
+    for m in module.modules():
+        for t in m._parameters.values():
+            if t is not None:
+                yield t
+        for t in m._buffers.values():
+            if t is not None:
+                yield t
 
 
 def version_key(module: torch.nn.Module) -> tuple:
     """Changes when any parameter/buffer of `module` is replaced or written in place (not through `.data`).
 
-    Pure Python over the tensors' metadata: well under a millisecond for a ViT-B/32."""
+    Pure Python over the tensors' metadata: about a millisecond for a ViT-B/32 (400 tensors)."""
     return tuple((id(t), t.data_ptr(), t._version, t.dtype, t.shape) for t in _tensors(module))
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from . import handlers as H
-from .services import DemoServices, ServiceError, gpu, quantize_alpha
+from .services import DemoServices, IndexNotReady, ServiceError, gpu, quantize_alpha
 from .validation import MAX_FILE_BYTES, DemoInputError, inside, scrub_paths
 
 logger = logging.getLogger(__name__)
@@ -335,11 +335,35 @@ def twin_tab(services: DemoServices) -> None:
         found = H.search_pairs(services, q, cat, cul)
         return gr.Dropdown(choices=found, value=found[0][1] if found else None, label=f"Twin pair ({len(found)} found)")
 
+    outputs = [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter]
+    # while the dataset images are still being embedded (minutes for ViT-B/32 on CPU), the browser shows the
+    # pair's text and images with the progress, and this timer fills in the similarity panels once it is done
+    refresh = gr.Timer(2.0, active=False)
+
+    def _outputs(v):
+        return v.info, v.gallery_a, v.gallery_b, v.similarity, v.confusion_note, v.confusion, v.scatter
+
     @gpu
     @_safe
     def show_pair(value):
-        v = H.pair_view(services, value)
-        return v.info, v.gallery_a, v.gallery_b, v.similarity, v.confusion_note, v.confusion, v.scatter
+        """The API's view (`/twin_pair`): an error with the progress while the index is built, so clients retry."""
+        return _outputs(H.pair_view(services, value))
+
+    @gpu
+    @_safe
+    def browse_pair(value):
+        """The browser's view: never an error panel for a pair the page offered; a preview while indexing."""
+        if not services.has_dataset:
+            return [gr.skip()] * len(outputs) + [gr.Timer(active=False)]
+        try:
+            return [*_outputs(H.pair_view(services, value)), gr.Timer(active=False)]
+        except IndexNotReady:  # still embedding (poll until done), or the build failed (the note says so)
+            return [*_outputs(H.pair_preview(services, value)), gr.Timer(active=not services.wait_index(0))]
+
+    def poll_index(value):
+        if not services.wait_index(0):  # still embedding: keep the preview (its note has the progress)
+            return [gr.skip()] * len(outputs) + [gr.Timer(active=True)]
+        return browse_pair(value)
 
     @gpu
     @_safe
@@ -349,10 +373,15 @@ def twin_tab(services: DemoServices) -> None:
     for comp in (query, category, culture):
         ev = comp.submit if isinstance(comp, gr.Textbox) else comp.change
         ev(find_pairs, [query, category, culture], [pair], api_name=f"find_pairs_{'query' if comp is query else comp.label.lower()}")
-    pair.change(show_pair, [pair], [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter],
-                api_name="twin_pair", concurrency_limit=CONCURRENCY)
+    pair.change(browse_pair, [pair], outputs + [refresh], api_visibility="private", concurrency_limit=CONCURRENCY)
+    refresh.tick(poll_index, [pair], outputs + [refresh], api_visibility="private", concurrency_limit=CONCURRENCY,
+                 show_progress="hidden")
+    # the API endpoints keep their strict answers (a never-shown button carries them)
+    api_only = gr.Button(visible=False)
+    api_only.click(show_pair, [pair], outputs, api_name="twin_pair", concurrency_limit=CONCURRENCY)
+    api_only.click(show_pair, [pair], outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
     map_btn.click(show_map, None, [map_plot, map_table], api_name="confusion_map", concurrency_limit=1)
-    return pair, show_pair, [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter]
+    return pair, browse_pair, outputs + [refresh]
 
 
 def benchmarks_tab(services: DemoServices) -> None:
@@ -499,7 +528,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
             with gr.Tab("Confusion atlas", id="atlas"):
                 atlas_tab(services)
         # fill the twin and benchmark tabs when they are first opened (no model work at startup)
-        twins.select(show_pair, [pair], pair_outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
+        twins.select(show_pair, [pair], pair_outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
         bench.select(update, b_inputs, b_outputs, api_name="benchmarks_tab_open")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
     demo.guard_batches()

@@ -85,6 +85,15 @@ def _safe(fn: Callable) -> Callable:
     return wrapper
 
 
+def ui_and_api(trigger: Callable, browser_fn: Callable, api_fn: Callable, inputs: list, outputs: list,
+               api_name: str, **kw: Any) -> None:
+    """Wire `trigger` to `browser_fn` for the page (not an API endpoint) and keep `api_name` answering with
+    `api_fn` (on a never-shown button): the page may show a softer answer than the API, e.g. the dataset
+    index's progress as a message instead of an error that API clients retry on."""
+    trigger(browser_fn, inputs, outputs, api_visibility="private", **kw)
+    gr.Button(visible=False).click(api_fn, inputs, outputs, api_name=api_name, **kw)
+
+
 @dataclass
 class BadInput:
     """One request's input that gradio could not preprocess, inside a batch: only that request fails."""
@@ -370,6 +379,15 @@ def twin_tab(services: DemoServices) -> None:
     def show_map():
         return H.confusion_map(services)
 
+    @gpu
+    @_safe
+    def browse_map():
+        try:
+            return H.confusion_map(services)
+        except IndexNotReady as e:  # a notice with the progress, not Error panels
+            gr.Warning(str(e))
+            return gr.skip(), gr.skip()
+
     for comp in (query, category, culture):
         ev = comp.submit if isinstance(comp, gr.Textbox) else comp.change
         ev(find_pairs, [query, category, culture], [pair], api_name=f"find_pairs_{'query' if comp is query else comp.label.lower()}")
@@ -380,7 +398,7 @@ def twin_tab(services: DemoServices) -> None:
     api_only = gr.Button(visible=False)
     api_only.click(show_pair, [pair], outputs, api_name="twin_pair", concurrency_limit=CONCURRENCY)
     api_only.click(show_pair, [pair], outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
-    map_btn.click(show_map, None, [map_plot, map_table], api_name="confusion_map", concurrency_limit=1)
+    ui_and_api(map_btn.click, browse_map, show_map, [], [map_plot, map_table], "confusion_map", concurrency_limit=1)
     return pair, browse_pair, outputs + [refresh]
 
 
@@ -490,19 +508,31 @@ def search_tab(services: DemoServices) -> None:
         examples = [[q] for q in words["queries"]]
     if examples:
         gr.Examples(examples, inputs=[query], label="Try")
-    message = gr.Markdown(latex_delimiters=[])  # echoes the query literally
+    message = gr.Markdown(latex_delimiters=[], elem_id="search-message")  # echoes the query literally
     with gr.Row():
         g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
         g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
 
-    @gpu
-    @_safe
-    def run(q, n):
+    def answer(q, n):
         r = H.search(services, q, n)
         return r.message, r.base, r.tuned
 
-    go.click(run, [query, k], [message, g_base, g_tuned], api_name="search", concurrency_limit=CONCURRENCY)
-    query.submit(run, [query, k], [message, g_base, g_tuned], api_name="search_submit", concurrency_limit=CONCURRENCY)
+    @gpu
+    @_safe
+    def run(q, n):
+        return answer(q, n)
+
+    @gpu
+    @_safe
+    def browse(q, n):
+        try:
+            return answer(q, n)
+        except IndexNotReady as e:  # the progress as the message, not Error panels
+            return f"{H.INDEX_PENDING}{e}", [], []
+
+    io = ([query, k], [message, g_base, g_tuned])
+    ui_and_api(go.click, browse, run, *io, "search", concurrency_limit=CONCURRENCY)
+    ui_and_api(query.submit, browse, run, *io, "search_submit", concurrency_limit=CONCURRENCY)
 
 
 # ------------------------------------------------------------------------------------------------

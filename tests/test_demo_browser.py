@@ -172,6 +172,15 @@ def test_twin_explorer_while_the_dataset_index_is_built(app_url):
             assert page.locator("#confusion-gallery").count() == 1
             assert page.evaluate(VISIBLE_ERRORS) == 0, "the twin explorer shows Error panels while indexing"
             assert page.locator(".toast-body").count() == 0
+            # the confusion map and search say the same (a notice and a message), without Error panels either
+            page.get_by_role("button", name="Compute the confusion map").click()
+            page.locator(".toast-body").get_by_text("still being embedded").first.wait_for()
+            page.get_by_role("tab", name="Search").click()
+            page.get_by_label("Describe an image").fill("flag of Chad")
+            page.get_by_role("button", name="Search", exact=True).click()
+            page.locator("#search-message").get_by_text("still being embedded").wait_for()
+            assert page.evaluate(VISIBLE_ERRORS) == 0, "Error panels while indexing"
+            page.get_by_role("tab", name="Twin explorer").click()
             gate.set()  # the index finishes: the figures fill in without another click
             page.get_by_text("images of this pair").first.wait_for()
             page.locator(".js-plotly-plot").first.wait_for()

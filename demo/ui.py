@@ -550,7 +550,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
             with gr.Tab("Recognize", id="recognize"):
                 recognize_tab(services)
             with gr.Tab("Twin explorer", id="twins") as twins:
-                pair, show_pair, pair_outputs = twin_tab(services)
+                pair, browse_pair, pair_outputs = twin_tab(services)
             with gr.Tab("Benchmarks", id="benchmarks") as bench:
                 update, b_inputs, b_outputs = benchmarks_tab(services)
             with gr.Tab("Search", id="search"):
@@ -558,7 +558,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
             with gr.Tab("Confusion atlas", id="atlas"):
                 atlas_tab(services)
         # fill the twin and benchmark tabs when they are first opened (no model work at startup)
-        twins.select(show_pair, [pair], pair_outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
+        twins.select(browse_pair, [pair], pair_outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
         bench.select(update, b_inputs, b_outputs, api_name="benchmarks_tab_open")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
     demo.guard_batches()

@@ -327,9 +327,10 @@ class Group:
                 raise ValueError(f"group field {name!r}={value!r}: names must be non-empty strings, values strings")
 
     @classmethod
-    def of(cls, fields: Mapping[str, Any] | None = None, /, **more: Any) -> Group:
-        """Group from a mapping and/or keywords; values become strings, missing ones :data:`UNKNOWN`."""
-        merged = {**dict(fields or {}), **more}
+    def of(cls, mapping: Mapping[str, Any] | None = None, /, **fields: Any) -> Group:
+        """Group from a {field: value} mapping and/or keywords (``Group.of(region="Asia")``); values
+        become strings, missing ones (None/NaN) :data:`UNKNOWN`."""
+        merged = {**dict(mapping or {}), **fields}
         return cls(tuple((str(k), UNKNOWN if _is_missing(v) else str(v)) for k, v in merged.items()))
 
     @property

@@ -193,6 +193,13 @@ def group_record(
     return rec
 
 
+def find_group(groups: Sequence[Mapping[str, Any]], **fields: Any) -> dict[str, Any] | None:
+    """The record in ``groups`` whose fields are exactly ``fields`` (any order), e.g.
+    ``find_group(result["groups"], region="Asia")``; None if there is none."""
+    want = set(M.Group.of(fields).items)
+    return next((dict(g) for g in groups if set(g["fields"].items()) == want), None)
+
+
 def merge_groups(groups: Sequence[Mapping[str, Any]], more: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Group records of ``groups`` with those of ``more`` added: records with the same fields merge
     (metrics and CIs of ``more`` added; ``n`` kept unless missing), the others are appended."""
@@ -379,6 +386,9 @@ def validate_result(result: Any, source: str = "result") -> None:
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
         fail(f"missing required keys {missing}; build results with eval_suite.results.make_result")
+    if isinstance(result["groups"], Mapping):
+        fail("'groups' is in the schema-1 form {name: {metric: value}}; read the file with "
+             "eval_suite.results.read_result (or pass the dict through upgrade_result), which converts it")
     unknown = sorted(set(result) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         fail(f"unknown keys {unknown}; allowed optional keys are {list(OPTIONAL_KEYS)} (put free-form data in 'extra')")
@@ -428,9 +438,6 @@ def validate_result(result: Any, source: str = "result") -> None:
     if "ci" in result:
         check_ci(result["ci"], "'ci'", result["metrics"])
     groups = result["groups"]
-    if isinstance(groups, Mapping):
-        fail("'groups' is in the schema-1 form {name: {metric: value}}; read the file with "
-             "eval_suite.results.read_result (or pass the dict through upgrade_result), which converts it")
     if not isinstance(groups, list):
         fail(f"'groups' must be a list of {{fields, n, metrics}} records, got {type(groups).__name__}")
     seen: set[frozenset[tuple[str, str]]] = set()

@@ -12,7 +12,9 @@ File name: ``results/<benchmark>__<model_tag>.json``. Schema (``schema_version``
         fields        {field: str}  what the group is, as data: {"region": "Asia"} or
                                     {"region": "Asia", "category": "food"} (a cross group); values are
                                     strings of any characters ("food|drink" is fine), a missing label
-                                    is "unknown"; no two records have the same fields
+                                    is "unknown"; no two records have the same fields; a
+                                    field is not named like a column of the tidy frame
+                                    (``tables.FRAME_COLUMNS``: model, metric, value, ...)
         n             int | null    the group's size
         metrics       {metric: number | null}
         ci            {metric: [low, high]}   optional 95% bootstrap CIs
@@ -334,12 +336,12 @@ def make_result(
     if not metrics:
         raise ResultError("metrics is empty; a result needs at least one number")
     eval_config = dict(eval_config or {})
-    if isinstance(groups, Mapping):
+    if isinstance(groups, Mapping) and groups:
         raise ResultError(
             "groups must be a list of group records {'fields': {...}, 'n': ..., 'metrics': {...}} "
             "(results.group_record builds one); {name: metrics} is the old schema-1 form"
         )
-    bad = [g for g in groups or [] if not isinstance(g, Mapping) or not set(g) <= set(GROUP_KEYS) or "fields" not in g]
+    bad = [g for g in groups or [] if not isinstance(g, Mapping) or not {"fields", "metrics"} <= set(g) <= set(GROUP_KEYS)]
     if bad:
         raise ResultError(f"group record {bad[0]!r} needs 'fields' and 'metrics' (optional 'n', 'ci') and nothing else")
     result: dict[str, Any] = {

@@ -184,6 +184,20 @@ def test_old_schema_is_upgraded_once_at_load(tmp_path):
         R.validate_result(json.loads(OLD_RESULT))  # only the readers convert; a writer must use records
     with pytest.raises(R.ResultError, match="group records"):
         _minimal(groups={"region=Asia": {"acc1": 0.5}})
+    with pytest.raises(R.ResultError, match="needs 'fields' and 'metrics'"):
+        _minimal(groups=[{"fields": {"region": "Asia"}}])
+
+
+def test_merge_and_find_group_records():
+    a = [R.group_record({"region": "Asia"}, {"acc1": 0.5}, n=4, ci={"acc1": [0.2, 0.8]})]
+    b = [{"fields": {"region": "Asia"}, "metrics": {"twin_acc": 1.0}, "n": 2},
+         {"fields": {"region": "Europe", "category": "food|drink"}, "metrics": {"twin_acc": 0.0}}]
+    merged = R.merge_groups(a, b)
+    assert merged[0] == {"fields": {"region": "Asia"}, "n": 4, "metrics": {"acc1": 0.5, "twin_acc": 1.0},
+                         "ci": {"acc1": [0.2, 0.8]}}
+    assert a[0]["metrics"] == {"acc1": 0.5}  # inputs are not mutated
+    assert R.find_group(merged, category="food|drink", region="Europe")["n"] is None
+    assert R.find_group(merged, region="Europe") is None  # exactly these fields
 
 
 def test_old_and_new_schema_give_the_same_tables(tmp_path):

@@ -646,7 +646,7 @@ class DemoServices:
                     from eval_suite.tables import load_frame
 
                     frame = load_frame(self.config.results, strict=False)
-                    self._results = _add_group_fields(frame)
+                    self._results = _with_filter_columns(frame)
                 except Exception as e:  # noqa: BLE001
                     self._results_error = f"cannot read results in {self.config.results}: {type(e).__name__}: {e}"
                     logger.warning(self._results_error)
@@ -678,16 +678,12 @@ class DemoServices:
         if self._evaluator is not None:
             live = self._evaluator.frame()
             if live is not None and len(live):
-                frames.append(_add_group_fields(live))
+                frames.append(_with_filter_columns(live))
         if not frames:
             return None
         if len(frames) == 1:
             return frames[0]
-        out = pd.concat(frames, ignore_index=True)
-        for k in ("region", "category"):
-            if k not in out.columns:
-                out[k] = None
-        return out
+        return _with_filter_columns(pd.concat(frames, ignore_index=True))
 
     # -- description ---------------------------------------------------------------------------------
     def banner(self) -> str:
@@ -712,27 +708,15 @@ class DemoServices:
         return text
 
 
-def _add_group_fields(frame: "pd.DataFrame") -> "pd.DataFrame":
-    """Split `group` keys like 'region=Asia|category=food' into region/category/... columns."""
-    frame = frame.copy()
-    fields: dict[str, list[str | None]] = {}
-    parsed = []
-    for g in frame["group"].astype(str):
-        d = {}
-        if g != "all":
-            for part in g.split("|"):
-                k, _, v = part.partition("=")
-                if v:
-                    d[k] = v
-        parsed.append(d)
-        for k in d:
-            fields.setdefault(k, [])
-    for k in fields:
-        frame[k] = [d.get(k) for d in parsed]
-    for k in ("region", "category"):
-        if k not in frame.columns:
-            frame[k] = None
-    return frame
+FILTER_FIELDS = ("region", "category")  # group fields the benchmarks tab filters on
+
+
+def _with_filter_columns(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """The tidy frame with the group-field columns the dashboard filters on (NaN where no result has them).
+
+    eval_suite.tables already gives one column per group field, so nothing is parsed here."""
+    missing = [k for k in FILTER_FIELDS if k not in frame.columns]
+    return frame.assign(**{k: float("nan") for k in missing}) if missing else frame
 
 
 def _blank():

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from eval_suite import metrics as M
 from eval_suite import tables as T
 
 if TYPE_CHECKING:
@@ -41,17 +40,18 @@ def benchmark_bars(
     frame: pd.DataFrame,
     metric: str | Mapping[str, str] | None = None,
     models: Sequence[str] | None = None,
-    group: str = T.OVERALL,
+    group: T.GroupFields | None = None,
     scale: float = 100.0,
     title: str | None = None,
 ) -> go.Figure:
     """Grouped bars: x = benchmark, one bar trace per model, y = metric (default each benchmark's main).
 
-    Error bars show the stored 95% CI where the results have one.
+    ``group``: the overall numbers (None) or one group's, e.g. {"region": "Asia"}. Error bars show the
+    stored 95% CI where the results have one.
     """
     go = _go()
     sel = T.main_metrics(frame, metric)
-    sel = sel[sel["group"] == group]
+    sel = sel[T.group_mask(sel, group)]
     if models is not None:
         tags = [T.resolve_model(frame, m) for m in models]
         sel = sel[sel["model_tag"].isin(tags)]
@@ -102,14 +102,13 @@ def delta_heatmap(
 ) -> go.Figure:
     """Heatmap of tuned - base per (rows x cols) group, e.g. region x category, centred on zero.
 
-    Uses the combined groups written with ``cross=[(rows, cols)]`` (``region=Asia|category=food``).
+    Uses the combined groups written with ``cross=[(rows, cols)]`` (the rows whose group has exactly
+    the fields ``rows`` and ``cols``; their values come from those columns of the frame).
     ``benchmark`` defaults to the only benchmark that has such groups; ``metric`` to its main metric.
     """
     go = _go()
     b_tag, t_tag = T.resolve_model(frame, base), T.resolve_model(frame, tuned)
-    parsed = frame["group"].map(M.parse_group_key)
-    cell = parsed.map(lambda d: set(d) == {rows, cols})
-    sel = frame[cell]
+    sel = frame[T.grouped_by(frame, [rows, cols])]
     if sel.empty:
         raise ValueError(
             f"no {rows} x {cols} groups in the results; evaluate with cross groups ({rows!r}, {cols!r})"
@@ -126,9 +125,8 @@ def delta_heatmap(
         part = sel[sel["model_tag"] == tag]
         if part.empty:
             raise ValueError(f"model {tag!r} has no {rows} x {cols} results on {benchmark!r}")
-        keys = part["group"].map(M.parse_group_key)
         wide[tag] = pd.DataFrame(
-            {rows: keys.map(lambda d: d[rows]).to_numpy(), cols: keys.map(lambda d: d[cols]).to_numpy(),
+            {rows: part[rows].to_numpy(), cols: part[cols].to_numpy(),
              "value": part["value"].to_numpy(float), "n": part["n"].to_numpy(dtype=float, na_value=np.nan)}
         ).pivot_table(index=rows, columns=cols, values=["value", "n"], aggfunc="first")
     delta = (wide[t_tag]["value"] - wide[b_tag]["value"]) * scale

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,7 @@ __all__ = [
     "retrieval_recall",
     "multiple_choice_correct",
     "multiple_choice_accuracy",
-    "group_key",
-    "parse_group_key",
+    "Group",
     "group_metrics",
     "bootstrap_ci",
     "paired_bootstrap",
@@ -301,40 +301,50 @@ def retrieval_recall(
 # --------------------------------------------------------------------------------------------------
 # groups
 # --------------------------------------------------------------------------------------------------
-_GROUP_SEP = "|"
+UNKNOWN = "unknown"  # the value of a group field whose label is missing (None/NaN)
 
 
-def group_key(**fields: Any) -> str:
-    """Canonical group name: ``group_key(region="Asia", category="food")`` -> ``"region=Asia|category=food"``.
+@dataclass(frozen=True, order=True)
+class Group:
+    """A group of items, named by its fields as data: ``Group.of(region="Asia", category="food")``.
 
-    The results JSON, tables and figures all use this form, so a region x category heatmap can find
-    its cells. Field order is kept as given.
+    ``items`` holds (field, value) pairs in the order given; values are strings (a missing label is
+    :data:`UNKNOWN`) and may contain any character. Results JSON, tables and figures carry the fields
+    (``fields``), never a flattened name; :attr:`label` is for display only and is never parsed back.
+    Frozen and ordered, so a group is a dict key and sorts deterministically.
     """
-    if not fields:
-        raise ValueError("group_key needs at least one field, e.g. group_key(region='Asia')")
-    parts = []
-    for name, value in fields.items():
-        text = "unknown" if _is_missing(value) else str(value)
-        for bad in (_GROUP_SEP, "="):
-            if bad in name or bad in text:
-                raise ValueError(f"group field {name!r}={text!r} may not contain {bad!r}")
-        parts.append(f"{name}={text}")
-    return _GROUP_SEP.join(parts)
 
+    items: tuple[tuple[str, str], ...]
 
-def parse_group_key(key: str) -> dict[str, str]:
-    """Inverse of :func:`group_key`: ``"region=Asia|category=food"`` -> {"region": "Asia", "category": "food"}.
+    def __post_init__(self) -> None:
+        if not self.items:
+            raise ValueError("a group needs at least one field, e.g. Group.of(region='Asia')")
+        names = [name for name, _ in self.items]
+        if len(set(names)) != len(names):
+            raise ValueError(f"group fields repeat a name: {names}")
+        for name, value in self.items:
+            if not isinstance(name, str) or not name or not isinstance(value, str):
+                raise ValueError(f"group field {name!r}={value!r}: names must be non-empty strings, values strings")
 
-    A bare label without ``=`` (from results written by other tools) parses as {"group": label}.
-    """
-    out: dict[str, str] = {}
-    for part in str(key).split(_GROUP_SEP):
-        if "=" in part:
-            name, value = part.split("=", 1)
-            out[name] = value
-        else:
-            out["group"] = part
-    return out
+    @classmethod
+    def of(cls, mapping: Mapping[str, Any] | None = None, /, **fields: Any) -> Group:
+        """Group from a {field: value} mapping and/or keywords (``Group.of(region="Asia")``); values
+        become strings, missing ones (None/NaN) :data:`UNKNOWN`."""
+        merged = {**dict(mapping or {}), **fields}
+        return cls(tuple((str(k), UNKNOWN if _is_missing(v) else str(v)) for k, v in merged.items()))
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """{field: value} in the order given, e.g. {"region": "Asia", "category": "food"}."""
+        return dict(self.items)
+
+    @property
+    def label(self) -> str:
+        """Human-readable name for display (``region: Asia · category: food``); never parse it."""
+        return " · ".join(f"{name}: {value}" for name, value in self.items)
+
+    def __str__(self) -> str:
+        return self.label
 
 
 def _is_missing(value: Any) -> bool:
@@ -348,16 +358,18 @@ def group_metrics(
 ) -> dict[str, Any]:
     """Per-group mean of a per-sample metric, with the worst and best group and their gap.
 
-    values (N,): e.g. per-sample correctness. labels: (N,) group labels, or {field: (N,)} for groups
-    keyed by :func:`group_key` (one field -> ``region=Asia``; several -> their combination). Missing
-    labels (None/NaN) form the group ``unknown``. Groups with fewer than ``min_count`` samples are
-    reported but left out of worst/best/gap, so one stray image cannot define the worst group.
-    Returns ``per_group`` {group: mean}, ``counts`` {group: n}, ``worst_group``, ``worst``,
-    ``best_group``, ``best``, ``gap`` (best - worst) and ``mean`` (over all samples).
+    values (N,): e.g. per-sample correctness. labels: {field: (N,)} -> groups are :class:`Group`
+    records of those fields (one field -> ``Group.of(region="Asia")``; several -> their combination);
+    or a plain (N,) label array -> groups are the labels themselves. Missing labels (None/NaN) are
+    :data:`UNKNOWN`. Groups with fewer than ``min_count`` samples are reported but left out of
+    worst/best/gap, so one stray image cannot define the worst group.
+    Returns ``per_group`` {group: mean}, ``counts`` {group: n} (groups sorted), ``worst_group``,
+    ``worst``, ``best_group``, ``best``, ``gap`` (best - worst) and ``mean`` (over all samples).
     """
     v = as_array(values, "values")
     _check_ndim(v, 1, "values", "(N,)")
     n = v.shape[0]
+    keys: list[Any]
     if isinstance(labels, Mapping):
         if not labels:
             raise ValueError("labels mapping is empty; pass e.g. {'region': region_labels}")
@@ -367,19 +379,21 @@ def group_metrics(
             if len(arr) != n:
                 raise ValueError(f"labels[{name!r}] has {len(arr)} entries, values has {n}")
             cols[name] = arr
-        keys = [group_key(**{name: cols[name][i] for name in cols}) for i in range(n)]
+        keys = [Group.of({name: cols[name][i] for name in cols}) for i in range(n)]
     else:
         arr = labels.tolist() if hasattr(labels, "tolist") else list(labels)
         if len(arr) != n:
             raise ValueError(f"labels has {len(arr)} entries, values has {n}")
-        keys = ["unknown" if _is_missing(x) else str(x) for x in arr]
+        keys = [UNKNOWN if _is_missing(x) else str(x) for x in arr]
 
-    uniq, inverse = np.unique(np.asarray(keys, dtype=object).astype(str), return_inverse=True)
-    sums = np.bincount(inverse, weights=v, minlength=uniq.size)
-    counts = np.bincount(inverse, minlength=uniq.size)
+    uniq = sorted(set(keys))
+    index = {k: i for i, k in enumerate(uniq)}
+    inverse = np.fromiter((index[k] for k in keys), dtype=np.int64, count=n)
+    sums = np.bincount(inverse, weights=v, minlength=len(uniq))
+    counts = np.bincount(inverse, minlength=len(uniq))
     means = sums / np.maximum(counts, 1)
-    per_group = {str(g): float(m) for g, m in zip(uniq, means)}
-    count_map = {str(g): int(c) for g, c in zip(uniq, counts)}
+    per_group = {g: float(m) for g, m in zip(uniq, means)}
+    count_map = {g: int(c) for g, c in zip(uniq, counts)}
     eligible = [g for g in per_group if count_map[g] >= min_count]
     out: dict[str, Any] = {"per_group": per_group, "counts": count_map, "mean": _mean(v)}
     if eligible:

@@ -1,6 +1,6 @@
 """The results JSON: one file per (benchmark, model), written atomically, validated on write and read.
 
-File name: ``results/<benchmark>__<model_tag>.json``. Schema (``schema_version`` 1)::
+File name: ``results/<benchmark>__<model_tag>.json``. Schema (``schema_version`` 2)::
 
     required
       benchmark       str          e.g. "cultwin", "imagenet1k", "crope"
@@ -8,19 +8,25 @@ File name: ``results/<benchmark>__<model_tag>.json``. Schema (``schema_version``
       model           str          the model spec as typed (``hf:org/name``, a folder, ...)
       checkpoint_sha  str | null   hash of the weights (cache key; null if unknown)
       metrics         {name: number | null}            overall numbers (null = undefined)
-      groups          {group: {metric: number | null}} group names from ``metrics.group_key``
-                                                       ("region=Asia", "region=Asia|category=food");
-                                                       the reserved metric "n" is the group's size
+      groups          [group record]                   per-group numbers, one record per group:
+        fields        {field: str}  what the group is, as data: {"region": "Asia"} or
+                                    {"region": "Asia", "category": "food"} (a cross group); values are
+                                    strings of any characters ("food|drink" is fine), a missing label
+                                    is "unknown"; no two records have the same fields; a
+                                    field is not named like a column of the tidy frame
+                                    (``tables.FRAME_COLUMNS``: model, metric, value, ...)
+        n             int | null    the group's size
+        metrics       {metric: number | null}
+        ci            {metric: [low, high]}   optional 95% bootstrap CIs
       n_samples       int          items evaluated (after skipping unreadable ones)
       config_hash     str          hash of the evaluation settings (``--skip-existing`` compares it)
       timestamp       str          ISO 8601, UTC
       versions        {package: version}
     optional
-      schema_version  int          1
+      schema_version  int          2 (absent or 1: the old form, converted when read)
       model_tag       str          short filesystem-safe model name (default: ``model_tag(model)``)
       main_metric     str          the headline metric (a key of ``metrics``); tables/figures use it
       ci              {metric: [low, high]}            95% bootstrap CI of overall metrics
-      group_ci        {group: {metric: [low, high]}}
       model_config    {..}         training settings of the model (e.g. loss weights); ablations use it
       model_identity  {..}         who the model is (``cultureclip.checkpoint.model_identity``): spec,
                                    format, weights_sha, name, role ("base" | "tuned" | ...), base_spec,
@@ -30,6 +36,12 @@ File name: ``results/<benchmark>__<model_tag>.json``. Schema (``schema_version``
                                                        labels, for paired bootstrap between models
       skipped         {reason: count}                  e.g. {"unreadable_image": 3}
       extra           {..}         anything else (free-form, not interpreted)
+
+Schema 1 (files written before groups were records) stored ``groups`` as {name: {metric: value, "n":
+size}} with flattened names ("region=Asia|category=food", a bare label meaning {"label": name}) and
+their CIs in a top-level ``group_ci`` {name: {metric: [low, high]}}. :func:`read_result` converts such
+files once, at load time (:func:`upgrade_result`, the only code that knows that form), so tables,
+figures and the demo only ever see group fields as data.
 
 Result files written by clip_benchmark (``dataset``, ``model``, ``pretrained``, ``task``, ``metrics``)
 are read too and converted, so both can be tabulated together.
@@ -57,7 +69,8 @@ from eval_suite import metrics as M
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+GROUP_KEYS = ("fields", "n", "metrics", "ci")  # the keys of one group record
 REQUIRED_KEYS = (
     "benchmark",
     "task",
@@ -75,7 +88,6 @@ OPTIONAL_KEYS = (
     "model_tag",
     "main_metric",
     "ci",
-    "group_ci",
     "model_config",
     "model_identity",
     "eval_config",
@@ -166,6 +178,50 @@ def _is_number(x: Any) -> bool:
 # --------------------------------------------------------------------------------------------------
 # building
 # --------------------------------------------------------------------------------------------------
+def group_record(
+    fields: M.Group | Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    n: int | None = None,
+    ci: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, Any]:
+    """One entry of a result's ``groups``: ``{"fields": {...}, "n": n, "metrics": {...}[, "ci": {...}]}``.
+
+    ``fields`` is a :class:`eval_suite.metrics.Group` or a {field: value} mapping (values become strings).
+    """
+    group = fields if isinstance(fields, M.Group) else M.Group.of(fields)
+    rec: dict[str, Any] = {"fields": group.fields, "n": None if n is None else int(n), "metrics": dict(metrics)}
+    if ci:
+        rec["ci"] = {k: list(v) for k, v in ci.items()}
+    return rec
+
+
+def find_group(groups: Sequence[Mapping[str, Any]], **fields: Any) -> dict[str, Any] | None:
+    """The record in ``groups`` whose fields are exactly ``fields`` (any order), e.g.
+    ``find_group(result["groups"], region="Asia")``; None if there is none."""
+    want = set(M.Group.of(fields).items)
+    return next((dict(g) for g in groups if set(g["fields"].items()) == want), None)
+
+
+def merge_groups(groups: Sequence[Mapping[str, Any]], more: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Group records of ``groups`` with those of ``more`` added: records with the same fields merge
+    (metrics and CIs of ``more`` added; ``n`` kept unless missing), the others are appended."""
+    out = [{**g, "metrics": dict(g["metrics"]), **({"ci": dict(g["ci"])} if "ci" in g else {})} for g in groups]
+    index = {frozenset(g["fields"].items()): g for g in out}
+    for g in more:
+        hit = index.get(frozenset(g["fields"].items()))
+        if hit is None:
+            rec = group_record(g["fields"], g["metrics"], g.get("n"), g.get("ci"))
+            out.append(rec)
+            index[frozenset(rec["fields"].items())] = rec
+            continue
+        hit["metrics"].update(g["metrics"])
+        if g.get("ci"):
+            hit.setdefault("ci", {}).update(g["ci"])
+        if hit.get("n") is None:
+            hit["n"] = g.get("n")
+    return out
+
+
 def summarize_samples(
     per_sample: Mapping[str, Any],
     labels: Mapping[str, Sequence[Any]] | None = None,
@@ -177,12 +233,13 @@ def summarize_samples(
     min_group_count: int = 1,
     keep_samples: bool = True,
 ) -> dict[str, Any]:
-    """Turn per-item metric arrays into the ``metrics``/``groups``/``ci``/``group_ci``/``samples`` fields.
+    """Turn per-item metric arrays into the ``metrics``/``groups``/``ci``/``samples`` fields.
 
     per_sample: {metric: (N,) values}, e.g. {"acc1": correct_top1, "acc5": correct_top5}.
     labels: {field: (N,) group labels}, e.g. {"region": [...], "income": [...]}; ``fields`` picks
     which of them to group by (default: all); ``cross`` adds combined groups such as
-    ("region", "category") for a heatmap. For each metric and field, ``<metric>_worst_<field>`` and
+    ("region", "category") for a heatmap. ``groups`` is a list of group records (module docstring), one
+    per group of each field and each cross, with per-group CIs under ``ci``. For each metric and field, ``<metric>_worst_<field>`` and
     ``<metric>_gap_<field>`` join the overall metrics. Pass the result as ``**kwargs`` to
     :func:`make_result`. CIs use :func:`eval_suite.metrics.bootstrap_ci` (``n_boot=0`` skips them).
     """
@@ -207,8 +264,7 @@ def summarize_samples(
 
     metrics: dict[str, Any] = {}
     ci: dict[str, list[float]] = {}
-    groups: dict[str, dict[str, Any]] = {}
-    group_ci: dict[str, dict[str, list[float]]] = {}
+    records: dict[M.Group, dict[str, Any]] = {}
     for name, values in arrays.items():
         metrics[name] = float(values.mean()) if n_items else float("nan")
         if n_boot and n_items:
@@ -217,25 +273,25 @@ def summarize_samples(
     group_specs: list[dict[str, Sequence[Any]]] = [{f: labels[f]} for f in fields]
     group_specs += [{f: labels[f] for f in combo} for combo in cross]
     for spec in group_specs:
-        keys = [M.group_key(**{f: col[i] for f, col in spec.items()}) for i in range(n_items)]
-        key_arr = np.asarray(keys, dtype=object)
+        members: dict[M.Group, list[int]] = {}
+        if n_boot:
+            for i in range(n_items):
+                members.setdefault(M.Group.of({f: col[i] for f, col in spec.items()}), []).append(i)
         for name, values in arrays.items():
-            g = M.group_metrics(values, keys, min_count=min_group_count)
-            for key, mean in g["per_group"].items():
-                groups.setdefault(key, {})[name] = mean
-                groups[key]["n"] = g["counts"][key]
+            g = M.group_metrics(values, spec, min_count=min_group_count)
+            for group, mean in g["per_group"].items():
+                rec = records.setdefault(group, {"fields": group.fields, "n": g["counts"][group], "metrics": {}})
+                rec["metrics"][name] = mean
                 if n_boot:
-                    b = M.bootstrap_ci(values[key_arr == key], n_boot=n_boot, seed=seed)
-                    group_ci.setdefault(key, {})[name] = [b["ci_low"], b["ci_high"]]
+                    b = M.bootstrap_ci(values[members[group]], n_boot=n_boot, seed=seed)
+                    rec.setdefault("ci", {})[name] = [b["ci_low"], b["ci_high"]]
             if len(spec) == 1:
                 (field,) = spec
                 metrics[f"{name}_worst_{field}"] = g["worst"]
                 metrics[f"{name}_gap_{field}"] = g["gap"]
-    out: dict[str, Any] = {"metrics": metrics, "groups": groups, "n_samples": n_items}
+    out: dict[str, Any] = {"metrics": metrics, "groups": list(records.values()), "n_samples": n_items}
     if ci:
         out["ci"] = ci
-    if group_ci:
-        out["group_ci"] = group_ci
     if keep_samples:
         if ids is None:
             ids = list(range(n_items))
@@ -255,7 +311,7 @@ def make_result(
     metrics: Mapping[str, Any],
     *,
     n_samples: int,
-    groups: Mapping[str, Mapping[str, Any]] | None = None,
+    groups: Sequence[Mapping[str, Any]] | None = None,
     checkpoint_sha: str | None = None,
     eval_config: Mapping[str, Any] | None = None,
     config_hash: str | None = None,
@@ -263,7 +319,6 @@ def make_result(
     model_identity: Mapping[str, Any] | None = None,
     main_metric: str | None = None,
     ci: Mapping[str, Sequence[float]] | None = None,
-    group_ci: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
     samples: Mapping[str, Sequence[Any]] | None = None,
     skipped: Mapping[str, int] | None = None,
     extra: Mapping[str, Any] | None = None,
@@ -275,10 +330,20 @@ def make_result(
 
     ``config_hash`` defaults to the hash of ``{"benchmark", "task", **eval_config}``; ``timestamp`` to
     now (UTC); ``versions`` to :func:`collect_versions`; ``main_metric`` to the first metric.
+    ``groups``: group records ``{"fields": {...}, "n": ..., "metrics": {...}[, "ci": {...}]}``, e.g. from
+    :func:`summarize_samples` or built with :func:`group_record`.
     """
     if not metrics:
         raise ResultError("metrics is empty; a result needs at least one number")
     eval_config = dict(eval_config or {})
+    if isinstance(groups, Mapping) and groups:
+        raise ResultError(
+            "groups must be a list of group records {'fields': {...}, 'n': ..., 'metrics': {...}} "
+            "(results.group_record builds one); {name: metrics} is the old schema-1 form"
+        )
+    bad = [g for g in groups or [] if not isinstance(g, Mapping) or not {"fields", "metrics"} <= set(g) <= set(GROUP_KEYS)]
+    if bad:
+        raise ResultError(f"group record {bad[0]!r} needs 'fields' and 'metrics' (optional 'n', 'ci') and nothing else")
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "benchmark": benchmark,
@@ -288,7 +353,7 @@ def make_result(
         "checkpoint_sha": checkpoint_sha,
         "main_metric": main_metric or next(iter(metrics)),
         "metrics": dict(metrics),
-        "groups": {k: dict(v) for k, v in (groups or {}).items()},
+        "groups": [group_record(**g) for g in (groups or [])],
         "n_samples": int(n_samples),
         "config_hash": config_hash or hash_config({"benchmark": benchmark, "task": task, **eval_config}),
         "timestamp": timestamp or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -296,7 +361,6 @@ def make_result(
     }
     optional = {
         "ci": ci,
-        "group_ci": group_ci,
         "model_config": model_config,
         "model_identity": dict(model_identity) if model_identity else None,
         "eval_config": eval_config or None,
@@ -324,6 +388,9 @@ def validate_result(result: Any, source: str = "result") -> None:
     missing = [k for k in REQUIRED_KEYS if k not in result]
     if missing:
         fail(f"missing required keys {missing}; build results with eval_suite.results.make_result")
+    if isinstance(result["groups"], Mapping):
+        fail("'groups' is in the schema-1 form {name: {metric: value}}; read the file with "
+             "eval_suite.results.read_result (or pass the dict through upgrade_result), which converts it")
     unknown = sorted(set(result) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         fail(f"unknown keys {unknown}; allowed optional keys are {list(OPTIONAL_KEYS)} (put free-form data in 'extra')")
@@ -356,13 +423,6 @@ def validate_result(result: Any, source: str = "result") -> None:
     check_numbers(result["metrics"], "'metrics'")
     if not result["metrics"]:
         fail("'metrics' is empty")
-    if not isinstance(result["groups"], Mapping):
-        fail("'groups' must be an object of group -> {metric: number}")
-    for g, d in result["groups"].items():
-        check_numbers(d, f"'groups'[{g!r}]")
-        if "n" in d and d["n"] is not None and (not isinstance(d["n"], int) or d["n"] < 0):
-            fail(f"'groups'[{g!r}]['n'] must be a non-negative integer count, got {d['n']!r}")
-
     def check_ci(d: Any, where: str, allowed: Mapping[str, Any]) -> None:
         if not isinstance(d, Mapping):
             fail(f"{where} must be an object of metric -> [low, high]")
@@ -379,13 +439,34 @@ def validate_result(result: Any, source: str = "result") -> None:
 
     if "ci" in result:
         check_ci(result["ci"], "'ci'", result["metrics"])
-    if "group_ci" in result:
-        if not isinstance(result["group_ci"], Mapping):
-            fail("'group_ci' must be an object of group -> {metric: [low, high]}")
-        for g, d in result["group_ci"].items():
-            if g not in result["groups"]:
-                fail(f"'group_ci' names group {g!r}, which is not in 'groups'")
-            check_ci(d, f"'group_ci'[{g!r}]", result["groups"][g])
+    groups = result["groups"]
+    if not isinstance(groups, list):
+        fail(f"'groups' must be a list of {{fields, n, metrics}} records, got {type(groups).__name__}")
+    seen: set[frozenset[tuple[str, str]]] = set()
+    for i, rec in enumerate(groups):
+        where = f"'groups'[{i}]"
+        if not isinstance(rec, Mapping) or "fields" not in rec or "metrics" not in rec:
+            fail(f"{where} must be an object with 'fields' and 'metrics' (and optional 'n', 'ci'), got {rec!r}")
+        unknown_keys = sorted(set(rec) - set(GROUP_KEYS))
+        if unknown_keys:
+            fail(f"{where} has unknown keys {unknown_keys}; a group record has {list(GROUP_KEYS)}")
+        fields = rec["fields"]
+        if (
+            not isinstance(fields, Mapping)
+            or not fields
+            or not all(isinstance(k, str) and k and isinstance(v, str) for k, v in fields.items())
+        ):
+            fail(f"{where}['fields'] must be a non-empty object of field name -> string value, got {fields!r}")
+        key = frozenset(fields.items())
+        if key in seen:
+            fail(f"{where}: another group has the same fields {dict(fields)}; merge them (results.merge_groups)")
+        seen.add(key)
+        check_numbers(rec["metrics"], f"{where}['metrics']")
+        n_group = rec.get("n")
+        if n_group is not None and (not isinstance(n_group, int) or isinstance(n_group, bool) or n_group < 0):
+            fail(f"{where}['n'] must be a non-negative integer count or null, got {n_group!r}")
+        if "ci" in rec:
+            check_ci(rec["ci"], f"{where}['ci']", rec["metrics"])
     if "main_metric" in result and result["main_metric"] not in result["metrics"]:
         fail(f"'main_metric' {result['main_metric']!r} is not one of the metrics {sorted(result['metrics'])}")
     for key in ("model_config", "model_identity", "eval_config", "extra", "skipped"):
@@ -443,7 +524,7 @@ def from_clip_benchmark(data: Mapping[str, Any], source: str = "result") -> dict
         "model_tag": model_tag(model or "unknown"),
         "checkpoint_sha": None,
         "metrics": metrics,
-        "groups": {},
+        "groups": [],
         "n_samples": 0,
         "config_hash": hash_config({k: data.get(k) for k in ("dataset", "task", "language")}),
         "timestamp": "1970-01-01T00:00:00+00:00",
@@ -455,8 +536,47 @@ def from_clip_benchmark(data: Mapping[str, Any], source: str = "result") -> dict
     return result
 
 
+def _legacy_group_fields(name: str) -> dict[str, str]:
+    """Fields of a schema-1 group name: "region=Asia|category=food" -> {"region": "Asia", "category":
+    "food"}; a bare label (other tools) -> {"label": name}. Only :func:`upgrade_result` calls this."""
+    out: dict[str, str] = {}
+    for part in str(name).split("|"):
+        field, sep, value = part.partition("=")
+        if sep:
+            out[field] = value
+        else:
+            out["label"] = part
+    return out
+
+
+def upgrade_result(data: Any) -> Any:
+    """A result in the current schema: a schema-1 dict (``groups`` keyed by flattened names, CIs in
+    ``group_ci``) is converted to group records; anything else is returned unchanged (and left to
+    :func:`validate_result` to judge). The only place that knows the old form."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("groups"), Mapping):
+        return data
+    out = {k: v for k, v in data.items() if k != "group_ci"}
+    group_ci = data.get("group_ci") if isinstance(data.get("group_ci"), Mapping) else {}
+    records = []
+    for name, values in data["groups"].items():
+        if not isinstance(values, Mapping):
+            records.append({"fields": _legacy_group_fields(name), "metrics": values})  # validation names it
+            continue
+        rec: dict[str, Any] = {
+            "fields": _legacy_group_fields(name),
+            "n": values.get("n"),
+            "metrics": {k: v for k, v in values.items() if k != "n"},
+        }
+        if group_ci.get(name):
+            rec["ci"] = dict(group_ci[name])
+        records.append(rec)
+    out["groups"] = records
+    out["schema_version"] = SCHEMA_VERSION
+    return out
+
+
 def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and validate one results file (ours or clip_benchmark's)."""
+    """Read and validate one results file (ours, in this or the old schema, or clip_benchmark's)."""
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -464,6 +584,7 @@ def read_result(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ResultError(f"{p}: not valid JSON ({exc}); delete it and rerun the evaluation") from exc
     if isinstance(data, Mapping) and "benchmark" not in data and {"dataset", "metrics"} <= set(data):
         return from_clip_benchmark(data, str(p))
+    data = upgrade_result(data)
     validate_result(data, str(p))
     return data
 

@@ -3,9 +3,11 @@
 ``load_frame`` gives one row per (model, benchmark, task, metric, group) with columns
 ``model, model_tag, benchmark, task, metric, group, value, n, ci_low, ci_high, is_main, checkpoint_sha,
 config_hash, model_config, model_name, model_role, timestamp`` (name and role from the result's
-``model_identity``); ``group`` is ``"all"`` for overall numbers, otherwise a
-``metrics.group_key`` name such as ``"region=Asia"``. Values are fractions in [0, 1] as stored; the
-writers scale them (percent by default).
+``model_identity``) followed by one column per group field found in the results (``region``,
+``category``, ``income``, ...): a group row holds its fields' values there and NaN in the fields it
+lacks; an overall row has NaN in all of them. Select groups by these columns (:func:`group_mask`,
+:func:`grouped_by`); ``group`` is only a display label (``"all"``, ``"region: Asia · category: food"``)
+and is never parsed. Values are fractions in [0, 1] as stored; the writers scale them (percent by default).
 
 CLI: ``python -m eval_suite.tables results/ --out tables/ [--base SPEC --tuned SPEC]``.
 """
@@ -27,7 +29,7 @@ import pandas as pd
 
 from cultureclip.fileio import atomic_write_text
 from eval_suite import metrics as M
-from eval_suite.results import read_results
+from eval_suite.results import read_results, upgrade_result
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +59,18 @@ FRAME_COLUMNS = [
 AUTHOR_TAG_PATTERN = r"(?:^|[_-])w?(?P<w_cap>\d{2,3})_(?P<w_con>\d{2,3})$"
 
 SampleKey = tuple[str, str, str]  # (model_tag, benchmark, task)
+GroupFields = Mapping[str, str]  # a group as data, e.g. {"region": "Asia", "category": "food"}
 
 
 # --------------------------------------------------------------------------------------------------
 # loading
 # --------------------------------------------------------------------------------------------------
 def frame_from_results(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Tidy frame from result dicts (already validated, e.g. by ``read_results``)."""
+    """Tidy frame from result dicts (validated, e.g. by ``read_results``; schema-1 dicts are upgraded)."""
     rows: list[dict[str, Any]] = []
-    for r in results:
+    fields: dict[str, None] = {}  # group field names in order of first appearance
+    for r in map(upgrade_result, results):
         ci = r.get("ci", {})
-        group_ci = r.get("group_ci", {})
         base = {
             "model": r["model"],
             "model_tag": r.get("model_tag") or r["model"],
@@ -87,21 +90,27 @@ def frame_from_results(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
                 {**base, "metric": metric, "group": OVERALL, "value": value, "n": r["n_samples"] or None,
                  "ci_low": lo, "ci_high": hi, "is_main": metric == main}
             )
-        for group, values in r["groups"].items():
-            for metric, value in values.items():
-                if metric == "n":
-                    continue
-                lo, hi = group_ci.get(group, {}).get(metric, (None, None))
+        for rec in r["groups"]:
+            clash = sorted(set(rec["fields"]) & set(FRAME_COLUMNS))
+            if clash:
+                raise ValueError(
+                    f"{r['benchmark']}/{base['model_tag']}: group field(s) {clash} share a name with a table "
+                    f"column; rename the field (e.g. {clash[0]!r} -> {clash[0] + '_group'!r}) in the benchmark"
+                )
+            fields.update(dict.fromkeys(rec["fields"]))
+            label = M.Group.of(rec["fields"]).label
+            for metric, value in rec["metrics"].items():
+                lo, hi = rec.get("ci", {}).get(metric, (None, None))
                 rows.append(
-                    {**base, "metric": metric, "group": group, "value": value, "n": values.get("n"),
+                    {**base, **rec["fields"], "metric": metric, "group": label, "value": value, "n": rec.get("n"),
                      "ci_low": lo, "ci_high": hi, "is_main": metric == main}
                 )
-    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    frame = pd.DataFrame(rows, columns=FRAME_COLUMNS + list(fields))
     for col in ("value", "ci_low", "ci_high"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     frame["n"] = pd.to_numeric(frame["n"], errors="coerce").astype("Int64")
     frame["is_main"] = frame["is_main"].astype(bool)
-    key = ["model", "benchmark", "task", "metric", "group"]
+    key = ["model", "benchmark", "task", "metric", *fields]
     dup = frame.duplicated(key, keep=False)
     if dup.any():
         log.warning(
@@ -135,6 +144,34 @@ def load_samples(results_dir: str | os.PathLike[str], strict: bool = True) -> di
 # --------------------------------------------------------------------------------------------------
 # selection helpers
 # --------------------------------------------------------------------------------------------------
+def group_fields(frame: pd.DataFrame) -> list[str]:
+    """The group field columns of a tidy frame: every column after the fixed :data:`FRAME_COLUMNS`."""
+    return [c for c in frame.columns if c not in FRAME_COLUMNS]
+
+
+def grouped_by(frame: pd.DataFrame, names: Iterable[str]) -> pd.Series:
+    """Rows of groups defined by exactly the fields ``names`` (e.g. ["region"] or ["region", "category"]);
+    no names -> the overall rows. A field the frame lacks matches nothing."""
+    want = set(names)
+    have = group_fields(frame)
+    if not want <= set(have):
+        return pd.Series(False, index=frame.index)
+    mask = pd.Series(True, index=frame.index)
+    for f in have:
+        mask &= frame[f].notna() if f in want else frame[f].isna()
+    return mask
+
+
+def group_mask(frame: pd.DataFrame, group: GroupFields | None = None) -> pd.Series:
+    """Rows of one group given as data ({"region": "Asia"}; None or {} -> the overall rows)."""
+    group = dict(group or {})
+    mask = grouped_by(frame, group)
+    for f, v in group.items():
+        if f in frame.columns:
+            mask &= frame[f] == str(v)
+    return mask
+
+
 def resolve_model(frame: pd.DataFrame, name: str) -> str:
     """Model tag for ``name``, which may be a spec (``model``) or a tag (``model_tag``)."""
     hit = frame.loc[(frame["model"] == name) | (frame["model_tag"] == name), "model_tag"].unique()
@@ -162,12 +199,14 @@ def main_metrics(frame: pd.DataFrame, metric: str | Mapping[str, str] | None = N
 def summary_table(
     frame: pd.DataFrame,
     metric: str | Mapping[str, str] | None = None,
-    group: str = OVERALL,
+    group: GroupFields | None = None,
     scale: float = 100.0,
 ) -> pd.DataFrame:
-    """Wide table: one row per (benchmark, metric), one column per model tag (values x ``scale``)."""
+    """Wide table: one row per (benchmark, metric), one column per model tag (values x ``scale``).
+
+    ``group``: the overall numbers (None) or one group's, e.g. {"region": "Asia"}."""
     sel = main_metrics(frame, metric)
-    sel = sel[sel["group"] == group]
+    sel = sel[group_mask(sel, group)]
     wide = sel.pivot_table(
         index=["benchmark", "metric"], columns="model_tag", values="value", aggfunc="first", sort=True
     )
@@ -180,9 +219,7 @@ def group_table(
 ) -> pd.DataFrame:
     """Wide table of one grouping field (e.g. "region"): rows (benchmark, metric, value), columns models."""
     sel = main_metrics(frame, metric)
-    parsed = sel["group"].map(M.parse_group_key)
-    mask = parsed.map(lambda d: list(d) == [field])
-    sel = sel[mask].assign(**{field: parsed[mask].map(lambda d: d[field])})
+    sel = sel[grouped_by(sel, [field])]
     wide = sel.pivot_table(index=["benchmark", "metric", field], columns="model_tag", values="value", aggfunc="first")
     wide.columns.name = None
     return wide * scale
@@ -191,15 +228,13 @@ def group_table(
 # --------------------------------------------------------------------------------------------------
 # base vs tuned
 # --------------------------------------------------------------------------------------------------
-def _group_mask(samples: pd.DataFrame, group: str) -> pd.Series | None:
-    if group == OVERALL:
-        return pd.Series(True, index=samples.index)
-    fields = M.parse_group_key(group)
+def _group_mask(samples: pd.DataFrame, fields: GroupFields) -> pd.Series | None:
+    """Items of the group ``fields`` ({} = all items) by their stored labels; None if a label is not stored."""
     mask = pd.Series(True, index=samples.index)
     for f, v in fields.items():
         if f not in samples.columns:
             return None
-        col = samples[f].astype(object).where(samples[f].notna(), "unknown").astype(str)
+        col = samples[f].astype(object).where(samples[f].notna(), M.UNKNOWN).astype(str)
         mask &= col == v
     return mask
 
@@ -224,10 +259,11 @@ def compare(
     b_tag, t_tag = resolve_model(frame, base), resolve_model(frame, tuned)
     sel = frame if metric == "all" else main_metrics(frame, metric)
     if not groups:
-        sel = sel[sel["group"] == OVERALL]
-    key = ["benchmark", "task", "metric", "group"]
+        sel = sel[grouped_by(sel, [])]
+    fields = [f for f in group_fields(sel) if sel[f].notna().any()]
+    key = ["benchmark", "task", "metric", *fields]  # groups join on their fields (NaN matches NaN)
     cols = key + ["value", "ci_low", "ci_high", "n"]
-    left = sel.loc[sel["model_tag"] == b_tag, cols]
+    left = sel.loc[sel["model_tag"] == b_tag, cols + ["group"]]
     right = sel.loc[sel["model_tag"] == t_tag, cols]
     out = left.merge(right, on=key, how="inner", suffixes=("_base", "_tuned"))
     if out.empty:
@@ -236,19 +272,21 @@ def compare(
     out["delta"] = out["tuned"] - out["base"]
     out["n"] = out["n_tuned"].fillna(out["n_base"])
     dlo, dhi, pval, npair = [], [], [], []
-    for row in out.itertuples(index=False):
+    for row in out.to_dict("records"):
         res = None
         if samples is not None:
-            sb = samples.get((b_tag, row.benchmark, row.task))
-            st = samples.get((t_tag, row.benchmark, row.task))
-            if sb is not None and st is not None and row.metric in sb.columns and row.metric in st.columns:
+            sb = samples.get((b_tag, row["benchmark"], row["task"]))
+            st = samples.get((t_tag, row["benchmark"], row["task"]))
+            metric_name = row["metric"]
+            if sb is not None and st is not None and metric_name in sb.columns and metric_name in st.columns:
                 common = sb.index.intersection(st.index)
-                mask = _group_mask(sb.loc[common], row.group)
+                group = {f: row[f] for f in fields if not pd.isna(row[f])}
+                mask = _group_mask(sb.loc[common], group)
                 if mask is not None and mask.any():
                     ids = common[mask.to_numpy()]
                     res = M.paired_bootstrap(
-                        sb.loc[ids, row.metric].to_numpy(float),
-                        st.loc[ids, row.metric].to_numpy(float),
+                        sb.loc[ids, metric_name].to_numpy(float),
+                        st.loc[ids, metric_name].to_numpy(float),
                         n_boot=n_boot,
                         seed=seed,
                     )
@@ -258,7 +296,7 @@ def compare(
         npair.append(res["n"] if res else pd.NA)
     out["delta_ci_low"], out["delta_ci_high"], out["p_value"] = dlo, dhi, pval
     out["n_paired"] = pd.array(npair, dtype="Int64")
-    ordered = key + [
+    ordered = ["benchmark", "task", "metric", "group", *fields] + [
         "n", "base", "tuned", "delta", "base_ci_low", "base_ci_high", "tuned_ci_low", "tuned_ci_high",
         "delta_ci_low", "delta_ci_high", "p_value", "n_paired",
     ]
@@ -266,7 +304,7 @@ def compare(
         columns={"ci_low_base": "base_ci_low", "ci_high_base": "base_ci_high",
                  "ci_low_tuned": "tuned_ci_low", "ci_high_tuned": "tuned_ci_high"}
     )
-    return out[ordered].sort_values(key, kind="stable").reset_index(drop=True)
+    return out[ordered].sort_values(["benchmark", "task", "metric", "group"], kind="stable").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -341,7 +379,7 @@ def ablation_table(
     metric: str | Mapping[str, str] | None = None,
     pattern: str | None = None,
     benchmarks: Sequence[str] | None = None,
-    group: str = OVERALL,
+    group: GroupFields | None = None,
     scale: float = 100.0,
 ) -> pd.DataFrame:
     """One row per ablation setting (e.g. loss weights w_cap/w_con), one column per benchmark, + mean.
@@ -355,7 +393,7 @@ def ablation_table(
             f"an ablation needs at least two models with parameters {list(p.columns)}; found {p.index.tolist()}"
         )
     sel = main_metrics(frame, metric)
-    sel = sel[(sel["group"] == group) & sel["model_tag"].isin(p.index)]
+    sel = sel[group_mask(sel, group) & sel["model_tag"].isin(p.index)]
     if benchmarks is not None:
         sel = sel[sel["benchmark"].isin(list(benchmarks))]
     if sel.empty:
@@ -448,10 +486,7 @@ def write_tables(
     out = Path(out_dir)
     written = [atomic_write_text(out / "results.csv", frame.to_csv(index=False))]
     written += write_table(summary_table(frame, metric, scale=scale), out / "summary", formats)
-    fields = sorted(
-        {next(iter(d)) for d in frame.loc[frame["group"] != OVERALL, "group"].map(M.parse_group_key) if len(d) == 1}
-    )
-    for field in fields:
+    for field in sorted(f for f in group_fields(frame) if grouped_by(frame, [f]).any()):
         written += write_table(group_table(frame, field, metric, scale=scale), out / f"groups_{field}", formats)
     if base or tuned:
         if not (base and tuned):

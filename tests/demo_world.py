@@ -89,9 +89,8 @@ def make_results(root: Path, base_spec: str, tuned_spec: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for bench, task, metric in (("cultwin", "twin_choice", "twin_acc"), ("globalrg", "zeroshot_classification", "acc1")):
         for spec, tag, base_val in ((base_spec, "base", 0.55), (tuned_spec, "cultureclip", 0.70)):
-            groups = {}
-            for j, (region, cat) in enumerate((("Asia", "cuisine"), ("Europe", "symbol"), ("Africa", "symbol"))):
-                groups[f"region={region}|category={cat}"] = {metric: base_val + 0.05 * j, "n": 10}
+            groups = [{"fields": {"region": region, "category": cat}, "n": 10, "metrics": {metric: base_val + 0.05 * j}}
+                      for j, (region, cat) in enumerate((("Asia", "cuisine"), ("Europe", "symbol"), ("Africa", "symbol")))]
             res = make_result(bench, task, spec, {metric: base_val, "n_correct": base_val * 30}, n_samples=30,
                               groups=groups, tag=tag, main_metric=metric, ci={metric: [base_val - 0.05, base_val + 0.05]})
             write_result(root / result_filename(bench, tag), res)

@@ -5,6 +5,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from demo.validation import (MAX_LABELS, DemoInputError, clean_query, inside, load_image, parse_labels)
@@ -314,6 +315,29 @@ def test_benchmark_view_filters_and_csv(services):
     assert len(v.table) == 1 and v.table["value %"].iloc[0] == 75.0
     v = H.benchmark_view(services, benchmarks=["cultwin"], main_only=False)
     assert set(v.table["metric"]) == {"twin_acc", "n_correct"}
+
+
+def test_benchmark_view_group_values_with_separators(world, tmp_path):
+    """Group fields reach the dashboard as columns: a category "food|drink" filters and plots as itself
+    (the services split flattened "region=..|category=.." names on "|" by hand, reading "food" here)."""
+    from demo import handlers as H
+    from demo.services import DemoConfig, DemoServices
+    from eval_suite.results import make_result, write_result
+
+    for spec, tag, (asia, europe) in ((world["base"], "base", (0.5, 0.25)), (world["tuned"], "cultureclip", (0.75, 0.5))):
+        groups = [{"fields": {"region": r, "category": "food|drink"}, "n": 4, "metrics": {"twin_acc": v}}
+                  for r, v in (("Asia", asia), ("Europe", europe))]
+        write_result(tmp_path, make_result("cultwin", "twin_choice", str(spec), {"twin_acc": (asia + europe) / 2},
+                                           n_samples=8, groups=groups, tag=tag))
+    s = DemoServices(DemoConfig(base=str(world["base"]), tuned=str(world["tuned"]), device="cpu", results=tmp_path,
+                                catalog=[world["dataset"] / "catalog"], default_dataset=False))
+    assert H.benchmark_choices(s)["category"] == ["food|drink"]
+    v = H.benchmark_view(s, categories=["food|drink"], regions=["Europe"])
+    assert v.table["model"].tolist() == ["base", "cultureclip"] and v.table["value %"].tolist() == [25.0, 50.0]
+    assert set(v.table["group"]) == {"region: Europe · category: food|drink"}  # display label only
+    hm = v.heatmap.data[0]
+    assert list(hm.x) == ["food|drink"] and list(hm.y) == ["Asia", "Europe"]
+    np.testing.assert_allclose(np.asarray(hm.z, float).ravel(), [25.0, 25.0])
 
 
 def test_services_without_dataset_or_results(world):

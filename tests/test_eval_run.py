@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from eval_suite import results as R
 from eval_suite.run import main
 from tests.fixtures import make_benchmark_fixtures as F
 
@@ -23,6 +24,19 @@ def setup(tmp_path_factory, tiny_open_clip_dir):
     (zs / "kimono" / "kimono_0.jpg").write_bytes(b"not an image")
     fx["zeroshot"] = zs
     return root, fx, str(tiny_open_clip_dir)
+
+
+def _write_schema_1(path: Path) -> None:
+    """Rewrite a result file the way schema 1 stored groups: {"field=value|...": {metric: v, "n": n}} + group_ci."""
+    data = json.loads(path.read_text())
+    groups, group_ci = {}, {}
+    for g in data["groups"]:
+        name = "|".join(f"{k}={v}" for k, v in g["fields"].items())
+        groups[name] = {**g["metrics"], "n": g["n"]}
+        if "ci" in g:
+            group_ci[name] = g["ci"]
+    data.update(schema_version=1, groups=groups, group_ci=group_ci)
+    path.write_text(json.dumps(data))
 
 
 def _args(fx, model, out, *extra):
@@ -49,7 +63,13 @@ def test_run_writes_results_cache_and_skips(setup):
     assert main(_args(fx, model, out)) == 0
     z2 = json.loads(next(out.glob("zeroshot__*.json")).read_text())
     assert z2["metrics"] == z["metrics"] and z2["extra"]["embed_seconds"] == 0.0
-    # --skip-existing: nothing is rewritten
+    # --skip-existing: nothing is rewritten, also not a result written in the old schema 1 (groups keyed
+    # by flattened names), which is upgraded when read
+    crope = next(out.glob("crope__*.json"))
+    current = R.read_result(crope)
+    assert current["groups"] and all("ci" in g for g in current["groups"])
+    _write_schema_1(crope)
+    assert R.read_result(crope) == current
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*.json")}
     assert main(_args(fx, model, out, "--skip-existing")) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.json")} == mtimes
@@ -183,7 +203,8 @@ def test_twin_accuracy_is_one_definition(tmp_path, tiny_open_clip_dir):
                          out=str(out), n_boot=0, num_workers=0, progress=False, no_cache=True))
     res = json.loads(next(out.glob("cultwin__*.json")).read_text())
     assert res["metrics"]["twin_acc"] == pytest.approx(val["twin_acc"], abs=1e-6)
-    assert sum(g.get("n_twin", 0) for k, g in res["groups"].items() if k.startswith("region=") and "|" not in k) == val["n_twin"]
+    by_region = [g for g in res["groups"] if list(g["fields"]) == ["region"]]
+    assert sum(g["metrics"].get("n_twin", 0) for g in by_region) == val["n_twin"]
     # the definition itself: own beats EVERY twin (strictly); images without twins are left out
     sims = torch.tensor([[0.9, 0.8, 0.1], [0.5, 0.6, 0.0], [0.2, 0.1, 0.7], [0.3, 0.3, 0.9]])
     tw = twin_accuracy(sims, torch.tensor([0, 0, 1, 2]), {0: [1], 1: [0, 2], 2: [1]})

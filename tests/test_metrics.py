@@ -199,21 +199,33 @@ def test_group_metrics_min_count_and_missing_labels():
     assert out["worst_group"] == "A" and out["gap"] == 0.0  # D and unknown are too small to count
 
 
-def test_group_metrics_combined_fields_and_keys():
+def test_group_metrics_combined_fields_are_group_records():
     out = M.group_metrics(
         [1, 0, 1], {"region": ["Asia", "Asia", "Europe"], "category": ["food", "art", "food"]}
     )
+    asia_art = M.Group.of(region="Asia", category="art")
     assert out["per_group"] == {
-        "region=Asia|category=art": 0.0,
-        "region=Asia|category=food": 1.0,
-        "region=Europe|category=food": 1.0,
+        asia_art: 0.0,
+        M.Group.of(region="Asia", category="food"): 1.0,
+        M.Group.of(region="Europe", category="food"): 1.0,
     }
-    assert M.parse_group_key("region=Asia|category=art") == {"region": "Asia", "category": "art"}
-    assert M.parse_group_key("plain") == {"group": "plain"}
-    with pytest.raises(ValueError, match="may not contain"):
-        M.group_key(region="a|b")
+    assert out["worst_group"] == asia_art and out["worst_group"].fields == {"region": "Asia", "category": "art"}
+    assert list(out["worst_group"].fields) == ["region", "category"]  # field order as given
     with pytest.raises(ValueError, match="entries"):
         M.group_metrics([1, 0], ["A"])
+
+
+def test_group_values_may_hold_any_character():
+    """Separators are plain data now: the flattened names ("region=Asia|category=food") raised on these."""
+    out = M.group_metrics([1, 0, 1], {"category": ["food|drink", "a=b", "food|drink"], "region": [None, "Asia", None]})
+    fd = M.Group.of(category="food|drink", region=M.UNKNOWN)
+    assert out["per_group"][fd] == 1.0 and out["counts"][fd] == 2
+    assert M.Group.of(category="a=b", region="Asia") in out["per_group"]
+    assert fd.fields == {"category": "food|drink", "region": "unknown"}
+    assert fd.label == "category: food|drink · region: unknown"  # display only
+    assert M.Group.of({"region": float("nan")}).fields == {"region": "unknown"}
+    with pytest.raises(ValueError, match="at least one field"):
+        M.Group.of()
 
 
 # --------------------------------------------------------------------------------------------------

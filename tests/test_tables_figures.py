@@ -10,6 +10,9 @@ Fixture contents (per-item values chosen by hand, see the ``samples`` in each fi
 - cifar10 written by clip_benchmark (ViT-B-32 / openai), acc1 0.8983.
 07_03 carries model_config loss weights; 05_05 has none: its weights are read from its tag only when
 asked to (``pattern=T.AUTHOR_TAG_PATTERN``), never by default.
+The fixture files are in results schema 1 (groups keyed by "region=Asia|category=food" names, CIs in
+``group_ci``), as files written before schema 2 are on users' disks: every test here reads them through the
+load-time upgrade, and ``test_old_and_new_schema_give_the_same_tables`` checks both schemas agree.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ def frame() -> pd.DataFrame:
     return T.load_frame(FIXTURES)
 
 
-def _value(frame, model, benchmark, metric, group="all"):
+def _value(frame, model, benchmark, metric, group=None):
+    """The one row of (model, benchmark, metric) for the overall numbers or a group given as {field: value}."""
     sel = frame[
-        (frame.model_tag == model) & (frame.benchmark == benchmark) & (frame.metric == metric) & (frame.group == group)
+        (frame.model_tag == model) & (frame.benchmark == benchmark) & (frame.metric == metric)
+        & T.group_mask(frame, group)
     ]
     assert len(sel) == 1, (model, benchmark, metric, group, len(sel))
     return sel.iloc[0]
@@ -99,6 +104,17 @@ def test_config_hash_depends_on_eval_config_only():
         (lambda r: r.update(n_samples=-1), "n_samples"),
         (lambda r: r.update(timestamp="yesterday"), "ISO 8601"),
         (lambda r: r.update(samples={"ids": ["a", "b"], "acc1": [1]}), "equal length"),
+        (lambda r: r.update(groups={"region=Asia": {"acc1": 0.5}}), "schema-1 form"),
+        (lambda r: r.update(groups=[{"metrics": {"acc1": 0.5}}]), "'fields' and 'metrics'"),
+        (lambda r: r.update(groups=[{"fields": {}, "metrics": {}}]), "non-empty object"),
+        (lambda r: r.update(groups=[{"fields": {"region": 1}, "metrics": {}}]), "string value"),
+        (lambda r: r.update(groups=[{"fields": {"a": "x", "b": "y"}, "metrics": {}},
+                                    {"fields": {"b": "y", "a": "x"}, "metrics": {}}]), "same fields"),
+        (lambda r: r.update(groups=[{"fields": {"a": "x"}, "metrics": {"acc1": 1}, "n": -2}]), "non-negative"),
+        (lambda r: r.update(groups=[{"fields": {"a": "x"}, "metrics": {"acc1": 1}, "ci": {"acc5": [0, 1]}}]),
+         "has no value"),
+        (lambda r: r.update(groups=[{"fields": {"a": "x"}, "metrics": {}, "size": 3}]), "unknown keys"),
+        (lambda r: r.update(group_ci={}), "unknown keys"),
     ],
 )
 def test_validation_errors_name_the_problem(change, message):
@@ -123,14 +139,116 @@ def test_summarize_samples_groups_and_ci():
         {"acc1": [1, 0, 1, 1]}, {"region": ["Asia", "Asia", "Europe", None]}, ids=["a", "b", "c", "d"], n_boot=100
     )
     assert s["metrics"]["acc1"] == 0.75
-    assert s["groups"]["region=Asia"] == {"acc1": 0.5, "n": 2}
-    assert s["groups"]["region=unknown"] == {"acc1": 1.0, "n": 1}
+    assert [g["fields"] for g in s["groups"]] == [{"region": "Asia"}, {"region": "Europe"}, {"region": "unknown"}]
+    asia = s["groups"][0]
+    assert (asia["n"], asia["metrics"]) == (2, {"acc1": 0.5}) and asia["ci"]["acc1"][0] <= 0.5
+    assert s["groups"][2]["metrics"] == {"acc1": 1.0} and s["groups"][2]["n"] == 1
     assert s["metrics"]["acc1_worst_region"] == 0.5 and s["metrics"]["acc1_gap_region"] == 0.5
     lo, hi = s["ci"]["acc1"]
     assert lo <= 0.75 <= hi
     assert s["samples"]["region"] == ["Asia", "Asia", "Europe", None]
     with pytest.raises(R.ResultError, match="not in labels"):
         R.summarize_samples({"acc1": [1]}, {"region": ["A"]}, fields=["income"])
+
+
+OLD_RESULT = """{"schema_version": 1, "benchmark": "cultwin", "task": "twin_choice", "model": "hf:org/m",
+ "checkpoint_sha": null, "metrics": {"twin_acc": 0.5}, "n_samples": 4, "config_hash": "abc",
+ "timestamp": "2025-01-01T00:00:00+00:00", "versions": {},
+ "groups": {"region=Asia": {"twin_acc": 0.25, "n": 3}, "category=food": {"twin_acc": 1.0, "n": 1},
+            "region=Asia|category=food": {"twin_acc": 1.0, "n": 1}, "elsewhere": {"twin_acc": 0.0}},
+ "group_ci": {"region=Asia": {"twin_acc": [0.0, 0.75]}}}"""
+NEW_RESULT = """{"schema_version": 2, "benchmark": "cultwin", "task": "twin_choice", "model": "hf:org/m",
+ "checkpoint_sha": null, "metrics": {"twin_acc": 0.5}, "n_samples": 4, "config_hash": "abc",
+ "timestamp": "2025-01-01T00:00:00+00:00", "versions": {},
+ "groups": [{"fields": {"region": "Asia"}, "n": 3, "metrics": {"twin_acc": 0.25}, "ci": {"twin_acc": [0.0, 0.75]}},
+            {"fields": {"category": "food"}, "n": 1, "metrics": {"twin_acc": 1.0}},
+            {"fields": {"region": "Asia", "category": "food"}, "n": 1, "metrics": {"twin_acc": 1.0}},
+            {"fields": {"label": "elsewhere"}, "n": null, "metrics": {"twin_acc": 0.0}}]}"""
+
+
+def test_old_schema_is_upgraded_once_at_load(tmp_path):
+    (tmp_path / "old").mkdir(), (tmp_path / "new").mkdir()
+    (tmp_path / "old" / "cultwin__m.json").write_text(OLD_RESULT)
+    (tmp_path / "new" / "cultwin__m.json").write_text(NEW_RESULT)
+    old, new = R.read_result(tmp_path / "old" / "cultwin__m.json"), R.read_result(tmp_path / "new" / "cultwin__m.json")
+    assert old == new and old["schema_version"] == R.SCHEMA_VERSION == 2 and "group_ci" not in old
+    pd.testing.assert_frame_equal(T.load_frame(tmp_path / "old"), T.load_frame(tmp_path / "new"))
+    frame = T.load_frame(tmp_path / "old")
+    assert T.group_fields(frame) == ["region", "category", "label"]  # a bare old name is a "label" field
+    cell = _value(frame, "hf:org/m", "cultwin", "twin_acc", {"region": "Asia", "category": "food"})
+    assert (cell.value, cell.n) == (1.0, 1)
+    asia = _value(frame, "hf:org/m", "cultwin", "twin_acc", {"region": "Asia"})
+    assert (asia.ci_low, asia.ci_high) == (0.0, 0.75)
+    assert T.frame_from_results([json.loads(OLD_RESULT)]).equals(T.frame_from_results([json.loads(NEW_RESULT)]))
+    with pytest.raises(R.ResultError, match="schema-1 form"):
+        R.validate_result(json.loads(OLD_RESULT))  # only the readers convert; a writer must use records
+    with pytest.raises(R.ResultError, match="group records"):
+        _minimal(groups={"region=Asia": {"acc1": 0.5}})
+    with pytest.raises(R.ResultError, match="needs 'fields' and 'metrics'"):
+        _minimal(groups=[{"fields": {"region": "Asia"}}])
+
+
+def test_merge_and_find_group_records():
+    a = [R.group_record({"region": "Asia"}, {"acc1": 0.5}, n=4, ci={"acc1": [0.2, 0.8]})]
+    b = [{"fields": {"region": "Asia"}, "metrics": {"twin_acc": 1.0}, "n": 2},
+         {"fields": {"region": "Europe", "category": "food|drink"}, "metrics": {"twin_acc": 0.0}}]
+    merged = R.merge_groups(a, b)
+    assert merged[0] == {"fields": {"region": "Asia"}, "n": 4, "metrics": {"acc1": 0.5, "twin_acc": 1.0},
+                         "ci": {"acc1": [0.2, 0.8]}}
+    assert a[0]["metrics"] == {"acc1": 0.5}  # inputs are not mutated
+    assert R.find_group(merged, category="food|drink", region="Europe")["n"] is None
+    assert R.find_group(merged, region="Europe") is None  # exactly these fields
+
+
+def test_old_and_new_schema_give_the_same_tables(tmp_path):
+    """The schema-1 fixture files, and the same results written in schema 2, give identical tables."""
+    new_dir = tmp_path / "new"
+    for path in sorted(FIXTURES.glob("*.json")):
+        written = R.write_result(new_dir / path.name, R.read_result(path))
+        data = json.loads(written.read_text())
+        assert data["schema_version"] == 2 and isinstance(data["groups"], list) and "group_ci" not in data
+        assert all("=" not in k for g in data["groups"] for k in g["fields"])
+    pd.testing.assert_frame_equal(T.load_frame(FIXTURES), T.load_frame(new_dir))
+    outs = {}
+    for name, src in (("old", FIXTURES), ("new", new_dir)):
+        T.main([str(src), "--out", str(tmp_path / f"tables_{name}"), "--base", BASE, "--tuned", TUNED,
+                "--n-boot", "50", "--ablation-pattern", T.AUTHOR_TAG_PATTERN])
+        outs[name] = {p.name: p.read_text() for p in sorted((tmp_path / f"tables_{name}").iterdir())}
+    assert len(outs["old"]) > 10 and outs["old"] == outs["new"]
+    heat = [F.delta_heatmap(T.load_frame(d), BASE, TUNED).data[0] for d in (FIXTURES, new_dir)]
+    assert list(heat[0].x) == list(heat[1].x) and np.array_equal(np.asarray(heat[0].z, float), np.asarray(heat[1].z, float))
+
+
+def test_group_values_with_separators_end_to_end(tmp_path):
+    """A category "food|drink" (and a region "North=South") goes results -> table -> heatmap unchanged.
+
+    With groups flattened to "region=..|category=.." names, summarize_samples raised on these values."""
+    labels = {"region": ["North=South", "North=South", "West", "West", "West", "North=South"],
+              "category": ["food|drink", "art", "food|drink", "art", "food|drink", "food|drink"]}
+    ids = ["a", "b", "c", "d", "e", "f"]
+    for tag, correct in (("base", [0, 1, 0, 1, 1, 0]), ("tuned", [1, 1, 1, 1, 1, 0])):
+        s = R.summarize_samples({"acc1": correct}, labels, cross=[("region", "category")], ids=ids, n_boot=20)
+        R.write_result(tmp_path, _minimal(benchmark="cultwin", model=f"hf:org/{tag}", tag=tag, **s))
+    frame = T.load_frame(tmp_path)
+    cell = _value(frame, "tuned", "cultwin", "acc1", {"region": "North=South", "category": "food|drink"})
+    assert (cell.value, cell.n) == (0.5, 2) and cell.group == "region: North=South · category: food|drink"
+    cats = T.group_table(frame, "category")
+    assert cats.loc[("cultwin", "acc1", "food|drink"), ["base", "tuned"]].tolist() == [25.0, 75.0]
+    fig = F.delta_heatmap(frame, "base", "tuned", rows="region", cols="category")
+    hm = fig.data[0]
+    assert list(hm.y) == ["North=South", "West"] and list(hm.x) == ["art", "food|drink"]
+    np.testing.assert_allclose(np.asarray(hm.z, float), [[0, 50], [0, 50]])
+    pairs = T.compare(frame, "base", "tuned", samples=T.load_samples(tmp_path), groups=True, n_boot=50)
+    fd = pairs[(pairs.category == "food|drink") & pairs.region.isna()].iloc[0]
+    assert (fd.delta, fd.n_paired) == (0.5, 4)
+    T.write_tables(frame, tmp_path / "tables", formats=("csv",))
+    assert "food|drink" in (tmp_path / "tables" / "groups_category.csv").read_text()
+
+
+def test_group_field_named_like_a_column_is_refused():
+    res = _minimal(groups=[{"fields": {"metric": "x"}, "metrics": {"acc1": 1.0}}])
+    with pytest.raises(ValueError, match="rename the field"):
+        T.frame_from_results([res])
 
 
 def test_fixtures_are_consistent_with_their_samples():
@@ -145,7 +263,8 @@ def test_fixtures_are_consistent_with_their_samples():
         cross = [("region", "category")] if "category" in label_cols else []
         again = R.summarize_samples({k: s[k] for k in metric_cols}, label_cols, cross=cross, ids=s["ids"], n_boot=0)
         assert again["metrics"] == pytest.approx(res["metrics"]), path.name
-        assert again["groups"] == res["groups"], path.name
+        stored = {frozenset(g["fields"].items()): (g["n"], g["metrics"]) for g in res["groups"]}
+        assert {frozenset(g["fields"].items()): (g["n"], g["metrics"]) for g in again["groups"]} == stored, path.name
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,10 +277,13 @@ def test_load_frame_rows(frame):
     assert set(frame.benchmark) == {"cifar10", "cultwin", "flickr30k", "geode"}
     assert _value(frame, BASE, "cultwin", "twin_acc").value == 0.5
     assert _value(frame, TUNED, "cultwin", "twin_acc").value == 0.875
-    asia = _value(frame, BASE, "cultwin", "twin_acc", "region=Asia")
-    assert (asia.value, asia.n) == (0.25, 4)
-    cell = _value(frame, TUNED, "cultwin", "twin_acc", "region=Asia|category=dress")
-    assert (cell.value, cell.n) == (0.5, 2)
+    asia = _value(frame, BASE, "cultwin", "twin_acc", {"region": "Asia"})
+    assert (asia.value, asia.n, asia.group) == (0.25, 4, "region: Asia")
+    assert pd.isna(asia.category)  # a region-only group has no category
+    cell = _value(frame, TUNED, "cultwin", "twin_acc", {"region": "Asia", "category": "dress"})
+    assert (cell.value, cell.n, cell.region, cell.category) == (0.5, 2, "Asia", "dress")
+    assert list(frame.columns[-2:]) == ["region", "category"]  # one column per group field
+    assert T.group_fields(frame) == ["region", "category"]
     geo = _value(frame, BASE, "geode", "acc1")
     assert geo.is_main and geo.n == 6 and geo.ci_low <= 0.5 <= geo.ci_high
     assert not _value(frame, BASE, "geode", "acc5").is_main
@@ -200,7 +322,8 @@ def test_compare_with_paired_bootstrap(frame):
     assert flickr.delta == pytest.approx(0.772 - 0.789) and math.isnan(flickr.delta_ci_low)
     assert "cifar10" not in set(table.benchmark)  # the tuned model was not run on it
     groups = T.compare(frame, BASE, TUNED, samples=samples, groups=True, metric=None, n_boot=100)
-    asia = groups[(groups.benchmark == "cultwin") & (groups.group == "region=Asia")].iloc[0]
+    assert {"region", "category"} <= set(groups.columns)
+    asia = groups[(groups.benchmark == "cultwin") & (groups.region == "Asia") & groups.category.isna()].iloc[0]
     assert (asia.delta, asia.n_paired) == (0.5, 4)
     same = T.compare(frame, BASE, BASE, samples=samples, n_boot=100)
     paired = same[same.n_paired.notna()]

@@ -183,7 +183,7 @@ class Benchmark:
         main = self.main_metric if self.main_metric in out["metrics"] else next(iter(out["metrics"]))
         return BenchmarkResult(
             benchmark=self.name, task=self.task, main_metric=main, metrics=out["metrics"],
-            n_samples=out["n_samples"], groups=out.get("groups", {}), ci=out.get("ci"), group_ci=out.get("group_ci"),
+            n_samples=out["n_samples"], groups=list(out.get("groups") or []), ci=out.get("ci"),
             samples=out.get("samples"),
             skipped={"unreadable_image": n_bad, **{k: v for k, v in self.notes.items() if isinstance(v, int)}},
             extra={"protocol": self.protocol, "n_images": len(data.images), **out.get("extra", {})},

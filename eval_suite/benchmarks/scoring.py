@@ -17,6 +17,7 @@ from cultureclip.data import twins_by_concept
 from cultureclip.inference import twin_accuracy as per_image_twin_accuracy
 
 from eval_suite import metrics as M
+from eval_suite.results import merge_groups
 from eval_suite.benchmarks.tasks import ChoiceData, ClassificationData, RankingData, RetrievalData, TwinData
 
 
@@ -57,7 +58,7 @@ def score_retrieval(data: RetrievalData, feats: torch.Tensor, embedder: Any, *, 
     correct = rec.pop("correct")
     metrics = {k: v for k, v in rec.items()}
     metrics["mean_recall@1"] = (metrics["image_retrieval_recall@1"] + metrics["text_retrieval_recall@1"]) / 2
-    out: dict[str, Any] = {"metrics": metrics, "groups": {}, "n_samples": len(data.images)}
+    out: dict[str, Any] = {"metrics": metrics, "groups": [], "n_samples": len(data.images)}
     if n_boot:
         out["ci"] = {}
         for name, vals in correct.items():
@@ -119,8 +120,9 @@ def score_twin(data: TwinData, feats: torch.Tensor, embedder: Any, *, ids: np.nd
         tw_out = _summarize({"twin_acc": tw["correct"].astype(float)}, sub, ids[rows], n_boot, False, cross=cross)
         out["metrics"] = {"twin_acc": tw["twin_acc"], "twin_margin": tw["twin_margin"], **out["metrics"],
                           **{k: v for k, v in tw_out["metrics"].items() if k != "twin_acc"}}
-        for g, d in tw_out["groups"].items():
-            out["groups"].setdefault(g, {}).update({"twin_acc": d["twin_acc"], "n_twin": d["n"]})
+        out["groups"] = merge_groups(out["groups"], [
+            {"fields": g["fields"], "metrics": {"twin_acc": g["metrics"]["twin_acc"], "n_twin": g["n"]}}
+            for g in tw_out["groups"]])
         if "ci" in tw_out:
             out.setdefault("ci", {}).update(tw_out["ci"])
         # pair-level Winoground scores
@@ -156,7 +158,7 @@ def score_ranking(data: RankingData, feats: torch.Tensor, embedder: Any, *, ids:
             p = counts / counts.sum()
             divs.append(float(-(p * np.log(p)).sum() / np.log(len(counts))) if len(counts) > 1 else 0.0)
         metrics[f"diversity@{k}"] = float(np.mean(divs))
-    return {"metrics": metrics, "groups": {}, "n_samples": len(data.queries),
+    return {"metrics": metrics, "groups": [], "n_samples": len(data.queries),
             "extra": {"relevance_source": data.relevance_source}}
 
 

@@ -58,7 +58,7 @@ class SugarCrepeBenchmark(Benchmark):
 
     def evaluate(self, embedder, image_features=None, valid=None, **kw) -> BenchmarkResult:
         out = super().evaluate(embedder, image_features, valid, **kw)
-        subs = [g["accuracy"] for k, g in out.groups.items() if k.startswith("subset=")]
+        subs = [g["metrics"]["accuracy"] for g in out.groups if list(g["fields"]) == ["subset"]]
         out.metrics["mean_subset_accuracy"] = float(np.mean(subs)) if subs else float("nan")
         out.metrics.pop("accuracy_worst_subset", None)
         out.metrics.pop("accuracy_gap_subset", None)

@@ -197,9 +197,10 @@ class BenchmarkResult:
     main_metric: str  # the headline metric; a key of `metrics`
     metrics: dict[str, Any]  # name -> value over all scored items
     n_samples: int  # items scored (images, questions or queries)
-    groups: Any = field(default_factory=dict)  # per-group metrics, as `eval_suite.results.summarize_samples` gives them
+    # per-group records {"fields": {...}, "n": int, "metrics": {...}, "ci": {...}} (`eval_suite.results`' schema 2),
+    # as `eval_suite.results.summarize_samples` gives them
+    groups: list[dict[str, Any]] = field(default_factory=list)
     ci: dict[str, list[float]] | None = None  # metric -> [low, high] bootstrap interval (None: n_boot=0)
-    group_ci: Any = None  # per-group intervals
     samples: dict[str, list] | None = None  # per-item values ("ids" + per-metric correctness + group labels)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> items left out (e.g. unreadable_image)
     extra: dict[str, Any] = field(default_factory=dict)  # protocol, counts, the scorer's notes
@@ -217,7 +218,7 @@ class BenchmarkResult:
             extra["warnings"] = list(self.warnings)
         out: dict[str, Any] = {"benchmark": self.benchmark, "task": self.task, "metrics": self.metrics,
                                "n_samples": self.n_samples, "groups": self.groups, "main_metric": self.main_metric}
-        optional = {"ci": self.ci, "group_ci": self.group_ci, "samples": self.samples}
+        optional = {"ci": self.ci, "samples": self.samples}
         out.update({k: v for k, v in optional.items() if v is not None})
         out.update(skipped=self.skipped, extra=extra)
         return out

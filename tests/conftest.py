@@ -15,16 +15,16 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_open_clip_dir(tmp_path_factory):
-    from tests.tiny_models import make_tiny_open_clip
+    from cultureclip.testing import save_open_clip
 
-    return make_tiny_open_clip(tmp_path_factory.mktemp("tiny_open_clip"))
+    return save_open_clip(tmp_path_factory.mktemp("tiny_open_clip"), "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_hf_clip_dir(tmp_path_factory):
-    from tests.tiny_models import make_tiny_hf_clip
+    from cultureclip.testing import save_hf_clip
 
-    return make_tiny_hf_clip(tmp_path_factory.mktemp("tiny_hf_clip"))
+    return save_hf_clip(tmp_path_factory.mktemp("tiny_hf_clip"), "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

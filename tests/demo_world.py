@@ -31,9 +31,9 @@ WORLD_LIKE_CONCEPTS = [
 
 
 def make_models(root: Path) -> tuple[Path, Path]:
-    from tests.tiny_models import make_tiny_open_clip
+    from cultureclip.testing import save_open_clip
 
-    return make_tiny_open_clip(root / "base", seed=0), make_tiny_open_clip(root / "tuned", seed=1)
+    return save_open_clip(root / "base", "tiny", seed=0), save_open_clip(root / "tuned", "tiny", seed=1)
 
 
 def make_dataset(root: Path, concepts: list | None = None) -> Path:

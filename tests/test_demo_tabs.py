@@ -26,12 +26,12 @@ IMAGE_SIZE = 64
 def models(tmp_path_factory):
     import torch
 
-    from tests.tiny_models import make_tiny_hf_clip
+    from cultureclip.testing import save_hf_clip
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("tabs_models")
-    return make_tiny_hf_clip(root / "base", seed=0, image_size=IMAGE_SIZE), \
-        make_tiny_hf_clip(root / "tuned", seed=1, image_size=IMAGE_SIZE)
+    return save_hf_clip(root / "base", "tiny", seed=0, image_size=IMAGE_SIZE), \
+        save_hf_clip(root / "tuned", "tiny", seed=1, image_size=IMAGE_SIZE)
 
 
 @pytest.fixture(scope="module")

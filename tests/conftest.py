@@ -38,6 +38,16 @@ def demo_world(tmp_path_factory):
     return make_world(tmp_path_factory.mktemp("demo_world"))
 
 
+@pytest.fixture(scope="module")
+def demo_app(demo_world):
+    """The app launched over `demo_world` (offline-world mode, index built), once per test module:
+    {"url", "services", "demo"}."""
+    from tests.demo_world import running_app
+
+    with running_app(demo_world) as app:
+        yield app
+
+
 @pytest.fixture(scope="session")
 def hub_home(tmp_path_factory):
     """HF_HOME of a local hub cache with the app's default models at real size (tests/hubcache.py).

@@ -1,11 +1,17 @@
-"""A tiny twin world for the demo tests: two tiny open_clip models, a CulTwin dataset, a catalog, results.
+"""The demo tests' helpers: a tiny twin world (two tiny open_clip models, a CulTwin dataset, a catalog,
+results), services over it, the launched app, and crafted inputs.
 
-Plain functions; the session-scoped `demo_world` fixture in tests/conftest.py builds it once."""
+Plain functions; tests/conftest.py builds the world once (`demo_world`, session) and launches the app
+once per module (`demo_app`)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import struct
+import zlib
 from pathlib import Path
+from typing import Iterator
 
 CONCEPTS = [
     # id, name, culture, culture_name, region, subregion, category, twin, colour
@@ -126,3 +132,26 @@ def launch(services, **kw):
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                 **launch_kwargs(services), **kw)
     return f"http://127.0.0.1:{port}/", demo
+
+
+@contextlib.contextmanager
+def running_app(world: dict[str, Path]) -> Iterator[dict]:
+    """The app over `world` as `python app.py` serves the offline world, launched and its dataset index
+    built: yields {"url", "services", "demo"}."""
+    services = make_services(world, offline_world=True)
+    services.check()
+    url, demo = launch(services)
+    try:
+        assert services.wait_index(120), "the dataset index was not built in 2 minutes"
+        yield {"url": url, "services": services, "demo": demo}
+    finally:
+        demo.close()
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A valid PNG of ~80 bytes that declares w x h pixels (a decompression bomb when large)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))

@@ -39,12 +39,12 @@ def demo_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def demo_app(demo_world):
-    """The app launched over `demo_world` (offline-world mode, index built), once per test module:
-    {"url", "services", "demo"}."""
+def demo_app(demo_world, tmp_path_factory):
+    """The app launched over `demo_world` (offline-world mode, index built), once per test module, with
+    its own cache folder: {"url", "services", "demo"}."""
     from tests.demo_world import running_app
 
-    with running_app(demo_world) as app:
+    with running_app(demo_world, cache_dir=tmp_path_factory.mktemp("demo_app_cache")) as app:
         yield app
 
 

@@ -135,10 +135,11 @@ def launch(services, **kw):
 
 
 @contextlib.contextmanager
-def running_app(world: dict[str, Path]) -> Iterator[dict]:
+def running_app(world: dict[str, Path], cache_dir: Path | None = None) -> Iterator[dict]:
     """The app over `world` as `python app.py` serves the offline world, launched and its dataset index
-    built: yields {"url", "services", "demo"}."""
-    services = make_services(world, offline_world=True)
+    built: yields {"url", "services", "demo"}. Its own `cache_dir` keeps one module's live evaluations out
+    of another's benchmark view."""
+    services = make_services(world, offline_world=True, cache_dir=cache_dir)
     services.check()
     url, demo = launch(services)
     try:

@@ -77,3 +77,27 @@ def test_unknown_sizes_name_the_known_ones():
     with pytest.raises(ValueError, match="ViT-B-32"):
         hf_clip_config("ViT-B-16")
     assert set(OPEN_CLIP_SIZES) >= {"tiny", "tiny-64", "small-224", "small-96"}
+
+
+def test_no_other_module_builds_a_random_clip():
+    """cultureclip.testing is the one builder: no test, bench or package module constructs a CLIP itself
+    (`CLIPModel(...)`, `CLIPConfig(...)`, open_clip's `CLIP(...)`, `create_model(..., load_weights=False)`)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    builders = {"CLIPModel", "CLIPConfig", "CLIP"}
+    bad = []
+    for top in ("tests", "bench", "synth", "world", "demo", "eval_suite", "cultureclip"):
+        for path in sorted((root / top).rglob("*.py")):
+            if path == root / "cultureclip" / "testing.py" or "__pycache__" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if not isinstance(node, ast.Call):
+                    continue
+                fn = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                no_weights = any(k.arg == "load_weights" and isinstance(k.value, ast.Constant) and k.value.value is False
+                                 for k in node.keywords)
+                if fn in builders or no_weights:
+                    bad.append(f"{path.relative_to(root)}:{node.lineno} {fn}(...)")
+    assert not bad, "build random CLIPs with cultureclip.testing:\n" + "\n".join(bad)

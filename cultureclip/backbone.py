@@ -2,7 +2,8 @@
 
 `create_backbone(spec)` turns a model spec string into a `ClipBackbone`, a thin `nn.Module` with one
 interface for both kinds: normalized image/text embeddings, a tokenizer, eval/train preprocessing and
-the logit scale. Accepted specs (see ARCHITECTURE.md):
+the logit scale. Each kind is its own subclass (`OpenClipBackbone`, `HFClipBackbone`), which knows how
+to load, encode, split into towers and save its format. Accepted specs (see ARCHITECTURE.md):
 
     open_clip:ViT-B-32@openai         open_clip architecture + pretrained tag
     open_clip:ViT-B-32                random init
@@ -12,19 +13,26 @@ the logit scale. Accepted specs (see ARCHITECTURE.md):
     ViT-B-32@openai / ViT-B-32        bare open_clip architecture
     /path/to/folder                   HF folder, open_clip folder or a checkpoint our trainer wrote
 
-When the hub cannot be reached and the files are not cached, loading fails within seconds (not after
-~47 s of retries) with a message naming the spec and suggesting a local folder or the offline default.
+When the hub cannot be reached, each load resolves its files from the local Hugging Face cache
+explicitly (`local_files_only`, a cached snapshot folder, a cached weights file passed as a path); no
+process-wide setting (environment variable, huggingface_hub constant, socket timeout) is ever changed,
+so loads in one thread of an app never change another's. Files that are not cached fail within seconds
+(not after ~47 s of retries) with a message naming the spec and suggesting a local folder or the
+offline default.
+
+A model's own tokenizer and image processor are used when it has them; if its tokenizer or processor
+files are there but fail to load, loading fails with a message naming them. Only a model with no such
+files at all gets a fallback (the bundled CLIP BPE when its vocabulary size is the BPE's; OpenAI CLIP
+mean/std), with a logged warning, recorded in `info["tokenizer_source"]` / `info["preprocess_source"]`.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import math
 import logging
 import os
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -128,11 +136,10 @@ def _is_open_clip_arch(name: str) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------
-# Hub reachability: fail fast instead of 47 s of retries
+# Hub reachability and the local cache: fail fast instead of 47 s of retries, change no global state
 # --------------------------------------------------------------------------------------------------
 
 _HUB_CACHE: dict[str, bool] = {}
-_OFFLINE_LOCK = threading.Lock()
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -156,34 +163,13 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return ok
 
 
-@contextlib.contextmanager
-def _offline_mode():
-    """Force huggingface_hub (and so transformers/open_clip) to use only the local cache."""
-    import huggingface_hub.constants as hc
+def _load_from_hub(spec: str, load: Callable[[bool], Any]) -> Any:
+    """Run `load(offline)`; offline (the hub unreachable) it must read only the local cache, explicitly.
 
-    with _OFFLINE_LOCK:
-        old = hc.HF_HUB_OFFLINE
-        old_env = os.environ.get("HF_HUB_OFFLINE")
-        hc.HF_HUB_OFFLINE = True
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        try:
-            yield
-        finally:
-            hc.HF_HUB_OFFLINE = old
-            if old_env is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = old_env
-
-
-def _load_from_hub(spec: str, fn: Callable[[], Any]) -> Any:
-    """Run a hub-loading function; when the hub is unreachable use only the cache and fail fast."""
+    Every failure becomes one clear `BackboneError` naming the spec (offline: with OFFLINE_HINT)."""
     online = hub_reachable()
     try:
-        if online:
-            return fn()
-        with _offline_mode():
-            return fn()
+        return load(not online)
     except BackboneError:
         raise
     except Exception as e:  # noqa: BLE001 - turned into one clear message
@@ -193,6 +179,26 @@ def _load_from_hub(spec: str, fn: Callable[[], Any]) -> Any:
             f"could not load model {spec!r}: the Hugging Face hub is not reachable from this machine "
             f"and the weights are not in the local cache ({type(e).__name__}). {OFFLINE_HINT}"
         ) from e
+
+
+def _cached_snapshot(repo_id: str) -> Path:
+    """The local snapshot folder of a hub repo (its `main` revision), without the network.
+
+    Raises huggingface_hub's LocalEntryNotFoundError when the repo is not in the cache."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, local_files_only=True))
+
+
+def _cached_file(repo_id: str, names: list[str], cache_dir: str | Path | None = None) -> str | None:
+    """The local path of the first of `names` cached for `repo_id` (no network), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in names:
+        path = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+        if isinstance(path, str):
+            return path
+    return None
 
 
 def spec_format(spec: str) -> str | None:
@@ -212,14 +218,30 @@ def spec_format(spec: str) -> str | None:
     return None
 
 
+HF_WEIGHT_NAMES = ["model.safetensors", "model.safetensors.index.json"]
+OPEN_CLIP_HUB_WEIGHT_NAMES = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]  # open_clip's order
+
+
+def _tag_hub_weights(arch: str, tag: str) -> tuple[str, list[str]] | None:
+    """(hub repo, candidate file names in open_clip's order) of an open_clip pretrained tag's weights,
+    or None for a tag that is not on the hub (a URL; open_clip keeps those outside the HF cache)."""
+    import open_clip
+
+    hub_path = open_clip.get_pretrained_cfg(arch.replace("/", "-"), tag).get("hf_hub", "")
+    if not hub_path:
+        return None
+    repo_id, filename = os.path.split(hub_path)
+    if not filename:
+        return repo_id, list(OPEN_CLIP_HUB_WEIGHT_NAMES)
+    names = [filename]
+    if filename.endswith((".bin", ".pth")):  # open_clip tries the safetensors twin first
+        names.insert(0, filename[:-4] + ".safetensors")
+    return repo_id, names
+
+
 def _hub_files_cached(repo_id: str, alternatives: list[list[str]], cache_dir: str | Path | None) -> bool:
     """True when, for each group of alternative file names, one is in the local HF cache (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    def cached(name: str) -> bool:
-        return isinstance(try_to_load_from_cache(repo_id, name, cache_dir=cache_dir), str)
-
-    return all(any(cached(n) for n in group) for group in alternatives)
+    return all(_cached_file(repo_id, group, cache_dir) is not None for group in alternatives)
 
 
 def spec_cached(spec: str, cache_dir: str | Path | None = None) -> bool:
@@ -232,28 +254,13 @@ def spec_cached(spec: str, cache_dir: str | Path | None = None) -> bool:
     if ms.kind == "local":
         return Path(ms.name).is_dir()
     if ms.kind == "hf":
-        return _hub_files_cached(
-            ms.name, [["config.json"], ["model.safetensors", "model.safetensors.index.json"]], cache_dir
-        )
+        return _hub_files_cached(ms.name, [["config.json"], HF_WEIGHT_NAMES], cache_dir)
     if ms.name.startswith("hf-hub:"):
-        return _hub_files_cached(
-            ms.name[len("hf-hub:"):],
-            [["open_clip_config.json"], ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]],
-            cache_dir,
-        )
+        return _hub_files_cached(ms.name[len("hf-hub:"):], [["open_clip_config.json"], OPEN_CLIP_HUB_WEIGHT_NAMES], cache_dir)
     if not ms.pretrained or Path(ms.pretrained).is_file():
         return True
-    import open_clip
-
-    hub_path = open_clip.get_pretrained_cfg(ms.name.replace("/", "-"), ms.pretrained).get("hf_hub", "")
-    if not hub_path:  # a URL-only tag: open_clip keeps those outside the HF cache
-        return False
-    repo_id, filename = os.path.split(hub_path)
-    names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-    if filename.endswith((".bin", ".pth")):  # open_clip tries the safetensors twin first
-        names.insert(0, filename[:-4] + ".safetensors")
-    return _hub_files_cached(repo_id, [names], cache_dir)
-
+    hub = _tag_hub_weights(ms.name, ms.pretrained)
+    return hub is not None and _hub_files_cached(hub[0], [hub[1]], cache_dir)
 
 # --------------------------------------------------------------------------------------------------
 # Tokenizers
@@ -386,19 +393,131 @@ def build_transforms(image_size: int | tuple[int, int], mean=OPENAI_MEAN, std=OP
 
 
 # --------------------------------------------------------------------------------------------------
-# The backbone
+# An HF model's own tokenizer and image processor; a visible fallback only when it has none
+# --------------------------------------------------------------------------------------------------
+
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
+                         "tokenizer.model")
+TOKENIZER_OTHER_FILES = ("merges.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+CLIP_BPE_VOCAB_SIZE = 49408  # open_clip's bundled BPE: 256 bytes x2 + 48,894 merges + 2 special tokens
+CLIP_BPE_EOS_IDS = (49407, 2)  # <|endoftext|>; 2 in legacy transformers CLIP configs (pooled at the argmax)
+BUNDLED_BPE_SOURCE = "bundled CLIP BPE (no tokenizer files in the model)"
+DEFAULT_PREPROCESS_SOURCE = "OpenAI CLIP mean/std, resize + center crop to the model's image size (no preprocessor files in the model)"
+
+
+def _hf_tokenizer(source: str, files: set[str], text_config, ctx: int, spec: str, local_files_only: bool,
+                  files_in: str = "the model"):
+    """(tokenizer, where it came from) for an HF CLIP model whose folder/repo holds `files`.
+
+    The model's own tokenizer when it has tokenizer files (they must load); the bundled CLIP BPE only
+    when it has none and its text tower was built for that BPE (vocabulary size and end token)."""
+    from transformers import AutoTokenizer
+
+    vocab = sorted(f for f in files if f in TOKENIZER_VOCAB_FILES)
+    present = sorted(f for f in files if f in TOKENIZER_VOCAB_FILES + TOKENIZER_OTHER_FILES)
+    vocab_size = int(text_config.vocab_size)
+    if present and not vocab:
+        raise BackboneError(
+            f"model {spec!r} has tokenizer files ({', '.join(present)}) but no vocabulary (one of "
+            f"{', '.join(TOKENIZER_VOCAB_FILES)}). Save the full tokenizer there "
+            "(`AutoTokenizer.from_pretrained(<its base model>).save_pretrained(<folder>)`), or remove the partial "
+            "tokenizer files to use the bundled CLIP BPE."
+        )
+    if present:
+        try:
+            tok = AutoTokenizer.from_pretrained(source, model_max_length=ctx, local_files_only=local_files_only)
+        except Exception as e:  # noqa: BLE001 - one clear message naming the files
+            raise BackboneError(
+                f"model {spec!r}: its tokenizer ({', '.join(present)}) failed to load: {type(e).__name__}: {e}. "
+                "Repair or re-save those files (`AutoTokenizer.from_pretrained(<its base model>).save_pretrained(<folder>)`)."
+            ) from e
+        if len(tok) > vocab_size:
+            raise BackboneError(
+                f"model {spec!r}: its tokenizer ({', '.join(present)}) has {len(tok)} tokens but the text tower has "
+                f"vocab_size={vocab_size}: the tokenizer belongs to another model. Save the tokenizer the model was "
+                "trained with into its folder."
+            )
+        return tok, f"the model's own ({type(tok).__name__}: {', '.join(vocab)})"
+    eos = getattr(text_config, "eos_token_id", None)
+    if vocab_size != CLIP_BPE_VOCAB_SIZE or (eos is not None and eos not in CLIP_BPE_EOS_IDS):
+        raise BackboneError(
+            f"model {spec!r} has no tokenizer files and its text tower (vocab_size={vocab_size}, eos_token_id={eos}) "
+            f"was not built for the CLIP BPE (vocab_size={CLIP_BPE_VOCAB_SIZE}, eos_token_id=49407), so no bundled "
+            "tokenizer fits. Save the tokenizer it was trained with into its folder "
+            "(`tokenizer.save_pretrained(<folder>)`)."
+        )
+    logger.warning("model %r has no tokenizer files; using the bundled CLIP BPE tokenizer (vocab_size %d matches)",
+                   spec, vocab_size)
+    return _bundled_clip_tokenizer(ctx), BUNDLED_BPE_SOURCE.replace("the model", files_in)
+
+
+def _hf_preprocess_cfg(source: str, files: set[str], default_size: int, spec: str,
+                       local_files_only: bool, files_in: str = "the model") -> tuple[dict, str]:
+    """The image processor's geometry and normalization (preprocessor_config.json) and where it came from.
+
+    Returns ({"size": crop size (the model's input side), "resize": shortest edge (int) or [h, w] (exact)
+    or None (no resize), "mean", "std", "resample" (a PIL filter code)}, source). A processor that resizes
+    to 256 and crops 224 keeps both: resizing straight to the crop size would show the model more of the
+    image than it was trained on. A model with processor files that fail to load is an error; one with
+    none gets CLIP's defaults (OpenAI mean/std, the model's image size), with a warning."""
+    present = [f for f in PREPROCESSOR_FILES if f in files]
+    if present:
+        from transformers import CLIPImageProcessor
+
+        try:
+            cfg = CLIPImageProcessor.from_pretrained(source, local_files_only=local_files_only).to_dict()
+        except Exception as e:  # noqa: BLE001 - one clear message naming the file
+            raise BackboneError(
+                f"model {spec!r}: its image processor ({', '.join(present)}) failed to load: {type(e).__name__}: {e}. "
+                "Repair or re-save it (`CLIPImageProcessor.from_pretrained(<its base model>).save_pretrained(<folder>)`)."
+            ) from e
+        where = f"the model's own ({', '.join(present)})"
+    else:
+        logger.warning("model %r has no preprocessor files; using OpenAI CLIP mean/std at its image size %d",
+                       spec, default_size)
+        cfg, where = {}, DEFAULT_PREPROCESS_SOURCE.replace("in the model)", f"in {files_in})")
+    size, crop = cfg.get("size"), cfg.get("crop_size")
+    resize: int | list[int] | None = default_size
+    if isinstance(size, dict) and size.get("shortest_edge"):
+        resize = int(size["shortest_edge"])
+    elif isinstance(size, dict) and size.get("height") and size.get("width"):
+        resize = [int(size["height"]), int(size["width"])]
+    elif isinstance(size, int):
+        resize = size
+    if not cfg.get("do_resize", True):
+        resize = None
+    if isinstance(crop, dict):
+        crop = crop.get("height") or crop.get("shortest_edge")
+    if not cfg.get("do_center_crop", True) or not crop:
+        crop = resize if isinstance(resize, int) else (resize[0] if resize else default_size)
+    side = int(crop)
+    pp = {
+        "size": int(side),
+        "resize": resize,
+        "mean": tuple(cfg.get("image_mean") or OPENAI_MEAN),
+        "std": tuple(cfg.get("image_std") or OPENAI_STD),
+        "resample": int(cfg.get("resample", 3)),
+    }
+    return pp, where
+
+
+# --------------------------------------------------------------------------------------------------
+# The backbone: one interface, one subclass per format
 # --------------------------------------------------------------------------------------------------
 
 
 class ClipBackbone(nn.Module):
-    """One interface over an open_clip `CLIP` or a transformers `CLIPModel`.
+    """One interface over a CLIP model; `OpenClipBackbone` and `HFClipBackbone` implement it.
 
-    `forward(images, texts)` returns open_clip's key names so `loss(**out, ...)` works.
+    `forward(images, texts)` returns open_clip's key names so `loss(**out, ...)` works. `kind` is the
+    format ("open_clip" | "hf"), the value checkpoints and results record.
     """
+
+    kind: str = ""
 
     def __init__(
         self,
-        kind: str,
         spec: str,
         model: nn.Module,
         tokenize: Callable[[list[str]], torch.Tensor],
@@ -408,16 +527,16 @@ class ClipBackbone(nn.Module):
         info: dict | None = None,
     ):
         super().__init__()
-        if kind not in ("open_clip", "hf"):
-            raise ValueError(f"kind must be open_clip or hf, got {kind!r}")
-        self.kind = kind
+        if type(self) is ClipBackbone:
+            raise TypeError("ClipBackbone is the interface; build one with create_backbone(spec)")
         self.spec = spec
         self.model = model
         self.tokenize = tokenize
         self.preprocess_eval = preprocess_eval
         self.preprocess_train = preprocess_train
         self.image_size = image_size
-        # everything needed to save/re-create the model without the hub (arch config, base spec, ...)
+        # everything needed to save/re-create the model without the hub (arch config, base spec, ...) and
+        # where its tokenizer and preprocessing came from (tokenizer_source, preprocess_source)
         self.info = dict(info or {})
 
     # -- properties ------------------------------------------------------------------------------
@@ -431,9 +550,7 @@ class ClipBackbone(nn.Module):
 
     @property
     def embed_dim(self) -> int:
-        if self.kind == "hf":
-            return int(self.model.config.projection_dim)
-        return int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") and self.model.text_projection is not None else int(self.info["model_cfg"]["embed_dim"])
+        raise NotImplementedError
 
     @property
     def context_length(self) -> int:
@@ -451,23 +568,267 @@ class ClipBackbone(nn.Module):
         self.model.logit_scale.clamp_(0.0, math.log(max_scale))
 
     # -- encoders --------------------------------------------------------------------------------
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
     def encode_image(self, images: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, 3, H, W) -> (B, D)."""
-        if self.kind == "hf":
-            out = self.model.get_image_features(pixel_values=images)
-            feats = out if torch.is_tensor(out) else out.pooler_output
-        else:
-            feats = self.model.encode_image(images)
+        feats = self._image_features(images)
         return nn.functional.normalize(feats, dim=-1) if normalize else feats
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, L) token ids -> (B, D)."""
-        if self.kind == "hf":
-            out = self.model.get_text_features(input_ids=self._trim_padding(tokens))
-            feats = out if torch.is_tensor(out) else out.pooler_output
-        else:
-            feats = self.model.encode_text(tokens)
+        feats = self._text_features(tokens)
         return nn.functional.normalize(feats, dim=-1) if normalize else feats
+
+    def forward(self, images: torch.Tensor | None = None, texts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {"logit_scale": self.logit_scale}
+        if images is not None:
+            out["image_features"] = self.encode_image(images)
+        if texts is not None:
+            out["text_features"] = self.encode_text(texts)
+        return out
+
+    # -- per-format structure ----------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        raise NotImplementedError
+
+    def towers(self) -> dict[str, nn.Module]:
+        """The image and text towers (for locking one of them)."""
+        raise NotImplementedError
+
+    def text_only_params(self) -> list[nn.Parameter]:
+        """Text-tower parameters, including bare parameters such as open_clip's positional embedding."""
+        raise NotImplementedError
+
+    def save_native(self, folder: Path) -> None:
+        """Write the model in its own format into the (existing, empty) `folder`, loadable without our code."""
+        raise NotImplementedError
+
+
+# -- open_clip ---------------------------------------------------------------------------------------
+
+
+def tag_quick_gelu(name: str, pretrained: str | None) -> bool:
+    """True when open_clip's pretrained config for (architecture, tag) says the weights use QuickGELU."""
+    if not pretrained or name.startswith("hf-hub:"):
+        return False
+    import open_clip
+
+    return bool(open_clip.get_pretrained_cfg(name.replace("/", "-"), pretrained).get("quick_gelu", False))
+
+
+def _cached_tag_weights(arch: str, tag: str) -> str:
+    """The local path of an open_clip pretrained tag's weights, found without the network (the HF cache,
+    or open_clip's own download folder for URL-only tags); FileNotFoundError when not there."""
+    import open_clip
+    from open_clip.pretrained import download_pretrained_from_url
+
+    cfg = open_clip.get_pretrained_cfg(arch.replace("/", "-"), tag)
+    if cfg.get("file"):
+        return cfg["file"]
+    hub = _tag_hub_weights(arch, tag)
+    if hub is not None:
+        path = _cached_file(*hub)
+        if path is None:
+            raise FileNotFoundError(f"{hub[0]}/{hub[1][-1]} (weights of {arch}@{tag}) is not in the local Hugging Face cache")
+        return path
+    url = cfg.get("url", "")
+    if url and os.path.isfile(os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))):
+        return download_pretrained_from_url(url)  # the cached file, its checksum verified
+    raise FileNotFoundError(f"the weights of {arch}@{tag} ({url or 'no url'}) are not cached")
+
+
+def _offline_text_tower_kwargs(model_cfg: dict | None) -> dict:
+    """create_model kwargs that point a transformers text tower (text_cfg.hf_model_name, a hub id) at its
+    cached snapshot folder, so building its config reads no network; {} for open_clip's own text tower."""
+    text = dict((model_cfg or {}).get("text_cfg") or {})
+    if not text.get("hf_model_name"):
+        return {}
+    text["hf_model_name"] = str(_cached_snapshot(text["hf_model_name"]))
+    text["hf_model_pretrained"] = False  # the full CLIP checkpoint holds the text tower's weights
+    return {"text_cfg": text}
+
+
+def _open_clip_tokenizer(name: str, model_cfg: dict | None, offline: bool):
+    """open_clip's tokenizer for the model; offline, a transformers tokenizer (text_cfg.hf_tokenizer_name)
+    is read from the local cache only."""
+    import open_clip
+
+    text = (model_cfg or {}).get("text_cfg") or {}
+    if offline and text.get("hf_tokenizer_name"):
+        from open_clip.tokenizer import HFTokenizer
+
+        return HFTokenizer(text["hf_tokenizer_name"], context_length=text.get("context_length", 77),
+                           tokenizer_mode=text.get("tokenizer_mode"), local_files_only=True,
+                           **text.get("tokenizer_kwargs", {}))
+    return open_clip.get_tokenizer(name)
+
+
+class OpenClipBackbone(ClipBackbone):
+    """An open_clip `CLIP` (built-in architecture + tag, `hf-hub:` repo, or an open_clip folder)."""
+
+    kind = "open_clip"
+
+    @property
+    def embed_dim(self) -> int:
+        proj = getattr(self.model, "text_projection", None)
+        if proj is not None:
+            return int(proj.shape[1])
+        return int(self.info["model_cfg"]["embed_dim"])
+
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(images)
+
+    def _text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.model.set_grad_checkpointing(enable)
+
+    def towers(self) -> dict[str, nn.Module]:
+        text_parts = [m for n, m in self.model.named_children() if n != "visual"]
+        return {"image": self.model.visual, "text": nn.ModuleList(text_parts)}
+
+    def text_only_params(self) -> list[nn.Parameter]:
+        return [p for n, p in self.model.named_parameters()
+                if not n.startswith("visual.") and n != "logit_scale" and n != "logit_bias"]
+
+    def save_native(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        cfg = {"model_cfg": self.info.get("model_cfg"), "preprocess_cfg": self.info.get("preprocess_cfg", {})}
+        if cfg["model_cfg"] is None:
+            raise ValueError("this open_clip backbone has no architecture config to save (info['model_cfg'])")
+        (Path(folder) / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
+        sd = {k: v.detach().contiguous().clone().cpu() for k, v in self.model.state_dict().items()}
+        save_file(sd, str(Path(folder) / "open_clip_model.safetensors"))
+
+    # -- builders ----------------------------------------------------------------------------------
+    @classmethod
+    def wrap(cls, model, spec: str, name: str, model_cfg: dict | None, tokenizer=None,
+             extra_info: dict | None = None) -> "OpenClipBackbone":
+        """A backbone around a built open_clip model, with open_clip's own tokenizer and transforms."""
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+        from torchvision.transforms import Compose
+
+        pp = PreprocessCfg(**model.visual.preprocess_cfg)
+        # RGB first (one alpha policy), then open_clip's own transforms: open_clip converts only after
+        # resizing, which resizes palette images with nearest-neighbour and RGBA with premultiplied alpha
+        eval_tf = Compose([to_rgb, image_transform_v2(pp, is_train=False)])
+        train_tf = Compose([to_rgb, image_transform_v2(pp, is_train=True)])
+        if tokenizer is None:
+            tokenizer = _open_clip_tokenizer(name, model_cfg, offline=False)
+        if not hasattr(tokenizer, "context_length"):
+            tokenizer.context_length = model.context_length
+        size = pp.size if isinstance(pp.size, int) else pp.size[0]
+        info = {"model_cfg": model_cfg, "preprocess_cfg": dict(model.visual.preprocess_cfg), "open_clip_name": name,
+                "tokenizer_source": f"open_clip's own ({type(tokenizer).__name__})",
+                "preprocess_source": "open_clip's own (preprocess_cfg)"}
+        info.update(extra_info or {})
+        return cls(spec, model, tokenizer, eval_tf, train_tf, int(size), info)
+
+    @classmethod
+    def from_spec(cls, ms: ModelSpec, spec: str) -> "OpenClipBackbone":
+        """open_clip:ARCH[@TAG] or open_clip:hf-hub:org/name."""
+        import open_clip
+
+        _register_project_archs()
+        name = ms.name
+        if not name.startswith("hf-hub:") and name.replace("/", "-") not in open_clip.list_models():
+            raise BackboneError(
+                f"unknown open_clip architecture {name!r} in spec {spec!r}; see open_clip.list_models() "
+                "(e.g. ViT-B-32, ViT-B-16, ViT-L-14)"
+            )
+        if ms.pretrained and not name.startswith("hf-hub:"):
+            tags = open_clip.list_pretrained_tags_by_model(name.replace("/", "-"))
+            if ms.pretrained not in tags and not Path(ms.pretrained).is_file():
+                raise BackboneError(
+                    f"unknown pretrained tag {ms.pretrained!r} for {name} in spec {spec!r}; valid tags: {', '.join(tags) or 'none'}"
+                )
+        if name.startswith("hf-hub:"):
+            return _load_from_hub(spec, lambda offline: cls._from_hf_hub(name, spec, offline))
+        if ms.pretrained is not None and not Path(ms.pretrained).is_file():
+            return _load_from_hub(spec, lambda offline: cls._from_arch(name, ms.pretrained, spec, offline))
+        return cls._from_arch(name, ms.pretrained, spec, offline=False)
+
+    @classmethod
+    def _from_arch(cls, name: str, pretrained: str | None, spec: str, offline: bool) -> "OpenClipBackbone":
+        import open_clip
+        from open_clip.transform import PreprocessCfg
+
+        # The pretrained tag says which activation its weights were trained with (every `openai` tag and
+        # the yfcc/cc12m/laion400m ones use QuickGELU); building the plain config with them would give
+        # embeddings that are not the published model's (open_clip only warns about the mismatch).
+        quick_gelu = tag_quick_gelu(name, pretrained)
+        model_cfg = open_clip.get_model_config(name.replace("/", "-"))
+        if offline and pretrained and not Path(pretrained).is_file():
+            # the tag's weights file from the local cache, passed as a path; the tag's normalization
+            # (open_clip merges it only for a tag) is passed explicitly, the size stays the model's
+            tag_cfg = open_clip.get_pretrained_cfg(name.replace("/", "-"), pretrained)
+            keys = set(PreprocessCfg.__dataclass_fields__) - {"size"}
+            model = open_clip.create_model(
+                name, pretrained=_cached_tag_weights(name, pretrained), weights_only=True, force_quick_gelu=quick_gelu,
+                force_preprocess_cfg={k: v for k, v in tag_cfg.items() if k in keys and v is not None},
+                **_offline_text_tower_kwargs(model_cfg),
+            )
+        else:
+            model = open_clip.create_model(name, pretrained=pretrained, weights_only=True, force_quick_gelu=quick_gelu)
+        if quick_gelu and model_cfg is not None:
+            model_cfg = {**model_cfg, "quick_gelu": True}  # a saved copy keeps the activation
+        return cls.wrap(model, spec, name, model_cfg, _open_clip_tokenizer(name, model_cfg, offline))
+
+    @classmethod
+    def _from_hf_hub(cls, name: str, spec: str, offline: bool) -> "OpenClipBackbone":
+        import open_clip
+
+        repo_id = name[len("hf-hub:"):]
+        if not offline:
+            from open_clip.factory import _get_hf_config
+
+            model = open_clip.create_model(name, weights_only=True)
+            model_cfg = _get_hf_config(repo_id).get("model_cfg")
+            return cls.wrap(model, spec, name, model_cfg)
+        folder = _cached_snapshot(repo_id)  # open_clip_config.json + weights, as open_clip downloads them
+        if not any((folder / n).is_file() for n in OPEN_CLIP_HUB_WEIGHT_NAMES):
+            raise FileNotFoundError(f"{repo_id}: none of {OPEN_CLIP_HUB_WEIGHT_NAMES} in the local cache")
+        model_cfg = json.loads((folder / "open_clip_config.json").read_text()).get("model_cfg")
+        model = open_clip.create_model(f"local-dir:{folder}", weights_only=True, **_offline_text_tower_kwargs(model_cfg))
+        tokenizer = _open_clip_tokenizer(f"local-dir:{folder}", model_cfg, offline=True)
+        return cls.wrap(model, spec, name, model_cfg, tokenizer)
+
+    @classmethod
+    def from_folder(cls, folder: Path, spec: str, meta: dict | None) -> "OpenClipBackbone":
+        import open_clip
+
+        _refuse_pickles(folder)
+        cfg = json.loads((folder / "open_clip_config.json").read_text())
+        model = open_clip.create_model(f"local-dir:{folder}", weights_only=True)
+        return cls.wrap(model, spec, f"local-dir:{folder}", cfg.get("model_cfg"), extra_info={"checkpoint": meta})
+
+
+# -- Hugging Face transformers -------------------------------------------------------------------------
+
+
+class HFClipBackbone(ClipBackbone):
+    """A transformers `CLIPModel` (hub id or folder) with its own tokenizer and image processor."""
+
+    kind = "hf"
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    def _image_features(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.model.get_image_features(pixel_values=images)
+        return out if torch.is_tensor(out) else out.pooler_output
+
+    def _text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.model.get_text_features(input_ids=self._trim_padding(tokens))
+        return out if torch.is_tensor(out) else out.pooler_output
 
     def _trim_padding(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L) -> (B, L') with L' = the last pooled (EOS) position + 1, for an HF CLIP text tower.
@@ -482,187 +843,97 @@ class ClipBackbone(nn.Module):
         pos = ids.argmax(dim=-1) if eos == 2 or eos is None else (ids == eos).to(torch.int).argmax(dim=-1)
         return tokens[:, : int(pos.max()) + 1]
 
-    def forward(self, images: torch.Tensor | None = None, texts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {"logit_scale": self.logit_scale}
-        if images is not None:
-            out["image_features"] = self.encode_image(images)
-        if texts is not None:
-            out["text_features"] = self.encode_text(texts)
-        return out
-
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        if self.kind == "hf":
-            if enable:
-                self.model.gradient_checkpointing_enable()
-            else:
-                self.model.gradient_checkpointing_disable()
+        if enable:
+            self.model.gradient_checkpointing_enable()
         else:
-            self.model.set_grad_checkpointing(enable)
+            self.model.gradient_checkpointing_disable()
 
     def towers(self) -> dict[str, nn.Module]:
-        """The image and text towers (for locking one of them)."""
-        if self.kind == "hf":
-            return {
-                "image": nn.ModuleList([self.model.vision_model, self.model.visual_projection]),
-                "text": nn.ModuleList([self.model.text_model, self.model.text_projection]),
-            }
-        text_parts = [m for n, m in self.model.named_children() if n != "visual"]
-        return {"image": self.model.visual, "text": nn.ModuleList(text_parts)}
+        return {
+            "image": nn.ModuleList([self.model.vision_model, self.model.visual_projection]),
+            "text": nn.ModuleList([self.model.text_model, self.model.text_projection]),
+        }
 
     def text_only_params(self) -> list[nn.Parameter]:
-        """Text-tower parameters, including bare parameters such as open_clip's positional embedding."""
-        if self.kind == "hf":
-            return list(self.towers()["text"].parameters())
-        return [p for n, p in self.model.named_parameters() if not n.startswith("visual.") and n != "logit_scale" and n != "logit_bias"]
+        return list(self.towers()["text"].parameters())
 
+    def save_native(self, folder: Path) -> None:
+        self.model.save_pretrained(str(folder), safe_serialization=True)
+        tok = getattr(self.tokenize, "tokenizer", None)
+        if tok is not None:
+            tok.save_pretrained(str(folder))
+        pp = self.info.get("preprocess_cfg") or {}
+        if pp:
+            from transformers import CLIPImageProcessor
 
-# --------------------------------------------------------------------------------------------------
-# Builders per kind
-# --------------------------------------------------------------------------------------------------
+            resize = pp.get("resize", pp["size"])
+            CLIPImageProcessor(
+                do_resize=resize is not None,
+                size={"height": resize[0], "width": resize[1]} if isinstance(resize, (list, tuple))
+                else {"shortest_edge": resize or pp["size"]},
+                crop_size={"height": pp["size"], "width": pp["size"]},
+                resample=int(pp.get("resample", 3)),
+                image_mean=list(pp["mean"]),
+                image_std=list(pp["std"]),
+            ).save_pretrained(str(folder))
 
+    # -- builders ----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, source: str, files: set[str], spec: str, local_files_only: bool,
+             hf_source: str | None = None, files_in: str = "the model") -> "HFClipBackbone":
+        """Model, tokenizer and processor from `source` (a folder or a hub id) whose files are `files`."""
+        from transformers import CLIPConfig, CLIPModel
 
-def _open_clip_model_cfg(name: str) -> dict | None:
-    import open_clip
-
-    if name.startswith("hf-hub:"):
-        from open_clip.factory import _get_hf_config
-
-        cfg = _get_hf_config(name[len("hf-hub:"):])
-        return cfg.get("model_cfg")
-    return open_clip.get_model_config(name.replace("/", "-"))
-
-
-def _wrap_open_clip(model, spec: str, name: str, model_cfg: dict | None, extra_info: dict | None = None) -> ClipBackbone:
-    import open_clip
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-
-    from torchvision.transforms import Compose
-
-    pp = PreprocessCfg(**model.visual.preprocess_cfg)
-    # RGB first (one alpha policy), then open_clip's own transforms: open_clip converts only after
-    # resizing, which resizes palette images with nearest-neighbour and RGBA with premultiplied alpha
-    eval_tf = Compose([to_rgb, image_transform_v2(pp, is_train=False)])
-    train_tf = Compose([to_rgb, image_transform_v2(pp, is_train=True)])
-    tokenizer = open_clip.get_tokenizer(name)
-    if not hasattr(tokenizer, "context_length"):
-        tokenizer.context_length = model.context_length
-    size = pp.size if isinstance(pp.size, int) else pp.size[0]
-    info = {"model_cfg": model_cfg, "preprocess_cfg": dict(model.visual.preprocess_cfg), "open_clip_name": name}
-    info.update(extra_info or {})
-    return ClipBackbone("open_clip", spec, model, tokenizer, eval_tf, train_tf, int(size), info)
-
-
-def tag_quick_gelu(name: str, pretrained: str | None) -> bool:
-    """True when open_clip's pretrained config for (architecture, tag) says the weights use QuickGELU."""
-    if not pretrained or name.startswith("hf-hub:"):
-        return False
-    import open_clip
-
-    return bool(open_clip.get_pretrained_cfg(name.replace("/", "-"), pretrained).get("quick_gelu", False))
-
-
-def _build_open_clip(ms: ModelSpec, spec: str) -> ClipBackbone:
-    import open_clip
-
-    _register_project_archs()
-
-    name = ms.name
-    if not name.startswith("hf-hub:") and name.replace("/", "-") not in open_clip.list_models():
-        raise BackboneError(
-            f"unknown open_clip architecture {name!r} in spec {spec!r}; see open_clip.list_models() "
-            "(e.g. ViT-B-32, ViT-B-16, ViT-L-14)"
-        )
-    if ms.pretrained and not name.startswith("hf-hub:"):
-        tags = open_clip.list_pretrained_tags_by_model(name.replace("/", "-"))
-        if ms.pretrained not in tags and not Path(ms.pretrained).is_file():
-            raise BackboneError(
-                f"unknown pretrained tag {ms.pretrained!r} for {name} in spec {spec!r}; valid tags: {', '.join(tags) or 'none'}"
-            )
-
-    # The pretrained tag says which activation its weights were trained with (every `openai` tag and
-    # the yfcc/cc12m/laion400m ones use QuickGELU); building the plain config with them would give
-    # embeddings that are not the published model's (open_clip only warns about the mismatch).
-    quick_gelu = tag_quick_gelu(name, ms.pretrained)
-
-    def load():
-        model = open_clip.create_model(name, pretrained=ms.pretrained, weights_only=True, force_quick_gelu=quick_gelu)
-        model_cfg = _open_clip_model_cfg(name)
-        if quick_gelu and model_cfg is not None:
-            model_cfg = {**model_cfg, "quick_gelu": True}  # a saved copy keeps the activation
-        return model, model_cfg
-
-    needs_hub = name.startswith("hf-hub:") or (ms.pretrained is not None and not Path(ms.pretrained).is_file())
-    model, model_cfg = _load_from_hub(spec, load) if needs_hub else load()
-    return _wrap_open_clip(model, spec, name, model_cfg)
-
-
-def _build_hf(path_or_id: str, spec: str, local: bool) -> ClipBackbone:
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
-
-    def load():
-        model = CLIPModel.from_pretrained(path_or_id, use_safetensors=True)
+        model = CLIPModel.from_pretrained(source, use_safetensors=True, local_files_only=local_files_only)
+        if not isinstance(model.config, CLIPConfig):  # pragma: no cover - from_pretrained already enforces
+            raise BackboneError(f"{spec!r} is not a CLIP model")
         cfg = model.config
         ctx = int(cfg.text_config.max_position_embeddings)
-        try:
-            tok = AutoTokenizer.from_pretrained(path_or_id, model_max_length=ctx)
-        except Exception as e:  # noqa: BLE001 - no tokenizer files: fall back to the bundled CLIP BPE
-            logger.info("no tokenizer in %s (%s); using the bundled CLIP BPE tokenizer", path_or_id, type(e).__name__)
-            tok = _bundled_clip_tokenizer(ctx)
+        tok, tok_source = _hf_tokenizer(source, files, cfg.text_config, ctx, spec, local_files_only, files_in)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        pp = _hf_preprocess_cfg(path_or_id, int(cfg.vision_config.image_size))
-        return model, tok, ctx, pp
+        pp, pp_source = _hf_preprocess_cfg(source, files, int(cfg.vision_config.image_size), spec, local_files_only,
+                                           files_in)
+        eval_tf, train_tf = build_transforms(pp["size"], pp["mean"], pp["std"], resize=pp["resize"], resample=pp["resample"])
+        info = {"hf_source": hf_source or source, "preprocess_cfg": pp, "tokenizer_source": tok_source,
+                "preprocess_source": pp_source}
+        return cls(spec, model, HFTokenize(tok, ctx), eval_tf, train_tf, pp["size"], info)
 
-    if local:
+    @classmethod
+    def from_hub(cls, repo_id: str, spec: str) -> "HFClipBackbone":
+        """hf:org/name: from the hub, or (hub unreachable) from the repo's cached snapshot folder only."""
+
+        def load(offline: bool) -> HFClipBackbone:
+            if offline:
+                folder = _cached_snapshot(repo_id)
+                return cls.load(str(folder), {p.name for p in folder.iterdir()}, spec, True, hf_source=repo_id,
+                                files_in="the model's cached snapshot (the hub is not reachable)")
+            from huggingface_hub import list_repo_files
+
+            return cls.load(repo_id, set(list_repo_files(repo_id)), spec, False)
+
+        return _load_from_hub(spec, load)
+
+    @classmethod
+    def from_folder(cls, folder: Path, spec: str, meta: dict | None) -> "HFClipBackbone":
+        cfg = json.loads((folder / "config.json").read_text())
+        if cfg.get("model_type") != "clip":
+            raise BackboneError(
+                f"{folder}/config.json has model_type={cfg.get('model_type')!r}; only CLIP models (model_type 'clip') are supported"
+            )
+        _refuse_pickles(folder)
         try:
-            model, tok, ctx, pp = load()
+            bb = cls.load(str(folder), {p.name for p in folder.iterdir()}, spec, local_files_only=True)
         except OSError as e:
-            raise BackboneError(f"could not load HF CLIP folder {path_or_id!r}: {e}") from e
-    else:
-        model, tok, ctx, pp = _load_from_hub(spec, load)
-    if not isinstance(model.config, CLIPConfig):  # pragma: no cover - from_pretrained already enforces
-        raise BackboneError(f"{spec!r} is not a CLIP model")
-    eval_tf, train_tf = build_transforms(pp["size"], pp["mean"], pp["std"], resize=pp["resize"], resample=pp["resample"])
-    info = {"hf_source": path_or_id, "preprocess_cfg": pp}
-    return ClipBackbone("hf", spec, model, HFTokenize(tok, ctx), eval_tf, train_tf, pp["size"], info)
+            raise BackboneError(f"could not load HF CLIP folder {str(folder)!r}: {e}") from e
+        bb.info["checkpoint"] = meta
+        return bb
 
 
-def _hf_preprocess_cfg(path_or_id: str, default_size: int) -> dict:
-    """The image processor's geometry and normalization (preprocessor_config.json), else CLIP defaults.
-
-    Returns {"size": crop size (the model's input side), "resize": shortest edge (int) or [h, w] (exact)
-    or None (no resize), "mean", "std", "resample" (a PIL filter code)}. A processor that resizes to 256
-    and crops 224 keeps both: resizing straight to the crop size would show the model more of the image
-    than it was trained on."""
-    cfg: dict = {}
-    try:
-        from transformers import CLIPImageProcessor
-
-        cfg = CLIPImageProcessor.from_pretrained(path_or_id).to_dict()
-    except Exception:  # noqa: BLE001 - no processor config: defaults
-        cfg = {}
-    size, crop = cfg.get("size"), cfg.get("crop_size")
-    resize: int | list[int] | None = default_size
-    if isinstance(size, dict) and size.get("shortest_edge"):
-        resize = int(size["shortest_edge"])
-    elif isinstance(size, dict) and size.get("height") and size.get("width"):
-        resize = [int(size["height"]), int(size["width"])]
-    elif isinstance(size, int):
-        resize = size
-    if not cfg.get("do_resize", True):
-        resize = None
-    if isinstance(crop, dict):
-        crop = crop.get("height") or crop.get("shortest_edge")
-    if not cfg.get("do_center_crop", True) or not crop:
-        crop = resize if isinstance(resize, int) else (resize[0] if resize else default_size)
-    side = int(crop)
-    return {
-        "size": int(side),
-        "resize": resize,
-        "mean": tuple(cfg.get("image_mean") or OPENAI_MEAN),
-        "std": tuple(cfg.get("image_std") or OPENAI_STD),
-        "resample": int(cfg.get("resample", 3)),
-    }
+# --------------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------------
 
 
 def _build_local(folder: Path, spec: str) -> ClipBackbone:
@@ -671,30 +942,16 @@ def _build_local(folder: Path, spec: str) -> ClipBackbone:
     meta_path = folder / CHECKPOINT_META
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else None
     if (folder / "open_clip_config.json").is_file():
-        _refuse_pickles(folder, "open_clip")
-        import open_clip
-
-        cfg = json.loads((folder / "open_clip_config.json").read_text())
-        model = open_clip.create_model(f"local-dir:{folder}", weights_only=True)
-        bb = _wrap_open_clip(model, spec, f"local-dir:{folder}", cfg.get("model_cfg"), {"checkpoint": meta})
-        return bb
+        return OpenClipBackbone.from_folder(folder, spec, meta)
     if (folder / "config.json").is_file():
-        cfg = json.loads((folder / "config.json").read_text())
-        if cfg.get("model_type") != "clip":
-            raise BackboneError(
-                f"{folder}/config.json has model_type={cfg.get('model_type')!r}; only CLIP models (model_type 'clip') are supported"
-            )
-        _refuse_pickles(folder, "hf")
-        bb = _build_hf(str(folder), spec, local=True)
-        bb.info["checkpoint"] = meta
-        return bb
+        return HFClipBackbone.from_folder(folder, spec, meta)
     raise BackboneError(
         f"{folder} is not a model folder: expected config.json (HF CLIPModel), open_clip_config.json "
         f"(open_clip) or {CHECKPOINT_META} (our trainer). Files there: {sorted(p.name for p in folder.iterdir())[:10]}"
     )
 
 
-def _refuse_pickles(folder: Path, kind: str) -> None:
+def _refuse_pickles(folder: Path) -> None:
     """Weights must be safetensors: we never unpickle a user-supplied file."""
     if not list(folder.glob("*.safetensors")):
         pickles = [p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
@@ -711,17 +968,18 @@ def create_backbone(
     device: str | torch.device | None = "cpu",
     precision: str = "fp32",
 ) -> ClipBackbone:
-    """Build a `ClipBackbone` from a model spec string (see module docstring).
+    """Build a `ClipBackbone` (an `OpenClipBackbone` or an `HFClipBackbone`) from a model spec string
+    (see module docstring).
 
     precision: fp32 | fp16 | bf16 (half precisions are meant for GPU inference)."""
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     ms = parse_spec(spec)
     if ms.kind == "open_clip":
-        bb = _build_open_clip(ms, spec)
+        bb = OpenClipBackbone.from_spec(ms, spec)
     elif ms.kind == "hf":
-        bb = _build_hf(ms.name, spec, local=False)
+        bb = HFClipBackbone.from_hub(ms.name, spec)
     else:
         bb = _build_local(Path(ms.name), spec)
-    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if precision not in dtypes:
         raise BackboneError(f"precision must be one of {sorted(dtypes)}, got {precision!r}")
     bb = bb.to(device=device or "cpu", dtype=dtypes[precision])

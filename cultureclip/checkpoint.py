@@ -34,42 +34,13 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses shared/non-contiguous storage; clone keeps it simple and correct
-    return {k: v.detach().contiguous().clone().cpu() for k, v in sd.items()}
-
-
 def save_model(backbone: ClipBackbone, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write `backbone` in its native format plus `cultureclip_checkpoint.json`, atomically."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
     try:
-        if backbone.kind == "open_clip":
-            cfg = {"model_cfg": backbone.info.get("model_cfg"), "preprocess_cfg": backbone.info.get("preprocess_cfg", {})}
-            if cfg["model_cfg"] is None:
-                raise ValueError("this open_clip backbone has no architecture config to save (info['model_cfg'])")
-            (tmp / "open_clip_config.json").write_text(json.dumps(cfg, indent=2))
-            save_file(_contiguous(backbone.model.state_dict()), str(tmp / "open_clip_model.safetensors"))
-        else:
-            backbone.model.save_pretrained(str(tmp), safe_serialization=True)
-            tok = getattr(backbone.tokenize, "tokenizer", None)
-            if tok is not None:
-                tok.save_pretrained(str(tmp))
-            pp = backbone.info.get("preprocess_cfg") or {}
-            if pp:
-                from transformers import CLIPImageProcessor
-
-                resize = pp.get("resize", pp["size"])
-                CLIPImageProcessor(
-                    do_resize=resize is not None,
-                    size={"height": resize[0], "width": resize[1]} if isinstance(resize, (list, tuple))
-                    else {"shortest_edge": resize or pp["size"]},
-                    crop_size={"height": pp["size"], "width": pp["size"]},
-                    resample=int(pp.get("resample", 3)),
-                    image_mean=list(pp["mean"]),
-                    image_std=list(pp["std"]),
-                ).save_pretrained(str(tmp))
+        backbone.save_native(tmp)  # open_clip_config.json + weights, or save_pretrained + tokenizer + processor
         meta = {"format": backbone.kind, "base_spec": backbone.info.get("base_spec", backbone.spec)}
         meta.update(metadata or {})
         (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=str))
@@ -203,8 +174,10 @@ def model_identity(backbone: ClipBackbone, name: str | None = None, role: str | 
 
     ``spec`` as typed, ``format`` (open_clip | hf), ``weights_sha`` (:func:`checkpoint_sha`), and, for
     a model our trainer exported, ``base_spec``, ``train_config``, ``config_hash`` and ``step`` from its
-    metadata. ``name``/``role`` come from the caller (a user's label, e.g. role "base" or "tuned") or
-    else from the checkpoint's metadata (the trainer records its run name).
+    metadata; ``tokenizer_source``/``preprocess_source`` say whether the model's own tokenizer and
+    image processor were used or a fallback (``backbone.info``). ``name``/``role`` come from the caller
+    (a user's label, e.g. role "base" or "tuned") or else from the checkpoint's metadata (the trainer
+    records its run name).
     """
     meta = backbone.info.get("checkpoint") or {}
     return {
@@ -217,4 +190,6 @@ def model_identity(backbone: ClipBackbone, name: str | None = None, role: str | 
         "train_config": meta.get("config"),
         "config_hash": meta.get("config_hash"),
         "step": meta.get("step"),
+        "tokenizer_source": backbone.info.get("tokenizer_source"),
+        "preprocess_source": backbone.info.get("preprocess_source"),
     }

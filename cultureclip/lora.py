@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import ClipBackbone
+from .backbone import ClipBackbone, HFClipBackbone
 
 PAPER_LORA = {"r": 4, "alpha": 16, "dropout": 0.1, "targets": ("q", "v")}
 
@@ -138,7 +138,7 @@ def apply_lora(backbone: ClipBackbone, r: int = 4, alpha: float = 16, dropout: f
     targets = tuple(targets)
     for p in backbone.model.parameters():
         p.requires_grad_(False)
-    if backbone.kind == "hf":
+    if isinstance(backbone, HFClipBackbone):
         from peft import LoraConfig, get_peft_model
 
         names = {"q": "q_proj", "k": "k_proj", "v": "v_proj"}
@@ -158,7 +158,7 @@ def apply_lora(backbone: ClipBackbone, r: int = 4, alpha: float = 16, dropout: f
 
 def merge_lora(backbone: ClipBackbone) -> ClipBackbone:
     """Fold the adapters into the weights so the model is a plain CLIP again (saveable in its own format)."""
-    if backbone.kind == "hf":
+    if isinstance(backbone, HFClipBackbone):
         from peft import PeftModel
 
         if isinstance(backbone.model, PeftModel):

@@ -53,7 +53,7 @@ OPEN_CLIP_SIZES: dict[str, dict[str, Any]] = {
     },
 }
 
-# CLIPConfig keyword arguments per size; max_text_length is the tokenizer's model_max_length
+# CLIPConfig keyword arguments per size (the tokenizer's model_max_length is the text tower's positions)
 HF_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
         "config": {
@@ -64,10 +64,8 @@ HF_SIZES: dict[str, dict[str, Any]] = {
                               "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
             "projection_dim": 16,
         },
-        "image_size": 32,
-        "max_text_length": 32,
     },
-    "ViT-B-32": {"config": {"projection_dim": 512}, "image_size": 224, "max_text_length": 77},
+    "ViT-B-32": {"config": {"projection_dim": 512}},  # CLIPConfig's defaults are ViT-B/32's sizes
 }
 
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"  # open_clip prefers it over open_clip_pytorch_model.bin
@@ -95,13 +93,17 @@ def open_clip_config(size: str = "tiny", image_size: int | None = None) -> dict[
 
 
 def build_open_clip(size: str = "tiny", seed: int = 0, image_size: int | None = None,
-                    quick_gelu: bool = False):
+                    quick_gelu: bool = False, **arch_kwargs: Any):
     """An open_clip `CLIP` with random weights (in memory): a size of OPEN_CLIP_SIZES or an architecture
-    name open_clip knows (`open_clip.list_models()`)."""
+    name open_clip knows (`open_clip.list_models()`; `arch_kwargs` such as `text_cfg=` then override its
+    config, as `open_clip.create_model(**model_kwargs)` does)."""
     import open_clip
     from open_clip.model import CLIP
 
     if size in OPEN_CLIP_SIZES:
+        if arch_kwargs:
+            raise ValueError(f"{sorted(arch_kwargs)}: config overrides apply to open_clip architecture names, "
+                             f"not to the size {size!r}")
         cfg = open_clip_config(size, image_size)
         if quick_gelu:
             cfg["quick_gelu"] = True
@@ -113,16 +115,17 @@ def build_open_clip(size: str = "tiny", seed: int = 0, image_size: int | None = 
     kwargs = {"force_image_size": image_size} if image_size else {}
     with _seeded(seed):
         return open_clip.create_model(size, pretrained=None, load_weights=False, force_quick_gelu=quick_gelu,
-                                      **kwargs)
+                                      **kwargs, **arch_kwargs)
 
 
-def _model_cfg_of(size: str, image_size: int | None, quick_gelu: bool) -> dict[str, Any]:
+def _model_cfg_of(size: str, image_size: int | None, quick_gelu: bool, arch_kwargs: dict) -> dict[str, Any]:
     if size in OPEN_CLIP_SIZES:
         cfg = open_clip_config(size, image_size)
     else:
         import open_clip
 
         cfg = copy.deepcopy(open_clip.get_model_config(size))
+        cfg.update(copy.deepcopy(arch_kwargs))
         if image_size:
             cfg["vision_cfg"]["image_size"] = int(image_size)
     if quick_gelu:
@@ -131,56 +134,67 @@ def _model_cfg_of(size: str, image_size: int | None, quick_gelu: bool) -> dict[s
 
 
 def save_open_clip(folder: str | Path, size: str = "tiny", seed: int = 0, image_size: int | None = None,
-                   quick_gelu: bool = False, with_config: bool = True) -> Path:
+                   quick_gelu: bool = False, with_config: bool = True, **arch_kwargs: Any) -> Path:
     """An open_clip model with random weights saved as `open_clip_config.json` + `open_clip_model.safetensors`
     (`with_config=False`: the weights file alone, as an open_clip pretrained tag downloads it)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model = build_open_clip(size, seed, image_size, quick_gelu)
+    model = build_open_clip(size, seed, image_size, quick_gelu, **arch_kwargs)
     if with_config:
-        cfg = _model_cfg_of(size, image_size, quick_gelu)
+        cfg = _model_cfg_of(size, image_size, quick_gelu, arch_kwargs)
         (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / OPEN_CLIP_WEIGHTS))
     return folder
 
 
-def hf_clip_config(size: str = "tiny", image_size: int | None = None):
-    """The transformers `CLIPConfig` of a size from HF_SIZES, at `image_size` if given."""
+def hf_clip_config(size: str = "tiny", image_size: int | None = None, text_config: dict | None = None,
+                   vision_config: dict | None = None):
+    """The transformers `CLIPConfig` of a size from HF_SIZES, at `image_size` if given; `text_config` /
+    `vision_config` entries override the size's (e.g. another vocabulary or depth)."""
     from transformers import CLIPConfig
 
     if size not in HF_SIZES:
         raise ValueError(f"unknown HF CLIP size {size!r}; known: {', '.join(HF_SIZES)}")
     kwargs = copy.deepcopy(HF_SIZES[size]["config"])
+    if text_config:
+        kwargs["text_config"] = {**kwargs.get("text_config", {}), **text_config}
+    if vision_config:
+        kwargs["vision_config"] = {**kwargs.get("vision_config", {}), **vision_config}
     if image_size:
         kwargs.setdefault("vision_config", {})["image_size"] = int(image_size)
     return CLIPConfig(**kwargs)
 
 
-def build_hf_clip(size: str = "tiny", seed: int = 0, image_size: int | None = None):
+def build_hf_clip(size: str = "tiny", seed: int = 0, image_size: int | None = None, text_config: dict | None = None,
+                  vision_config: dict | None = None):
     """A transformers `CLIPModel` with random weights (in memory)."""
     from transformers import CLIPModel
 
-    cfg = hf_clip_config(size, image_size)
+    cfg = hf_clip_config(size, image_size, text_config, vision_config)
     with _seeded(seed):
         return CLIPModel(cfg)
 
 
 def save_hf_clip(folder: str | Path, size: str = "tiny", seed: int = 0, image_size: int | None = None,
-                 resize_to: int | None = None) -> Path:
+                 resize_to: int | None = None, text_config: dict | None = None, vision_config: dict | None = None,
+                 with_tokenizer: bool = True, with_processor: bool = True) -> Path:
     """A `CLIPModel` with random weights saved like a hub repo: config.json + model.safetensors, a
-    CLIPTokenizer from open_clip's BPE and preprocessor_config.json (resize the shortest edge to
-    `resize_to`, default the image size, then centre-crop to the image size)."""
+    CLIPTokenizer from open_clip's BPE (model_max_length = the text tower's positions) and
+    preprocessor_config.json (resize the shortest edge to `resize_to`, default the image size, then
+    centre-crop to the image size). `with_tokenizer` / `with_processor=False` leave those files out."""
     from transformers import CLIPImageProcessor
 
     from cultureclip.backbone import write_clip_tokenizer_files
 
     folder = Path(folder)
-    px = int(image_size or HF_SIZES.get(size, {}).get("image_size", 224))
-    model = build_hf_clip(size, seed, image_size)
+    model = build_hf_clip(size, seed, image_size, text_config, vision_config)
     model.save_pretrained(str(folder), safe_serialization=True)
-    write_clip_tokenizer_files(folder, model_max_length=HF_SIZES[size]["max_text_length"])
-    CLIPImageProcessor(size={"shortest_edge": int(resize_to or px)},
-                       crop_size={"height": px, "width": px}).save_pretrained(str(folder))
+    if with_tokenizer:
+        write_clip_tokenizer_files(folder, model_max_length=model.config.text_config.max_position_embeddings)
+    if with_processor:
+        px = model.config.vision_config.image_size
+        CLIPImageProcessor(size={"shortest_edge": int(resize_to or px)},
+                           crop_size={"height": px, "width": px}).save_pretrained(str(folder))
     return folder

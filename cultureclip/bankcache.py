@@ -127,14 +127,24 @@ class DiskCachedEmbedder(Embedder):
         super().__init__(backbone, **kwargs)
         self.cache = cache
         self.min_labels = int(min_labels)
-        self._weights_hash: str | None = None
-        self._big: OrderedDict[str, tuple[tuple[str, ...], dict[str, int], torch.Tensor]] = OrderedDict()
+        self._weights_hash: tuple[tuple, str] | None = None  # (weights fingerprint, hash)
+        # cache key -> (weights hash, templates, label -> row, bank)
+        self._big: OrderedDict[str, tuple[str, tuple[str, ...], dict[str, int], torch.Tensor]] = OrderedDict()
 
     @property
     def weights_hash(self) -> str:
-        if self._weights_hash is None:
-            self._weights_hash = weights_hash(self.backbone)
-        return self._weights_hash
+        """`weights_hash(self.backbone)`, recomputed only when `weights_fingerprint()` changes (a cheap check
+        per call); the full weights hash inside is `checkpoint_sha`'s, memoized per model, so the app's
+        startup hashes each model's weights once for the label banks and the live evaluation together."""
+        fingerprint = self.weights_fingerprint()
+        with self._lock:
+            memo = self._weights_hash
+        if memo is not None and memo[0] == fingerprint:
+            return memo[1]
+        h = weights_hash(self.backbone)
+        with self._lock:
+            self._weights_hash = (fingerprint, h)
+        return h
 
     def invalidate(self) -> None:
         super().invalidate()
@@ -142,11 +152,11 @@ class DiskCachedEmbedder(Embedder):
             self._weights_hash = None
             self._big.clear()
 
-    def _gather(self, labels: list[str], templates: tuple[str, ...]) -> torch.Tensor | None:
+    def _gather(self, weights: str, labels: list[str], templates: tuple[str, ...]) -> torch.Tensor | None:
         with self._lock:
             entries = list(self._big.values())
-        for tpl, index, bank in entries:
-            if tpl == templates and all(label in index for label in labels):
+        for w, tpl, index, bank in entries:
+            if w == weights and tpl == templates and all(label in index for label in labels):
                 return bank[torch.tensor([index[label] for label in labels], dtype=torch.long)]
         return None
 
@@ -155,18 +165,19 @@ class DiskCachedEmbedder(Embedder):
         if len(labels) < self.min_labels:
             return super().label_bank(labels, templates)
         tpl = tuple(templates) or ("{}",)
-        key = self.cache.key(self.weights_hash, labels, tpl)
+        weights = self.weights_hash
+        key = self.cache.key(weights, labels, tpl)
         with self._lock:
             if key in self._big:
                 self._big.move_to_end(key)
-                return self._big[key][2]
+                return self._big[key][3].clone()  # a copy, as Embedder.label_bank returns
         t0 = time.perf_counter()
         bank, source = self.cache.load(key, len(labels)), "disk cache"
         if bank is None:
-            bank, source = self._gather(labels, tpl), "rows of a cached bank"
+            bank, source = self._gather(weights, labels, tpl), "rows of a cached bank"
             if bank is None:
                 bank, source = super().label_bank(labels, list(tpl)), "embedded"
-            self.cache.save(key, bank, {"weights": self.weights_hash, "n_labels": str(len(labels)),
+            self.cache.save(key, bank, {"weights": weights, "n_labels": str(len(labels)),
                                         "templates": json.dumps(list(tpl), ensure_ascii=False)})
         logger.info("label bank of %d labels x %d templates for %s: %s in %.1f s", len(labels), len(tpl),
                     self.backbone.spec, source, time.perf_counter() - t0)
@@ -174,7 +185,7 @@ class DiskCachedEmbedder(Embedder):
         for i, label in enumerate(labels):
             index.setdefault(label, i)
         with self._lock:
-            self._big[key] = (tpl, index, bank)
+            self._big[key] = (weights, tpl, index, bank)
             while len(self._big) > self._bank_cache_size:
                 self._big.popitem(last=False)
-        return bank
+        return bank.clone()

@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +156,34 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# checkpoint_sha's memo: backbone -> ((version key, probe digest), sha). Weak keys: a dropped model (a
+# WiSE-FT blend evicted from its cache) takes its entry with it; a deep copy is a new key.
+_SHA_MEMO: "weakref.WeakKeyDictionary[ClipBackbone, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+_SHA_LOCK = threading.Lock()  # one full hash at a time: two threads asking for one model hash it once
+_PROBE_INDEX: dict = {}
+
+
 def checkpoint_sha(backbone: ClipBackbone) -> str:
-    """A stable hash of the weights (for result/embedding-cache keys): hashes every tensor's bytes."""
+    """A stable hash of the weights (for result/embedding-cache keys): sha256 of every tensor's bytes.
+
+    Memoized per backbone object: hashing a ViT-B/32 takes seconds, and the app, the live evaluation and
+    the label-bank cache all ask for it. The hash is computed again only when the weights changed since:
+    a tensor replaced or written in place (`cultureclip.weights.version_key`) or a probed value differing
+    (`probe_digest`, for writes through `.data`); checking both costs ~10 ms."""
+    from .weights import probe_digest, version_key
+
+    with _SHA_LOCK:
+        key = (version_key(backbone.model), probe_digest(backbone.model, _PROBE_INDEX))
+        memo = _SHA_MEMO.get(backbone)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        sha = _hash_weights(backbone)
+        _SHA_MEMO[backbone] = (key, sha)
+        return sha
+
+
+def _hash_weights(backbone: ClipBackbone) -> str:
+    """The full pass behind `checkpoint_sha` (not memoized)."""
     import hashlib
 
     h = hashlib.sha256()

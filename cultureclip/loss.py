@@ -54,6 +54,7 @@ Logits are computed in float32 whatever the feature dtype (bf16/fp16 autocast), 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -65,10 +66,21 @@ logger = logging.getLogger(__name__)
 
 CONCEPT_DIRECTIONS = ("image_to_prompt", "symmetric")
 
+# What a trainer may build for a loss beyond images and captions (every loss gets those and the logit
+# scale). Each loss says which it uses in its ``inputs``, so a trainer encodes nothing it throws away:
+#   concept_ids  the items' concept ids (positives by concept)
+#   prompts      concept prompt features (the concept term)
+#   twin_texts   twin captions and twin prompts, with the ids that drop those already in the batch
+#   twin_images  images of the twin concepts
+#   base         the frozen base model's image and caption features (distillation)
+LOSS_INPUTS = ("concept_ids", "prompts", "twin_texts", "twin_images", "base")
+
 __all__ = [
     "CONCEPT_DIRECTIONS",
     "LOSSES",
+    "LOSS_INPUTS",
     "ClipContrastiveLoss",
+    "TwinBatch",
     "TwinContrastiveLoss",
     "all_gather_with_grad",
     "create_loss",
@@ -205,8 +217,49 @@ def _as_scale(logit_scale: Tensor | float, device: torch.device) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class TwinBatch:
+    """One rank's view of the global batch after the gather step: local rows, global columns.
+
+    B local items, N global items (N = B with one process), D embedding dim, T twin slots per item,
+    M twin images of the global batch left after dropping those already batch columns. Features keep
+    their dtype (each term casts to float32 where it uses them); ``img``/``txt``/``scaled_img`` are the
+    local rows already in float32, shared by every term so autograd sees one node each.
+    """
+
+    scale: Tensor  # () float32, already exp'd
+    concept_ids: Tensor  # (B,) long
+    img: Tensor  # (B, D) float32 local image rows
+    txt: Tensor  # (B, D) float32 local caption rows
+    scaled_img: Tensor  # (B, D) scale * img: one multiply serves every image-row logit
+    all_img: Tensor  # (N, D) global image columns
+    all_txt: Tensor  # (N, D) global caption columns
+    all_ids: Tensor  # (N,) global concept ids
+    all_prompt: Tensor | None  # (N, D) global prompt features, None: no concept term
+    twin_text: tuple[Tensor, Tensor] | None  # (B, T, D) own twin captions, (B, T) bool: slot used
+    twin_prompt: tuple[Tensor, Tensor] | None  # (B, T, D) own twin prompts, (B, T) bool: slot used
+    twin_img: Tensor  # (M, D) global twin images
+    twin_img_ids: Tensor  # (M,) their concept ids
+    base_img: Tensor | None  # (B, D_base) local rows of the frozen base model
+    base_txt: Tensor | None  # (B, D_base)
+    all_base_img: Tensor | None  # (N, D_base)
+    all_base_txt: Tensor | None  # (N, D_base)
+    rows: Tensor  # (B,) global index of the local rows (the targets)
+    offset: int  # global index of the first local row
+    same: Tensor  # (B, N) bool: same concept but not the item itself (masked, not a negative)
+    norm: float  # global rows / world: sum of local row losses / norm, mean over ranks == global mean
+
+    @property
+    def batch(self) -> int:
+        return self.img.shape[0]
+
+
 class TwinContrastiveLoss(nn.Module):
     """Caption + concept contrastive loss with cultural twins as hard negatives (see module doc).
+
+    ``forward`` = ``gather`` (validation, cross-process gather, twin columns already in the batch
+    dropped: a ``TwinBatch``) + one method per term: ``caption_logits`` / ``caption_loss``,
+    ``concept_loss``, ``distill_loss``.
 
     Args:
         w_cap: weight of the caption term.
@@ -228,6 +281,12 @@ class TwinContrastiveLoss(nn.Module):
             raise ValueError(f"concept_direction must be one of {', '.join(CONCEPT_DIRECTIONS)}; got {concept_direction!r}")
         self.w_cap, self.w_con, self.w_keep, self.gather = float(w_cap), float(w_con), float(w_keep), gather
         self.concept_direction = concept_direction
+
+    @property
+    def inputs(self) -> frozenset[str]:
+        """What a trainer must build for this loss beyond images and captions (see ``LOSS_INPUTS``):
+        everything, base features only when the distillation term is on."""
+        return frozenset(LOSS_INPUTS) if self.w_keep > 0 else frozenset(LOSS_INPUTS) - {"base"}
 
     def extra_repr(self) -> str:
         return (f"w_cap={self.w_cap}, w_con={self.w_con}, w_keep={self.w_keep}, gather={self.gather}, "
@@ -268,6 +327,52 @@ class TwinContrastiveLoss(nn.Module):
         each twin prompt slot); image_ids (B,) and twin_image_ids (M,).
         """
         del logit_bias
+        b = self.gather_batch(
+            image_features, text_features, logit_scale, concept_ids, prompt_features, twin_text_features,
+            twin_prompt_features, twin_mask, twin_image_features, twin_image_concept_ids, base_image_features,
+            base_text_features, text_ids, twin_text_ids, twin_concept_ids, image_ids, twin_image_ids,
+        )
+        # the order of the terms is the order autograd accumulates shared gradients in: keep it
+        raw_img, raw_txt = self.caption_logits(b)
+        caption_loss = self.caption_loss(b, raw_img, raw_txt)
+        if b.all_prompt is not None:
+            concept_loss = self.concept_loss(b)
+            w_cap, w_con = self.w_cap, self.w_con
+        else:  # no prompts: the concept weight moves to the caption term
+            concept_loss = caption_loss.new_zeros(())
+            w_cap, w_con = self.w_cap + self.w_con, 0.0
+        out = {"caption_loss": caption_loss, "concept_loss": concept_loss}
+        total_loss = w_cap * caption_loss + w_con * concept_loss
+        if b.base_img is not None:
+            out["distill_loss"] = self.distill_loss(b, raw_img, raw_txt, base_logit_scale)
+            total_loss = total_loss + self.w_keep * out["distill_loss"]
+        out["loss"] = total_loss
+        return out
+
+    # ---- gather step ------------------------------------------------------------------------------
+
+    def gather_batch(
+        self,
+        image_features: Tensor,
+        text_features: Tensor,
+        logit_scale: Tensor | float,
+        concept_ids: Tensor,
+        prompt_features: Tensor | None = None,
+        twin_text_features: Tensor | None = None,
+        twin_prompt_features: Tensor | None = None,
+        twin_mask: Tensor | None = None,
+        twin_image_features: Tensor | None = None,
+        twin_image_concept_ids: Tensor | None = None,
+        base_image_features: Tensor | None = None,
+        base_text_features: Tensor | None = None,
+        text_ids: Tensor | None = None,
+        twin_text_ids: Tensor | None = None,
+        twin_concept_ids: Tensor | None = None,
+        image_ids: Tensor | None = None,
+        twin_image_ids: Tensor | None = None,
+    ) -> TwinBatch:
+        """Check the inputs (``forward``'s arguments), gather the columns across processes and drop
+        twin columns that are already columns of the global batch (by identity, not float equality)."""
         batch, dim = self._check(image_features, text_features, concept_ids, prompt_features,
                                  twin_image_features, twin_image_concept_ids,
                                  base_image_features, base_text_features)
@@ -301,8 +406,9 @@ class TwinContrastiveLoss(nn.Module):
             raise ValueError("twin_prompt_features needs prompt_features (the concept term uses both)")
         if not has_prompt and self.w_cap == 0:
             raise ValueError("w_cap is 0 and prompt_features is None: nothing to train; pass prompt_features")
+        if not has_base and self.w_keep > 0:
+            raise ValueError("w_keep > 0 needs base_image_features and base_text_features from the frozen base model")
 
-        # ---- gather (global columns) ----------------------------------------------------------
         rank, world = _dist_info(self.gather)
         if world > 1:
             grad_inputs = (image_features, text_features, prompt_features, twin_image_features)
@@ -332,6 +438,7 @@ class TwinContrastiveLoss(nn.Module):
                 all_twin_ids = all_gather_with_grad(twin_image_concept_ids, twin_sizes, rank)
             else:
                 all_twin_img, all_twin_ids = twin_image_features, twin_image_concept_ids
+            all_base_img = all_base_txt = None
             if has_base:
                 with torch.no_grad():
                     all_base_img = all_gather_with_grad(base_image_features.detach(), sizes, rank)
@@ -352,11 +459,9 @@ class TwinContrastiveLoss(nn.Module):
             all_image_ids = None if image_ids is None else image_ids.to(device).long()
             all_twin_image_ids = None if twin_image_ids is None else twin_image_ids.to(device).long()
             offset, total = 0, batch
-        # Sum of local row losses / (global rows / world): mean over ranks == global mean.
-        norm = total / world
         rows = torch.arange(offset, offset + batch, device=device)  # (B,) global index of local rows
 
-        # ---- drop twin columns that are already columns of the batch (identity, not float equality)
+        # no column twice: drop twin columns that are already columns of the batch (by identity)
         if twin_text is not None and twin_text_ids is not None:
             twin_text = (twin_text[0], _drop_repeats(twin_text[1], twin_text_ids, all_text_ids))
         if twin_prompt is not None and twin_concept_ids is not None:
@@ -366,80 +471,93 @@ class TwinContrastiveLoss(nn.Module):
             all_twin_img, all_twin_ids = all_twin_img[keep], all_twin_ids[keep]
 
         img = image_features.float()
-        txt = text_features.float()
-        scaled_img = scale * img  # (B, D): one multiply serves every image-row logit below
         # Same concept but not the item itself: not a negative (masked out of the softmax).
         same = concept_ids[:, None] == all_ids[None, :]  # (B, N)
         same[torch.arange(batch, device=device), rows] = False
+        return TwinBatch(
+            scale=scale, concept_ids=concept_ids, img=img, txt=text_features.float(), scaled_img=scale * img,
+            all_img=all_img, all_txt=all_txt, all_ids=all_ids, all_prompt=all_prompt,
+            twin_text=twin_text, twin_prompt=twin_prompt, twin_img=all_twin_img, twin_img_ids=all_twin_ids,
+            base_img=base_image_features, base_txt=base_text_features,
+            all_base_img=all_base_img, all_base_txt=all_base_txt,
+            rows=rows, offset=offset, same=same, norm=total / world,
+        )
 
-        # ---- caption term ---------------------------------------------------------------------
-        raw_img = scaled_img @ all_txt.float().T  # (B, N)
-        logits_img = raw_img.masked_fill(same, float("-inf"))
-        if twin_text is not None:
-            feats, mask = twin_text
-            twin_logits = torch.bmm(feats.float(), scaled_img.unsqueeze(2)).squeeze(2)  # (B, T)
-            logits_img = torch.cat([logits_img, twin_logits.masked_fill(~mask, float("-inf"))], dim=1)  # (B, N+T)
-        raw_txt = scale * txt @ all_img.float().T  # (B, N)
-        logits_txt = raw_txt.masked_fill(same, float("-inf"))
-        if all_twin_img.shape[0] > 0:
-            twin_img_logits = scale * txt @ all_twin_img.float().T  # (B, M)
-            twin_same = concept_ids[:, None] == all_twin_ids[None, :]
-            logits_txt = torch.cat([logits_txt, twin_img_logits.masked_fill(twin_same, float("-inf"))], dim=1)
-        caption_loss = (
-            F.cross_entropy(logits_img, rows, reduction="sum") + F.cross_entropy(logits_txt, rows, reduction="sum")
-        ) / (2 * norm)
+    # ---- terms --------------------------------------------------------------------------------------
 
-        # ---- concept term ---------------------------------------------------------------------
-        if has_prompt:
-            uniq, inverse = torch.unique(all_ids, return_inverse=True)  # (U,), (N,)
-            sums = all_prompt.float().new_zeros((uniq.shape[0], dim)).index_add(0, inverse, all_prompt.float())
-            counts = torch.bincount(inverse, minlength=uniq.shape[0]).to(sums.dtype)
-            concept_bank = sums / counts[:, None]  # (U, D): one prompt per concept
-            logits_con = scaled_img @ concept_bank.T  # (B, U)
-            if twin_prompt is not None:
-                feats, mask = twin_prompt
-                twin_logits = torch.bmm(feats.float(), scaled_img.unsqueeze(2)).squeeze(2)  # (B, T)
-                logits_con = torch.cat([logits_con, twin_logits.masked_fill(~mask, float("-inf"))], dim=1)
-            target = inverse[offset : offset + batch]
-            concept_loss = F.cross_entropy(logits_con, target, reduction="sum") / norm
-            if self.concept_direction == "symmetric":
-                # prompt -> image: each item's concept prompt against all images (+ twin images); the
-                # item's own image is the target, the concept's other images are masked as above
-                own_prompt = scale * concept_bank[target]  # (B, D)
-                logits_p2i = (own_prompt @ all_img.float().T).masked_fill(same, float("-inf"))
-                if all_twin_img.shape[0] > 0:
-                    twin_p2i = own_prompt @ all_twin_img.float().T
-                    twin_same = concept_ids[:, None] == all_twin_ids[None, :]
-                    logits_p2i = torch.cat([logits_p2i, twin_p2i.masked_fill(twin_same, float("-inf"))], dim=1)
-                concept_loss = (concept_loss + F.cross_entropy(logits_p2i, rows, reduction="sum") / norm) / 2
-            w_cap, w_con = self.w_cap, self.w_con
-        else:
-            concept_loss = caption_loss.new_zeros(())
-            w_cap, w_con = self.w_cap + self.w_con, 0.0
+    @staticmethod
+    def caption_logits(b: TwinBatch) -> tuple[Tensor, Tensor]:
+        """Unmasked student logits, image -> caption and caption -> image: (B, N) each (the caption
+        term masks them; the distillation term compares them with the base's)."""
+        raw_img = b.scaled_img @ b.all_txt.float().T  # (B, N)
+        raw_txt = b.scale * b.txt @ b.all_img.float().T  # (B, N)
+        return raw_img, raw_txt
 
-        out = {"caption_loss": caption_loss, "concept_loss": concept_loss}
-        total_loss = w_cap * caption_loss + w_con * concept_loss
+    @staticmethod
+    def _twin_slot_logits(scaled_img: Tensor, twin: tuple[Tensor, Tensor]) -> Tensor:
+        """Image rows against their own twin slots: (B, T), unused slots at -inf."""
+        feats, mask = twin
+        twin_logits = torch.bmm(feats.float(), scaled_img.unsqueeze(2)).squeeze(2)  # (B, T)
+        return twin_logits.masked_fill(~mask, float("-inf"))
 
-        # ---- distillation toward the frozen base ----------------------------------------------
-        if has_base:
-            base_scale = scale.detach() if base_logit_scale is None else _as_scale(base_logit_scale, device)
-            with torch.no_grad():
-                base_img = base_image_features.float()
-                base_txt = base_text_features.float()
-                p_img = F.log_softmax(base_scale * base_img @ all_base_txt.float().T, dim=1)  # (B, N)
-                p_txt = F.log_softmax(base_scale * base_txt @ all_base_img.float().T, dim=1)
-            q_img = F.log_softmax(raw_img, dim=1)  # unmasked student distributions
-            q_txt = F.log_softmax(raw_txt, dim=1)
-            kl = F.kl_div(q_img, p_img, reduction="sum", log_target=True) + F.kl_div(
-                q_txt, p_txt, reduction="sum", log_target=True
-            )
-            out["distill_loss"] = kl / (2 * norm)
-            total_loss = total_loss + self.w_keep * out["distill_loss"]
-        elif self.w_keep > 0:
-            raise ValueError("w_keep > 0 needs base_image_features and base_text_features from the frozen base model")
+    @staticmethod
+    def _twin_image_logits(b: TwinBatch, rows_scaled: Tensor) -> Tensor:
+        """Text rows (already scaled) against all twin images: (B, M), a twin image of the row's own
+        concept at -inf (not a negative)."""
+        twin_same = b.concept_ids[:, None] == b.twin_img_ids[None, :]
+        return (rows_scaled @ b.twin_img.float().T).masked_fill(twin_same, float("-inf"))
 
-        out["loss"] = total_loss
-        return out
+    def caption_loss(self, b: TwinBatch, raw_img: Tensor, raw_txt: Tensor) -> Tensor:
+        """Symmetric InfoNCE: image rows against all captions + own twin captions (B, N+T); caption
+        rows against all images + all twin images (B, N+M); same-concept columns masked."""
+        logits_img = raw_img.masked_fill(b.same, float("-inf"))
+        if b.twin_text is not None:
+            logits_img = torch.cat([logits_img, self._twin_slot_logits(b.scaled_img, b.twin_text)], dim=1)
+        logits_txt = raw_txt.masked_fill(b.same, float("-inf"))
+        if b.twin_img.shape[0] > 0:
+            logits_txt = torch.cat([logits_txt, self._twin_image_logits(b, b.scale * b.txt)], dim=1)
+        return (
+            F.cross_entropy(logits_img, b.rows, reduction="sum") + F.cross_entropy(logits_txt, b.rows, reduction="sum")
+        ) / (2 * b.norm)
+
+    def concept_loss(self, b: TwinBatch) -> Tensor:
+        """Image rows against one prompt per concept of the batch (mean of its items' prompts, (U, D))
+        + own twin prompts: (B, U+T), target the own concept. ``symmetric`` averages it with the
+        prompt -> image direction (B, N+M), target the own image, same-concept images masked."""
+        dim = b.img.shape[1]
+        uniq, inverse = torch.unique(b.all_ids, return_inverse=True)  # (U,), (N,)
+        sums = b.all_prompt.float().new_zeros((uniq.shape[0], dim)).index_add(0, inverse, b.all_prompt.float())
+        counts = torch.bincount(inverse, minlength=uniq.shape[0]).to(sums.dtype)
+        concept_bank = sums / counts[:, None]  # (U, D): one prompt per concept
+        logits_con = b.scaled_img @ concept_bank.T  # (B, U)
+        if b.twin_prompt is not None:
+            logits_con = torch.cat([logits_con, self._twin_slot_logits(b.scaled_img, b.twin_prompt)], dim=1)
+        target = inverse[b.offset : b.offset + b.batch]
+        loss = F.cross_entropy(logits_con, target, reduction="sum") / b.norm
+        if self.concept_direction == "symmetric":
+            own_prompt = b.scale * concept_bank[target]  # (B, D): each item's concept prompt as a row
+            logits_p2i = (own_prompt @ b.all_img.float().T).masked_fill(b.same, float("-inf"))
+            if b.twin_img.shape[0] > 0:
+                logits_p2i = torch.cat([logits_p2i, self._twin_image_logits(b, own_prompt)], dim=1)
+            loss = (loss + F.cross_entropy(logits_p2i, b.rows, reduction="sum") / b.norm) / 2
+        return loss
+
+    @staticmethod
+    def distill_loss(b: TwinBatch, raw_img: Tensor, raw_txt: Tensor, base_logit_scale: Tensor | float | None = None) -> Tensor:
+        """Mean of KL(base || student) over image->text and text->image softmaxes of the batch (unmasked
+        student logits ``raw_img``/``raw_txt`` (B, N)); the base uses the student's scale unless given."""
+        base_scale = b.scale.detach() if base_logit_scale is None else _as_scale(base_logit_scale, b.img.device)
+        with torch.no_grad():
+            base_img = b.base_img.float()
+            base_txt = b.base_txt.float()
+            p_img = F.log_softmax(base_scale * base_img @ b.all_base_txt.float().T, dim=1)  # (B, N)
+            p_txt = F.log_softmax(base_scale * base_txt @ b.all_base_img.float().T, dim=1)
+        q_img = F.log_softmax(raw_img, dim=1)
+        q_txt = F.log_softmax(raw_txt, dim=1)
+        kl = F.kl_div(q_img, p_img, reduction="sum", log_target=True) + F.kl_div(
+            q_txt, p_txt, reduction="sum", log_target=True
+        )
+        return kl / (2 * b.norm)
 
     @staticmethod
     def _check(
@@ -486,6 +604,9 @@ class ClipContrastiveLoss(nn.Module):
     prompts and twin tensors are ignored. Gathers like ``TwinContrastiveLoss`` (local rows, global
     columns), which matches open_clip's ``ClipLoss(local_loss=True, gather_with_grad=True)``.
     """
+
+    # images and captions only: a trainer builds none of LOSS_INPUTS for it
+    inputs: frozenset[str] = frozenset()
 
     def __init__(self, gather: bool = True) -> None:
         super().__init__()

@@ -3,8 +3,11 @@
     python -m cultureclip.train --config configs/train/smoke.yaml [key=value ...] [--resume auto]
     accelerate launch -m cultureclip.train --config configs/train/paper_b32.yaml
 
-The loop reads top to bottom in phases: config -> model -> data -> optimizer -> (resume) -> train
-(with periodic twin-accuracy checks and checkpoints) -> export in the backbone's own format.
+``train(cfg, resume)`` reads top to bottom in three parts:
+``setup`` (config checks -> accelerator -> loss -> model -> data -> optimizer: a ``TrainRun``),
+``Checkpointer.restore`` (cultureclip.checkpointer: the newest intact checkpoint, RNG included) and
+``train_loop`` (steps, logs, twin-accuracy checks, checkpoints), then ``finish`` exports the model in
+the backbone's own format. Each step builds only the inputs its loss asks for (``_step_losses``).
 """
 from __future__ import annotations
 
@@ -15,18 +18,18 @@ import hashlib
 import json
 import logging
 import math
-import os
-import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 import torch
+from torch import nn
 
 from .config import config_hash, load_config, to_dict, validate_config
+
+if TYPE_CHECKING:
+    from .checkpointer import Checkpointer, Progress
 
 logger = logging.getLogger("cultureclip.train")
 
@@ -130,7 +133,23 @@ class TrainConfig:
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """The loss became NaN/inf (the run diverged): a user-facing stop with the step and what to try."""
+
+
+class TrainError(ValueError):
+    """A run setting or input that cannot work (empty dataset path, batch too small for the data, no
+    trainable parameters, unwritable out_dir, ...): ``main`` reports it in one line, exit code 2."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The error types that mean "fix your config, data, paths or settings" (one line, exit 2 from the
+    CLI); anything else is a bug in our code and keeps its traceback."""
+    from .backbone import BackboneError
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .data import ManifestError
+
+    return (ConfigError, TrainError, ManifestError, CheckpointError, BackboneError, NonFiniteLossError)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,109 +178,6 @@ def itstime(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def _rng_state() -> dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": json.dumps(np.random.get_state()[1].tolist()),
-        "numpy_pos": int(np.random.get_state()[2]),
-        "python": json.dumps(random.getstate()[1]),
-        "python_pos": random.getstate()[2] if random.getstate()[2] is not None else -1,
-    }
-
-
-def _set_rng_state(s: dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
-    if torch.cuda.is_available() and s.get("cuda"):
-        torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state(("MT19937", np.array(json.loads(s["numpy"]), dtype=np.uint32), s["numpy_pos"], 0, 0.0))
-    pos = s["python_pos"]
-    random.setstate((3, tuple(json.loads(s["python"])), None if pos == -1 else pos))
-
-
-def _checkpoints(ckpt_dir: Path) -> list[Path]:
-    """Complete checkpoint folders (DONE marker written last), oldest first."""
-    found = (p for p in ckpt_dir.glob("step_*") if p.name[5:].isdigit() and (p / "DONE").is_file())
-    return sorted(found, key=lambda p: int(p.name[5:]))
-
-
-def _shown(path: Path) -> str:
-    """A path for messages: relative to the working folder when inside it, else as the user gave it."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(train state, meta) of one checkpoint folder, after checking every file against the size and
-    sha256 recorded in its meta.json when it was written. Raises CheckpointError naming the bad file."""
-    from .checkpoint import CheckpointError, load_state, verify_files
-
-    if not (path / "DONE").is_file():
-        raise CheckpointError(f"{path} is incomplete (no DONE marker: the run stopped while writing it)")
-    try:
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        if not isinstance(meta, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path / 'meta.json'} cannot be read ({type(e).__name__}: {e})") from e
-    if meta.get("files"):
-        verify_files(path, meta["files"])
-    return load_state(path, "train_state"), meta
-
-
-def _resume_point(ckpt_dir: Path, resume: str, run_dir: Path) -> tuple[Path, dict, dict, list[Path]] | None:
-    """The checkpoint to resume from: (folder, train state, meta, damaged newer folders) or None.
-
-    `resume="auto"`: the newest intact checkpoint; a damaged newer one is skipped with a warning naming
-    both. An explicit folder must be intact. Raises CheckpointError when nothing intact is left."""
-    from .checkpoint import CheckpointError
-
-    if resume != "auto":
-        path = Path(_shown(Path(resume)))  # messages name files relative to the working folder
-        if not path.is_dir():
-            raise FileNotFoundError(f"--resume {resume}: no such checkpoint folder")
-        state, meta = _read_checkpoint(path)
-        return path, state, meta, []
-    damaged: list[tuple[Path, CheckpointError]] = []
-    for path in reversed(_checkpoints(Path(_shown(ckpt_dir)))):
-        try:
-            state, meta = _read_checkpoint(path)
-        except CheckpointError as e:
-            damaged.append((path, e))
-            continue
-        for bad, err in damaged:
-            logger.warning("checkpoint %s is damaged (%s); resuming from the previous intact checkpoint %s",
-                           _shown(bad), err, _shown(path))
-        return path, state, meta, [bad for bad, _ in damaged]
-    if damaged:
-        reasons = "; ".join(str(e) for _, e in damaged)
-        raise CheckpointError(
-            f"--resume auto: no intact checkpoint in run folder {_shown(run_dir)} ({reasons}). To start this run "
-            f"over, delete {_shown(ckpt_dir)} (or pick a new out_dir); to resume from a copy you trust, pass "
-            "--resume PATH/TO/step_XXXXXXXX."
-        )
-    return None
-
-
-def _truncate_jsonl(path: Path, last_step: int) -> list[dict]:
-    """Keep the rows of a per-step log up to `last_step` (a resumed run rewrites the steps after it),
-    dropping a torn last line left by a killed process. Returns the kept rows."""
-    from .fileio import atomic_write_text
-
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(r, dict) and isinstance(r.get("step"), int) and r["step"] <= last_step:
-            rows.append(r)
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-    return rows
 
 
 def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
@@ -302,44 +218,118 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
         backbone.train(was_training)
 
 
+
+
 # --------------------------------------------------------------------------------------------------
-# Main loop
+# Setup: config -> accelerator -> loss -> model -> data -> optimizer, as one typed run object
 # --------------------------------------------------------------------------------------------------
 
 
-def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
-    """Run training; returns a summary dict (final step, losses, export path, val metrics)."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+@dataclass
+class TrainRun:
+    """Everything the loop needs, built by ``setup`` (in this order, which fixes the RNG draws)."""
 
-    from .backbone import create_backbone
-    from .checkpoint import file_records, save_model, save_state
-    from .fileio import atomic_write_text, make_readable
-    from .data import CulTwinDataset, TwinBatchSampler, collate, read_manifest
-    from .lora import apply_lora, has_lora, lock_tower, merge_lora
+    cfg: TrainConfig
+    accelerator: Any  # accelerate.Accelerator
+    out: Path
+    loss_fn: nn.Module
+    backbone: Any  # the unwrapped ClipBackbone (what is saved and exported)
+    model: nn.Module  # the same, prepared by accelerate (DDP-wrapped with several processes)
+    base_model: nn.Module | None  # frozen copy of the base for distillation, when the loss needs it
+    params: list[nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    manifest: Any  # cultureclip.data.Manifest of the whole dataset
+    val_m: Any  # its validation split, or None
+    dataset: Any  # CulTwinDataset of the train split (+ replay)
+    sampler: Any  # TwinBatchSampler
+    data_fp: str
+    total_steps: int
+    checkpointer: Checkpointer
+
+
+def create_train_loss(cfg: TrainConfig) -> nn.Module:
+    """The configured loss (``cfg.loss``); a bad weight is a TrainError naming the setting."""
     from .loss import create_loss
 
-    # ---- phase 1: accelerator, seed, output folder --------------------------------------------
+    try:
+        if cfg.loss.name == "twin":
+            return create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep,
+                               concept_direction=cfg.loss.concept_direction)
+        return create_loss(cfg.loss.name)
+    except ValueError as e:
+        raise TrainError(f"loss: {e}") from e
+
+
+def _check_settings(cfg: TrainConfig) -> None:
+    """Settings that cannot work, caught before any model or data is loaded."""
+    if not cfg.data.dataset:
+        raise TrainError("data.dataset is empty: pass data.dataset=PATH/TO/CULTWIN (a folder with manifest.parquet)")
+    if cfg.data.batch_size < 2:
+        raise TrainError(f"data.batch_size={cfg.data.batch_size}: it must be >= 2 so a twin pair fits in one batch")
+    if cfg.data.replay_dataset and cfg.data.replay_ratio < 0:
+        raise TrainError(f"data.replay_ratio={cfg.data.replay_ratio}: it must be >= 0")
+    if cfg.optim.grad_accum < 1:
+        raise TrainError(f"optim.grad_accum={cfg.optim.grad_accum}: it must be >= 1")
+
+
+def setup(cfg: TrainConfig) -> TrainRun:
+    """Validate the config, then build accelerator, loss, model, data, optimizer and schedule, and the
+    run's checkpointer (in this order: it fixes the RNG draws). Raises the errors of ``user_errors()``
+    for settings, data or paths that cannot work."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from .checkpointer import Checkpointer, shown
+    from .fileio import atomic_write_text
+
+    # ---- config, loss, accelerator, seed, output folder ----------------------------------------
     cfg = validate_config(cfg)  # a config built in code gets the checks a loaded one had
+    _check_settings(cfg)
+    loss_fn = create_train_loss(cfg)
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
     accelerator = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=mp,
                               cpu=not torch.cuda.is_available())
+    if 2 * max(1, cfg.data.per_side) > cfg.data.batch_size * accelerator.num_processes:
+        raise TrainError(f"data.per_side={cfg.data.per_side} does not fit the global batch of "
+                         f"{cfg.data.batch_size * accelerator.num_processes}: 2 x per_side items per twin pair")
     set_seed(cfg.seed)
     out = Path(cfg.out_dir)
-    ckpt_dir = out / "checkpoints"
     if accelerator.is_main_process:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+        try:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "config.json", json.dumps(to_dict(cfg), indent=2))
+        except OSError as e:
+            raise TrainError(f"out_dir={shown(out)} cannot be written ({e.strerror or e}); pick another out_dir") from e
 
-    # ---- phase 2: model (+ LoRA / tower locking) and the frozen base for distillation ----------
+    # ---- model, data, optimizer ----------------------------------------------------------------
+    backbone, base_model, params = _build_model(cfg, loss_fn.inputs, accelerator.device)
+    data = _build_data(cfg, backbone, loss_fn.inputs, accelerator)
+    optimizer, scheduler = _build_optimizer(cfg, backbone, data.total_steps)
+    model, optimizer = accelerator.prepare(backbone, optimizer)
+    checkpointer = Checkpointer(out, accelerator, cfg.keep_last, {
+        "config": to_dict(cfg), "config_hash": config_hash(cfg), "base_spec": cfg.model.spec,
+        "data_fingerprint": data.data_fp,
+    })
+    return TrainRun(cfg=cfg, accelerator=accelerator, out=out, loss_fn=loss_fn, backbone=accelerator.unwrap_model(model),
+                    model=model, base_model=base_model, params=params, optimizer=optimizer, scheduler=scheduler,
+                    manifest=data.manifest, val_m=data.val_m, dataset=data.dataset, sampler=data.sampler,
+                    data_fp=data.data_fp, total_steps=data.total_steps, checkpointer=checkpointer)
+
+
+def _build_model(cfg: TrainConfig, needs: frozenset[str], device: torch.device) -> tuple[Any, nn.Module | None, list]:
+    """(backbone with LoRA / tower locking applied, frozen copy of the base if the loss uses ``base``,
+    trainable parameters)."""
+    from .backbone import create_backbone
+    from .lora import apply_lora, lock_tower
+
     backbone = create_backbone(cfg.model.spec, device="cpu")
     backbone.info["base_spec"] = cfg.model.spec
     base_model = None
-    if cfg.loss.w_keep > 0:
-        base_model = copy.deepcopy(backbone).eval().requires_grad_(False).to(accelerator.device)
+    if "base" in needs:
+        base_model = copy.deepcopy(backbone).eval().requires_grad_(False).to(device)
     if cfg.lora.enabled:
         n = apply_lora(backbone, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.targets, cfg.lora.towers)
         logger.info("LoRA on %d attention layers", n)
@@ -349,11 +339,25 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         backbone.set_grad_checkpointing(True)
     params = [p for p in backbone.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("no trainable parameters: check lora.enabled / model.lock_tower")
+        raise TrainError("no trainable parameters: check lora.enabled / model.lock_tower")
+    return backbone, base_model, params
 
-    # ---- phase 3: data ------------------------------------------------------------------------
-    if not cfg.data.dataset:
-        raise ValueError("data.dataset is empty: pass data.dataset=PATH/TO/CULTWIN (a folder with manifest.parquet)")
+
+@dataclass
+class _Data:
+    manifest: Any
+    val_m: Any
+    dataset: Any
+    sampler: Any
+    data_fp: str
+    total_steps: int
+
+
+def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) -> _Data:
+    """Manifest (+ replay rows), val split, dataset (twin images only if the loss uses them), this
+    process's twin-aware batch sampler, and the run's length in optimizer steps."""
+    from .data import CulTwinDataset, TwinBatchSampler, read_manifest
+
     manifest = read_manifest(cfg.data.dataset, check_images=cfg.data.check_images, skip_bad_images=cfg.data.skip_bad_images)
     train_m = manifest.split(cfg.data.train_split)
     if cfg.data.replay_dataset:
@@ -367,21 +371,23 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         val_m = manifest.split(cfg.data.val_split)
     data_fp = train_m.fingerprint()
     transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
-    if cfg.loss.twin_caption_source not in ("batch", "sampled"):
-        raise ValueError(f"loss.twin_caption_source must be batch or sampled, got {cfg.loss.twin_caption_source!r}")
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
                              cache_images=cfg.data.cache_images,
-                             twin_images=cfg.loss.name == "twin" and cfg.loss.twin_negatives and cfg.loss.twin_images)
+                             twin_images="twin_images" in needs and cfg.loss.twin_negatives and cfg.loss.twin_images)
     twin_ids = dataset.twin_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_ids]
     sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
                                rank=accelerator.process_index)
     steps_per_epoch = len(sampler) // cfg.optim.grad_accum
     if steps_per_epoch == 0:
-        raise ValueError(f"{len(sampler)} batches per epoch is fewer than grad_accum={cfg.optim.grad_accum}")
-    total_steps = cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs
+        raise TrainError(f"{len(sampler)} batches per epoch is fewer than optim.grad_accum={cfg.optim.grad_accum}: "
+                         "lower optim.grad_accum or data.batch_size")
+    return _Data(manifest, val_m, dataset, sampler, data_fp,
+                 cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs)
 
-    # ---- phase 4: optimizer + schedule (no weight decay on gains, biases, embeddings, logit scale)
+
+def _build_optimizer(cfg: TrainConfig, backbone, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (no weight decay on gains, biases, embeddings, logit scale) + warmup/decay schedule."""
     decay, no_decay = [], []
     for n_, p in backbone.named_parameters():
         if not p.requires_grad:
@@ -391,172 +397,161 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
         [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, total_steps))
-    loss_fn = create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep,
-                          concept_direction=cfg.loss.concept_direction) \
-        if cfg.loss.name == "twin" else create_loss(cfg.loss.name)
-    model, optimizer = accelerator.prepare(backbone, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, total_steps))
 
-    # ---- phase 5: resume (newest intact checkpoint: sizes and hashes are checked first) --------
-    step, epoch, batch_in_epoch = 0, 0, 0
-    val_metrics: dict = {}
-    damaged: list[Path] = []
-    if resume:
-        found = _resume_point(ckpt_dir, resume, out)
-        if found is not None:
-            path, state, meta, damaged = found
-            if meta["data_fingerprint"] != data_fp:
-                raise ValueError(f"checkpoint {_shown(path)} was trained on different data (fingerprint "
-                                 f"{meta['data_fingerprint']} != {data_fp}); use a new out_dir")
-            unwrapped.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-            val_metrics = dict(state.get("val") or {})  # the last check survives a resume at the last step
-            _set_rng_state(state["rng"][min(accelerator.process_index, len(state["rng"]) - 1)])
-            logger.info("resumed from %s at step %d (epoch %d, batch %d)", _shown(path), step, epoch, batch_in_epoch)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        for bad in damaged:  # set aside (not deleted): the resumed run writes its own checkpoints at those steps
-            aside = bad.with_name(f"damaged_{bad.name}")
-            shutil.rmtree(aside, ignore_errors=True)
-            os.replace(bad, aside)
-            logger.warning("kept the damaged checkpoint as %s for inspection; delete it when no longer needed", _shown(aside))
-        # logs keep the steps up to the resume point; the steps after it are logged again by this run
-        _truncate_jsonl(out / "log.jsonl", step)
-        _truncate_jsonl(out / "val.jsonl", step)
 
-    def save_checkpoint():
-        rng = [_rng_state()]
-        if accelerator.num_processes > 1:
-            gathered = [None] * accelerator.num_processes
-            torch.distributed.all_gather_object(gathered, rng[0])
-            rng = gathered
-        if not accelerator.is_main_process:
-            return
-        path = ckpt_dir / f"step_{step:08d}"
-        tmp = ckpt_dir / f".tmp_step_{step:08d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_state(tmp, "train_state", {
-            "model": unwrapped.model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "step": step, "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "rng": rng, "val": val_metrics,
-        })
-        meta = {"step": step, "epoch": epoch, "config": to_dict(cfg), "config_hash": config_hash(cfg),
-                "base_spec": cfg.model.spec, "data_fingerprint": data_fp, "time": time.time(),
-                # sizes + hashes, checked before a resume trusts this checkpoint
-                "files": file_records(tmp, ["train_state.safetensors", "train_state.json"])}
-        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2))
-        make_readable(tmp)
-        (tmp / "DONE").write_text("ok\n")
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
-        for old in _checkpoints(ckpt_dir)[: -cfg.keep_last] if cfg.keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+# --------------------------------------------------------------------------------------------------
+# The run: setup -> resume -> loop (steps, logs, validation, checkpoints) -> export
+# --------------------------------------------------------------------------------------------------
 
-    # ---- phase 6: train -----------------------------------------------------------------------
-    log_path = out / "log.jsonl"
+
+def train(cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
+    """Run training; returns a summary dict (final step, losses, history, export path, val metrics,
+    skipped images). ``resume``: None, "auto" (the newest intact checkpoint in out_dir) or a folder."""
+    run = setup(cfg)
+    progress = run.checkpointer.restore(resume, run.backbone.model, run.optimizer, run.scheduler)
+    history = train_loop(run, progress)
+    return finish(run, progress, history)
+
+
+def train_loop(run: TrainRun, progress: Progress) -> list[dict]:
+    """Train from ``progress`` to ``run.total_steps`` (updating ``progress``): an optimizer step per
+    ``grad_accum`` micro-batches, a log row per step, twin-accuracy checks and checkpoints at their
+    cadence (``eval_every``/``save_every`` steps, 0 = end of each epoch, and always at the last step).
+    Returns this run's log rows."""
+    from tqdm.auto import tqdm
+
+    cfg, accelerator = run.cfg, run.accelerator
     history: list[dict] = []
-    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not (cfg.progress and accelerator.is_main_process),
-               dynamic_ncols=True)
-    model.train()
+    bar = tqdm(total=run.total_steps, initial=progress.step, desc="train",
+               disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
+    run.model.train()
     t0 = time.time()
-    done = step >= total_steps
+    done = progress.step >= run.total_steps
     while not done:
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
-        epoch_batches = list(iter(sampler))  # built once per epoch (the packing is O(dataset))
-        usable = len(epoch_batches) - len(epoch_batches) % cfg.optim.grad_accum  # leftover micro-batches dropped
-        batches = epoch_batches[batch_in_epoch * cfg.optim.grad_accum:]
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
-                                             num_workers=cfg.data.num_workers,
-                                             # own generator: creating a loader must not consume the global RNG
-                                             # (resume mid-epoch would otherwise shift augmentation randomness)
-                                             generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        micro = 0
-        for batch in loader:
+        batches, usable = _epoch_batches(run, progress)
+        for batch in _epoch_loader(run, progress.epoch, batches):
             if batch.get("empty"):
                 continue
-            with accelerator.accumulate(model):
-                losses = _step_losses(model, unwrapped, batch, loss_fn, cfg, base_model, accelerator)
-                loss = losses["loss"]
-                if not torch.isfinite(loss.detach()).all():
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({loss.item()}) at step {step + 1} (epoch {epoch}); stopping. "
-                        f"Try a lower optim.lr, mixed_precision=no, or optim.clip_grad>0. Last good checkpoint: "
-                        f"{(_checkpoints(ckpt_dir) or ['none'])[-1]}"
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.optim.clip_grad > 0:
-                    accelerator.clip_grad_norm_(params, cfg.optim.clip_grad)
-                optimizer.step()
-                unwrapped.clamp_logit_scale()  # [0, ln 100] like open_clip / OpenAI
-                scheduler.step() if accelerator.sync_gradients else None
-                optimizer.zero_grad(set_to_none=True)
-            micro += 1
+            losses = _optimizer_step(run, batch, progress)
             if not accelerator.sync_gradients:
                 continue
-            step += 1
-            batch_in_epoch += 1
-            rec = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
-                   # mean over processes = the loss of the global batch (see cultureclip.loss)
-                   **{k: float(accelerator.reduce(v.detach().float(), "mean")) for k, v in losses.items()},
-                   "logit_scale": float(unwrapped.logit_scale.detach()), "elapsed_s": round(time.time() - t0, 3)}
+            progress.step += 1
+            progress.batch_in_epoch += 1
+            rec = _log_step(run, progress, losses, t0)
             history.append(rec)
-            if accelerator.is_main_process:
-                with open(log_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(rec) + "\n")
-                if itstime(step, cfg.log_every) or step == 1:
-                    logger.info("step %d loss %.4f", step, rec["loss"])
             bar.update(1)
             bar.set_postfix(loss=f"{rec['loss']:.4f}")
-            end_of_epoch = batch_in_epoch * cfg.optim.grad_accum >= usable
-            if val_m is not None and (itstime(step, cfg.eval_every) or (cfg.eval_every == 0 and end_of_epoch) or step == total_steps):
+            end_of_epoch = progress.batch_in_epoch * cfg.optim.grad_accum >= usable
+            if run.val_m is not None and (itstime(progress.step, cfg.eval_every) or (cfg.eval_every == 0 and end_of_epoch)
+                                          or progress.step == run.total_steps):
+                _validate(run, progress)
                 if accelerator.is_main_process:
-                    val_metrics = {"step": step, **twin_accuracy(unwrapped, val_m, cfg.data.batch_size)}
-                    logger.info("val %s", val_metrics)
-                    with open(out / "val.jsonl", "a", encoding="utf-8") as f:
-                        f.write(json.dumps(val_metrics) + "\n")
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", twin_acc=f"{val_metrics['twin_acc']:.3f}")
-                model.train()
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", twin_acc=f"{progress.val['twin_acc']:.3f}")
             if end_of_epoch:
-                epoch += 1
-                batch_in_epoch = 0
-            if itstime(step, cfg.save_every) or (cfg.save_every == 0 and end_of_epoch) or step == total_steps:
-                save_checkpoint()
-            if step >= total_steps:
+                progress.epoch += 1
+                progress.batch_in_epoch = 0
+            if (itstime(progress.step, cfg.save_every) or (cfg.save_every == 0 and end_of_epoch)
+                    or progress.step == run.total_steps):
+                run.checkpointer.save(progress, run.backbone.model, run.optimizer, run.scheduler)
+            if progress.step >= run.total_steps:
                 done = True
                 break
             if end_of_epoch:
                 break
         else:
             # loader exhausted without reaching the end-of-epoch bookkeeping (e.g. skipped empty batches)
-            epoch += 1
-            batch_in_epoch = 0
+            progress.epoch += 1
+            progress.batch_in_epoch = 0
     bar.close()
-    accelerator.wait_for_everyone()
+    return history
 
-    # ---- phase 7: export in the backbone's own format ------------------------------------------
+
+def _epoch_batches(run: TrainRun, progress: Progress) -> tuple[list[list[int]], int]:
+    """(this epoch's remaining micro-batches, the epoch's usable micro-batch count: leftovers that do
+    not fill a grad_accum group are dropped)."""
+    run.sampler.set_epoch(progress.epoch)
+    run.dataset.set_epoch(progress.epoch)
+    epoch_batches = list(iter(run.sampler))  # built once per epoch (the packing is O(dataset))
+    usable = len(epoch_batches) - len(epoch_batches) % run.cfg.optim.grad_accum
+    return epoch_batches[progress.batch_in_epoch * run.cfg.optim.grad_accum:], usable
+
+
+def _epoch_loader(run: TrainRun, epoch: int, batches: list[list[int]]) -> torch.utils.data.DataLoader:
+    from .data import collate
+
+    return torch.utils.data.DataLoader(run.dataset, batch_sampler=batches, collate_fn=collate,
+                                       num_workers=run.cfg.data.num_workers,
+                                       # own generator: creating a loader must not consume the global RNG
+                                       # (resume mid-epoch would otherwise shift augmentation randomness)
+                                       generator=torch.Generator().manual_seed(run.cfg.seed * 100003 + epoch))
+
+
+def _optimizer_step(run: TrainRun, batch: dict, progress: Progress) -> dict[str, torch.Tensor]:
+    """Forward + backward of one micro-batch; the optimizer steps when accumulation is complete."""
+    cfg, accelerator = run.cfg, run.accelerator
+    with accelerator.accumulate(run.model):
+        losses = _step_losses(run.model, run.backbone, batch, run.loss_fn, cfg, run.base_model, accelerator)
+        loss = losses["loss"]
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at step {progress.step + 1} (epoch {progress.epoch}); stopping. "
+                f"Try a lower optim.lr, mixed_precision=no, or optim.clip_grad>0. Last good checkpoint: "
+                f"{run.checkpointer.last_good()}"
+            )
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.optim.clip_grad > 0:
+            accelerator.clip_grad_norm_(run.params, cfg.optim.clip_grad)
+        run.optimizer.step()
+        run.backbone.clamp_logit_scale()  # [0, ln 100] like open_clip / OpenAI
+        if accelerator.sync_gradients:
+            run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+    return losses
+
+
+def _log_step(run: TrainRun, progress: Progress, losses: dict[str, torch.Tensor], t0: float) -> dict:
+    """The step's log row (losses averaged over processes = the loss of the global batch, see
+    cultureclip.loss), appended to log.jsonl by the main process."""
+    accelerator = run.accelerator
+    rec = {"step": progress.step, "epoch": progress.epoch, "lr": run.scheduler.get_last_lr()[0],
+           **{k: float(accelerator.reduce(v.detach().float(), "mean")) for k, v in losses.items()},
+           "logit_scale": float(run.backbone.logit_scale.detach()), "elapsed_s": round(time.time() - t0, 3)}
+    if accelerator.is_main_process:
+        with open(run.out / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if itstime(progress.step, run.cfg.log_every) or progress.step == 1:
+            logger.info("step %d loss %.4f", progress.step, rec["loss"])
+    return rec
+
+
+def _validate(run: TrainRun, progress: Progress) -> None:
+    """Twin accuracy on the val split (main process; appended to val.jsonl and kept in ``progress.val``)."""
+    if run.accelerator.is_main_process:
+        progress.val = {"step": progress.step, **twin_accuracy(run.backbone, run.val_m, run.cfg.data.batch_size)}
+        logger.info("val %s", progress.val)
+        with open(run.out / "val.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(progress.val) + "\n")
+    run.model.train()
+
+
+def finish(run: TrainRun, progress: Progress, history: list[dict]) -> dict[str, Any]:
+    """Export (main process), log.csv over every step of the run (across resumes), the summary."""
+    from .checkpointer import truncate_jsonl
+
+    cfg, accelerator = run.cfg, run.accelerator
+    accelerator.wait_for_everyone()
     export_path = None
     if cfg.export and accelerator.is_main_process:
-        final = copy.deepcopy(unwrapped).cpu()
-        if has_lora(final):
-            merge_lora(final)
-        final.info["base_spec"] = cfg.model.spec
-        export_path = save_model(final, out / "model", {
-            "step": step, "config": to_dict(cfg), "config_hash": config_hash(cfg),
-            "data_fingerprint": data_fp, "val": val_metrics,
-            "name": cfg.name or Path(cfg.out_dir).name,
-        })
+        export_path = run.checkpointer.export(run.backbone, progress, cfg.name or Path(cfg.out_dir).name)
     if accelerator.is_main_process:
-        rows = _truncate_jsonl(log_path, step)  # every step of the run, across resumes
+        rows = truncate_jsonl(run.out / "log.jsonl", progress.step)  # every step of the run, across resumes
         if rows:
-            _write_csv(out / "log.csv", rows)
+            _write_csv(run.out / "log.csv", rows)
     accelerator.wait_for_everyone()
-    return {"step": step, "losses": [h["loss"] for h in history], "history": history, "export": str(export_path) if export_path else None,
-            "val": val_metrics, "skipped_images": len(manifest.skipped) + dataset.bad_images}
+    return {"step": progress.step, "losses": [h["loss"] for h in history], "history": history,
+            "export": str(export_path) if export_path else None, "val": progress.val,
+            "skipped_images": len(run.manifest.skipped) + run.dataset.bad_images}
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -570,6 +565,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
 
 
 def _text_id(text: str) -> int:
@@ -586,81 +582,98 @@ def _gather_list(accelerator, values: list) -> list:
     return list(gather_object(list(values)))
 
 
-def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
-    """One forward: images (+ twin images not in the batch) and the batch's UNIQUE texts (captions,
-    concept prompts, twin captions, twin prompts).
+def _loss_inputs(loss_fn, cfg: TrainConfig) -> frozenset[str]:
+    """What the loss uses beyond images and captions (``cultureclip.loss.LOSS_INPUTS``): its own
+    ``inputs``, or, for a plain callable, those of the configured loss."""
+    inputs = getattr(loss_fn, "inputs", None)
+    return frozenset(inputs) if inputs is not None else create_train_loss(cfg).inputs
 
-    Prompts repeat across items of a concept; each unique text is encoded once. A twin caption is a
-    caption of the twin concept that is not already a caption of this batch (``sampled``), so it adds a
-    column the batch lacks; the loss drops any twin column (caption, prompt or image) that is already a
-    batch column, by identity (caption hash, concept id, dataset row)."""
+
+def _twin_captions(batch: dict, cfg: TrainConfig, accelerator) -> list[str]:
+    """One twin caption per item (the item's own caption where it has no twin). ``sampled``: a caption
+    of the twin concept that is not a caption of the global batch; ``batch``: a caption of the twin
+    concept already in the batch (a duplicate column, which the loss drops)."""
+    captions, has_twin = list(batch["captions"]), batch["has_twin"].tolist()
+    if cfg.loss.twin_caption_source == "batch":
+        caption_in_batch: dict[int, str] = {}
+        for c, cap in zip(batch["concepts"].tolist(), captions):
+            caption_in_batch.setdefault(c, cap)
+        return [caption_in_batch.get(tc, t) if h else c
+                for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, has_twin)]
+    in_batch = set(_gather_list(accelerator, captions))  # the global batch: independent of the split
+    return [next((t for t in cands if t not in in_batch), first) if h else c
+            for cands, first, c, h in zip(batch["twin_caption_candidates"], batch["twin_captions"], captions, has_twin)]
+
+
+def _new_twin_image_rows(batch: dict, accelerator) -> torch.Tensor | None:
+    """Rows of ``batch["twin_images"]`` that are not images of the global batch (nor repeats): the
+    only ones worth encoding (the loss would drop the others). None when there are none."""
+    seen = set(_gather_list(accelerator, batch["index"].tolist()))
+    rows = []
+    for j, r in enumerate(batch["twin_image_index"].tolist()):
+        if r not in seen:
+            seen.add(r)
+            rows.append(j)
+    return torch.tensor(rows, dtype=torch.long) if rows else None
+
+
+def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
+    """One forward + the loss. Builds only what the loss uses (``_loss_inputs``): always images and
+    captions; concept prompts, twin captions/prompts (with the ids that drop duplicate columns), twin
+    images and the frozen base's features only when the loss asks for them.
+
+    All texts go through the text tower in one call, each unique text once (prompts repeat across the
+    items of a concept), in the order captions, prompts, twin captions, twin prompts."""
+    needs = _loss_inputs(loss_fn, cfg)
     device = accelerator.device
     b = len(batch["captions"])
-    use_twins = cfg.loss.twin_negatives and bool(batch["has_twin"].any())
-    captions, prompts = list(batch["captions"]), list(batch["prompts"])
-    texts = captions + prompts
-    has_twin = batch["has_twin"].tolist()
+    captions = list(batch["captions"])
+    use_twins = "twin_texts" in needs and cfg.loss.twin_negatives and bool(batch["has_twin"].any())
+    groups: dict[str, list[str]] = {"captions": captions}  # each group: b texts, one per item
+    if "prompts" in needs:
+        groups["prompts"] = list(batch["prompts"])
     if use_twins:
-        if cfg.loss.twin_caption_source == "batch":
-            caption_in_batch: dict[int, str] = {}
-            for c, cap in zip(batch["concepts"].tolist(), captions):
-                caption_in_batch.setdefault(c, cap)
-            twin_caps = [caption_in_batch.get(tc, t) if h else c
-                         for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, has_twin)]
-        else:
-            in_batch = set(_gather_list(accelerator, captions))  # the global batch: independent of the split
-            twin_caps = [next((t for t in cands if t not in in_batch), first) if h else c
-                         for cands, first, c, h in zip(batch["twin_caption_candidates"], batch["twin_captions"], captions, has_twin)]
-        twin_prompts = [t if h else p for t, p, h in zip(batch["twin_prompts"], prompts, has_twin)]
-        texts += twin_caps + twin_prompts
+        groups["twin_captions"] = _twin_captions(batch, cfg, accelerator)
+        groups["twin_prompts"] = [t if h else p for t, p, h in
+                                  zip(batch["twin_prompts"], batch["prompts"], batch["has_twin"].tolist())]
+    texts = [t for group in groups.values() for t in group]
     unique = list(dict.fromkeys(texts))
     where = {t: i for i, t in enumerate(unique)}
     index = torch.tensor([where[t] for t in texts], device=device)
     tokens = unwrapped.tokenize(unique).to(device)
     images = batch["images"].to(device)
     twin_rows = None
-    if use_twins and cfg.loss.name == "twin" and batch.get("twin_images") is not None and len(batch["twin_image_index"]):
-        # encode only twin images that are not already batch images (the loss would drop them anyway)
-        seen = set(_gather_list(accelerator, batch["index"].tolist()))
-        twin_rows = []
-        for j, r in enumerate(batch["twin_image_index"].tolist()):
-            if r not in seen:
-                seen.add(r)
-                twin_rows.append(j)
-        twin_rows = torch.tensor(twin_rows, dtype=torch.long)
-        if len(twin_rows):
+    if use_twins and "twin_images" in needs and batch.get("twin_images") is not None and len(batch["twin_image_index"]):
+        twin_rows = _new_twin_image_rows(batch, accelerator)
+        if twin_rows is not None:
             images = torch.cat([images, batch["twin_images"][twin_rows].to(device)])
-        else:
-            twin_rows = None
     out = model(images, tokens)
-    tf = out["text_features"][index]
-    kwargs = {
-        "image_features": out["image_features"][:b],
-        "text_features": tf[:b],
-        "logit_scale": out["logit_scale"],
-        "concept_ids": batch["concepts"].to(device),
-    }
-    if cfg.loss.name == "twin":
-        kwargs["prompt_features"] = tf[b : 2 * b]
-        if use_twins:
-            kwargs["twin_text_features"] = tf[2 * b : 3 * b]
-            kwargs["twin_prompt_features"] = tf[3 * b : 4 * b]
-            kwargs["twin_mask"] = batch["has_twin"].to(device)
-            kwargs["text_ids"] = torch.tensor([_text_id(t) for t in captions], device=device)
-            kwargs["twin_text_ids"] = torch.tensor([_text_id(t) for t in twin_caps], device=device)
-            kwargs["twin_concept_ids"] = batch["twin_concepts"].to(device)
+    tf = out["text_features"][index]  # (len(texts), D): one gather, sliced per group below
+    feats = {name: tf[i * b : (i + 1) * b] for i, name in enumerate(groups)}
+    kwargs = {"image_features": out["image_features"][:b], "text_features": feats["captions"],
+              "logit_scale": out["logit_scale"]}
+    if "concept_ids" in needs:
+        kwargs["concept_ids"] = batch["concepts"].to(device)
+    if "prompts" in needs:
+        kwargs["prompt_features"] = feats["prompts"]
+    if use_twins:
+        kwargs["twin_text_features"] = feats["twin_captions"]
+        kwargs["twin_prompt_features"] = feats["twin_prompts"]
+        kwargs["twin_mask"] = batch["has_twin"].to(device)
+        kwargs["text_ids"] = torch.tensor([_text_id(t) for t in captions], device=device)
+        kwargs["twin_text_ids"] = torch.tensor([_text_id(t) for t in groups["twin_captions"]], device=device)
+        kwargs["twin_concept_ids"] = batch["twin_concepts"].to(device)
+        if "twin_images" in needs:
             kwargs["image_ids"] = batch["index"].to(device)
             kwargs["twin_image_ids"] = torch.zeros(0, dtype=torch.long, device=device)
             if twin_rows is not None:
                 kwargs["twin_image_features"] = out["image_features"][b:]
                 kwargs["twin_image_concept_ids"] = batch["twin_image_concepts"][twin_rows].to(device)
                 kwargs["twin_image_ids"] = batch["twin_image_index"][twin_rows].to(device)
-        if base_model is not None:
-            with torch.no_grad():
-                kwargs["base_image_features"] = base_model.encode_image(images[:b])
-                kwargs["base_text_features"] = base_model.encode_text(unwrapped.tokenize(captions).to(device))
-    else:
-        kwargs = {k: kwargs[k] for k in ("image_features", "text_features", "logit_scale")}
+    if "base" in needs and base_model is not None:
+        with torch.no_grad():
+            kwargs["base_image_features"] = base_model.encode_image(images[:b])
+            kwargs["base_text_features"] = base_model.encode_text(unwrapped.tokenize(captions).to(device))
     return loss_fn(**kwargs)
 
 
@@ -670,6 +683,8 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI. A problem with the config, data, paths or a diverged run (``user_errors()``) is logged in
+    one line and returns 2; any other exception is a bug and propagates with its traceback."""
     ap = argparse.ArgumentParser(prog="python -m cultureclip.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="YAML preset, e.g. configs/train/smoke.yaml")
@@ -679,12 +694,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cultureclip").setLevel(logging.INFO)
-    from .config import ConfigError
-
     try:
         cfg = load_config(TrainConfig, args.config, args.overrides)
         summary = train(cfg, resume=args.resume)
-    except (ConfigError, ValueError, FileNotFoundError, NonFiniteLossError) as e:
+    except user_errors() as e:
         logger.error("%s", e)
         return 2
     logger.info("done: step %s, export %s, val %s", summary["step"], summary["export"], summary["val"])

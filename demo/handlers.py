@@ -281,11 +281,22 @@ def _pair_scores(services: DemoServices, which: str, a: str, b: str, rows) -> "t
     return bank[[pos[a], pos[b]]] @ feats[rows].T
 
 
-def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) -> PairView:
-    """Everything the twin explorer shows for one pair."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+@dataclass
+class _PairBasics:
+    """What the twin explorer shows for a pair without the dataset index: names, text and images."""
 
+    a: str
+    b: str
+    ca: ConceptInfo
+    cb: ConceptInfo
+    rows_a: list
+    rows_b: list
+    info: str
+    gallery_a: list[tuple[str, str]]
+    gallery_b: list[tuple[str, str]]
+
+
+def _pair_basics(services: DemoServices, value: str | None, n_per_side: int) -> _PairBasics:
     a, b = _pair_ids(services, value)
     cs = services.concepts()
     ca, cb = cs[a], cs[b]
@@ -309,6 +320,34 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
         return "\n\n".join(lines)
 
     info = side(ca, cb) + "\n\n---\n\n" + side(cb, ca)
+    return _PairBasics(a, b, ca, cb, rows_a, rows_b, info, gallery(rows_a, ca), gallery(rows_b, cb))
+
+
+INDEX_PENDING = "⏳ "  # starts the note of a pair shown before the dataset index is ready
+
+
+def pair_preview(services: DemoServices, value: str | None, n_per_side: int = 4) -> PairView:
+    """The twin explorer's view of a pair while the dataset images are still being embedded: the text and
+    images (they need no model), no similarity figures, and the index progress as the note. The browser
+    shows it instead of an error and fills in the rest when the index is ready (`pair_view`)."""
+    p = _pair_basics(services, value, n_per_side)
+    status = services.index_status()
+    if services.wait_index(0):  # the build has ended, so it failed: the status says why
+        note = f"❌ {status}"
+    else:
+        note = INDEX_PENDING + status.replace("Try again in a moment.", "The similarity panels fill in by "
+                                              "themselves when it is done.")
+    return PairView(p.info, p.gallery_a, p.gallery_b, None, [], note, None)
+
+
+def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) -> PairView:
+    """Everything the twin explorer shows for one pair (IndexNotReady while the dataset index is built)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    p = _pair_basics(services, value, n_per_side)
+    a, b, ca, cb, rows_a, rows_b, info = p.a, p.b, p.ca, p.cb, p.rows_a, p.rows_b, p.info
+    df = services.manifest()
     shown = rows_a[:n_per_side] + rows_b[:n_per_side]
     names = [services.config.base_name, services.config.tuned_name]
     fig = make_subplots(rows=1, cols=2, subplot_titles=names, horizontal_spacing=0.12)
@@ -369,7 +408,7 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
             scatter = twin_scatter(pd.DataFrame(points), title=f"{ca.name} vs {cb.name}: own vs twin similarity")
         except Exception as e:  # noqa: BLE001 - the scatter is an extra
             logger.warning("twin scatter unavailable: %s", e)
-    return PairView(info, gallery(rows_a, ca), gallery(rows_b, cb), fig, conf[:24], note, scatter)
+    return PairView(info, p.gallery_a, p.gallery_b, fig, conf[:24], note, scatter)
 
 
 def confusion_table(services: DemoServices) -> "pd.DataFrame":

@@ -55,7 +55,6 @@ class LiveEvaluator:
         self._state = EvalState()
         self._thread: threading.Thread | None = None
         self._pending = False
-        self._shas: dict[int, str] = {}
         self._frame: pd.DataFrame | None = None
         self._frame_files: tuple[str, ...] = ()
 
@@ -166,13 +165,13 @@ class LiveEvaluator:
                 self._state = replace(self._state, status="running", queued=False, progress=0.0,
                                       message="starting the queued evaluation…")
 
-    def _sha(self, emb: Any) -> str:
+    @staticmethod
+    def _sha(emb: Any) -> str:
+        """The weights hash results are keyed by; memoized per model by `checkpoint_sha` itself (the label-bank
+        cache asks for the same one at startup), and recomputed there only after the weights change."""
         from cultureclip.checkpoint import checkpoint_sha
 
-        key = id(emb.backbone)
-        if key not in self._shas:
-            self._shas[key] = checkpoint_sha(emb.backbone)
-        return self._shas[key]
+        return checkpoint_sha(emb.backbone)
 
     def _evaluate_all(self, compute: bool = True) -> list[Path]:
         """Result files for both models; compute=False returns [] unless both are cached."""

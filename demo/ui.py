@@ -18,7 +18,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from . import handlers as H
-from .services import DemoServices, ServiceError, gpu, quantize_alpha
+from .services import DemoServices, IndexNotReady, ServiceError, gpu, quantize_alpha
 from .validation import MAX_FILE_BYTES, DemoInputError, inside, scrub_paths
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,15 @@ def _safe(fn: Callable) -> Callable:
             raise gr.Error(f"Something went wrong ({type(e).__name__}). Try another input.", print_exception=False) from None
 
     return wrapper
+
+
+def ui_and_api(trigger: Callable, browser_fn: Callable, api_fn: Callable, inputs: list, outputs: list,
+               api_name: str, **kw: Any) -> None:
+    """Wire `trigger` to `browser_fn` for the page (not an API endpoint) and keep `api_name` answering with
+    `api_fn` (on a never-shown button): the page may show a softer answer than the API, e.g. the dataset
+    index's progress as a message instead of an error that API clients retry on."""
+    trigger(browser_fn, inputs, outputs, api_visibility="private", **kw)
+    gr.Button(visible=False).click(api_fn, inputs, outputs, api_name=api_name, **kw)
 
 
 @dataclass
@@ -335,24 +344,62 @@ def twin_tab(services: DemoServices) -> None:
         found = H.search_pairs(services, q, cat, cul)
         return gr.Dropdown(choices=found, value=found[0][1] if found else None, label=f"Twin pair ({len(found)} found)")
 
+    outputs = [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter]
+    # while the dataset images are still being embedded (minutes for ViT-B/32 on CPU), the browser shows the
+    # pair's text and images with the progress, and this timer fills in the similarity panels once it is done
+    refresh = gr.Timer(2.0, active=False)
+
+    def _outputs(v):
+        return v.info, v.gallery_a, v.gallery_b, v.similarity, v.confusion_note, v.confusion, v.scatter
+
     @gpu
     @_safe
     def show_pair(value):
-        v = H.pair_view(services, value)
-        return v.info, v.gallery_a, v.gallery_b, v.similarity, v.confusion_note, v.confusion, v.scatter
+        """The API's view (`/twin_pair`): an error with the progress while the index is built, so clients retry."""
+        return _outputs(H.pair_view(services, value))
+
+    @gpu
+    @_safe
+    def browse_pair(value):
+        """The browser's view: never an error panel for a pair the page offered; a preview while indexing."""
+        if not services.has_dataset:
+            return [gr.skip()] * len(outputs) + [gr.Timer(active=False)]
+        try:
+            return [*_outputs(H.pair_view(services, value)), gr.Timer(active=False)]
+        except IndexNotReady:  # still embedding (poll until done), or the build failed (the note says so)
+            return [*_outputs(H.pair_preview(services, value)), gr.Timer(active=not services.wait_index(0))]
+
+    def poll_index(value):
+        if not services.wait_index(0):  # still embedding: keep the preview (its note has the progress)
+            return [gr.skip()] * len(outputs) + [gr.Timer(active=True)]
+        return browse_pair(value)
 
     @gpu
     @_safe
     def show_map():
         return H.confusion_map(services)
 
+    @gpu
+    @_safe
+    def browse_map():
+        try:
+            return H.confusion_map(services)
+        except IndexNotReady as e:  # a notice with the progress, not Error panels
+            gr.Warning(str(e))
+            return gr.skip(), gr.skip()
+
     for comp in (query, category, culture):
         ev = comp.submit if isinstance(comp, gr.Textbox) else comp.change
         ev(find_pairs, [query, category, culture], [pair], api_name=f"find_pairs_{'query' if comp is query else comp.label.lower()}")
-    pair.change(show_pair, [pair], [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter],
-                api_name="twin_pair", concurrency_limit=CONCURRENCY)
-    map_btn.click(show_map, None, [map_plot, map_table], api_name="confusion_map", concurrency_limit=1)
-    return pair, show_pair, [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter]
+    pair.change(browse_pair, [pair], outputs + [refresh], api_visibility="private", concurrency_limit=CONCURRENCY)
+    refresh.tick(poll_index, [pair], outputs + [refresh], api_visibility="private", concurrency_limit=CONCURRENCY,
+                 show_progress="hidden")
+    # the API endpoints keep their strict answers (a never-shown button carries them)
+    api_only = gr.Button(visible=False)
+    api_only.click(show_pair, [pair], outputs, api_name="twin_pair", concurrency_limit=CONCURRENCY)
+    api_only.click(show_pair, [pair], outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
+    ui_and_api(map_btn.click, browse_map, show_map, [], [map_plot, map_table], "confusion_map", concurrency_limit=1)
+    return pair, browse_pair, outputs + [refresh]
 
 
 def benchmarks_tab(services: DemoServices) -> None:
@@ -461,19 +508,31 @@ def search_tab(services: DemoServices) -> None:
         examples = [[q] for q in words["queries"]]
     if examples:
         gr.Examples(examples, inputs=[query], label="Try")
-    message = gr.Markdown(latex_delimiters=[])  # echoes the query literally
+    message = gr.Markdown(latex_delimiters=[], elem_id="search-message")  # echoes the query literally
     with gr.Row():
         g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
         g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
 
-    @gpu
-    @_safe
-    def run(q, n):
+    def answer(q, n):
         r = H.search(services, q, n)
         return r.message, r.base, r.tuned
 
-    go.click(run, [query, k], [message, g_base, g_tuned], api_name="search", concurrency_limit=CONCURRENCY)
-    query.submit(run, [query, k], [message, g_base, g_tuned], api_name="search_submit", concurrency_limit=CONCURRENCY)
+    @gpu
+    @_safe
+    def run(q, n):
+        return answer(q, n)
+
+    @gpu
+    @_safe
+    def browse(q, n):
+        try:
+            return answer(q, n)
+        except IndexNotReady as e:  # the progress as the message, not Error panels
+            return f"{H.INDEX_PENDING}{e}", [], []
+
+    io = ([query, k], [message, g_base, g_tuned])
+    ui_and_api(go.click, browse, run, *io, "search", concurrency_limit=CONCURRENCY)
+    ui_and_api(query.submit, browse, run, *io, "search_submit", concurrency_limit=CONCURRENCY)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -491,7 +550,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
             with gr.Tab("Recognize", id="recognize"):
                 recognize_tab(services)
             with gr.Tab("Twin explorer", id="twins") as twins:
-                pair, show_pair, pair_outputs = twin_tab(services)
+                pair, browse_pair, pair_outputs = twin_tab(services)
             with gr.Tab("Benchmarks", id="benchmarks") as bench:
                 update, b_inputs, b_outputs = benchmarks_tab(services)
             with gr.Tab("Search", id="search"):
@@ -499,7 +558,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
             with gr.Tab("Confusion atlas", id="atlas"):
                 atlas_tab(services)
         # fill the twin and benchmark tabs when they are first opened (no model work at startup)
-        twins.select(show_pair, [pair], pair_outputs, api_name="twin_tab_open", concurrency_limit=CONCURRENCY)
+        twins.select(browse_pair, [pair], pair_outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
         bench.select(update, b_inputs, b_outputs, api_name="benchmarks_tab_open")
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY)
     demo.guard_batches()

@@ -98,3 +98,82 @@ def test_warm_start_fills_both_models_banks(tiny_hf_clip_dir, tmp_path, caplog, 
     r = classify(services, Image.new("RGB", (40, 30), (10, 120, 40)), "", True, top_k=3)
     assert r.ok and f"{n:,} candidate labels" in r.message
     assert calls == []
+
+
+def _count_full_hashes(monkeypatch) -> dict[int, int]:
+    """Patch the full weights pass behind checkpoint_sha; returns {id(backbone): times hashed}."""
+    import cultureclip.checkpoint as ck
+
+    counts: dict[int, int] = {}
+    real = ck._hash_weights
+
+    def counting(backbone):
+        counts[id(backbone)] = counts.get(id(backbone), 0) + 1
+        return real(backbone)
+
+    monkeypatch.setattr(ck, "_hash_weights", counting)
+    return counts
+
+
+def test_checkpoint_sha_is_memoized_and_follows_the_weights(backbone, monkeypatch):
+    import copy
+
+    from cultureclip.checkpoint import checkpoint_sha
+
+    bb = copy.deepcopy(backbone)
+    counts = _count_full_hashes(monkeypatch)
+    sha = checkpoint_sha(bb)
+    assert checkpoint_sha(bb) == sha and counts == {id(bb): 1}  # memoized
+    proj = bb.model.text_projection.weight
+    with torch.no_grad():
+        proj.add_(1e-3)  # in place: the version counter moves
+    changed = checkpoint_sha(bb)
+    assert changed != sha and counts[id(bb)] == 2
+    proj.data.copy_(torch.randn_like(proj))  # through .data (no version bump): the value probe sees it
+    assert checkpoint_sha(bb) not in (sha, changed) and counts[id(bb)] == 3
+    other = copy.deepcopy(bb)  # a new object (a WiSE-FT blend is one) is hashed on its own
+    assert checkpoint_sha(other) == checkpoint_sha(bb) and counts[id(other)] == 1 and counts[id(bb)] == 3
+
+
+def test_disk_cached_embedder_follows_in_place_weight_changes(backbone, tmp_path):
+    import copy
+
+    from cultureclip.bankcache import BankCache, DiskCachedEmbedder
+    from cultureclip.inference import Embedder
+
+    bb = copy.deepcopy(backbone)
+    emb = DiskCachedEmbedder(bb, BankCache(tmp_path / "banks"))
+    first = emb.label_bank(LABELS, ("{}",))
+    h = emb.weights_hash
+    with torch.no_grad():
+        bb.model.text_projection.weight.mul_(-1.0)
+    assert emb.weights_hash != h
+    flipped = emb.label_bank(LABELS, ("{}",))
+    assert torch.allclose(flipped, Embedder(bb).label_bank(LABELS, ("{}",)), atol=1e-5)
+    assert not torch.allclose(flipped, first, atol=1e-3)
+    assert len(list((tmp_path / "banks").glob("*.safetensors"))) == 2
+    flipped.zero_()  # a caller changing its bank in place does not change the cache's
+    assert torch.allclose(emb.label_bank(LABELS, ("{}",)), Embedder(bb).label_bank(LABELS, ("{}",)), atol=1e-5)
+
+
+def test_startup_hashes_each_models_weights_once(demo_world, tmp_path, monkeypatch):
+    """The label-bank cache and the live evaluation both key on the weights hash: one full pass per model."""
+    from PIL import Image
+
+    from demo.app_config import warm_start
+    from demo.handlers import classify
+    from tests.demo_world import make_services
+
+    counts = _count_full_hashes(monkeypatch)
+    services = make_services(demo_world, cache_dir=tmp_path / "cache", default_dataset=False)
+    services.check()  # loads both models; the live evaluator looks for cached results by weights hash
+    warm_start(services)  # label banks of the catalog (this one is small: in memory only)
+    for which in ("base", "tuned"):  # a catalog of >= 16 labels: banks on disk, keyed by weights hash
+        services.embedder(which).label_bank(LABELS)
+    r = classify(services, Image.new("RGB", (40, 30), (10, 120, 40)), "", True, top_k=3)
+    assert r.ok, r.message
+    services.evaluator.start()  # results keyed by the same weights hash
+    assert services.evaluator.wait(120).status == "done"
+    assert services.evaluator.load_cached()
+    ids = {id(services.embedder(w).backbone) for w in ("base", "tuned")}
+    assert len(ids) == 2 and counts == dict.fromkeys(ids, 1), counts

@@ -422,6 +422,30 @@ def test_shared_label_rule_is_on_for_curated_only(tmp_path):
     assert main(["--paths", str(path), "--shared-labels", "validate"]) == 1
 
 
+def test_world_catalog_obeys_the_shared_label_rule(tmp_path, monkeypatch):
+    """The offline world's hand-written catalog is held to the curated catalog's rule by default: a label
+    two concepts share ("La Estrella Solitaria": the flags of Chile and Cuba) is declared on both sides."""
+    import synth.catalog as sc
+
+    world = load_catalog([sc.WORLD_CATALOG])  # default: the rule is on for the world's catalog
+    for cid in ("flag_chile", "flag_cuba"):
+        assert "La Estrella Solitaria" in world[cid].shared_aliases
+    assert validate(world, shared_labels=True) == []
+    assert len(load_catalog([DATA_DIR, sc.WORLD_CATALOG])) == len(load_catalog()) + len(world)  # the demo's mix
+    assert main(["--paths", str(sc.WORLD_CATALOG), "validate"]) == 0
+    # the same file without the declaration fails by default, naming the label and the fix
+    raw = yaml.safe_load(sc.WORLD_CATALOG.read_text(encoding="utf-8"))
+    for entry in raw:
+        entry.pop("shared_aliases", None)
+    undeclared = _write(tmp_path, raw, "catalog.yaml")
+    monkeypatch.setattr(sc, "WORLD_CATALOG", undeclared.resolve())
+    with pytest.raises(CatalogError, match="flag_chile: label 'la estrella solitaria' is also used by "
+                                           r"\[flag_chile, flag_cuba\].*shared_aliases"):
+        load_catalog([undeclared])
+    assert main(["--paths", str(undeclared), "validate"]) == 1
+    assert len(load_catalog([undeclared], shared_labels=False)) == len(world)  # an explicit opt-out still works
+
+
 def test_multi_culture_rules(tmp_path):
     good = copy.deepcopy(GOOD)
     good[2]["cultures"] = ["yoruba", "BJ"]

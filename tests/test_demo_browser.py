@@ -134,3 +134,58 @@ def test_browser_flow(app_url, tmp_path):
     assert not external, f"the page made external requests: {external[:5]}"
     for name in ("recognize", "twin_explorer", "benchmarks", "search"):
         assert (SHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+VISIBLE_ERRORS = """() => Array.from(document.querySelectorAll('*')).filter(e => e.children.length === 0
+    && /^\\s*Error\\s*$/.test(e.textContent) && e.offsetParent !== null).length"""
+
+
+def test_twin_explorer_while_the_dataset_index_is_built(app_url):
+    """Opening the twin explorer before the dataset images are embedded (minutes for ViT-B/32 on CPU) shows the
+    pair's text and images with the progress, not "Error" panels, and fills in the figures once the index is
+    ready. (A scripted pass saw the panels after a Classify click without an image: the click was incidental.)"""
+    import threading
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests.demo_world import launch, make_services
+
+    _, world = app_url
+    services = make_services(world, offline_world=True)
+    services.check()
+    gate = threading.Event()
+    real = services._embed_dataset
+    services._embed_dataset = lambda emb: gate.wait(120) and real(emb)
+    url, demo = launch(services)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.get_by_text("Offline twin world").wait_for()
+            page.get_by_role("button", name="Classify").click()  # no image
+            page.get_by_text("No image").first.wait_for()
+            page.get_by_role("tab", name="Twin explorer").click()
+            page.get_by_text("How to tell it from").first.wait_for()
+            page.get_by_text("still being embedded").first.wait_for()
+            page.wait_for_timeout(2500)  # a refresh tick while still indexing keeps the preview
+            assert page.locator("#confusion-gallery").count() == 1
+            assert page.evaluate(VISIBLE_ERRORS) == 0, "the twin explorer shows Error panels while indexing"
+            assert page.locator(".toast-body").count() == 0
+            # the confusion map and search say the same (a notice and a message), without Error panels either
+            page.get_by_role("button", name="Compute the confusion map").click()
+            page.locator(".toast-body").get_by_text("still being embedded").first.wait_for()
+            page.get_by_role("tab", name="Search").click()
+            page.get_by_label("Describe an image").fill("flag of Chad")
+            page.get_by_role("button", name="Search", exact=True).click()
+            page.locator("#search-message").get_by_text("still being embedded").wait_for()
+            assert page.evaluate(VISIBLE_ERRORS) == 0, "Error panels while indexing"
+            page.get_by_role("tab", name="Twin explorer").click()
+            gate.set()  # the index finishes: the figures fill in without another click
+            page.get_by_text("images of this pair").first.wait_for()
+            page.locator(".js-plotly-plot").first.wait_for()
+            assert page.evaluate(VISIBLE_ERRORS) == 0
+            browser.close()
+    finally:
+        gate.set()
+        demo.close()

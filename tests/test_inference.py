@@ -93,7 +93,8 @@ def test_label_bank_follows_the_weights_not_the_object(fresh):
         proj.mul_(-1.0)  # in place, same object, no invalidate(): the version counter moves
     flipped = fresh.label_bank(labels)
     assert torch.allclose(flipped, -bank, atol=1e-5)
-    proj.data.copy_(torch.randn_like(proj))  # through .data: no version bump, the value probe sees it
+    proj.data.copy_(torch.randn_like(proj))  # through .data: no version bump; invalidate() says so
+    fresh.invalidate()
     again = fresh.label_bank(labels)
     assert not torch.allclose(again, flipped, atol=1e-3)
     assert torch.allclose(again, torch.nn.functional.normalize(fresh.embed_texts(labels), dim=-1), atol=1e-5)
@@ -115,3 +116,26 @@ def test_label_bank_of_no_labels_is_empty(fresh):
     assert bank.shape == (0, fresh.backbone.embed_dim)
     feats = fresh.embed_images(_images(2))
     assert fresh.zero_shot(feats, bank).shape == (2, 0)
+
+
+def test_label_bank_hot_path_does_not_hash(fresh, monkeypatch):
+    """A cache hit checks version counters only; the value probe runs again only when a weight changed."""
+    import cultureclip.inference as inference
+
+    probes, texts = [], []
+    real_probe, real_embed = inference.probe_digest, fresh.embed_texts
+    monkeypatch.setattr(inference, "probe_digest", lambda *a, **k: probes.append(1) or real_probe(*a, **k))
+    monkeypatch.setattr(fresh, "embed_texts", lambda t: texts.append(len(t)) or real_embed(t))
+    labels = ["hanbok", "hanfu", "kimono"]
+    bank = fresh.label_bank(labels)
+    assert len(probes) == 1 and texts == [3]
+    for _ in range(3):
+        assert torch.equal(fresh.label_bank(labels), bank)
+    assert len(probes) == 1 and texts == [3]  # no change: no hashing, no embedding
+    with torch.no_grad():
+        fresh.backbone.model.text_projection.mul_(-1.0)  # in place: the version counter moves
+    flipped = fresh.label_bank(labels)
+    assert len(probes) == 2 and texts == [3, 3]  # recomputed
+    assert torch.allclose(flipped, -bank, atol=1e-5)
+    fresh.label_bank(labels)
+    assert len(probes) == 2 and texts == [3, 3]

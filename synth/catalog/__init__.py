@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "CATEGORIES", "DATA_DIR", "GENERATED_DIR", "FLOORS", "Catalog", "CatalogError", "Concept",
+    "CATEGORIES", "DATA_DIR", "GENERATED_DIR", "FLOORS", "WORLD_CATALOG", "Catalog", "CatalogError", "Concept",
     "Twin", "check_floors", "load_catalog", "validate",
 ]
 
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
+# The offline twin world's concepts (synth/world/catalog.yaml): hand-written like the curated catalog, so
+# held to the same rules (shared labels included) whenever it is loaded.
+WORLD_CATALOG = Path(__file__).resolve().parent.parent / "world" / "catalog.yaml"
 
 # What the shipped curated catalog must reach (issues 3 and 11): size, breadth, and at least
 # `subregion_min` concepts in every UN M49 subregion.
@@ -289,6 +292,12 @@ def _yaml_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+def _is_project_catalog(path: Path) -> bool:
+    """A file of the curated catalog (synth/catalog/data/) or the offline world's catalog."""
+    p = path.resolve()
+    return p == WORLD_CATALOG or p.parent == DATA_DIR
+
+
 def _display(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -304,11 +313,10 @@ def load_catalog(paths: str | Path | Iterable[str | Path] | None = None,
     include_generated: also read `synth/catalog/generated/` (when paths is None) and accept entries
     marked `generated: true`; without it such entries are an error, so LLM output never slips into
     the curated catalog unnoticed.
-    shared_labels: enforce the shared-label rule (see `validate`); default: on for the curated
-    catalog (paths=None), off for other files such as the offline world's own catalog.
+    shared_labels: enforce the shared-label rule (see `validate`); default: on for the project's own
+    hand-written catalogs (the curated one, paths=None, and the offline world's `WORLD_CATALOG`, alone or
+    together), off for other files (a dataset's copy, generated concepts), which opt in with True.
     """
-    if shared_labels is None:
-        shared_labels = paths is None
     if paths is None:
         roots: list[str | Path] = [DATA_DIR]
         if include_generated and GENERATED_DIR.is_dir():
@@ -320,6 +328,8 @@ def load_catalog(paths: str | Path | Iterable[str | Path] | None = None,
     files = _yaml_files(roots)
     if not files:
         raise CatalogError([f"no catalog YAML files found in {[str(r) for r in roots]}"])
+    if shared_labels is None:
+        shared_labels = all(_is_project_catalog(f) for f in files)
     problems: list[str] = []
     concepts: dict[str, Concept] = {}
     for path in files:

@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also read synth/catalog/generated and accept generated: true entries")
     parser.add_argument("--shared-labels", action=argparse.BooleanOptionalAction, default=None,
                         help="require that concepts share no name/alias unless listed under "
-                             "shared_aliases (default: on for the curated catalog only)")
+                             "shared_aliases (default: on for the curated catalog and the world's "
+                             "synth/world/catalog.yaml, off for other files)")
     sub = parser.add_subparsers(dest="command", required=True)
     p_stats = sub.add_parser("stats", help="counts per category, region and culture")
     p_stats.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -47,16 +47,9 @@ def _median_s(fn, repeats: int) -> float:
 def make_vit_b32(folder: Path, seed: int) -> str:
     """A full-size ViT-B/32 transformers CLIPModel (CLIPConfig defaults, random weights) with a tokenizer
     from open_clip's BPE: the layout of openai/clip-vit-base-patch32 and the paper's checkpoint."""
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+    from cultureclip.testing import save_hf_clip
 
-    from cultureclip.backbone import write_clip_tokenizer_files
-
-    torch.manual_seed(seed)
-    CLIPModel(CLIPConfig(projection_dim=512)).save_pretrained(str(folder), safe_serialization=True)
-    write_clip_tokenizer_files(folder, model_max_length=77)
-    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(str(folder))
-    return str(folder)
+    return str(save_hf_clip(folder, "ViT-B-32", seed=seed))
 
 
 def run_app(base: str, tuned: str, image: Path, repeats: int, device: str | None, cache: Path,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import sys
 import tempfile
@@ -30,22 +29,11 @@ sys.path.insert(0, str(REPO))
 
 logger = logging.getLogger("bench.eval_throughput")
 
-SMALL_VIT = {"embed_dim": 128, "vision_cfg": {"image_size": 224, "layers": 4, "width": 256, "patch_size": 32,
-                                              "head_width": 64},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2}}
-
-
 def make_model_dir(folder: Path) -> Path:
     """A small ViT (224 px, patch 32, 4 layers) saved as an open_clip folder: realistic preprocessing cost."""
-    import open_clip
-    from safetensors.torch import save_file
+    from cultureclip.testing import save_open_clip
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": SMALL_VIT, "preprocess_cfg": {}}))
-    torch.manual_seed(0)
-    model = open_clip.create_model(f"local-dir:{folder}", load_weights=False)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
-    return folder
+    return save_open_clip(folder, "small-224", seed=0)
 
 
 def make_images(root: Path, n: int, classes: int = 8, size: int = 320) -> Path:

@@ -2,7 +2,7 @@
 
     python bench/train_step.py --model tiny --batch 32 --steps 4
 
-Builds one open_clip model (random init; ``tiny`` is a small ViT defined here, any built-in open_clip
+Builds one open_clip model (random init, from `cultureclip.testing`: ``tiny`` is its "small-96" ViT, any built-in open_clip
 architecture name works too), copies it per variant, and times full train steps (forward, loss,
 backward, AdamW) round-robin so a busy machine slows every variant alike. The batch mimics
 twin-aware batching: 2 images per concept, concepts in twin pairs, both sides of a pair in the batch.
@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import logging
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -38,29 +36,18 @@ from cultureclip.loss import ClipContrastiveLoss, TwinContrastiveLoss  # noqa: E
 
 logger = logging.getLogger(__name__)
 
-TINY_VIT = {
-    "embed_dim": 256,
-    "vision_cfg": {"image_size": 96, "layers": 6, "width": 384, "patch_size": 16, "head_width": 64},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 256, "heads": 4, "layers": 6},
-}
 SOT, EOT = 49406, 49407
 
 
 def build_model(name: str, image_size: int | None) -> torch.nn.Module:
-    """An open_clip CLIP with random weights: ``tiny`` (above) or a built-in architecture name."""
-    import open_clip
+    """An open_clip CLIP with random weights (seed 0) from the one model builder, `cultureclip.testing`:
+    ``tiny`` (its "small-96" size: 96 px, patch 16, 6+6 layers) or a built-in architecture name."""
+    from cultureclip.testing import build_open_clip
 
-    if name == "tiny":
-        cfg = json.loads(json.dumps(TINY_VIT))
-        if image_size:
-            cfg["vision_cfg"]["image_size"] = image_size
-        with tempfile.TemporaryDirectory() as folder:
-            (Path(folder) / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
-            return open_clip.create_model(f"local-dir:{folder}", load_weights=False)
-    if name not in open_clip.list_models():
-        raise SystemExit(f"unknown model {name!r}: use 'tiny' or an open_clip architecture (open_clip.list_models())")
-    kwargs = {"force_image_size": image_size} if image_size else {}
-    return open_clip.create_model(name, pretrained=None, **kwargs)
+    try:
+        return build_open_clip("small-96" if name == "tiny" else name, seed=0, image_size=image_size)
+    except ValueError as e:
+        raise SystemExit(f"--model: {e}") from None
 
 
 def _tokens(n: int, lo: int, hi: int, ctx: int, g: torch.Generator) -> torch.Tensor:

@@ -1,4 +1,6 @@
-"""Tiny *real* models saved to folders, for tests and benches that must run without a hub.
+"""Tiny *real* synthesis models saved to folders (Stable Diffusion pipeline, causal LM), for tests and
+benches that must run without a hub. CLIP models (the filters' reference CLIP) come from the one CLIP
+builder, `cultureclip.testing`.
 
 Each builder writes a folder that loads with the same ``from_pretrained`` call a user makes with a
 hub id, so the code under test is the production loading path (see shared/OFFLINE_MODELS.md).
@@ -6,7 +8,6 @@ Heavy libraries are imported inside the functions.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -73,24 +74,6 @@ def build_tiny_causal_lm(folder: str | Path, seed: int = 0, with_chat_template: 
                                        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                                        pad_token_id=fast.pad_token_id))
     model.save_pretrained(folder, safe_serialization=True)
-    return folder
-
-
-def build_tiny_open_clip(folder: str | Path, seed: int = 0) -> Path:
-    """Save a 3.4M-parameter random open_clip model (64 px) as a ``local-dir`` folder."""
-    import torch
-    from open_clip.model import CLIP
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model_cfg = {"embed_dim": 32,
-                 "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16, "head_width": 32},
-                 "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}}
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": {}}))
-    torch.manual_seed(seed)
-    model = CLIP(**model_cfg)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
     return folder
 
 

@@ -15,16 +15,16 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def tiny_open_clip_dir(tmp_path_factory):
-    from tests.tiny_models import make_tiny_open_clip
+    from cultureclip.testing import save_open_clip
 
-    return make_tiny_open_clip(tmp_path_factory.mktemp("tiny_open_clip"))
+    return save_open_clip(tmp_path_factory.mktemp("tiny_open_clip"), "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_hf_clip_dir(tmp_path_factory):
-    from tests.tiny_models import make_tiny_hf_clip
+    from cultureclip.testing import save_hf_clip
 
-    return make_tiny_hf_clip(tmp_path_factory.mktemp("tiny_hf_clip"))
+    return save_hf_clip(tmp_path_factory.mktemp("tiny_hf_clip"), "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +36,16 @@ def demo_world(tmp_path_factory):
     from tests.demo_world import make_world
 
     return make_world(tmp_path_factory.mktemp("demo_world"))
+
+
+@pytest.fixture(scope="module")
+def demo_app(demo_world, tmp_path_factory):
+    """The app launched over `demo_world` (offline-world mode, index built), once per test module, with
+    its own cache folder: {"url", "services", "demo"}."""
+    from tests.demo_world import running_app
+
+    with running_app(demo_world, cache_dir=tmp_path_factory.mktemp("demo_app_cache")) as app:
+        yield app
 
 
 @pytest.fixture(scope="session")

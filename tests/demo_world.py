@@ -1,11 +1,17 @@
-"""A tiny twin world for the demo tests: two tiny open_clip models, a CulTwin dataset, a catalog, results.
+"""The demo tests' helpers: a tiny twin world (two tiny open_clip models, a CulTwin dataset, a catalog,
+results), services over it, the launched app, and crafted inputs.
 
-Plain functions; the session-scoped `demo_world` fixture in tests/conftest.py builds it once."""
+Plain functions; tests/conftest.py builds the world once (`demo_world`, session) and launches the app
+once per module (`demo_app`)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import struct
+import zlib
 from pathlib import Path
+from typing import Iterator
 
 CONCEPTS = [
     # id, name, culture, culture_name, region, subregion, category, twin, colour
@@ -31,9 +37,9 @@ WORLD_LIKE_CONCEPTS = [
 
 
 def make_models(root: Path) -> tuple[Path, Path]:
-    from tests.tiny_models import make_tiny_open_clip
+    from cultureclip.testing import save_open_clip
 
-    return make_tiny_open_clip(root / "base", seed=0), make_tiny_open_clip(root / "tuned", seed=1)
+    return save_open_clip(root / "base", "tiny", seed=0), save_open_clip(root / "tuned", "tiny", seed=1)
 
 
 def make_dataset(root: Path, concepts: list | None = None) -> Path:
@@ -125,3 +131,27 @@ def launch(services, **kw):
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
                 **launch_kwargs(services), **kw)
     return f"http://127.0.0.1:{port}/", demo
+
+
+@contextlib.contextmanager
+def running_app(world: dict[str, Path], cache_dir: Path | None = None) -> Iterator[dict]:
+    """The app over `world` as `python app.py` serves the offline world, launched and its dataset index
+    built: yields {"url", "services", "demo"}. Its own `cache_dir` keeps one module's live evaluations out
+    of another's benchmark view."""
+    services = make_services(world, offline_world=True, cache_dir=cache_dir)
+    services.check()
+    url, demo = launch(services)
+    try:
+        assert services.wait_index(120), "the dataset index was not built in 2 minutes"
+        yield {"url": url, "services": services, "demo": demo}
+    finally:
+        demo.close()
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A valid PNG of ~80 bytes that declares w x h pixels (a decompression bomb when large)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))

@@ -11,8 +11,9 @@
     timm/vit_base_patch32_clip_224.openai        open_clip_model.safetensors: what open_clip's
                                                  `ViT-B-32@openai` tag downloads (QuickGELU ViT-B-32)
 
-About 1.8 GB; built in ~15 s on 2 cores. `cached_hub_home()` keeps one copy per machine (a marker
-written last says it is complete) so test sessions after the first reuse it.
+The models come from the one test/bench model builder (`cultureclip.testing`, size "ViT-B-32"); this
+module owns only the cache layout. About 1.8 GB; built in ~15 s on 2 cores. `cached_hub_home()` keeps one
+copy per machine (a marker written last says it is complete) so test sessions after the first reuse it.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from pathlib import Path
 HF_BASE_ID = "openai/clip-vit-base-patch32"
 HF_TUNED_ID = "lukahh/cultureclip_lora_0315_100k_32_07_03"
 OPEN_CLIP_OPENAI_REPO = "timm/vit_base_patch32_clip_224.openai"  # open_clip's pretrained.py, ViT-B-32 'openai'
-OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"  # open_clip prefers it over open_clip_pytorch_model.bin
 VERSION = "1"
 MARKER = f".cultureclip_hubcache_v{VERSION}"
 
@@ -41,36 +41,16 @@ def _snapshot(hub: Path, repo_id: str) -> Path:
     return snap
 
 
-def _hf_clip(snap: Path, seed: int) -> None:
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    from cultureclip.backbone import write_clip_tokenizer_files
-
-    torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(projection_dim=512))  # the defaults are openai/clip-vit-base-patch32's sizes
-    model.save_pretrained(str(snap), safe_serialization=True)
-    write_clip_tokenizer_files(snap, model_max_length=77)
-    CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}).save_pretrained(str(snap))
-
-
-def _open_clip_openai(snap: Path, seed: int) -> None:
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(seed)
-    model = open_clip.create_model("ViT-B-32", force_quick_gelu=True, load_weights=False)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snap / OPEN_CLIP_WEIGHTS))
-
-
 def build_hub_cache(hf_home: str | Path) -> Path:
     """Write the three default models into `<hf_home>/hub`; return hf_home."""
+    from cultureclip.testing import save_hf_clip, save_open_clip
+
     hf_home = Path(hf_home)
     hub = hf_home / "hub"
-    _hf_clip(_snapshot(hub, HF_BASE_ID), seed=0)
-    _hf_clip(_snapshot(hub, HF_TUNED_ID), seed=1)
-    _open_clip_openai(_snapshot(hub, OPEN_CLIP_OPENAI_REPO), seed=2)
+    save_hf_clip(_snapshot(hub, HF_BASE_ID), "ViT-B-32", seed=0)
+    save_hf_clip(_snapshot(hub, HF_TUNED_ID), "ViT-B-32", seed=1)
+    # the weights file alone: what open_clip's `ViT-B-32@openai` tag downloads from this repo
+    save_open_clip(_snapshot(hub, OPEN_CLIP_OPENAI_REPO), "ViT-B-32", seed=2, quick_gelu=True, with_config=False)
     (hf_home / MARKER).write_text(json.dumps({"repos": [HF_BASE_ID, HF_TUNED_ID, OPEN_CLIP_OPENAI_REPO]}))
     return hf_home
 

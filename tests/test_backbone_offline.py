@@ -110,39 +110,31 @@ def _tiny_bert(snap: Path) -> Path:
     return snap
 
 
-def _save_open_clip(snap: Path, arch: str, seed: int, **kwargs) -> None:
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(seed)
-    model = open_clip.create_model(arch, force_quick_gelu=True, load_weights=False, **kwargs)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(snap / "open_clip_model.safetensors"))
-
-
 def _hub_cache(hf_home: Path, arch_dir: Path) -> Path:
     """A hub cache with a tiny HF CLIP, a tiny open_clip `hf-hub:` repo, and the weights of `testtag` for
     CultureCLIP-Tiny and for TinyBert-ViT (plus its BERT text tower's config and tokenizer)."""
     import open_clip
 
     from cultureclip.backbone import _register_project_archs
+    from cultureclip.testing import save_hf_clip, save_open_clip
     from tests.hubcache import _snapshot
-    from tests.tiny_models import make_tiny_hf_clip, make_tiny_open_clip
 
     hub = hf_home / "hub"
-    make_tiny_hf_clip(_snapshot(hub, "testorg/tiny-hf"))
-    bare = make_tiny_hf_clip(_snapshot(hub, "testorg/tiny-hf-bare"))  # weights only: no tokenizer/processor
-    for name in TOKENIZER_FILES + ("preprocessor_config.json",):
-        (bare / name).unlink()
-    make_tiny_open_clip(_snapshot(hub, "testorg/tiny-oc"))
+    save_hf_clip(_snapshot(hub, "testorg/tiny-hf"), "tiny")
+    # weights only: no tokenizer/processor
+    save_hf_clip(_snapshot(hub, "testorg/tiny-hf-bare"), "tiny", with_tokenizer=False, with_processor=False)
+    save_open_clip(_snapshot(hub, "testorg/tiny-oc"), "tiny")
     _register_project_archs()
-    _save_open_clip(_snapshot(hub, "testorg/cultureclip-tiny-tag"), "CultureCLIP-Tiny", seed=3)
+    # pretrained-tag repos hold the weights file alone, as open_clip downloads it
+    save_open_clip(_snapshot(hub, "testorg/cultureclip-tiny-tag"), "CultureCLIP-Tiny", seed=3, quick_gelu=True,
+                   with_config=False)
     bert = _tiny_bert(_snapshot(hub, "testorg/tiny-bert"))
     arch_dir.mkdir(parents=True, exist_ok=True)
     (arch_dir / "TinyBert-ViT.json").write_text(json.dumps(TINY_BERT_ARCH))
     open_clip.add_model_config(arch_dir)
     text_cfg = dict(TINY_BERT_ARCH["text_cfg"], hf_model_name=str(bert), hf_model_pretrained=False)
-    _save_open_clip(_snapshot(hub, "testorg/tinybert-vit-tag"), "TinyBert-ViT", seed=4, text_cfg=text_cfg)
+    save_open_clip(_snapshot(hub, "testorg/tinybert-vit-tag"), "TinyBert-ViT", seed=4, quick_gelu=True,
+                   with_config=False, text_cfg=text_cfg)
     return hf_home
 
 
@@ -236,18 +228,14 @@ def test_broken_tokenizer_or_processor_files_are_a_clear_error(case, tiny_hf_cli
 
 
 def _tiny_hf_vocab(folder: Path, vocab_size: int) -> Path:
-    from transformers import CLIPConfig, CLIPModel
+    """A tiny HF CLIP whose text tower has another vocabulary, saved without tokenizer or processor files."""
+    from cultureclip.testing import save_hf_clip
 
-    cfg = CLIPConfig(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, eos_token_id=vocab_size - 1,
-                         bos_token_id=vocab_size - 2, pad_token_id=vocab_size - 1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=16, patch_size=8),
-        projection_dim=16,
-    )
-    CLIPModel(cfg).save_pretrained(str(folder), safe_serialization=True)
-    return folder
+    return save_hf_clip(folder, "tiny", image_size=16, with_tokenizer=False, with_processor=False,
+                        text_config=dict(vocab_size=vocab_size, num_hidden_layers=1, max_position_embeddings=16,
+                                         eos_token_id=vocab_size - 1, bos_token_id=vocab_size - 2,
+                                         pad_token_id=vocab_size - 1),
+                        vision_config=dict(num_hidden_layers=1))
 
 
 def test_fallback_refused_when_the_vocabulary_does_not_match(tmp_path):

@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import struct
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from tests.demo_world import png_header
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -24,27 +24,10 @@ API_NAMES = {
 
 
 @pytest.fixture(scope="module")
-def world(demo_world):
-    return demo_world
-
-
-@pytest.fixture(scope="module")
-def app(world):
-    from tests.demo_world import launch, make_services
-
-    services = make_services(world, offline_world=True)
-    services.check()
-    url, demo = launch(services)
-    assert services.wait_index(120), "the dataset index was not built in 2 minutes"
-    yield {"url": url, "services": services, "demo": demo}
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(app):
+def client(demo_app):
     from gradio_client import Client
 
-    return Client(app["url"], verbose=False)
+    return Client(demo_app["url"], verbose=False)
 
 
 def _png(path: Path, size=(40, 30), colour=(200, 30, 30)) -> str:
@@ -66,8 +49,8 @@ def test_every_event_has_a_documented_api_name(client):
     assert API_NAMES <= names, f"missing endpoints: {API_NAMES - names}"
 
 
-def test_classify_endpoint(client, world):
-    base, tuned, msg = _classify(client, str(world["dataset"] / "images/gyoza/gyoza_0.png"))
+def test_classify_endpoint(client, demo_world):
+    base, tuned, msg = _classify(client, str(demo_world["dataset"] / "images/gyoza/gyoza_0.png"))
     assert len(base["confidences"]) == 3 and len(tuned["confidences"]) == 3
     probs = [c["confidence"] for c in base["confidences"]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
@@ -108,7 +91,7 @@ def test_benchmark_endpoints_and_csv(client):
     assert "16 rows" in out[0]
 
 
-def test_bad_inputs_give_messages_and_the_app_keeps_serving(client, world, tmp_path):
+def test_bad_inputs_give_messages_and_the_app_keeps_serving(client, demo_world, tmp_path):
     txt = tmp_path / "notes.png"
     txt.write_text("this is not an image")
     assert "not an image" in _classify(client, str(txt))[2]
@@ -118,7 +101,7 @@ def test_bad_inputs_give_messages_and_the_app_keeps_serving(client, world, tmp_p
     assert "corrupt or truncated" in _classify(client, str(trunc))[2] or "Could not read" in _classify(client, str(trunc))[2]
     # a PNG whose header declares 10000 x 10000 pixels (a decompression bomb), 100 bytes on disk
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_header(10000, 10000))
+    bomb.write_bytes(png_header(10000, 10000))
     msg = _classify(client, str(bomb))[2]
     assert "refused" in msg and "megapixels" in msg.lower() or "too many pixels" in msg
     huge = _png(tmp_path / "huge.png", (3000, 2000))
@@ -134,42 +117,35 @@ def test_bad_inputs_give_messages_and_the_app_keeps_serving(client, world, tmp_p
         client.predict("   ", 5, api_name="/search")
     with pytest.raises(Exception, match="Pick a twin pair|Unknown twin pair"):
         client.predict("../../etc/passwd", api_name="/twin_pair")
-    base, tuned, msg = _classify(client, str(world["dataset"] / "images/tamale/tamale_1.png"))
+    base, tuned, msg = _classify(client, str(demo_world["dataset"] / "images/tamale/tamale_1.png"))
     assert base["label"] and tuned["label"]
 
 
-def _png_header(w: int, h: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
-
-
-def test_files_outside_the_dataset_are_not_served(app):
+def test_files_outside_the_dataset_are_not_served(demo_app):
     import urllib.error
     import urllib.request
 
     for path in ("/etc/passwd", str(Path(__file__).resolve())):
         try:
-            with urllib.request.urlopen(app["url"] + "gradio_api/file=" + path, timeout=10) as r:
+            with urllib.request.urlopen(demo_app["url"] + "gradio_api/file=" + path, timeout=10) as r:
                 status = r.status
         except urllib.error.HTTPError as e:
             status = e.code
         assert status in (403, 404), f"{path} was served"
-    img = app["services"].manifest()["abs_path"].iloc[0]
-    with urllib.request.urlopen(app["url"] + "gradio_api/file=" + img, timeout=10) as r:
+    img = demo_app["services"].manifest()["abs_path"].iloc[0]
+    with urllib.request.urlopen(demo_app["url"] + "gradio_api/file=" + img, timeout=10) as r:
         assert r.status == 200
 
 
-def test_load_32_clients_x_10_requests(app, world, capsys):
+def test_load_32_clients_x_10_requests(demo_app, demo_world, capsys):
     from gradio_client import Client, handle_file
 
-    image = str(world["dataset"] / "images/jiaozi/jiaozi_2.png")
+    image = str(demo_world["dataset"] / "images/jiaozi/jiaozi_2.png")
     lat: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
-    clients = [Client(app["url"], verbose=False, download_files=False, httpx_kwargs={"timeout": 120})
+    clients = [Client(demo_app["url"], verbose=False, download_files=False, httpx_kwargs={"timeout": 120})
                for _ in range(32)]  # connecting is not part of the measured requests
 
     def user(i: int) -> None:
@@ -200,28 +176,28 @@ def test_load_32_clients_x_10_requests(app, world, capsys):
     assert p95 < 30.0
 
 
-def test_startup_fails_fast_with_a_clear_message(world, tmp_path, capsys):
+def test_startup_fails_fast_with_a_clear_message(demo_world, tmp_path, capsys):
     import app as app_module
 
-    rc = app_module.main(["--base", str(tmp_path / "nope"), "--tuned", str(world["tuned"]), "--no-preload"])
+    rc = app_module.main(["--base", str(tmp_path / "nope"), "--tuned", str(demo_world["tuned"]), "--no-preload"])
     assert rc == 2
-    rc = app_module.main(["--base", str(tmp_path / "nope"), "--tuned", str(world["tuned"])])
+    rc = app_module.main(["--base", str(tmp_path / "nope"), "--tuned", str(demo_world["tuned"])])
     err = capsys.readouterr().err
     assert rc == 2 and "cannot load the base model" in err and "does not exist" in err
-    rc = app_module.main(["--base", str(world["base"]), "--tuned", str(world["tuned"]), "--dataset", str(tmp_path / "nodata")])
+    rc = app_module.main(["--base", str(demo_world["base"]), "--tuned", str(demo_world["tuned"]), "--dataset", str(tmp_path / "nodata")])
     assert rc == 2 and "dataset folder" in capsys.readouterr().err
     rc = app_module.main(["--world", str(tmp_path / "noworld"), "--no-preload"])
     assert rc == 2 and "make offline-world" in capsys.readouterr().err
 
 
-def test_env_vars_and_offline_world_defaults(world, monkeypatch, tmp_path):
+def test_env_vars_and_offline_world_defaults(demo_world, monkeypatch, tmp_path):
     from demo.app_config import parse_args, resolve_config
 
-    monkeypatch.setenv("CULTURECLIP_BASE", str(world["base"]))
-    monkeypatch.setenv("CULTURECLIP_TUNED", str(world["tuned"]))
-    monkeypatch.setenv("CULTURECLIP_DATASET", str(world["dataset"]))
+    monkeypatch.setenv("CULTURECLIP_BASE", str(demo_world["base"]))
+    monkeypatch.setenv("CULTURECLIP_TUNED", str(demo_world["tuned"]))
+    monkeypatch.setenv("CULTURECLIP_DATASET", str(demo_world["dataset"]))
     cfg = resolve_config(parse_args([]), hub=False)
-    assert cfg.base == str(world["base"]) and cfg.dataset == world["dataset"] and not cfg.offline_world
+    assert cfg.base == str(demo_world["base"]) and cfg.dataset == demo_world["dataset"] and not cfg.offline_world
     for k in ("CULTURECLIP_BASE", "CULTURECLIP_TUNED", "CULTURECLIP_DATASET"):
         monkeypatch.delenv(k)
     cfg = resolve_config(parse_args([]), hub=True)

@@ -1,14 +1,13 @@
 """Demo handlers, services and input validation as plain functions (no server, no gradio)."""
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from demo.validation import (MAX_LABELS, DemoInputError, clean_query, inside, load_image, parse_labels)
+from tests.demo_world import png_header
 
 
 # --------------------------------------------------------------------------------------------------
@@ -38,14 +37,6 @@ def test_clean_query():
             clean_query(bad)
 
 
-def _png_header(w: int, h: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
-
-
 def test_load_image_rejects_bad_files_with_clear_messages(tmp_path):
     from PIL import Image
 
@@ -68,7 +59,7 @@ def test_load_image_rejects_bad_files_with_clear_messages(tmp_path):
     with pytest.raises(DemoInputError, match="corrupt or truncated"):
         load_image(trunc)
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_header(20000, 20000))  # 400 MP declared in 80 bytes
+    bomb.write_bytes(png_header(20000, 20000))  # 400 MP declared in 80 bytes
     with pytest.raises(DemoInputError, match="refused"):
         load_image(bomb)
     with pytest.raises(DemoInputError, match="MB"):
@@ -120,20 +111,15 @@ def test_quantize_alpha_and_blend():
 
 
 @pytest.fixture(scope="module")
-def world(demo_world):
-    return demo_world
-
-
-@pytest.fixture(scope="module")
-def services(world):
+def services(demo_world):
     from tests.demo_world import make_services
 
-    s = make_services(world)
+    s = make_services(demo_world)
     assert s.check() == []
     return s
 
 
-def test_services_concepts_merge_manifest_and_catalog(services, world):
+def test_services_concepts_merge_manifest_and_catalog(services, demo_world):
     cs = services.concepts()
     assert sorted(cs) == ["flag_chad", "flag_romania", "gyoza", "humita", "jiaozi", "tamale"]
     g = cs["gyoza"]
@@ -141,12 +127,12 @@ def test_services_concepts_merge_manifest_and_catalog(services, world):
     assert g.twins == {"jiaozi": "gyoza differs from jiaozi in its colour"} and len(g.features) == 2
     assert services.twin_pairs() == [("flag_chad", "flag_romania"), ("gyoza", "jiaozi"), ("humita", "tamale")]
     df = services.manifest()
-    assert len(df) == 24 and all(inside(p, world["dataset"]) for p in df["abs_path"])
+    assert len(df) == 24 and all(inside(p, demo_world["dataset"]) for p in df["abs_path"])
     assert services.base.loaded and services.tuned.loaded
     assert services.embedder("base") is services.embedder("base")  # loaded once
 
 
-def test_manifest_rows_outside_the_dataset_are_refused(world, tmp_path):
+def test_manifest_rows_outside_the_dataset_are_refused(demo_world, tmp_path):
     """The shared manifest validator refuses a manifest that names a file outside its folder."""
     import shutil
 
@@ -156,22 +142,22 @@ def test_manifest_rows_outside_the_dataset_are_refused(world, tmp_path):
     from tests.demo_world import make_services
 
     ds = tmp_path / "ds"
-    shutil.copytree(world["dataset"], ds)
+    shutil.copytree(demo_world["dataset"], ds)
     df = pd.read_parquet(ds / "manifest.parquet")
     df.loc[0, "image_path"] = "../../../../etc/hostname"
     df.to_parquet(ds / "manifest.parquet")
-    s = make_services({**world, "dataset": ds})
+    s = make_services({**demo_world, "dataset": ds})
     with pytest.raises(ServiceError, match="outside the dataset folder") as e:
         s.manifest()
     assert "etc/hostname" in str(e.value)
 
 
-def test_classify_matches_a_direct_computation(services, world):
+def test_classify_matches_a_direct_computation(services, demo_world):
     import torch
 
     from demo import handlers as H
 
-    img = world["dataset"] / "images/gyoza/gyoza_1.png"
+    img = demo_world["dataset"] / "images/gyoza/gyoza_1.png"
     r = H.classify(services, str(img), top_k=6)
     assert r.ok and len(r.base) == 6 and "6 candidate labels" in r.message
     cs = services.concepts()
@@ -190,12 +176,12 @@ def test_classify_matches_a_direct_computation(services, world):
     assert set(r2.base) == {"gyoza (Japan)", "jiaozi (China)", "pizza"}
 
 
-def test_classify_batch_equals_single_calls_and_wise_ft(services, world):
+def test_classify_batch_equals_single_calls_and_wise_ft(services, demo_world):
     import torch
 
     from demo import handlers as H
 
-    paths = [str(world["dataset"] / f"images/{c}/{c}_2.png") for c in ("tamale", "humita", "flag_chad")]
+    paths = [str(demo_world["dataset"] / f"images/{c}/{c}_2.png") for c in ("tamale", "humita", "flag_chad")]
     cand = H.build_candidates(services, "", True)
     batch = H.classify_batch(services, paths, [cand] * 3, [1.0] * 3, [3] * 3)
     for p, b in zip(paths, batch):
@@ -239,7 +225,7 @@ def test_classify_bad_input_is_a_message(services, tmp_path):
     assert not r.ok and "filters" in r.message
 
 
-def test_pair_search_and_view(services, world):
+def test_pair_search_and_view(services, demo_world):
     from demo import handlers as H
 
     assert [v for _, v in H.search_pairs(services, "CHINA")] == ["gyoza|jiaozi"]
@@ -248,7 +234,7 @@ def test_pair_search_and_view(services, world):
     assert H.search_pairs(services, "zzz") == []
     v = H.pair_view(services, "gyoza|jiaozi", n_per_side=3)
     assert len(v.gallery_a) == 3 and len(v.gallery_b) == 3
-    assert all(inside(p, world["dataset"]) and "gyoza" in p for p, _ in v.gallery_a)
+    assert all(inside(p, demo_world["dataset"]) and "gyoza" in p for p, _ in v.gallery_a)
     assert "How to tell it from jiaozi" in v.info and "gyoza feature one" in v.info
     heat = v.similarity.data
     assert len(heat) == 2 and all(len(h.z) == 2 and len(h.z[0]) == 6 for h in heat)
@@ -317,20 +303,20 @@ def test_benchmark_view_filters_and_csv(services):
     assert set(v.table["metric"]) == {"twin_acc", "n_correct"}
 
 
-def test_benchmark_view_group_values_with_separators(world, tmp_path):
+def test_benchmark_view_group_values_with_separators(demo_world, tmp_path):
     """Group fields reach the dashboard as columns: a category "food|drink" filters and plots as itself
     (the services split flattened "region=..|category=.." names on "|" by hand, reading "food" here)."""
     from demo import handlers as H
     from demo.services import DemoConfig, DemoServices
     from eval_suite.results import make_result, write_result
 
-    for spec, tag, (asia, europe) in ((world["base"], "base", (0.5, 0.25)), (world["tuned"], "cultureclip", (0.75, 0.5))):
+    for spec, tag, (asia, europe) in ((demo_world["base"], "base", (0.5, 0.25)), (demo_world["tuned"], "cultureclip", (0.75, 0.5))):
         groups = [{"fields": {"region": r, "category": "food|drink"}, "n": 4, "metrics": {"twin_acc": v}}
                   for r, v in (("Asia", asia), ("Europe", europe))]
         write_result(tmp_path, make_result("cultwin", "twin_choice", str(spec), {"twin_acc": (asia + europe) / 2},
                                            n_samples=8, groups=groups, tag=tag))
-    s = DemoServices(DemoConfig(base=str(world["base"]), tuned=str(world["tuned"]), device="cpu", results=tmp_path,
-                                catalog=[world["dataset"] / "catalog"], default_dataset=False))
+    s = DemoServices(DemoConfig(base=str(demo_world["base"]), tuned=str(demo_world["tuned"]), device="cpu", results=tmp_path,
+                                catalog=[demo_world["dataset"] / "catalog"], default_dataset=False))
     assert H.benchmark_choices(s)["category"] == ["food|drink"]
     v = H.benchmark_view(s, categories=["food|drink"], regions=["Europe"])
     assert v.table["model"].tolist() == ["base", "cultureclip"] and v.table["value %"].tolist() == [25.0, 50.0]
@@ -340,12 +326,12 @@ def test_benchmark_view_group_values_with_separators(world, tmp_path):
     np.testing.assert_allclose(np.asarray(hm.z, float).ravel(), [25.0, 25.0])
 
 
-def test_services_without_dataset_or_results(world):
+def test_services_without_dataset_or_results(demo_world):
     from demo import handlers as H
     from demo.services import DemoConfig, DemoServices
 
-    s = DemoServices(DemoConfig(base=str(world["base"]), tuned=str(world["tuned"]), device="cpu",
-                                catalog=[world["dataset"] / "catalog"], default_dataset=False))
+    s = DemoServices(DemoConfig(base=str(demo_world["base"]), tuned=str(demo_world["tuned"]), device="cpu",
+                                catalog=[demo_world["dataset"] / "catalog"], default_dataset=False))
     notes = s.check(load_models=False)
     assert any("--dataset" in n for n in notes) and any("--results" in n for n in notes)
     assert len(s.concepts()) == 6  # from the catalog alone

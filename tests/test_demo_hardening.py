@@ -7,27 +7,19 @@ import base64
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 
+from tests.demo_world import png_header
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _png_header(w: int, h: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -47,7 +39,7 @@ def test_legit_large_jpeg_is_downscaled_and_bombs_get_plain_words(tmp_path):
     assert load_image(big.read_bytes()).size == img.size  # the same from memory
     for w, h in ((20000, 20000), (9000, 9000)):  # 400 MP (Pillow's hard limit) and 81 MP PNG headers
         bomb = tmp_path / f"bomb{w}.png"
-        bomb.write_bytes(_png_header(w, h))
+        bomb.write_bytes(png_header(w, h))
         with pytest.raises(DemoInputError) as e:
             load_image(bomb)
         msg = str(e.value)
@@ -74,25 +66,20 @@ def test_big_png_is_reduced_while_decoding(tmp_path):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world(demo_world):
-    return demo_world
-
-
 @pytest.fixture()
-def services(world):
+def services(demo_world):
     from tests.demo_world import make_services
 
-    s = make_services(world)
+    s = make_services(demo_world)
     s.check(load_models=False)
     return s
 
 
-def test_nan_and_non_numbers_get_plain_messages(services, world):
+def test_nan_and_non_numbers_get_plain_messages(services, demo_world):
     from demo import handlers as H
     from demo.validation import DemoInputError
 
-    img = str(world["dataset"] / "images/gyoza/gyoza_1.png")
+    img = str(demo_world["dataset"] / "images/gyoza/gyoza_1.png")
     for bad in (float("nan"), float("inf"), "five"):
         r = H.classify(services, img, top_k=bad)
         assert not r.ok and "Top-k must be a whole number" in r.message and "ValueError" not in r.message
@@ -101,11 +88,11 @@ def test_nan_and_non_numbers_get_plain_messages(services, world):
     assert H.classify(services, img, top_k=500).ok  # out of range is clamped, not refused
 
 
-def test_user_text_is_shown_literally_in_markdown(services, world):
+def test_user_text_is_shown_literally_in_markdown(services, demo_world):
     from demo import handlers as H
 
     typed = "[click](https://evil.example) www.evil.example $$x^2$$ <img src=x> *bold* `code`"
-    r = H.classify(services, str(world["dataset"] / "images/gyoza/gyoza_1.png"), typed=typed + ", other", use_catalog=False)
+    r = H.classify(services, str(demo_world["dataset"] / "images/gyoza/gyoza_1.png"), typed=typed + ", other", use_catalog=False)
     assert r.ok
     for raw in ("](https://", "https://evil", "www.evil", "$$", "<img", "*bold*", "`code`"):
         assert raw not in r.message, (raw, r.message)
@@ -141,10 +128,10 @@ def test_wise_ft_blends_are_built_once_under_a_lock_and_every_alpha_is_cached(se
     assert services.blend_cache_size == 9
 
 
-def test_blend_cache_is_bounded_by_its_memory_budget(world):
+def test_blend_cache_is_bounded_by_its_memory_budget(demo_world):
     from tests.demo_world import make_services
 
-    s = make_services(world, blend_cache_mb=0)
+    s = make_services(demo_world, blend_cache_mb=0)
     s.check(load_models=False)
     for a in (0.1, 0.2, 0.3, 0.1):
         s.blended(a)
@@ -170,20 +157,21 @@ def test_dataset_index_is_built_in_the_background_not_in_a_request(services, mon
                  lambda: H.confusion_table(services)):
         with pytest.raises(IndexNotReady, match=r"still being embedded .* 0 of 48"):
             call()
-    assert time.perf_counter() - t0 < 2.0, "a request waited for the index"
+    # a request that waited would wait for the gate (30 s); 15 s leaves a loaded CI machine room
+    assert time.perf_counter() - t0 < 15.0, "a request waited for the index"
     gate.set()
     assert services.wait_index(60)
     assert len(H.search(services, "flag", 3).base) == 3
 
 
-def test_confusion_table_lives_on_the_services(world):
+def test_confusion_table_lives_on_the_services(demo_world):
     import gc
     import weakref
 
     from demo import handlers as H
     from tests.demo_world import make_services
 
-    s = make_services(world)
+    s = make_services(demo_world)
     table = H.confusion_table(s)
     assert H.confusion_table(s) is table
     ref = weakref.ref(table)
@@ -236,18 +224,6 @@ def test_twin_explorer_heatmap_labels_and_colour_scale(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def app(world):
-    from tests.demo_world import launch, make_services
-
-    services = make_services(world, offline_world=True)
-    services.check()
-    url, demo = launch(services)
-    assert services.wait_index(120)
-    yield {"url": url, "services": services, "demo": demo}
-    demo.close()
-
-
 def _call(url: str, name: str, data: list) -> tuple[str, str]:
     """Raw HTTP API call (what any client can send): ("complete" | "error", payload text)."""
     import httpx
@@ -265,7 +241,7 @@ def _files(root: Path) -> set[str]:
     return {str(p) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
-def test_inline_images_are_checked_in_memory_and_never_written(app, world):
+def test_inline_images_are_checked_in_memory_and_never_written(demo_app, demo_world):
     import tempfile
 
     from gradio.utils import get_upload_folder
@@ -273,16 +249,16 @@ def test_inline_images_are_checked_in_memory_and_never_written(app, world):
     roots = [Path(get_upload_folder()), Path(tempfile.gettempdir()) / "cultureclip_demo"]
     before = set().union(*(_files(r) for r in roots))
     junk = base64.b64encode(os.urandom(3_000_000)).decode()  # 3 MB of non-image bytes
-    good = base64.b64encode((world["dataset"] / "images/gyoza/gyoza_0.png").read_bytes()).decode()
+    good = base64.b64encode((demo_world["dataset"] / "images/gyoza/gyoza_0.png").read_bytes()).decode()
     for payload, expect in ((junk, "not an image"), ("!!!", "empty"), (good, "candidate labels")):
         fd = {"url": f"data:image/png;base64,{payload}", "meta": {"_type": "gradio.FileData"}}
-        kind, text = _call(app["url"], "classify", [fd, "", True, "All", "All", "All", 1.0, 3])
+        kind, text = _call(demo_app["url"], "classify", [fd, "", True, "All", "All", "All", 1.0, 3])
         assert kind == "complete" and expect in text, text[:300]
     after = set().union(*(_files(r) for r in roots))
     assert after == before, f"inline images wrote files: {sorted(after - before)[:3]}"
 
 
-def test_uploads_are_deleted_by_the_cache_schedule(world, tmp_path):
+def test_uploads_are_deleted_by_the_cache_schedule(demo_world, tmp_path):
     import socket
 
     from gradio_client import Client, handle_file
@@ -290,7 +266,7 @@ def test_uploads_are_deleted_by_the_cache_schedule(world, tmp_path):
     from demo.ui import DELETE_CACHE, build_demo, launch_kwargs
     from tests.demo_world import make_services
 
-    services = make_services(world)
+    services = make_services(demo_world)
     demo = build_demo(services)
     assert DELETE_CACHE and demo.delete_cache == DELETE_CACHE  # the app's setting
     demo.delete_cache = (1, 1)  # the same mechanism, fast
@@ -300,7 +276,7 @@ def test_uploads_are_deleted_by_the_cache_schedule(world, tmp_path):
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **launch_kwargs(services))
     try:
         img = tmp_path / "up.png"
-        img.write_bytes((world["dataset"] / "images/gyoza/gyoza_2.png").read_bytes())
+        img.write_bytes((demo_world["dataset"] / "images/gyoza/gyoza_2.png").read_bytes())
         c = Client(f"http://127.0.0.1:{port}/", verbose=False)
         c.predict(handle_file(str(img)), "", True, "All", "All", "All", 1.0, 3, api_name="/classify")
         uploaded = [f for f in demo.upload_file_set if Path(f).name == "up.png"]
@@ -313,17 +289,17 @@ def test_uploads_are_deleted_by_the_cache_schedule(world, tmp_path):
         demo.close()
 
 
-def test_a_bad_request_in_a_batch_fails_only_itself(app, world):
+def test_a_bad_request_in_a_batch_fails_only_itself(demo_app, demo_world):
     from concurrent.futures import ThreadPoolExecutor
 
-    good_img = base64.b64encode((world["dataset"] / "images/jiaozi/jiaozi_1.png").read_bytes()).decode()
+    good_img = base64.b64encode((demo_world["dataset"] / "images/jiaozi/jiaozi_1.png").read_bytes()).decode()
     good = [{"url": f"data:image/png;base64,{good_img}", "meta": {"_type": "gradio.FileData"}},
             "", True, "All", "All", "All", 1.0, 3]
     not_uploaded = [{"path": "elsewhere.png", "meta": {"_type": "gradio.FileData"}}] + good[1:]
     calls = [good] * 8 + [[]] * 2 + [not_uploaded] * 2 + [good[:3]] * 2
     for _ in range(2):
         with ThreadPoolExecutor(len(calls)) as pool:
-            out = list(pool.map(lambda d: _call(app["url"], "classify", d), calls))
+            out = list(pool.map(lambda d: _call(demo_app["url"], "classify", d), calls))
         for (kind, text), data in zip(out, calls):
             if data is good:
                 assert kind == "complete" and "candidate labels" in text, text[:300]
@@ -336,10 +312,10 @@ def test_a_bad_request_in_a_batch_fails_only_itself(app, world):
 ABS_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.\-]+/)+[\w.\-]*")
 
 
-def test_every_endpoint_answers_bad_calls_with_plain_words(app, world):
+def test_every_endpoint_answers_bad_calls_with_plain_words(demo_app, demo_world):
     from gradio_client import Client
 
-    api = Client(app["url"], verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
+    api = Client(demo_app["url"], verbose=False).view_api(return_format="dict", print_info=False)["named_endpoints"]
     bad_file = {"path": "paste.png", "meta": {"_type": "gradio.FileData"}}
     seen = []
     for name, info in api.items():
@@ -350,7 +326,7 @@ def test_every_endpoint_answers_bad_calls_with_plain_words(app, world):
             calls += [[bad_file, "", True, "All", "All", "All", 1.0, 3],
                       [bad_file | {"path": str(REPO / "README.md")}, "", True, "All", "All", "All", 1.0, 3]]
         for data in calls:
-            kind, text = _call(app["url"], name, data)
+            kind, text = _call(demo_app["url"], name, data)
             seen.append((name, kind))
             for bad in ("list index out of range", "object at 0x", "Traceback", "didn't receive enough"):
                 assert bad not in text, (name, data, text[:400])
@@ -373,7 +349,7 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-def test_rss_under_a_batch_of_large_pngs(world, tmp_path, capsys):
+def test_rss_under_a_batch_of_large_pngs(demo_world, tmp_path, capsys):
     import socket
 
     import numpy as np
@@ -395,8 +371,8 @@ def test_rss_under_a_batch_of_large_pngs(world, tmp_path, capsys):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = dict(os.environ, GRADIO_TEMP_DIR=str(tmp_path / "gradio"), HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "app.py", "--base", str(world["base"]), "--tuned", str(world["tuned"]),
-                             "--dataset", str(world["dataset"]), "--port", str(port), "--host", "127.0.0.1", "--device", "cpu"],
+    proc = subprocess.Popen([sys.executable, "app.py", "--base", str(demo_world["base"]), "--tuned", str(demo_world["tuned"]),
+                             "--dataset", str(demo_world["dataset"]), "--port", str(port), "--host", "127.0.0.1", "--device", "cpu"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}/"
@@ -409,7 +385,7 @@ def test_rss_under_a_batch_of_large_pngs(world, tmp_path, capsys):
             except Exception:  # noqa: BLE001 - not up yet
                 time.sleep(1)
         assert client is not None, "the app did not start"
-        small = str(world["dataset"] / "images/gyoza/gyoza_0.png")
+        small = str(demo_world["dataset"] / "images/gyoza/gyoza_0.png")
 
         def one(path):
             c = Client(url, verbose=False, httpx_kwargs={"timeout": 300})

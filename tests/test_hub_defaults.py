@@ -180,9 +180,9 @@ def test_wise_refused_for_two_hf_clips_of_different_sizes(tiny_hf_clip_dir, tmp_
 
     from demo.handlers import classify
     from demo.services import DemoConfig, DemoServices
-    from tests.tiny_models import make_tiny_hf_clip
+    from cultureclip.testing import save_hf_clip
 
-    other = make_tiny_hf_clip(tmp_path / "hf64", image_size=64)  # another position-embedding size
+    other = save_hf_clip(tmp_path / "hf64", "tiny", image_size=64)  # another position-embedding size
     s = DemoServices(DemoConfig(base=str(other), tuned=str(tiny_hf_clip_dir), device="cpu", catalog=[tmp_path / "none"]))
     assert s.wise_available()[0]  # formats agree: not known before loading
     s.base.get(), s.tuned.get()

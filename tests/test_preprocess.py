@@ -69,13 +69,9 @@ def test_both_backbones_give_the_same_pixels(make, tiny_open_clip_dir, tiny_hf_c
 
 @pytest.fixture(scope="module")
 def hf_256_224(tmp_path_factory):
-    from transformers import CLIPImageProcessor
+    from cultureclip.testing import save_hf_clip
 
-    from tests.tiny_models import make_tiny_hf_clip
-
-    folder = make_tiny_hf_clip(tmp_path_factory.mktemp("hf256"), image_size=224)
-    CLIPImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224}).save_pretrained(str(folder))
-    return folder
+    return save_hf_clip(tmp_path_factory.mktemp("hf256"), "tiny", image_size=224, resize_to=256)
 
 
 def test_hf_resize_then_crop_matches_the_processor(hf_256_224, tmp_path):

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
+
+from tests.fake_llm import caption_answer, caption_request, chat_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "synth" / "smoke.yaml"
@@ -123,46 +123,25 @@ def test_export_holdout_twin_pairs_and_concept_grouping(tmp_path):
     assert all(len(v) == 1 for v in by_cap.values()) and len(set(sp.values())) == 3
 
 
-class _FlakyChat(http.server.BaseHTTPRequestHandler):
-    calls: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _FlakyChat.calls.append(body)
-        if len(_FlakyChat.calls) == 1:
-            self.send_response(503)
-            self.end_headers()
-            return
-        name = body["messages"][1]["content"].split("Concept: ")[1].split(" (")[0]
-        n = int(body["messages"][1]["content"].split("Write ")[1].split(" ")[0])
-        caps = [f"{name} scene {i}" for i in range(n)]
-        # the first answer for each concept is garbage: validation must reject it and retry
-        seen = sum(1 for c in _FlakyChat.calls if name in c["messages"][1]["content"])
-        content = "I cannot" if seen == 2 else json.dumps(caps)
-        data = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
+def _flaky(body: dict, calls: list) -> tuple[int, str | None]:
+    """503 on the very first call; then the first answer for each concept is garbage (validation must reject
+    it and retry), later ones are valid."""
+    if len(calls) == 1:
+        return 503, None
+    name, _ = caption_request(body)
+    seen = sum(1 for c in calls if name in c["messages"][1]["content"])
+    return 200, ("I cannot" if seen == 2 else caption_answer(body, "{name} scene {i}"))
 
 
 def test_openai_backend_retries_http_and_validation(tmp_path):
     from synth.run import run
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FlakyChat)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    _FlakyChat.calls.clear()
-    try:
+    with chat_server(_flaky) as srv:
         cfg = smoke_cfg(tmp_path / "r", "llm.backend=openai", "llm.model=test-model", "catalog.limit=1",
-                        f"llm.base_url=http://127.0.0.1:{srv.server_address[1]}/v1", "llm.timeout=5", "llm.concurrency=1", "captions.max_attempts=2")
+                        f"llm.base_url={srv.url}", "llm.timeout=5", "llm.concurrency=1", "captions.max_attempts=2")
         s = run(cfg, ["captions"])
-    finally:
-        srv.shutdown()
     n = len({r["concept_id"] for r in _read(tmp_path / "r" / "captions")})
     assert s["captions"].quarantined == 0 and s["captions"].records == 4 * n
-    assert _FlakyChat.calls[0]["model"] == "test-model" and "seed" in _FlakyChat.calls[0]
+    assert srv.calls[0]["model"] == "test-model" and "seed" in srv.calls[0]
 
 
 def _read(folder: Path) -> list[dict]:

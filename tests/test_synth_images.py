@@ -38,9 +38,9 @@ def test_images_stage_with_tiny_sd_and_clip_filter(tiny_sd, tmp_path):
     import torch
     from cultureclip.data import read_manifest
     from synth.run import run
-    from synth.testing import build_tiny_open_clip
+    from cultureclip.testing import save_open_clip
     torch.set_num_threads(1)
-    clip = build_tiny_open_clip(tmp_path / "clip")
+    clip = save_open_clip(tmp_path / "clip", "tiny-64")
     cfg = smoke_cfg(tmp_path / "r", "generator.kind=diffusers", f"generator.model={tiny_sd}", "generator.steps=2",
                     "generator.guidance=3.0", "generator.device=cpu", "catalog.limit=1", "captions.n=3",
                     "images.negative_prompt=blurry, watermark", f"filter.clip_model={clip}", "filter.device=cpu",

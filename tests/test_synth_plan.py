@@ -1,47 +1,27 @@
 """synth.run planning: stages and fingerprints come from the config alone, whichever --stages are run."""
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 
 import pytest
 
-
-class _Chat(http.server.BaseHTTPRequestHandler):
-    """A minimal OpenAI-compatible chat server: valid captions for whatever concept it is asked about."""
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        user = body["messages"][1]["content"]
-        name = user.split("Concept: ")[1].split(" (")[0]
-        n = int(user.split("Write ")[1].split(" ")[0])
-        content = json.dumps([f"{name} seen in scene {i}" for i in range(n)])
-        data = json.dumps({"choices": [{"message": {"content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
+from tests.fake_llm import caption_answer, chat_server
 
 
 @pytest.fixture
-def chat_server():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+def chat_url():
+    """A fake OpenAI-compatible server answering valid captions for whatever concept it is asked about."""
+    with chat_server(lambda body, calls: (200, caption_answer(body))) as srv:
+        yield srv.url
 
 
-def test_later_stages_after_an_openai_captions_run(tmp_path, chat_server):
+def test_later_stages_after_an_openai_captions_run(tmp_path, chat_url):
     """The bug: without `captions` in --stages the caption stage was planned with the template backend, so
     images/filter/export expected another fingerprint than the openai captions run made, and refused."""
     from cultureclip.data import read_manifest
     from synth.run import run
     from synth.testing import smoke_config
-    cfg = smoke_config(tmp_path / "r", "llm.backend=openai", "llm.model=served-model", f"llm.base_url={chat_server}",
+    cfg = smoke_config(tmp_path / "r", "llm.backend=openai", "llm.model=served-model", f"llm.base_url={chat_url}",
                        "llm.timeout=5", "catalog.limit=1")
     s1 = run(cfg, ["captions"])
     assert s1["captions"].records > 0

@@ -2,8 +2,47 @@
 the twin loss -> eval_suite) on a few real flag twins, with a real assertion: CultureCLIP beats the base."""
 import json
 import time
+from pathlib import Path
 
 import pytest
+
+
+def _synth_config_from_override_strings(out: Path, preset, reference: Path | None):
+    """The world's synth config as world.build made it before it was typed: key=value override strings."""
+    from cultureclip.config import load_config
+    from synth.run import SynthConfig
+    from world.build import SYNTH_PRESET
+
+    ov = [f"out={out / 'synth'}", f"captions.n={preset.captions}", f"images.per_caption={preset.images_per_caption}",
+          f"images.width={preset.size}", f"images.height={preset.size}",
+          f"generator.kwargs={{difficulty: {preset.difficulty}}}", f"export.dir={out / 'dataset'}"]
+    if preset.flags:
+        ov.append("catalog.concepts=[" + ",".join(preset.flags) + "]")
+    if reference is not None:
+        ov.append(f"filter.clip_model={reference}")
+    return load_config(SynthConfig, SYNTH_PRESET, ov)
+
+
+@pytest.mark.parametrize("reference", [None, "models/base"])
+@pytest.mark.parametrize("preset_name", ["full", "smoke"])
+def test_typed_synth_config_equals_the_override_strings(tmp_path, preset_name, reference):
+    """The typed world synth config is the very config the key=value strings built, for every preset."""
+    import dataclasses
+
+    from cultureclip.config import to_dict
+    from world.build import PRESETS, synth_config
+
+    assert set(PRESETS) == {"full", "smoke"}  # a new preset joins the parametrization
+    preset = PRESETS[preset_name]
+    ref = tmp_path / reference if reference else None
+    typed = synth_config(tmp_path / "w", preset, ref)
+    assert to_dict(typed) == to_dict(_synth_config_from_override_strings(tmp_path / "w", preset, ref))
+    assert typed.images.width == preset.size and typed.generator.kwargs == {"difficulty": preset.difficulty}
+    # a changed preset changes the config the same way both ways (the test can fail)
+    other = dataclasses.replace(preset, size=preset.size + 16, difficulty=0.25, flags=["flag_chad"])
+    assert to_dict(synth_config(tmp_path / "w", other, ref)) == to_dict(
+        _synth_config_from_override_strings(tmp_path / "w", other, ref))
+    assert to_dict(synth_config(tmp_path / "w", other, ref)) != to_dict(typed)
 
 
 @pytest.mark.slow

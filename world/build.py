@@ -35,6 +35,7 @@ from cultureclip.fileio import atomic_write_text
 
 logger = logging.getLogger("world.build")
 ROOT = Path(__file__).resolve().parents[1]
+SYNTH_PRESET = ROOT / "configs" / "synth" / "world.yaml"  # the world's synthesis recipe; synth_config sets the rest
 
 
 @dataclass
@@ -291,17 +292,25 @@ def _publish(exported: Path, dest: Path) -> str:
 
 
 def synth_config(out: Path, preset: Preset, reference: Path | None):
-    from cultureclip.config import load_config
+    """The world's typed `SynthConfig`: the `configs/synth/world.yaml` preset with this build's fields set
+    (output folders, caption and image counts, image size, renderer difficulty, concepts, reference CLIP);
+    choices are checked as when a YAML loads."""
+    from cultureclip.config import load_config, validate_config
     from synth.run import SynthConfig
 
-    ov = [f"out={out / 'synth'}", f"captions.n={preset.captions}", f"images.per_caption={preset.images_per_caption}",
-          f"images.width={preset.size}", f"images.height={preset.size}",
-          f"generator.kwargs={{difficulty: {preset.difficulty}}}", f"export.dir={out / 'dataset'}"]
-    if preset.flags:
-        ov.append("catalog.concepts=[" + ",".join(preset.flags) + "]")
-    if reference is not None:
-        ov.append(f"filter.clip_model={reference}")
-    return load_config(SynthConfig, ROOT / "configs/synth/world.yaml", ov)
+    cfg = load_config(SynthConfig, SYNTH_PRESET)
+    cfg = dataclasses.replace(
+        cfg,
+        out=str(out / "synth"),
+        catalog=dataclasses.replace(cfg.catalog, concepts=list(preset.flags)) if preset.flags else cfg.catalog,
+        captions=dataclasses.replace(cfg.captions, n=preset.captions),
+        images=dataclasses.replace(cfg.images, per_caption=preset.images_per_caption, width=preset.size,
+                                   height=preset.size),
+        generator=dataclasses.replace(cfg.generator, kwargs={"difficulty": preset.difficulty}),
+        filter=dataclasses.replace(cfg.filter, clip_model=str(reference)) if reference is not None else cfg.filter,
+        export=dataclasses.replace(cfg.export, dir=str(out / "dataset")),
+    )
+    return validate_config(cfg)
 
 
 def _finetune_job(job: tuple) -> tuple[str, float]:

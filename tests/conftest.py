@@ -9,6 +9,12 @@ if "CULTURECLIP_CACHE" not in os.environ:
     import tempfile
 
     os.environ["CULTURECLIP_CACHE"] = tempfile.mkdtemp(prefix="cultureclip_test_cache_")
+# gradio's uploads/cache of this session in its own folder: tests that check what the app wrote there are
+# not confused by another process's gradio files in the shared /tmp/gradio
+if "GRADIO_TEMP_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="cultureclip_test_gradio_")
 
 import pytest  # noqa: E402
 

@@ -41,6 +41,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .fileio import atomic_dir
 from .image import to_rgb
 
 logger = logging.getLogger(__name__)
@@ -304,12 +305,8 @@ def _bundled_clip_tokenizer(model_max_length: int):
 
     cache = Path(os.environ.get("CULTURECLIP_CACHE", Path.home() / ".cache" / "cultureclip")) / "clip_tokenizer"
     if not (cache / "merges.txt").is_file():
-        tmp = cache.with_name(f"clip_tokenizer.tmp{os.getpid()}")
-        write_clip_tokenizer_files(tmp)
-        try:
-            os.replace(tmp, cache)
-        except OSError:  # another process won the race
-            pass
+        with atomic_dir(cache, keep_existing=True) as tmp:  # another process may publish it first: keep that one
+            write_clip_tokenizer_files(tmp)
     return CLIPTokenizer.from_pretrained(str(cache), model_max_length=model_max_length)
 
 

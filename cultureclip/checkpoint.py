@@ -10,9 +10,6 @@ Training state (optimizer, scheduler, RNG, step) lives next to it in `train_stat
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import threading
 import weakref
 from pathlib import Path
@@ -22,35 +19,17 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .backbone import CHECKPOINT_META, ClipBackbone
-from .fileio import atomic_write_text, make_readable
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temp folder into place; the previous folder (if any) is removed only afterwards."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+from .fileio import atomic_dir, atomic_path, atomic_write_text
 
 
 def save_model(backbone: ClipBackbone, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write `backbone` in its native format plus `cultureclip_checkpoint.json`, atomically."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp"))
-    try:
+    with atomic_dir(folder) as tmp:  # published readable (0755/0644): other users and tools read exported models
         backbone.save_native(tmp)  # open_clip_config.json + weights, or save_pretrained + tokenizer + processor
         meta = {"format": backbone.kind, "base_spec": backbone.info.get("base_spec", backbone.spec)}
         meta.update(metadata or {})
         (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=str))
-        make_readable(tmp)  # mkdtemp made it 0700: an exported model is read by other users and tools
-        _replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
@@ -98,11 +77,8 @@ def save_state(folder: str | Path, name: str, state: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten_state("s", state, tensors)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".safetensors")
-    os.close(fd)
-    save_file(tensors, tmp)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, folder / f"{name}.safetensors")
+    with atomic_path(folder / f"{name}.safetensors") as tmp:
+        save_file(tensors, str(tmp))
     atomic_write_text(folder / f"{name}.json", json.dumps(skeleton))
 
 

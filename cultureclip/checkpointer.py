@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, file_records, load_state, save_model, save_state, verify_files
-from .fileio import atomic_write_text, make_readable
+from .fileio import atomic_write_text, make_readable, replace_dir
 
 logger = logging.getLogger("cultureclip.train")  # one logger for the trainer's messages
 
@@ -205,8 +204,7 @@ class Checkpointer:
         if self.accelerator.is_main_process:
             for bad in damaged:  # set aside (not deleted): the resumed run writes its own checkpoints at those steps
                 aside = bad.with_name(f"damaged_{bad.name}")
-                shutil.rmtree(aside, ignore_errors=True)
-                os.replace(bad, aside)
+                replace_dir(bad, aside)
                 logger.warning("kept the damaged checkpoint as %s for inspection; delete it when no longer needed",
                                shown(aside))
             # logs keep the steps up to the resume point; the steps after it are logged again by this run
@@ -244,8 +242,7 @@ class Checkpointer:
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2))
         make_readable(tmp)
         (tmp / "DONE").write_text("ok\n")
-        shutil.rmtree(path, ignore_errors=True)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
         for old in self.complete()[: -self.keep_last] if self.keep_last > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
 

@@ -1,8 +1,11 @@
 """Atomic file writes shared by every package: readers see the old file or the new one, never half.
 
 A temp file in the same folder is written, fsynced, made world-readable (mkstemp creates 0600) and
-moved into place with os.replace; on any error the temp file is removed. `make_readable` does the same
-for folders assembled under a temp name (0755 folders, 0644 files).
+moved into place with os.replace; on any error the temp file is removed. Folders are built the same
+way: `atomic_dir` yields a temp folder beside the target and publishes it with `replace_dir` (the old
+folder is moved aside first and removed only once the new one is in place); `make_readable` gives such
+folders the modes of any saved model (0755 folders, 0644 files). Every file and folder the toolkit writes
+goes through these (tests/test_fileio.py checks that no module calls os.replace/os.rename itself).
 """
 from __future__ import annotations
 
@@ -84,3 +87,46 @@ def make_readable(folder: str | Path) -> Path:
             if not os.path.islink(p):
                 os.chmod(p, 0o644)
     return folder
+
+
+def replace_dir(tmp: str | Path, final: str | Path, keep_existing: bool = False) -> Path:
+    """Publish the finished folder ``tmp`` as ``final`` (same parent folder, so the renames are atomic).
+
+    An existing ``final`` is renamed aside first and deleted only after the new folder is in place, so at
+    every moment ``final`` is the old folder or the new one (for a moment neither, never half of one).
+    ``keep_existing``: when ``final`` already exists (another process published it first), keep it and
+    drop ``tmp``."""
+    tmp, final = Path(tmp), Path(final)
+    if keep_existing:
+        try:
+            os.rename(tmp, final)  # fails when final exists (a non-empty folder)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+@contextmanager
+def atomic_dir(final: str | Path, keep_existing: bool = False) -> Iterator[Path]:
+    """Build a folder under a temp name beside ``final``; on success it gets `make_readable`'s modes and
+    is published with `replace_dir`; on error the temp folder is removed and ``final`` is untouched."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        make_readable(tmp)
+        replace_dir(tmp, final, keep_existing=keep_existing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cultureclip.fileio import atomic_write_bytes
 
 from .services import ConceptInfo, DemoServices, ServiceError, quantize_alpha
 from .validation import DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
@@ -513,10 +513,11 @@ def _csv_dir() -> Path:
     return d
 
 
-def _prune(folder: Path, keep: int) -> None:
-    """Delete all but the `keep` newest files in `folder` (best effort: another thread may race us)."""
+def _prune(folder: Path, keep: int, pattern: str = "cultureclip_benchmarks_*.csv") -> None:
+    """Delete all but the `keep` newest finished CSVs in `folder` (not another thread's temp file in
+    flight; best effort: another thread may race us)."""
     files = []
-    for f in folder.iterdir():
+    for f in folder.glob(pattern):
         try:
             files.append((f.stat().st_mtime, f))
         except OSError:
@@ -586,9 +587,7 @@ def benchmark_view(
         digest = hashlib.sha256(payload).hexdigest()[:12]
         path = _csv_dir() / f"cultureclip_benchmarks_{digest}.csv"
         if not path.exists():
-            tmp = path.with_suffix(f".tmp{os.getpid()}_{threading.get_ident()}")
-            tmp.write_bytes(payload)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, payload)
             _prune(path.parent, MAX_CSV_FILES)
         csv_path = str(path)
     return BenchmarkView(table.reset_index(drop=True), bars, heat, csv_path, msg)

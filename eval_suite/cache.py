@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +67,17 @@ class EmbeddingCache:
 
     def save(self, key: str, features: "torch.Tensor", valid: np.ndarray, metadata: dict[str, Any] | None = None,
              part: str = "") -> Path:
-        """Write atomically (temp file + os.replace)."""
+        """Write atomically (`cultureclip.fileio.atomic_path`)."""
         import torch
         from safetensors.torch import save_file
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        from cultureclip.fileio import atomic_path
+
         p = self.path(key, part)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=self.folder)
-        os.close(fd)
-        try:
+        with atomic_path(p) as tmp:
             save_file({"features": features.float().contiguous(),
                        "valid": torch.as_tensor(np.asarray(valid, dtype=np.uint8))},
-                      tmp, metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+                      str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
         return p
 
     def remove(self, key: str, part: str = "") -> None:

@@ -316,25 +316,17 @@ def write_figure(fig: go.Figure, path: str | os.PathLike[str], include_plotlyjs:
     Raises :class:`FigureExportError` with the fix if static export is impossible here; nothing is
     left half-written (temp file + rename).
     """
-    import tempfile
+    from cultureclip.fileio import atomic_path
 
     p = Path(path)
     suffix = p.suffix.lower()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    if suffix not in (".html", ".htm") and suffix not in STATIC_FORMATS:
+        raise ValueError(f"unknown figure format {suffix!r} for {p}; use .html or one of {STATIC_FORMATS}")
+    with atomic_path(p) as tmp:
         if suffix in (".html", ".htm"):
             fig.write_html(tmp, include_plotlyjs=include_plotlyjs, full_html=True)
-        elif suffix in STATIC_FORMATS:
-            _write_static(fig, tmp, suffix, scale)
         else:
-            raise ValueError(f"unknown figure format {suffix!r} for {p}; use .html or one of {STATIC_FORMATS}")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
+            _write_static(fig, tmp, suffix, scale)
     log.info("wrote %s", p)
     return p
 

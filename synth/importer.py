@@ -629,19 +629,17 @@ def write_dataset(rows: list[dict], opts: ImportOptions, rep: ImportReport, sett
 
     from cultureclip.data import MANIFEST_COLUMNS, read_manifest
 
+    from cultureclip.fileio import atomic_path
+
     from .engine import atomic_write_bytes, atomic_write_json, atomic_write_text
 
     cols = list(MANIFEST_COLUMNS)
     schema = pa.schema([(c, pa.list_(pa.string()) if c == "twin_concept_ids" else pa.string()) for c in cols])
     buf = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist([{c: r[c] for c in cols} for r in rows], schema=schema), buf, compression="zstd")
-    tmp = opts.out / f".manifest-{os.getpid()}.tmp"
-    atomic_write_bytes(tmp, buf.getvalue().to_pybytes())
-    try:
-        read_manifest(tmp, check_images=opts.check_images)  # the one validator, before anyone can read it
-        os.replace(tmp, opts.out / "manifest.parquet")
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(opts.out / "manifest.parquet") as tmp:  # published only if the one validator accepts it
+        tmp.write_bytes(buf.getvalue().to_pybytes())
+        read_manifest(tmp, check_images=opts.check_images)
     keep = {r["image_path"] for r in rows}
     for p in (opts.out / "images").rglob("*") if (opts.out / "images").is_dir() else []:
         if p.is_file() and p.relative_to(opts.out).as_posix() not in keep:

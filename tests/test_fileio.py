@@ -1,10 +1,12 @@
 """The one atomic writer: readers see the old file or the new one, never half; nothing is left behind."""
+import ast
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
-from cultureclip.fileio import atomic_copy, atomic_path, atomic_write_text
+from cultureclip.fileio import atomic_copy, atomic_dir, atomic_path, atomic_write_text, replace_dir
 
 
 def test_atomic_path_replaces_on_success_and_keeps_old_on_error(tmp_path):
@@ -29,3 +31,49 @@ def test_atomic_copy_links_or_copies(tmp_path):
     assert dst.read_bytes() == src.read_bytes()
     atomic_copy(src, dst)  # again over an existing file
     assert dst.read_bytes() == src.read_bytes() and sorted(p.name for p in dst.parent.iterdir()) == ["b.bin"]
+
+
+def test_atomic_dir_publishes_whole_folders_or_nothing(tmp_path):
+    final = tmp_path / "models" / "tuned"
+    with atomic_dir(final) as tmp:
+        (tmp / "weights.bin").write_bytes(b"v1")
+        assert not final.exists()  # nobody sees it before it is complete
+    assert (final / "weights.bin").read_bytes() == b"v1"
+    assert stat.S_IMODE(final.stat().st_mode) == 0o755 and stat.S_IMODE((final / "weights.bin").stat().st_mode) == 0o644
+    with pytest.raises(RuntimeError):
+        with atomic_dir(final) as tmp:
+            (tmp / "weights.bin").write_bytes(b"half")
+            raise RuntimeError("export crashed")
+    assert (final / "weights.bin").read_bytes() == b"v1"  # the old folder, untouched
+    with atomic_dir(final) as tmp:
+        (tmp / "weights.bin").write_bytes(b"v2")
+    assert (final / "weights.bin").read_bytes() == b"v2"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["tuned"]  # no temp or old folders left
+    with atomic_dir(final, keep_existing=True) as tmp:  # another process published first: keep its folder
+        (tmp / "weights.bin").write_bytes(b"v3")
+    assert (final / "weights.bin").read_bytes() == b"v2" and sorted(p.name for p in final.parent.iterdir()) == ["tuned"]
+
+
+def test_replace_dir_moves_a_finished_folder_over_the_old_one(tmp_path):
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a").write_text("new")
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "b").write_text("old")
+    replace_dir(tmp_path / "new", tmp_path / "dst")
+    assert [p.name for p in (tmp_path / "dst").iterdir()] == ["a"] and sorted(p.name for p in tmp_path.iterdir()) == ["dst"]
+
+
+def test_no_module_renames_files_itself():
+    """Every file/folder publish goes through cultureclip.fileio (one atomic writer, one set of modes)."""
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for package in ("cultureclip", "eval_suite", "synth", "demo", "world"):
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name == "fileio.py" and path.parent.name == "cultureclip":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("replace", "rename"):
+                    owner = node.func.value
+                    if isinstance(owner, ast.Name) and owner.id == "os":
+                        offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not offenders, f"os.replace/os.rename outside cultureclip.fileio: {offenders}"

@@ -109,11 +109,12 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
         from cultureclip.fileio import atomic_write_text
 
         atomic_write_text(work / "dataset" / INFO_FILE, json.dumps(info, indent=1) + "\n")
-        try:
-            os.rename(work / "dataset", final)  # atomic publish (same folder, same filesystem)
-        except OSError:
-            if not is_complete(final):  # not a lost race with another process: a real error
-                raise
+        from cultureclip.fileio import make_readable, replace_dir
+
+        make_readable(work / "dataset")
+        replace_dir(work / "dataset", final, keep_existing=True)  # atomic publish; a lost race keeps the winner's
+        if not is_complete(final):
+            raise RuntimeError(f"the world dataset {final.name} was published incomplete; delete it and retry")
         logger.info("world dataset at %d px: %d images of %d concepts in %.1fs", size, info["images"],
                     info["concepts"], seconds)
     finally:

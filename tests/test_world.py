@@ -227,3 +227,26 @@ def test_throughput_report():
     log.warning("world renderer: %.0f images/s wall, %.0f images/s per CPU second (64x64)",
                 n / wall, n / cpu)
     assert n / cpu >= 37, f"{n / cpu:.0f} images per CPU second"
+
+
+def test_demo_dataset_synth_config_is_typed_and_takes_any_folder(tmp_path):
+    """The demo's world dataset config is built as a typed SynthConfig: equal to the preset loaded with the
+    same settings as YAML overrides, and a folder whose name holds ',', '=' or ']' (which key=value list
+    syntax would split) stays one path."""
+    from cultureclip.config import load_config, to_dict
+    from synth.run import SynthConfig
+    from synth.world import CATALOG_PATH
+    from synth.world.dataset import ROOT, Recipe, synth_config
+
+    recipe = Recipe(captions=3, images_per_caption=2, val=0.1, test=0.4, seed="s1")
+    cfg = synth_config(tmp_path / "w", 64, recipe, progress=True)
+    want = load_config(SynthConfig, ROOT / "configs" / "synth" / "world.yaml", [
+        f"out={tmp_path / 'w' / 'synth'}", f"catalog.paths=[{CATALOG_PATH}]", "captions.n=3", "images.per_caption=2",
+        "images.width=64", "images.height=64", f"export.dir={tmp_path / 'w' / 'dataset'}", "export.val=0.1",
+        "export.test=0.4", "export.seed=s1", "run.progress=true",
+        "export.title=CulTwin offline world (flags and tartans), rendered for the demo"])
+    assert to_dict(cfg) == to_dict(want)
+    odd = tmp_path / "a,b=c]d"
+    cfg = synth_config(odd, 64, recipe)
+    assert cfg.catalog.paths == [str(CATALOG_PATH)] and cfg.export.dir == str(odd / "dataset")
+    assert cfg.out == str(odd / "synth") and cfg.run.progress is False

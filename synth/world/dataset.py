@@ -122,19 +122,34 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
     return final
 
 
-def _build(work: Path, size: int, recipe: Recipe, progress: bool) -> None:
-    """synth.run with the world config: captions -> images -> filter (blank images only) -> export."""
-    from cultureclip.config import load_config
-    from synth.run import SynthConfig, run
+def synth_config(work: Path, size: int, recipe: Recipe, progress: bool = False):
+    """The typed `SynthConfig` of a demo dataset: the `configs/synth/world.yaml` preset with this build's
+    fields set (no key=value strings: any folder name works); choices checked as when a YAML loads."""
+    from dataclasses import replace
+
+    from cultureclip.config import load_config, validate_config
+    from synth.run import SynthConfig
     from synth.world import CATALOG_PATH
 
-    cfg = load_config(SynthConfig, ROOT / "configs" / "synth" / "world.yaml", [
-        f"out={work / 'synth'}", f"catalog.paths=[{CATALOG_PATH}]", f"captions.n={recipe.captions}",
-        f"images.per_caption={recipe.images_per_caption}", f"images.width={size}", f"images.height={size}",
-        f"export.dir={work / 'dataset'}", f"export.val={recipe.val}", f"export.test={recipe.test}",
-        f"export.seed={recipe.seed}", f"run.progress={str(progress).lower()}",
-        "export.title=CulTwin offline world (flags and tartans), rendered for the demo",
-    ])
+    cfg = load_config(SynthConfig, ROOT / "configs" / "synth" / "world.yaml")
+    return validate_config(replace(
+        cfg,
+        out=str(work / "synth"),
+        catalog=replace(cfg.catalog, paths=[str(CATALOG_PATH)]),
+        captions=replace(cfg.captions, n=recipe.captions),
+        images=replace(cfg.images, per_caption=recipe.images_per_caption, width=size, height=size),
+        export=replace(cfg.export, dir=str(work / "dataset"), val=recipe.val, test=recipe.test, seed=recipe.seed,
+                       title="CulTwin offline world (flags and tartans), rendered for the demo"),
+        run=replace(cfg.run, progress=progress),
+    ))
+
+
+def _build(work: Path, size: int, recipe: Recipe, progress: bool) -> None:
+    """synth.run with the world config: captions -> images -> filter (blank images only) -> export."""
+    from synth.run import run
+    from synth.world import CATALOG_PATH
+
+    cfg = synth_config(work, size, recipe, progress)
     run(cfg, ["captions", "images", "filter", "export"], overwrite=True, generator=_renderer(size, recipe))
     (work / "dataset" / "catalog").mkdir(parents=True, exist_ok=True)
     shutil.copy2(CATALOG_PATH, work / "dataset" / "catalog" / "world.yaml")  # concept facts for the demo

@@ -187,12 +187,16 @@ def test_the_apps_own_temp_files_are_bounded(services, tmp_path, monkeypatch):
 
     monkeypatch.setattr(H, "_csv_dir", lambda: tmp_path)
     for i in range(H.MAX_CSV_FILES + 10):
-        f = tmp_path / f"old{i}.csv"
+        f = tmp_path / f"cultureclip_benchmarks_old{i}.csv"
         f.write_text("x")
         os.utime(f, (1000 + i, 1000 + i))
+    in_flight = tmp_path / ".cultureclip_benchmarks_x.csv.abc.tmp"  # another request's temp file, being written
+    in_flight.write_text("x")
+    os.utime(in_flight, (1, 1))
     v = H.benchmark_view(services)
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == H.MAX_CSV_FILES and Path(v.csv_path).name in files and "old0.csv" not in files
+    files = sorted(p.name for p in tmp_path.glob("cultureclip_benchmarks_*.csv"))
+    assert len(files) == H.MAX_CSV_FILES and Path(v.csv_path).name in files
+    assert "cultureclip_benchmarks_old0.csv" not in files and in_flight.exists()  # oldest pruned, temp kept
 
 
 def test_twin_explorer_heatmap_labels_and_colour_scale(tmp_path_factory):

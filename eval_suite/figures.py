@@ -245,7 +245,7 @@ def _switchable(fig: go.Figure, names: Sequence[str]) -> go.Figure:
 
 def _atlas_series(atlas: pd.DataFrame, metric: str) -> list[tuple[str, str, bool]]:
     """(column, button name, is_delta) for each model's metric, plus the difference with two models."""
-    from eval_suite.confusions import atlas_labels, col, delta_col
+    from eval_suite.atlas_frames import atlas_labels, col, delta_col
 
     labels = atlas_labels(atlas)
     out = [(col(metric, lab), lab, False) for lab in labels]
@@ -258,7 +258,7 @@ def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "
                   cols: str = "category") -> go.Figure:
     """Region x category heatmap of the confusion atlas (``eval_suite.confusions``): the mean of
     `metric` over the twin-pair sides of each cell; buttons switch between models and their difference."""
-    from eval_suite.confusions import concept_frame
+    from eval_suite.atlas_frames import concept_frame
 
     go = _go()
     per = concept_frame(atlas, metric)
@@ -286,7 +286,7 @@ def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "
 def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos") -> go.Figure:
     """World map (plotly choropleth, ISO alpha-3) of the mean `metric` of each country's twin pairs;
     buttons switch between models and their difference."""
-    from eval_suite.confusions import culture_frame
+    from eval_suite.atlas_frames import culture_frame
 
     go = _go()
     per = culture_frame(atlas, metric)

@@ -235,12 +235,12 @@ def test_demo_dataset_synth_config_is_typed_and_takes_any_folder(tmp_path):
     syntax would split) stays one path."""
     from cultureclip.config import load_config, to_dict
     from synth.run import SynthConfig
-    from synth.world import CATALOG_PATH
-    from synth.world.dataset import ROOT, Recipe, synth_config
+    from synth.world import CATALOG_PATH, SYNTH_PRESET
+    from synth.world.dataset import Recipe, synth_config
 
     recipe = Recipe(captions=3, images_per_caption=2, val=0.1, test=0.4, seed="s1")
     cfg = synth_config(tmp_path / "w", 64, recipe, progress=True)
-    want = load_config(SynthConfig, ROOT / "configs" / "synth" / "world.yaml", [
+    want = load_config(SynthConfig, SYNTH_PRESET, [
         f"out={tmp_path / 'w' / 'synth'}", f"catalog.paths=[{CATALOG_PATH}]", "captions.n=3", "images.per_caption=2",
         "images.width=64", "images.height=64", f"export.dir={tmp_path / 'w' / 'dataset'}", "export.val=0.1",
         "export.test=0.4", "export.seed=s1", "run.progress=true",

@@ -11,7 +11,7 @@ def _synth_config_from_override_strings(out: Path, preset, reference: Path | Non
     """The world's synth config as world.build made it before it was typed: key=value override strings."""
     from cultureclip.config import load_config
     from synth.run import SynthConfig
-    from world.build import SYNTH_PRESET
+    from synth.world import SYNTH_PRESET
 
     ov = [f"out={out / 'synth'}", f"captions.n={preset.captions}", f"images.per_caption={preset.images_per_caption}",
           f"images.width={preset.size}", f"images.height={preset.size}",

@@ -35,7 +35,6 @@ from cultureclip.fileio import atomic_write_text
 
 logger = logging.getLogger("world.build")
 ROOT = Path(__file__).resolve().parents[1]
-SYNTH_PRESET = ROOT / "configs" / "synth" / "world.yaml"  # the world's synthesis recipe; synth_config sets the rest
 
 
 @dataclass
@@ -297,6 +296,7 @@ def synth_config(out: Path, preset: Preset, reference: Path | None):
     choices are checked as when a YAML loads."""
     from cultureclip.config import load_config, validate_config
     from synth.run import SynthConfig
+    from synth.world import SYNTH_PRESET
 
     cfg = load_config(SynthConfig, SYNTH_PRESET)
     cfg = dataclasses.replace(

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+# the world's synthesis recipe (a synth.run preset); the world build and the demo dataset set the rest
+SYNTH_PRESET = Path(__file__).resolve().parents[2] / "configs" / "synth" / "world.yaml"
 
 
 def load_world_catalog_raw() -> list[dict]:

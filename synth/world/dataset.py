@@ -129,9 +129,9 @@ def synth_config(work: Path, size: int, recipe: Recipe, progress: bool = False):
 
     from cultureclip.config import load_config, validate_config
     from synth.run import SynthConfig
-    from synth.world import CATALOG_PATH
+    from synth.world import CATALOG_PATH, SYNTH_PRESET
 
-    cfg = load_config(SynthConfig, ROOT / "configs" / "synth" / "world.yaml")
+    cfg = load_config(SynthConfig, SYNTH_PRESET)
     return validate_config(replace(
         cfg,
         out=str(work / "synth"),

@@ -29,7 +29,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
 WORLD_DIR = Path(__file__).resolve().parent
 # what a rebuild depends on besides the recipe: the world's designs, renderer and catalog
 SOURCE_FILES = ("specs.py", "tartans.py", "render.py", "catalog.yaml")

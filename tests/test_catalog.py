@@ -361,7 +361,10 @@ def test_one_thing_under_several_names_is_one_concept(shipped):
 
 
 WEAK = [("dreamcatcher", "ojo_de_dios"), ("koru", "triskele"), ("great_zimbabwe", "inca_masonry"),
-        ("barkcloth_uganda", "masi"), ("didgeridoo", "trembita")]
+        ("barkcloth_uganda", "masi"), ("didgeridoo", "trembita"),
+        # issue 20's audit: linked by theme, too easy, or told apart only by what a photo cannot show
+        ("las_fallas", "up_helly_aa"), ("dia_de_muertos", "halloween_us"), ("aztec_sun_stone", "sol_de_mayo"),
+        ("candelaria_puno", "oruro_carnival")]
 
 
 def test_weak_twins_are_marked_and_kept_out_of_twin_pairs(shipped):
@@ -474,7 +477,8 @@ def test_stats_show_every_culture_name(shipped, capsys):
     assert f"culture names per code ({len(several)} codes carry several)" in out
     mx_line = next(line for line in out.splitlines() if line.startswith("  MX: "))
     assert all(name in mx_line for name in mx["names"])
-    assert "weak twin pairs (not in twin pairs): 5" in out and "cite a URL" in out
+    assert f"weak twin pairs (not in twin pairs): {len(shipped.weak_twin_pairs())}" in out
+    assert "cite a URL" in out
 
 
 # ---------------------------------------------------------------- issue 20: reach checks, read sources

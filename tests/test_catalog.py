@@ -620,6 +620,11 @@ def test_stats_prints_reach_and_validate_reach_fails(capsys):
     assert main(["stats"]) == 0
     out = capsys.readouterr().out
     assert "reach (issue 20 targets" in out and "UN member states below 2 concepts:" in out
+    rep = reach_report(load_catalog())
+    for r in rep["countries_below"]:  # every failing member state is named with its count
+        assert f"    {r['code']} {r['name']}: {r['count']}" in out, r
+    for r in rep["cultures_over_cap"]:
+        assert f"    {r['code']} {r['name']}: {r['count']} (" in out, r
     assert main(["stats", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["reach"]["un_members"] == 193

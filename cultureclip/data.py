@@ -158,7 +158,8 @@ def read_manifest(
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(
-            f"{file} lacks required column(s) {missing}; required: {list(REQUIRED_COLUMNS)}. "
+            f"{file} lacks required column(s) {missing} (found: {list(map(str, df.columns))}); required: "
+            f"{list(REQUIRED_COLUMNS)}. "
             "Re-export the dataset with `synth.run --stages export`."
         )
     df = df.reset_index(drop=True)

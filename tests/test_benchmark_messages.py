@@ -127,6 +127,16 @@ def _renamed_copies(tmp: Path) -> list[tuple[str, dict, Path, str, str]]:
     k = F.make_karpathy(tmp / "karpathy")
     _rename_in_json(k / "dataset_flickr30k.json", "sentences", "captions")
     cases.append(("flickr30k", {}, k, "sentences", "captions"))
+    k2 = F.make_karpathy(tmp / "karpathy2")
+    _rename_in_json(k2 / "dataset_flickr30k.json", "raw", "text")
+    cases.append(("flickr30k", {}, k2, "raw", "text"))
+    csv_root = tmp / "flickr_csv"
+    csv_root.mkdir(parents=True)
+    (csv_root / "flickr_annotations_30k.csv").write_text('filename,captions,split\n1.jpg,"[""a dog""]",test\n')
+    cases.append(("flickr30k", {}, csv_root, "raw", "captions"))
+    wc2 = F.make_worldcuisines(tmp / "wc2")
+    _rename_parquet_column(wc2 / "food-kb", "image1_url", "image1_link")
+    cases.append(("worldcuisines", {"kb_root": str(wc2 / "food-kb")}, wc2 / "vqa", "image1_url", "image1_link"))
     cases.append(("flickr30k", {}, _rename_parquet_column(F.make_nlphuji_flickr_parquet(tmp / "fpq"), "caption",
                                                           "captions"), "caption", "captions"))
     cases.append(("zeroshot", {}, _rename_parquet_column(F.make_zeroshot_parquet(tmp / "zpq", ["a", "b"]), "label",

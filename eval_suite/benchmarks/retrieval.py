@@ -77,6 +77,9 @@ class RetrievalBenchmark(Benchmark):
                             f"Each Karpathy image entry has {', '.join(KARPATHY_FIELDS)} (COCO also filepath).")
             if im.get("split") != split:
                 continue
+            for k, sent in enumerate(im["sentences"]):
+                require_columns(self.name, f"{show_path(ann)} images[{n}].sentences[{k}]", sent, ["raw"],
+                                "Each Karpathy sentence has its caption text in `raw`.")
             images.append(self._find_image(root, im.get("filepath", ""), im["filename"]))
             captions.append([s["raw"] for s in im["sentences"]])
         return RetrievalData(images=images, captions=captions)

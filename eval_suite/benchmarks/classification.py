@@ -9,7 +9,8 @@ Formats (see the README table "Where each benchmark comes from" for sources and 
   its ClassLabel with raw synset strings (`tench, Tinca tinca`): both are mapped to open_clip's CLIP class
   names through the standard 1000-id order (`imagenet_meta`), and any class names that still look like
   ids raise a loud warning (recorded in the result's `extra.warnings`). Without a templates file the 80
-  OpenAI ImageNet templates are used.
+  OpenAI ImageNet templates are used. `imagenet1k` is 1000 classes: a copy with images of fewer (a partial
+  val tree) keeps the standard indices (a WordNet-id tree stays 1000-way) and warns loudly the same way.
 - Dollar Street: DataComp's WDS copy (`djghosh/wds_dollar_street_test`; `.npy` = [income_ds,
   income_meta, region]; top-5, worst `income_ds` group, as `mlfoundations/datacomp:eval_utils/
   fairness_eval.py`) and nlphuji's files (`dollar_street_test.csv` with `id, country.id, country.name,

@@ -24,7 +24,7 @@ import torch
 
 from .backbone import ClipBackbone
 from .fileio import atomic_write_bytes
-from .inference import Embedder
+from .inference import Embedder, check_templates
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class DiskCachedEmbedder(Embedder):
         labels = list(labels)
         if len(labels) < self.min_labels:
             return super().label_bank(labels, templates)
-        tpl = tuple(templates) or ("{}",)
+        tpl = tuple(check_templates(templates)) or ("{}",)
         weights = self.weights_hash
         key = self.cache.key(weights, labels, tpl)
         with self._lock:

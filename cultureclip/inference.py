@@ -6,6 +6,7 @@ once and cached per (model weights, labels, templates), so a 1,000-label query c
 from __future__ import annotations
 
 import logging
+import string
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,6 +21,30 @@ from .weights import probe_digest, version_key
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATES = ("a photo of {}.",)
+
+
+def check_templates(templates: Sequence[str]) -> list[str]:
+    """The prompt templates as strings, each checked to hold exactly one `{}` placeholder (the label).
+
+    `str.format` fills every `{}` positionally from the one label, so "{} and {}" would fail with a bare
+    IndexError at embedding time and "{c}" with a KeyError; both are refused here, when the templates
+    are given (label banks, benchmark options and files). Literal braces are written `{{` and `}}`.
+    Raises ValueError naming the template and the fix."""
+    out = []
+    for t in templates:
+        t = str(t)
+        try:
+            fields = [name for _, name, _, _ in string.Formatter().parse(t) if name is not None]
+        except ValueError as e:  # an unmatched brace
+            raise ValueError(f"prompt template {t!r} cannot be formatted ({e}); it needs exactly one '{{}}' "
+                             "placeholder for the label (write a literal brace as '{{' or '}}')") from None
+        if fields != [""]:
+            found = ", ".join("{" + f + "}" for f in fields) or "none"
+            raise ValueError(f"prompt template {t!r} must have exactly one '{{}}' placeholder for the label; "
+                             f"found {len(fields)} ({found}). Write it like 'a photo of {{}}.' (a literal brace "
+                             "as '{{' or '}}')")
+        out.append(t)
+    return out
 
 
 def _batches(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -130,10 +155,7 @@ class Embedder:
         whose weights change in place gets a new bank. Returns a copy: callers may modify it freely.
         An empty label list gives an empty (0, D) bank."""
         labels = [str(label) for label in labels]
-        templates = [str(t) for t in templates] or ["{}"]
-        for t in templates:
-            if "{}" not in t:
-                raise ValueError(f"prompt template {t!r} has no '{{}}' placeholder for the label")
+        templates = check_templates(templates) or ["{}"]
         if not labels:
             return torch.empty(0, self.backbone.embed_dim)
         key = (tuple(labels), tuple(templates), self.weights_fingerprint())

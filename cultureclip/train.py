@@ -111,6 +111,12 @@ class LossConfig:
     twin_images: bool = True  # also an image of the twin concept per item (a text->image hard negative)
     # concept term: "image_to_prompt" (zero-shot-classification direction) or "symmetric" (+ prompt->image)
     concept_direction: Literal["image_to_prompt", "symmetric"] = "image_to_prompt"
+    # which items each softmax sees with N processes: "global" = features gathered across processes, so each
+    # softmax sees data.batch_size x N items (open_clip's gather; twin pairs may sit on different processes);
+    # "local" = only the process's own data.batch_size items (no gather; twin-aware batching packs each
+    # pair into one process's batch), as when one device accumulates gradients over steps. One process:
+    # the same either way. Gradient accumulation never adds negatives (each step's softmax is its own).
+    negatives: Literal["global", "local"] = "global"
 
 
 @dataclass
@@ -253,12 +259,22 @@ def create_train_loss(cfg: TrainConfig) -> nn.Module:
     from .loss import create_loss
 
     try:
+        gather = cfg.loss.negatives == "global"
         if cfg.loss.name == "twin":
             return create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep,
-                               concept_direction=cfg.loss.concept_direction)
-        return create_loss(cfg.loss.name)
+                               concept_direction=cfg.loss.concept_direction, gather=gather)
+        return create_loss(cfg.loss.name, gather=gather)
     except ValueError as e:
         raise TrainError(f"loss: {e}") from e
+
+
+def batch_plan(cfg: TrainConfig, num_processes: int) -> dict[str, int]:
+    """Items per optimizer step (``per_step`` = batch_size x processes x grad_accum) and items each
+    softmax sees (``per_softmax``: batch_size x processes with ``loss.negatives=global``, batch_size with
+    ``local``; accumulation steps never share a softmax). The authors trained on one device with
+    128 x 16: per_step 2048, per_softmax 128."""
+    per_softmax = cfg.data.batch_size * (num_processes if cfg.loss.negatives == "global" else 1)
+    return {"per_step": cfg.data.batch_size * num_processes * cfg.optim.grad_accum, "per_softmax": per_softmax}
 
 
 def _check_settings(cfg: TrainConfig) -> None:
@@ -292,9 +308,13 @@ def setup(cfg: TrainConfig) -> TrainRun:
         mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
     accelerator = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=mp,
                               cpu=not torch.cuda.is_available())
-    if 2 * max(1, cfg.data.per_side) > cfg.data.batch_size * accelerator.num_processes:
-        raise TrainError(f"data.per_side={cfg.data.per_side} does not fit the global batch of "
-                         f"{cfg.data.batch_size * accelerator.num_processes}: 2 x per_side items per twin pair")
+    plan = batch_plan(cfg, accelerator.num_processes)
+    if 2 * max(1, cfg.data.per_side) > plan["per_softmax"]:
+        raise TrainError(f"data.per_side={cfg.data.per_side} does not fit the {cfg.loss.negatives} batch of "
+                         f"{plan['per_softmax']}: 2 x per_side items per twin pair")
+    logger.info("batch: %d per process x %d processes x %d accumulation = %d items per optimizer step; each "
+                "softmax sees %d items (loss.negatives=%s)", cfg.data.batch_size, accelerator.num_processes,
+                cfg.optim.grad_accum, plan["per_step"], plan["per_softmax"], cfg.loss.negatives)
     set_seed(cfg.seed)
     out = Path(cfg.out_dir)
     if accelerator.is_main_process:
@@ -377,7 +397,7 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
     twin_ids = dataset.twin_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_ids]
     sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
-                               rank=accelerator.process_index)
+                               rank=accelerator.process_index, local=cfg.loss.negatives == "local")
     steps_per_epoch = len(sampler) // cfg.optim.grad_accum
     if steps_per_epoch == 0:
         raise TrainError(f"{len(sampler)} batches per epoch is fewer than optim.grad_accum={cfg.optim.grad_accum}: "
@@ -573,9 +593,10 @@ def _text_id(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
 
 
-def _gather_list(accelerator, values: list) -> list:
-    """The list concatenated over processes (itself with one process)."""
-    if getattr(accelerator, "num_processes", 1) <= 1:
+def _gather_list(accelerator, values: list, cfg: TrainConfig) -> list:
+    """The list concatenated over the processes whose items share a softmax: all of them with
+    ``loss.negatives=global``, this one alone with ``local`` (and with one process)."""
+    if getattr(accelerator, "num_processes", 1) <= 1 or cfg.loss.negatives == "local":
         return list(values)
     from accelerate.utils import gather_object
 
@@ -591,7 +612,7 @@ def _loss_inputs(loss_fn, cfg: TrainConfig) -> frozenset[str]:
 
 def _twin_captions(batch: dict, cfg: TrainConfig, accelerator) -> list[str]:
     """One twin caption per item (the item's own caption where it has no twin). ``sampled``: a caption
-    of the twin concept that is not a caption of the global batch; ``batch``: a caption of the twin
+    of the twin concept that is not a caption of the softmax's batch (global or local, ``loss.negatives``); ``batch``: a caption of the twin
     concept already in the batch (a duplicate column, which the loss drops)."""
     captions, has_twin = list(batch["captions"]), batch["has_twin"].tolist()
     if cfg.loss.twin_caption_source == "batch":
@@ -600,15 +621,15 @@ def _twin_captions(batch: dict, cfg: TrainConfig, accelerator) -> list[str]:
             caption_in_batch.setdefault(c, cap)
         return [caption_in_batch.get(tc, t) if h else c
                 for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, has_twin)]
-    in_batch = set(_gather_list(accelerator, captions))  # the global batch: independent of the split
+    in_batch = set(_gather_list(accelerator, captions, cfg))  # the softmax's batch: independent of the split
     return [next((t for t in cands if t not in in_batch), first) if h else c
             for cands, first, c, h in zip(batch["twin_caption_candidates"], batch["twin_captions"], captions, has_twin)]
 
 
-def _new_twin_image_rows(batch: dict, accelerator) -> torch.Tensor | None:
-    """Rows of ``batch["twin_images"]`` that are not images of the global batch (nor repeats): the
+def _new_twin_image_rows(batch: dict, accelerator, cfg: TrainConfig) -> torch.Tensor | None:
+    """Rows of ``batch["twin_images"]`` that are not images of the softmax's batch (nor repeats): the
     only ones worth encoding (the loss would drop the others). None when there are none."""
-    seen = set(_gather_list(accelerator, batch["index"].tolist()))
+    seen = set(_gather_list(accelerator, batch["index"].tolist(), cfg))
     rows = []
     for j, r in enumerate(batch["twin_image_index"].tolist()):
         if r not in seen:
@@ -644,7 +665,7 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
     images = batch["images"].to(device)
     twin_rows = None
     if use_twins and "twin_images" in needs and batch.get("twin_images") is not None and len(batch["twin_image_index"]):
-        twin_rows = _new_twin_image_rows(batch, accelerator)
+        twin_rows = _new_twin_image_rows(batch, accelerator, cfg)
         if twin_rows is not None:
             images = torch.cat([images, batch["twin_images"][twin_rows].to(device)])
     out = model(images, tokens)

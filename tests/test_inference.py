@@ -1,4 +1,6 @@
 """Embedder: batching, cached label banks, zero-shot probabilities, twin scores (tiny real models)."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +54,18 @@ def test_label_bank_is_template_ensemble_and_cached(emb, monkeypatch):
     assert calls["n"] == 2  # weights changed -> recomputed
     with pytest.raises(ValueError, match="placeholder"):
         emb.label_bank(labels, ["no placeholder"])
+
+
+@pytest.mark.parametrize("template, found", [("{} and {}", "found 2 ({}, {})"), ("a photo of {c}.", "found 1 ({c})"),
+                                             ("a photo of {0}", "found 1 ({0})"), ("no label", "found 0"),
+                                             ("a {", "cannot be formatted")])
+def test_templates_without_exactly_one_placeholder_are_refused(emb, template, found):
+    """'{} and {}' used to give a bare IndexError from str.format; '{c}' a KeyError."""
+    with pytest.raises(ValueError, match=re.escape(found)) as exc:
+        emb.label_bank(["x"], [template])
+    assert repr(template) in str(exc.value) and "'{}'" in str(exc.value)
+    # literal braces are fine
+    assert emb.label_bank(["x"], ["{{x}} {}"]).shape == (1, emb.backbone.embed_dim)
 
 
 def test_zero_shot_and_twin_scores(emb):

@@ -52,7 +52,7 @@ def test_browser_flow(app_url, tmp_path):
         for word in ("gyoza", "tamale", "jiaozi", "momo", "kilt"):
             assert word not in body, f"the page speaks of {word!r}"
         assert "flag of chad vs flag of romania" in body
-        # examples: twin pairs, each with its true concept
+        # examples: a gallery of twin pairs, each labelled with its true concept
         examples = page.locator("#examples")
         examples.get_by_text("Campbell tartan (Clan Campbell)").first.wait_for()
         ex_text = examples.inner_text()
@@ -69,6 +69,7 @@ def test_browser_flow(app_url, tmp_path):
         assert img.evaluate("e => getComputedStyle(e).imageRendering") == "pixelated"
         # typed labels are shown literally (no link, no maths)
         page.get_by_label("Extra labels (comma separated)").fill("[evil](https://evil.example) $$x^2$$, www.evil.example")
+        page.locator("#options").get_by_text("Candidate labels, WiSE-FT blend, top-k").click()  # the accordion
         page.get_by_label("Use catalog concepts as candidate labels").uncheck()  # only the typed labels
         # WiSE-FT: the right panel is titled by what it shows
         alpha = page.get_by_label("WiSE-FT α (0 = base weights, 1 = CultureCLIP)", exact=False)
@@ -119,7 +120,7 @@ def test_browser_flow(app_url, tmp_path):
         assert "flag of Chad" in (box.get_attribute("placeholder") or "")
         box.fill("flag of Chad")
         page.get_by_role("button", name="Search", exact=True).click()
-        page.get_by_text("Top hit").wait_for()
+        page.get_by_text("are flag of Chad").first.wait_for()  # "k of N are flag of Chad" per model
         page.wait_for_timeout(800)
         page.screenshot(path=str(SHOTS / "search.png"), full_page=True)
         # a bad upload shows a message, and the page keeps working

@@ -61,16 +61,19 @@ CSS = """
 #verdicts .cues ul {margin: 4px 0 0 18px; padding: 0;}
 #verdicts .truth {font-size: 0.95em;}
 @media (max-width: 520px) {#verdicts .verdict-row {grid-template-columns: 1fr;}}
-/* Recognize: the examples as a compact labelled gallery (caption under each thumbnail, never cut off) */
-#examples {height: auto !important; min-height: 0 !important;}
-#examples .grid-wrap {overflow: visible !important; height: auto !important; max-height: none !important;
+/* compact labelled galleries (Recognize's examples, Search's hits): the caption under each thumbnail, whole */
+.captions-below {height: auto !important; min-height: 0 !important;}
+.captions-below .grid-wrap {overflow: visible !important; height: auto !important; max-height: none !important;
   min-height: 0 !important; padding-top: 38px !important;}
-#examples .grid-container {grid-template-rows: none !important; grid-auto-rows: auto !important;
+.captions-below .grid-container {grid-template-rows: none !important; grid-auto-rows: auto !important;
   grid-template-columns: repeat(4, minmax(0, 1fr)) !important; gap: 6px !important;}
-#examples .thumbnail-item {aspect-ratio: auto !important; height: auto !important; display: flex !important;
+.captions-below .thumbnail-item {aspect-ratio: auto !important; height: auto !important; display: flex !important;
   flex-direction: column !important; overflow: visible !important;}
-#examples .thumbnail-item img {height: 64px !important; width: 100% !important; object-fit: cover !important;}
-#examples .caption-label {position: static !important; max-width: 100% !important; white-space: normal !important;
+.captions-below .thumbnail-item img {height: 64px !important; width: 100% !important; object-fit: cover !important;}
+#search-base .thumbnail-item img, #search-tuned .thumbnail-item img, #pair-a .thumbnail-item img,
+#pair-b .thumbnail-item img, #confusion-gallery .thumbnail-item img {height: 96px !important;}
+#confusion-gallery .grid-container {grid-template-columns: repeat(3, minmax(0, 1fr)) !important;}
+.captions-below .caption-label {position: static !important; max-width: 100% !important; white-space: normal !important;
   overflow: visible !important; border: none !important; border-radius: 0 !important; opacity: 1 !important;
   font-size: 12px !important; line-height: 1.25 !important; padding: 3px 4px 4px !important; text-align: left;
   background: transparent !important; color: var(--body-text-color) !important;}
@@ -129,6 +132,25 @@ def bad_input_message(fn: Any, inputs: Sequence[Any]) -> str | None:
             if isinstance(comp, gr.Slider):
                 rng = f" from {comp.minimum:g} to {comp.maximum:g}"
             return f"{_param_name(fn, i)}: expected a number{rng}, got {no_tags(shown)}."
+    return None
+
+
+def bad_choice_message(fn: Any, inputs: Sequence[Any], state: Any = None) -> str | None:
+    """When gradio refuses a value that is not one of a dropdown's (or radio's) choices, which parameter it
+    was, in plain words (gradio's own text names neither the input nor the parameter)."""
+    for i, comp in enumerate(fn.inputs):
+        if i >= len(inputs) or not isinstance(comp, (gr.Dropdown, gr.Radio, gr.CheckboxGroup)):
+            continue
+        try:
+            if state is not None and comp._id in state:  # this session's choices (updated by an event)
+                comp = state[comp._id]
+            comp.preprocess(inputs[i])
+        except Exception:  # noqa: BLE001 - this is the input gradio could not take
+            values = [v for _, v in comp.choices]
+            got = inputs[i] if isinstance(inputs[i], list) else [inputs[i]]
+            bad = next((v for v in got if v not in values), inputs[i])
+            shown = ", ".join(str(v) for v in values[:8]) + (", …" if len(values) > 8 else "")
+            return no_tags(f"{_param_name(fn, i)}: {bad!r} is not one of the choices ({shown}).")
     return None
 
 
@@ -220,7 +242,10 @@ class DemoBlocks(gr.Blocks):
             try:
                 return await super().preprocess_data(block_fn, inputs, state, explicit_call)
             except gr.Error:
-                raise
+                named = bad_choice_message(block_fn, inputs, state) if isinstance(inputs, (list, tuple)) else None
+                if named is None:
+                    raise
+                raise DemoInputError(named) from None
             except Exception as e:  # noqa: BLE001 - a value gradio cannot read: say which parameter
                 named = _unprocessable_message(block_fn, e)
                 if named is None:
@@ -327,7 +352,7 @@ def recognize_tab(services: DemoServices) -> None:
                                      allow_preview=False, object_fit="contain", show_label=True, buttons=[],
                                      interactive=False,
                                      label="Examples: cultural twins from the dataset (click one)",
-                                     elem_id="examples", elem_classes=["pixel-view", "wrap-captions", "examples"])
+                                     elem_id="examples", elem_classes=["pixel-view", "captions-below"])
             truth = gr.Textbox(label="True concept (of the example picked)", interactive=False,
                                elem_id="true-concept", max_lines=1)
         with gr.Column(scale=6, min_width=280):
@@ -457,22 +482,26 @@ def twin_tab(services: DemoServices) -> None:
                        allow_custom_value=True)  # the handler validates the value itself
     with gr.Row():
         with gr.Column(scale=3):
-            gallery_a = gr.Gallery(label="Side A", columns=4, height=260, object_fit="contain", elem_classes=["pixel-view"])
-            gallery_b = gr.Gallery(label="Side B", columns=4, height=260, object_fit="contain", elem_classes=["pixel-view"])
+            gallery_a = gr.Gallery(label="Side A", columns=4, height="auto", object_fit="contain",
+                                   elem_classes=["pixel-view", "captions-below"], elem_id="pair-a", buttons=["fullscreen"])
+            gallery_b = gr.Gallery(label="Side B", columns=4, height="auto", object_fit="contain",
+                                   elem_classes=["pixel-view", "captions-below"], elem_id="pair-b", buttons=["fullscreen"])
         with gr.Column(scale=2):
             info = gr.Markdown()
     similarity = gr.Plot(label="Similarity matrices")
     with gr.Row():
         with gr.Column(scale=3):
             confusion_note = gr.Markdown()
-            confusion = gr.Gallery(label="Confusion gallery: images the base model gives to the twin", columns=3, height=300,
-                                   object_fit="contain", elem_classes=["pixel-view", "wrap-captions"], elem_id="confusion-gallery")
+            confusion = gr.Gallery(label="Confusion gallery: images the base model gives to the twin", columns=3,
+                                   height="auto", object_fit="contain", elem_classes=["pixel-view", "captions-below"],
+                                   elem_id="confusion-gallery", buttons=["fullscreen"])
         with gr.Column(scale=2):
             scatter = gr.Plot(label="Own vs twin similarity")
     gr.Markdown("### Confusion map across the catalog")
     map_btn = gr.Button("Compute the confusion map (embeds every dataset image once)")
-    map_plot = gr.Plot(label="Pairs the base model confuses most")
-    map_table = gr.Dataframe(label="All pairs", max_height=320, interactive=False)
+    # shown once computed (an empty table would show placeholder headers "1 2 3")
+    map_plot = gr.Plot(label="Pairs the base model confuses most", visible=False)
+    map_table = gr.Dataframe(label="All pairs", max_height=320, interactive=False, visible=False, wrap=True)
 
     @_safe
     def find_pairs(query, category, culture):
@@ -509,16 +538,20 @@ def twin_tab(services: DemoServices) -> None:
             return [gr.skip()] * len(outputs) + [gr.Timer(active=True)]
         return browse_pair(value)
 
+    def shown_map():
+        fig, table = H.confusion_map(services)
+        return gr.Plot(fig, visible=True), gr.Dataframe(table, visible=True)
+
     @gpu
     @_safe
     def show_map():
-        return H.confusion_map(services)
+        return shown_map()
 
     @gpu
     @_safe
     def browse_map():
         try:
-            return H.confusion_map(services)
+            return shown_map()
         except IndexNotReady as e:  # a notice with the progress, not Error panels
             gr.Warning(str(e))
             return gr.skip(), gr.skip()
@@ -646,8 +679,12 @@ def search_tab(services: DemoServices) -> None:
         gr.Examples(examples, inputs=[query], label="Try")
     message = gr.Markdown(latex_delimiters=[], elem_id="search-message")  # echoes the query literally
     with gr.Row():
-        g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
-        g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
+        g_base = gr.Gallery(label=services.config.base_name, columns=4, height="auto", object_fit="contain",
+                            elem_classes=["pixel-view", "captions-below"], elem_id="search-base", min_width=160,
+                            buttons=["fullscreen"])
+        g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height="auto", object_fit="contain",
+                             elem_classes=["pixel-view", "captions-below"], elem_id="search-tuned", min_width=160,
+                             buttons=["fullscreen"])
 
     @gpu
     @_safe

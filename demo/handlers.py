@@ -250,6 +250,13 @@ def _cues(services: DemoServices, a: str, b: str) -> str:
             f"<ul>{''.join(lines)}</ul></div>")
 
 
+def _percent(p: float) -> str:
+    """A probability as people read it: 57%, 3.2%, 0.4%, <0.1% (never a bare "0%" for a top answer)."""
+    if p >= 0.095:
+        return f"{p:.0%}"
+    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
+
+
 def verdicts_html(services: DemoServices, result: ClassifyResult, truth: str | None = None) -> str:
     """The answer panel: each model's top answer with a verdict against the true concept when it is known
     (right / wrong / took it for its twin, naming the twin), and the cues that tell the twins apart when
@@ -273,7 +280,7 @@ def verdicts_html(services: DemoServices, result: ClassifyResult, truth: str | N
         cards.append(
             f'<div class="verdict {kind}" data-verdict="{kind}">'
             f'<div class="who" title="{_h(spec)}">{_h(name)}</div>'
-            f'<div class="answer">{_h(pick.label)} <span class="prob">{pick.prob:.0%}</span></div>'
+            f'<div class="answer">{_h(pick.label)} <span class="prob">{_percent(pick.prob)}</span></div>'
             f'<div class="tag">{_h(tag)}</div></div>')
     head = ""
     if true_c is not None:

@@ -470,8 +470,10 @@ SCROLL_TO_VERDICTS = """() => { const el = document.querySelector('#verdicts');
 
 
 def twin_tab(services: DemoServices) -> None:
-    if not services.has_dataset:
-        gr.Markdown("ℹ️ No dataset is configured, so the twin explorer has no images. Start the app with `--dataset`.")
+    if not services.has_dataset:  # the owner's fix (--dataset) is in the log and the README
+        gr.Markdown("ℹ️ This app has no image dataset loaded, so there are no twin images to browse here. The "
+                    "Recognize tab works with your own images.")
+        logger.info("twin explorer and search have no images: start the app with --dataset (env CULTURECLIP_DATASET)")
     choices = H.filter_choices(services) if services.has_dataset else {"category": [H.ALL], "culture": [H.ALL]}
     pairs = H.search_pairs(services) if services.has_dataset else []
     with gr.Row():
@@ -665,7 +667,7 @@ def atlas_tab(services: DemoServices) -> None:
 
 def search_tab(services: DemoServices) -> None:
     if not services.has_dataset:
-        gr.Markdown("ℹ️ No dataset is configured, so there is nothing to search. Start the app with `--dataset`.")
+        gr.Markdown("ℹ️ This app has no image dataset loaded, so there are no images to search here.")
     with gr.Row():
         words = H.copy_examples(services) if services.has_dataset else {"queries": []}
         query = gr.Textbox(label="Describe an image", scale=4,

@@ -95,3 +95,10 @@ def search(page: Any, url: str, query: str, shot: Path | None = None, goto: bool
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot))
     return visit
+
+
+def copy_query(page: Any, url: str) -> str:
+    """The first search suggestion the page offers (a concept the dataset has images of)."""
+    page.goto(url)
+    page.get_by_role("tab", name="Search").click(timeout=180_000)
+    return (page.get_by_label("Describe an image").get_attribute("placeholder") or "").removeprefix("e.g. ")

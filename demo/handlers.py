@@ -213,6 +213,16 @@ def classify_batch(
     return [r for r in results if r is not None]
 
 
+def tuned_panel_name(services: DemoServices, alpha: Any) -> str:
+    """What the right-hand panel shows: CultureCLIP, or the WiSE-FT blend at `alpha` when one is possible
+    (when it is not, CultureCLIP answers at α=1 and the panel says so by its name)."""
+    cfg = services.config
+    q = quantize_alpha(alpha)
+    if q < 1.0 and services.wise_available()[0]:
+        return f"WiSE-FT α={q:.1f} ({cfg.base_name} ↔ {cfg.tuned_name})"
+    return cfg.tuned_name
+
+
 def concept_of_label(services: DemoServices, label: str | None) -> ConceptInfo | None:
     """The catalog concept a label names ("flag of Chad (Chad)" or "flag of Chad"), else None."""
     if not label or not str(label).strip():

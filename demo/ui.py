@@ -437,10 +437,7 @@ def recognize_tab(services: DemoServices) -> None:
 
     def tuned_title(alpha):
         """The right panel is titled by the model it shows: CultureCLIP, or the WiSE-FT blend when one is possible."""
-        q = quantize_alpha(alpha)
-        blended = q < 1.0 and services.wise_available()[0]
-        name = f"WiSE-FT α={q:.1f} ({cfg.base_name} ↔ {cfg.tuned_name})" if blended else cfg.tuned_name
-        return gr.Label(label=f"{name}: top answers")
+        return gr.Label(label=f"{H.tuned_panel_name(services, alpha)}: top answers")
 
     inputs = [image, typed, use_catalog, category, region, culture, alpha, top_k]
     batch = dict(batch=True, max_batch_size=MAX_BATCH, concurrency_limit=CONCURRENCY)

@@ -43,7 +43,7 @@ CSS = """
 .pixel-view .thumbnail-item img, .pixel-view .grid-wrap img {object-fit: contain !important;}
 /* Recognize: the verdict cards (one per model) right under Classify */
 #verdicts {display: flex; flex-direction: column; gap: 8px;}
-#verdicts.empty {padding: 12px 14px; border: 1px dashed var(--border-color-primary); border-radius: 10px;
+#verdicts.empty {display: block; padding: 12px 14px; border: 1px dashed var(--border-color-primary); border-radius: 10px;
   color: var(--body-text-color-subdued);}
 #verdicts .verdict-row {display: grid; grid-template-columns: 1fr 1fr; gap: 10px;}
 #verdicts .verdict {border-radius: 10px; padding: 8px 12px; border: 2px solid; min-width: 0; color: #1d2330;}
@@ -543,8 +543,8 @@ def twin_tab(services: DemoServices) -> None:
 
     @gpu
     @_safe
-    def show_map():
-        return shown_map()
+    def show_map():  # the API: the figure and the table themselves
+        return H.confusion_map(services)
 
     @gpu
     @_safe

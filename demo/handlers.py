@@ -117,11 +117,23 @@ def build_candidates(
 
 
 @dataclass
+class Pick:
+    """A model's top answer: the label shown, its probability and the catalog concept it names (if any)."""
+
+    label: str
+    prob: float
+    concept_id: str | None
+
+
+@dataclass
 class ClassifyResult:
     base: dict[str, float]  # top-k label -> probability (for gr.Label)
     tuned: dict[str, float]
     message: str  # markdown: twin flag, notes, or the error
     ok: bool = True
+    picks: tuple[Pick, Pick] | None = None  # (base, tuned) top answers
+    tuned_name: str = ""  # CultureCLIP, or the WiSE-FT blend it shows
+    notes: str = ""  # markdown: the candidate count and notes, without the twin flag (the verdicts say it)
 
 
 def _twin_flag(services: DemoServices, cand: Candidates, base_top: int, tuned_top: int, tuned_name: str) -> str:
@@ -192,9 +204,105 @@ def classify_batch(
             bt = int(probs["base"][row].argmax())
             tt = int(probs["tuned"][row].argmax())
             notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes + ([wise_note] if i in wise_refused else []))
-            msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{len(prompts):,} candidate labels." + notes
-            results[i] = ClassifyResult(out["base"], out["tuned"], msg)
+            count = f"{len(prompts):,} candidate labels."
+            msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{count}" + notes
+            picks = tuple(Pick(cand.display[j], float(probs[key][row][j]), cand.concept_ids[j])
+                          for key, j in (("base", bt), ("tuned", tt)))
+            results[i] = ClassifyResult(out["base"], out["tuned"], msg, picks=picks, tuned_name=tuned_name,  # type: ignore[arg-type]
+                                        notes=count + notes)
     return [r for r in results if r is not None]
+
+
+def tuned_panel_name(services: DemoServices, alpha: Any) -> str:
+    """What the right-hand panel shows: CultureCLIP, or the WiSE-FT blend at `alpha` when one is possible
+    (when it is not, CultureCLIP answers at α=1 and the panel says so by its name)."""
+    cfg = services.config
+    q = quantize_alpha(alpha)
+    if q < 1.0 and services.wise_available()[0]:
+        return f"WiSE-FT α={q:.1f} ({cfg.base_name} ↔ {cfg.tuned_name})"
+    return cfg.tuned_name
+
+
+def concept_of_label(services: DemoServices, label: str | None) -> ConceptInfo | None:
+    """The catalog concept a label names ("flag of Chad (Chad)" or "flag of Chad"), else None."""
+    if not label or not str(label).strip():
+        return None
+    want = " ".join(str(label).split()).casefold()
+    for c in services.concepts().values():
+        if want in (_display(c).casefold(), c.name.casefold(), c.id.casefold()):
+            return c
+    return None
+
+
+def _h(text: Any) -> str:
+    import html
+
+    # `$` and `{` too: gr.HTML fills a template, and data must never read as one
+    return html.escape(" ".join(str(text).split()), quote=True).replace("$", "&#36;").replace("{", "&#123;")
+
+
+def _cues(services: DemoServices, a: str, b: str) -> str:
+    """HTML: how to tell twins `a` and `b` apart (the catalog's distinguishing text, each direction once)."""
+    cs = services.concepts()
+    ca, cb = cs[a], cs[b]
+    seen, lines = set(), []
+    for x, y in ((ca, cb), (cb, ca)):
+        cue = x.twins.get(y.id, "")
+        if cue and cue not in seen:
+            seen.add(cue)
+            lines.append(f"<li><b>{_h(x.name)}</b> ({_h(x.culture_name)}): {_h(cue)}</li>")
+        feats = [f for f in x.features[:2] if f not in seen]
+        if feats and not cue:
+            lines.append(f"<li><b>{_h(x.name)}</b> ({_h(x.culture_name)}): {_h('; '.join(feats))}</li>")
+    if not lines:
+        return ""
+    return (f'<div class="cues" id="twin-cues"><b>How to tell {_h(ca.name)} from {_h(cb.name)}</b>'
+            f"<ul>{''.join(lines)}</ul></div>")
+
+
+def _percent(p: float) -> str:
+    """A probability as people read it: 57%, 3.2%, 0.4%, <0.1% (never a bare "0%" for a top answer)."""
+    if p >= 0.095:
+        return f"{p:.0%}"
+    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
+
+
+def verdicts_html(services: DemoServices, result: ClassifyResult, truth: str | None = None) -> str:
+    """The answer panel: each model's top answer with a verdict against the true concept when it is known
+    (right / wrong / took it for its twin, naming the twin), and the cues that tell the twins apart when
+    the models disagree on a twin pair. HTML; every text from data or the user is escaped."""
+    if not result.ok or result.picks is None:
+        return ""
+    cs = services.concepts()
+    true_c = concept_of_label(services, truth)
+    cfg = services.config
+    cards = []
+    for pick, name, spec in zip(result.picks, (cfg.base_name, result.tuned_name or cfg.tuned_name),
+                                (cfg.base, cfg.tuned)):
+        if true_c is None:
+            kind, tag = "unknown", "true concept unknown (your own image)"
+        elif pick.concept_id == true_c.id:
+            kind, tag = "right", "✓ right"
+        elif pick.concept_id is not None and pick.concept_id in true_c.twins:
+            kind, tag = "twin", f"✗ took it for its twin, {cs[pick.concept_id].name}"
+        else:
+            kind, tag = "wrong", "✗ wrong"
+        cards.append(
+            f'<div class="verdict {kind}" data-verdict="{kind}">'
+            f'<div class="who" title="{_h(spec)}">{_h(name)}</div>'
+            f'<div class="answer">{_h(pick.label)} <span class="prob">{_percent(pick.prob)}</span></div>'
+            f'<div class="tag">{_h(tag)}</div></div>')
+    head = ""
+    if true_c is not None:
+        head = f'<div class="truth">True concept: <b>{_h(_display(true_c))}</b></div>'
+    a, b = result.picks[0].concept_id, result.picks[1].concept_id
+    cues = ""
+    if a and b and a != b and a in cs and b in cs and (b in cs[a].twins or a in cs[b].twins):
+        cues = _cues(services, a, b)
+    elif true_c is not None and any(p.concept_id in true_c.twins for p in result.picks if p.concept_id):
+        twin = next(p.concept_id for p in result.picks if p.concept_id in true_c.twins)
+        cues = _cues(services, true_c.id, twin)  # type: ignore[arg-type]
+    return f'<div id="verdicts">{head}<div class="verdict-row">{"".join(cards)}</div>{cues}</div>'
 
 
 def classify(
@@ -693,6 +801,20 @@ class SearchResult:
     base: list[tuple[str, str]]
     tuned: list[tuple[str, str]]
     message: str
+    concept: str | None = None  # the catalog concept the query names, if any
+    counts: dict[str, int] = field(default_factory=dict)  # per model ("base", "tuned"): hits of that concept
+
+
+def concept_in_query(services: DemoServices, query: str) -> ConceptInfo | None:
+    """The catalog concept a search query names ("the flag of Chad" -> flag of Chad): the longest concept
+    name found in the query as whole words, else None."""
+    q = " " + " ".join(re.findall(r"\w+", query.casefold())) + " "
+    best = None
+    for c in services.concepts().values():
+        name = " " + " ".join(re.findall(r"\w+", c.name.casefold())) + " "
+        if name.strip() and name in q and (best is None or len(c.name) > len(best.name)):
+            best = c
+    return best
 
 
 def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResult:
@@ -704,6 +826,17 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
     k = clean_int(8 if k is None else k, "The number of results", 1, 48)
     out = {}
     hits = {}
+    counts = {}
+    want = concept_in_query(services, q)
+
+    def caption(i: int, v: float) -> str:
+        cid, name = str(df.at[i, "concept_id"]), str(df.at[i, "concept_name"])
+        if want is None:
+            return f"{name} · {v:.3f}"
+        if cid == want.id:
+            return f"✓ {name} · {v:.3f}"
+        return f"✗ {name}{' (its twin)' if cid in want.twins else ''} · {v:.3f}"
+
     for which in ("base", "tuned"):
         emb = services.embedder(which)
         feats = services.image_index(which)
@@ -712,13 +845,20 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
         text = emb.label_bank([q], (TYPED_TEMPLATE if len(q.split()) <= 3 else "{}",))  # (1, D), cached
         sims = (feats @ text[0]).float()
         vals, idx = sims.topk(min(k, feats.shape[0]))
-        out[which] = [(df.at[int(i), "abs_path"], f"{df.at[int(i), 'concept_name']} · {v:.3f}")
-                      for v, i in zip(vals.tolist(), idx.tolist())]
+        out[which] = [(df.at[int(i), "abs_path"], caption(int(i), v)) for v, i in zip(vals.tolist(), idx.tolist())]
         hits[which] = [str(df.at[int(i), "concept_name"]) for i in idx.tolist()]
+        if want is not None:
+            counts[which] = sum(str(df.at[int(i), "concept_id"]) == want.id for i in idx.tolist())
     names = services.config.base_name, services.config.tuned_name
-    msg = (f"Top {len(out['base'])} of {min(len(df), services.config.max_index_images)} images for “{_md(q)}”. "
-           f"Top hit — {names[0]}: **{_md(hits['base'][0])}**, {names[1]}: **{_md(hits['tuned'][0])}**.")
-    return SearchResult(out["base"], out["tuned"], msg)
+    n = len(out["base"])
+    msg = f"Top {n} of {min(len(df), services.config.max_index_images)} images for “{_md(q)}”. "
+    if want is not None:
+        msg += (f"**{names[0]}: {counts['base']} of {n}** are {_md(want.name)} · "
+                f"**{names[1]}: {counts['tuned']} of {n}** (✓ marks them, ✗ the others).")
+    else:
+        msg += (f"Top hit — {names[0]}: **{_md(hits['base'][0])}**, {names[1]}: **{_md(hits['tuned'][0])}** "
+                "(the query names no catalog concept, so the hits are not marked).")
+    return SearchResult(out["base"], out["tuned"], msg, want.id if want else None, counts)
 
 
 def example_images(services: DemoServices, n: int = 6) -> list[str]:

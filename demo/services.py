@@ -291,11 +291,14 @@ class DemoServices:
         base_h, tuned_h = self.wise_base, self.tuned
         bf = base_h._embedder.backbone.kind if base_h.loaded else spec_format(base_h.spec)
         tf = tuned_h._embedder.backbone.kind if tuned_h.loaded else spec_format(tuned_h.spec)
-        hint = ("Both models still answer. To blend, pass --wise-base (env CULTURECLIP_WISE_BASE) with the base "
-                "weights in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP).")
+        # visitors read what it means for them; the owner's fix (a flag) goes to the log once
+        hint = "Both models still answer."
+        owner = ("to blend, pass --wise-base (env CULTURECLIP_WISE_BASE) with the base weights in the tuned "
+                 "model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP)")
         if bf and tf and bf != tf:
-            return False, (f"WiSE-FT is not available: the base model is an {bf} model and CultureCLIP an {tf} "
-                           f"model, so their weights cannot be blended. {hint}")
+            self._log_wise_hint(f"WiSE-FT unavailable ({bf} base, {tf} CultureCLIP): {owner}")
+            return False, (f"WiSE-FT blending is not available here: the base model and CultureCLIP come in "
+                           f"different formats, so their weights cannot be mixed. {hint}")
         if base_h.loaded and tuned_h.loaded:
             if self._wise_status is None:  # decided once: both models are loaded for good
                 a = {k: tuple(v.shape) for k, v in base_h._embedder.backbone.state_dict().items()}
@@ -303,11 +306,17 @@ class DemoServices:
                 self._wise_status = (True, "")
                 if a != b:
                     diff = sorted(set(a) ^ set(b)) or sorted(k for k in a if a[k] != b[k])
-                    self._wise_status = (False, f"WiSE-FT is not available: the base model and CultureCLIP have "
-                                         f"different architectures (e.g. {diff[0]}), so their weights cannot be "
-                                         f"blended. {hint}")
+                    self._log_wise_hint(f"WiSE-FT unavailable (architectures differ at {diff[0]}): {owner}")
+                    self._wise_status = (False, "WiSE-FT blending is not available here: the base model and "
+                                         f"CultureCLIP have different architectures, so their weights cannot be "
+                                         f"mixed. {hint}")
             return self._wise_status
         return True, ""
+
+    def _log_wise_hint(self, text: str) -> None:
+        if not getattr(self, "_wise_hint_logged", False):
+            self._wise_hint_logged = True
+            logger.warning("%s", text)
 
     def blended(self, alpha: float) -> "Embedder":
         """The WiSE-FT model at `alpha` (0 = base, 1 = CultureCLIP), cached per quantized alpha.

@@ -7,10 +7,11 @@ limits (`launch_kwargs`).
 from __future__ import annotations
 
 import functools
-import html
 import logging
 import os
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +41,42 @@ CSS = """
 .pixel-view img, #examples img {image-rendering: pixelated;}
 #input-image img {object-fit: contain !important; width: 100% !important; height: 100% !important;}
 .pixel-view .thumbnail-item img, .pixel-view .grid-wrap img {object-fit: contain !important;}
+/* Recognize: the verdict cards (one per model) right under Classify */
+#verdicts {display: flex; flex-direction: column; gap: 8px;}
+#verdicts.empty {display: block; padding: 12px 14px; border: 1px dashed var(--border-color-primary); border-radius: 10px;
+  color: var(--body-text-color-subdued);}
+#verdicts .verdict-row {display: grid; grid-template-columns: 1fr 1fr; gap: 10px;}
+#verdicts .verdict {border-radius: 10px; padding: 8px 12px; border: 2px solid; min-width: 0; color: #1d2330;}
+#verdicts .verdict.right {background: #e6f6ea; border-color: #2f9e4f;}
+#verdicts .verdict.wrong, #verdicts .verdict.twin {background: #fdebe9; border-color: #d64541;}
+#verdicts .verdict.unknown {background: #f1f3f7; border-color: #b8c0cc;}
+#verdicts .who {font-size: 0.85em; font-weight: 600; opacity: 0.8; cursor: help;}
+#verdicts .answer {font-size: 1.15em; font-weight: 700; line-height: 1.3; overflow-wrap: anywhere;}
+#verdicts .prob {font-weight: 400; font-size: 0.85em; opacity: 0.75;}
+#verdicts .tag {font-weight: 600; margin-top: 2px;}
+#verdicts .verdict.right .tag {color: #1d6b34;}
+#verdicts .verdict.wrong .tag, #verdicts .verdict.twin .tag {color: #a32521;}
+#verdicts .cues {background: #fff6dd; border: 1px solid #f0c36d; border-radius: 10px; padding: 8px 12px;
+  color: #4a3800;}
+#verdicts .cues ul {margin: 4px 0 0 18px; padding: 0;}
+#verdicts .truth {font-size: 0.95em;}
+@media (max-width: 520px) {#verdicts .verdict-row {grid-template-columns: 1fr;}}
+/* compact labelled galleries (Recognize's examples, Search's hits): the caption under each thumbnail, whole */
+.captions-below {height: auto !important; min-height: 0 !important;}
+.captions-below .grid-wrap {overflow: visible !important; height: auto !important; max-height: none !important;
+  min-height: 0 !important; padding-top: 38px !important;}
+.captions-below .grid-container {grid-template-rows: none !important; grid-auto-rows: auto !important;
+  grid-template-columns: repeat(4, minmax(0, 1fr)) !important; gap: 6px !important;}
+.captions-below .thumbnail-item {aspect-ratio: auto !important; height: auto !important; display: flex !important;
+  flex-direction: column !important; overflow: visible !important;}
+.captions-below .thumbnail-item img {height: 64px !important; width: 100% !important; object-fit: cover !important;}
+#search-base .thumbnail-item img, #search-tuned .thumbnail-item img, #pair-a .thumbnail-item img,
+#pair-b .thumbnail-item img, #confusion-gallery .thumbnail-item img {height: 96px !important;}
+#confusion-gallery .grid-container {grid-template-columns: repeat(3, minmax(0, 1fr)) !important;}
+.captions-below .caption-label {position: static !important; max-width: 100% !important; white-space: normal !important;
+  overflow: visible !important; border: none !important; border-radius: 0 !important; opacity: 1 !important;
+  font-size: 12px !important; line-height: 1.25 !important; padding: 3px 4px 4px !important; text-align: left;
+  background: transparent !important; color: var(--body-text-color) !important;}
 /* gallery captions wrap instead of being cut off (the verdict must stay readable) */
 .wrap-captions .caption-label {white-space: normal !important; max-width: 100% !important; opacity: 0.9;}
 """
@@ -63,8 +100,76 @@ def plain_error(e: BaseException) -> str:
         return ("That file was not uploaded to this server: upload it first (from the API, send files with "
                 "gradio_client's handle_file).")
     if isinstance(e, (DemoInputError, ServiceError, gr.Error)):
-        return html.escape(scrub_paths(text), quote=False)
+        return no_tags(scrub_paths(text))
     return f"Something went wrong ({type(e).__name__}). Try another input."
+
+
+def no_tags(text: str) -> str:
+    """Error text that reads the same through the API (plain JSON) and in the page (whose notices render
+    HTML): angle brackets become look-alike characters instead of `&lt;` entities, so nothing is a tag."""
+    return text.replace("<", "‹").replace(">", "›")
+
+
+def _param_name(fn: Any, index: int) -> str:
+    """How the API names input `index` of an event (gradio takes it from the function's signature), with the
+    component's label: e.g. "`top_k` (Top-k)"."""
+    names = getattr(fn, "input_parameter_names", None) or []
+    name = names[index] if index < len(names) and names[index] else f"input {index + 1}"
+    label = getattr(fn.inputs[index], "label", None) if index < len(fn.inputs) else None
+    return f"`{name}`" + (f" (“{label}”)" if label and str(label) != name else "")
+
+
+def bad_input_message(fn: Any, inputs: Sequence[Any]) -> str | None:
+    """A plain message naming the parameter when a value cannot be one of `fn`'s number inputs (a text, None,
+    a list where a number belongs), else None."""
+    for i, comp in enumerate(fn.inputs):
+        if i >= len(inputs) or not isinstance(comp, (gr.Slider, gr.Number)):
+            continue
+        v = inputs[i]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:40] + "…"
+            rng = ""
+            if isinstance(comp, gr.Slider):
+                rng = f" from {comp.minimum:g} to {comp.maximum:g}"
+            return f"{_param_name(fn, i)}: expected a number{rng}, got {no_tags(shown)}."
+    return None
+
+
+def bad_choice_message(fn: Any, inputs: Sequence[Any], state: Any = None) -> str | None:
+    """When gradio refuses a value that is not one of a dropdown's (or radio's) choices, which parameter it
+    was, in plain words (gradio's own text names neither the input nor the parameter)."""
+    for i, comp in enumerate(fn.inputs):
+        if i >= len(inputs) or not isinstance(comp, (gr.Dropdown, gr.Radio, gr.CheckboxGroup)):
+            continue
+        try:
+            if state is not None and comp._id in state:  # this session's choices (updated by an event)
+                comp = state[comp._id]
+            comp.preprocess(inputs[i])
+        except Exception:  # noqa: BLE001 - this is the input gradio could not take
+            values = [v for _, v in comp.choices]
+            got = inputs[i] if isinstance(inputs[i], list) else [inputs[i]]
+            bad = next((v for v in got if v not in values), inputs[i])
+            shown = ", ".join(str(v) for v in values[:8]) + (", …" if len(values) > 8 else "")
+            return no_tags(f"{_param_name(fn, i)}: {bad!r} is not one of the choices ({shown}).")
+    return None
+
+
+def _unprocessable_message(fn: Any, e: BaseException) -> str | None:
+    """gradio's ComponentProcessingError says which input failed (by index): name it as the API does."""
+    m = re.search(r"input component at index (\d+)", str(e))
+    if not m or int(m.group(1)) >= len(fn.inputs):
+        return None
+    comp = fn.inputs[int(m.group(1))]
+    return (f"The value sent for {_param_name(fn, int(m.group(1)))} could not be read as a "
+            f"{type(comp).__name__.lower()} value; see the app's 'Use via API' page for what it takes.")
+
+
+async def _unknown_endpoint(request: Any, exc: Exception):
+    """`POST /gradio_api/call/<name>` for a name the app does not have: 404 with the list, no traceback."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": "No such API endpoint. The app's 'Use via API' page (or GET "
+                                  "/gradio_api/info) lists them."}, status_code=404)
 
 
 def _safe(fn: Callable) -> Callable:
@@ -131,11 +236,36 @@ class DemoBlocks(gr.Blocks):
 
     async def preprocess_data(self, block_fn, inputs, state, explicit_call=False):  # type: ignore[override]
         try:
-            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+            problem = bad_input_message(block_fn, inputs) if isinstance(inputs, (list, tuple)) else None
+            if problem:
+                raise DemoInputError(problem)
+            try:
+                return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+            except gr.Error:
+                named = bad_choice_message(block_fn, inputs, state) if isinstance(inputs, (list, tuple)) else None
+                if named is None:
+                    raise
+                raise DemoInputError(named) from None
+            except Exception as e:  # noqa: BLE001 - a value gradio cannot read: say which parameter
+                named = _unprocessable_message(block_fn, e)
+                if named is None:
+                    raise
+                logger.info("request to %s: %s", block_fn.api_name, e)
+                raise DemoInputError(named) from None
         except Exception as e:  # noqa: BLE001
             if not block_fn.batch:
                 raise
             return [BadInput(plain_error(e))] * len(block_fn.inputs)
+
+    def launch(self, *args: Any, **kwargs: Any):  # type: ignore[override]
+        """gradio's launch, with a 404 (not a 500 and a logged traceback) for an unknown API endpoint."""
+        from gradio.route_utils import FnIndexInferError
+
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        handlers = dict(app_kwargs.get("exception_handlers") or {})
+        handlers.setdefault(FnIndexInferError, _unknown_endpoint)
+        app_kwargs["exception_handlers"] = handlers
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
 
     def guard_batches(self) -> None:
         """Refuse, at submission, a request to a batched event that does not send every input."""
@@ -208,48 +338,55 @@ def _upload_ok(path: Any, services: DemoServices) -> bool:
 
 
 def recognize_tab(services: DemoServices) -> None:
+    """Image and examples on the left; Classify with both models' answers and verdicts right under it (in view
+    at 1280x900 without scrolling), the top-k bars below them; the candidate labels and WiSE-FT in an accordion."""
     choices = H.filter_choices(services)
     cfg = services.config
-    with gr.Row():
-        with gr.Column(scale=5):
-            image = UploadImage(type="filepath", sources=["upload", "clipboard"], label="Image", height=300,
+    examples = H.example_pairs(services, 8)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=280):
+            image = UploadImage(type="filepath", sources=["upload", "clipboard"], label="Image", height=240,
                                 elem_id="input-image", elem_classes=["pixel-view"])
-            truth = gr.Textbox(label="True concept (of the example picked)", interactive=False, elem_id="true-concept")
-            examples = H.example_pairs(services, 8)
             if examples:
-                gr.Examples(examples=[[p, t] for p, t in examples], inputs=[image, truth],
-                            label="Examples: twin pairs from the dataset (with their true concept)",
-                            examples_per_page=8, elem_id="examples")
-        with gr.Column(scale=5):
-            use_catalog = gr.Checkbox(value=True, label="Use catalog concepts as candidate labels")
-            with gr.Row():
-                category = gr.Dropdown(choices["category"], value=H.ALL, label="Category", min_width=120)
-                region = gr.Dropdown(choices["region"], value=H.ALL, label="Region", min_width=120)
-                culture = gr.Dropdown(choices["culture"], value=H.ALL, label="Culture", min_width=120)
+                gallery = gr.Gallery(value=[(p, t) for p, t in examples], columns=4, rows=2, height="auto",
+                                     allow_preview=False, object_fit="contain", show_label=True, buttons=[],
+                                     interactive=False,
+                                     label="Examples: cultural twins from the dataset (click one)",
+                                     elem_id="examples", elem_classes=["pixel-view", "captions-below"])
+            truth = gr.Textbox(label="True concept (of the example picked)", interactive=False,
+                               elem_id="true-concept", max_lines=1)
+        with gr.Column(scale=6, min_width=280):
             words = H.copy_examples(services)
-            typed = gr.Textbox(label="Extra labels (comma separated)", lines=2,
+            typed = gr.Textbox(label="Extra labels (comma separated)", lines=1, max_lines=3,
                                placeholder=f"e.g. {words['labels']}" if words["labels"] else "e.g. two look-alike concepts")
-            with gr.Row():
-                wise_ok, wise_note = services.wise_available()
-                alpha = gr.Slider(0, 1, value=1.0, step=0.1, label="WiSE-FT α (0 = base weights, 1 = CultureCLIP)",
-                                  interactive=wise_ok, info=wise_note or None)
-                top_k = gr.Slider(1, H.MAX_TOP_K, value=5, step=1, label="Top-k")
-            run = gr.Button("Classify", variant="primary")
-    message = gr.Markdown(latex_delimiters=[])  # shows typed labels: no maths, no links (handlers escape them)
-    with gr.Row():
-        with gr.Column(elem_classes="model-col"):
-            out_base = gr.Label(label=cfg.base_name, num_top_classes=H.MAX_TOP_K)
-        with gr.Column(elem_classes="model-col"):
-            out_tuned = gr.Label(label=cfg.tuned_name, num_top_classes=H.MAX_TOP_K)
+            run = gr.Button("Classify", variant="primary", elem_id="classify")
+            verdicts = gr.HTML(VERDICT_PLACEHOLDER, elem_id="verdict-panel", padding=False)
+            message = gr.Markdown(latex_delimiters=[], elem_id="classify-message")  # typed labels: no maths, no links
+            with gr.Row(elem_classes=["answers"]):
+                out_base = gr.Label(label=f"{cfg.base_name}: top answers", num_top_classes=H.MAX_TOP_K,
+                                    elem_id="answer-base", min_width=200, show_heading=False)
+                out_tuned = gr.Label(label=f"{cfg.tuned_name}: top answers", num_top_classes=H.MAX_TOP_K,
+                                     elem_id="answer-tuned", min_width=200, show_heading=False)
+            with gr.Accordion("Candidate labels, WiSE-FT blend, top-k", open=False, elem_id="options"):
+                use_catalog = gr.Checkbox(value=True, label="Use catalog concepts as candidate labels")
+                with gr.Row():
+                    category = gr.Dropdown(choices["category"], value=H.ALL, label="Category", min_width=100)
+                    region = gr.Dropdown(choices["region"], value=H.ALL, label="Region", min_width=100)
+                    culture = gr.Dropdown(choices["culture"], value=H.ALL, label="Culture", min_width=100)
+                with gr.Row():
+                    wise_ok, wise_note = services.wise_available()
+                    alpha = gr.Slider(0, 1, value=1.0, step=0.1, label="WiSE-FT α (0 = base weights, 1 = CultureCLIP)",
+                                      interactive=wise_ok, info=wise_note or None, min_width=200)
+                    top_k = gr.Slider(1, H.MAX_TOP_K, value=5, step=1, label="Top-k", min_width=160)
 
-    @gpu
-    def classify_batch(images, typeds, use_cats, cats, regs, culs, alphas, top_ks):
-        # gradio batch=True: one list per input, one list per output
+    def classify_core(images, typeds, use_cats, cats, regs, culs, alphas, top_ks) -> list[H.ClassifyResult]:
+        """Both models' top-k for each request of a batch (gradio batch=True: one list per input)."""
         n = len(images)
         cands: list[Any] = []
         errors: dict[int, str] = {}
         for i in range(n):
-            bad = next((x for x in (images[i], typeds[i], alphas[i], top_ks[i]) if isinstance(x, BadInput)), None)
+            bad = next((x for x in (images[i], typeds[i], use_cats[i], cats[i], regs[i], culs[i], alphas[i], top_ks[i])
+                        if isinstance(x, BadInput)), None)
             if bad is not None:
                 errors[i] = f"❌ {bad.message}"
                 cands.append(None)
@@ -279,39 +416,61 @@ def recognize_tab(services: DemoServices) -> None:
             except Exception as e:  # noqa: BLE001
                 logger.exception("classification failed")
                 errors.update({i: f"❌ Classification failed ({type(e).__name__}); try another image." for i in todo})
-        bases, tuneds, msgs = [], [], []
-        for i in range(n):
-            if i in errors:
-                bases.append(None)
-                tuneds.append(None)
-                msgs.append(errors[i])
-            else:
-                r = res[i]
-                bases.append(r.base or None)
-                tuneds.append(r.tuned or None)
-                msgs.append(r.message)
-        return [bases, tuneds, msgs]
+        return [res.get(i) or H.ClassifyResult({}, {}, errors[i], ok=False) for i in range(n)]
 
-    def tuned_title(a):
-        """The right panel is titled by the model it shows: CultureCLIP, or the WiSE-FT blend."""
-        q = quantize_alpha(a)
-        return gr.Label(label=cfg.tuned_name if q >= 1.0 else f"WiSE-FT α={q:.1f} ({cfg.base_name} ↔ {cfg.tuned_name})")
+    @gpu
+    def classify(image, labels, use_catalog, category, region, culture, alpha, top_k):
+        """Classify an image with the base model and CultureCLIP: each model's top-k labels with probabilities,
+        and a message (which model says what, cultural-twin flags, notes). `labels`: extra comma-separated
+        labels; `use_catalog`: add the catalog's concepts (filtered by `category`, `region`, `culture`, "All"
+        for any); `alpha`: WiSE-FT blend of CultureCLIP with the base weights (0..1); `top_k`: 1..20."""
+        rs = classify_core(image, labels, use_catalog, category, region, culture, alpha, top_k)
+        return [[r.base or None for r in rs], [r.tuned or None for r in rs], [r.message for r in rs]]
 
-    run.click(
-        classify_batch,
-        inputs=[image, typed, use_catalog, category, region, culture, alpha, top_k],
-        outputs=[out_base, out_tuned, message],
-        api_name="classify",
-        batch=True,
-        max_batch_size=MAX_BATCH,
-        concurrency_limit=CONCURRENCY,
-    ).then(tuned_title, [alpha], [out_tuned], api_name="tuned_title", queue=False)
-    image.upload(lambda: "", None, [truth], api_name="clear_truth", queue=False)  # own upload: truth unknown
+    @gpu
+    def classify_page(image, labels, use_catalog, category, region, culture, alpha, top_k, true_concept):
+        """The page's view: the verdicts against the true concept (of a picked example) above the top-k bars."""
+        rs = classify_core(image, labels, use_catalog, category, region, culture, alpha, top_k)
+        panels = [H.verdicts_html(services, r, t if isinstance(t, str) else None) for r, t in zip(rs, true_concept)]
+        return [panels, [r.base or None for r in rs], [r.tuned or None for r in rs],
+                [r.notes if r.ok else r.message for r in rs]]
+
+    def tuned_title(alpha):
+        """The right panel is titled by the model it shows: CultureCLIP, or the WiSE-FT blend when one is possible."""
+        return gr.Label(label=f"{H.tuned_panel_name(services, alpha)}: top answers")
+
+    inputs = [image, typed, use_catalog, category, region, culture, alpha, top_k]
+    batch = dict(batch=True, max_batch_size=MAX_BATCH, concurrency_limit=CONCURRENCY)
+    # the API: the same models, without the page's verdict panel (never-shown buttons carry it)
+    gr.Button(visible=False).click(classify, inputs, [out_base, out_tuned, message], api_name="classify", **batch)
+    gr.Button(visible=False).click(tuned_title, [alpha], [out_tuned], api_name="tuned_title", queue=False)
+    run.click(classify_page, inputs + [truth], [verdicts, out_base, out_tuned, message], api_visibility="private",
+              **batch).then(tuned_title, [alpha], [out_tuned], api_visibility="private", queue=False).then(
+        None, js=SCROLL_TO_VERDICTS)
+    cleared = (VERDICT_PLACEHOLDER, None, None, "")
+    image.upload(lambda: ("",) + cleared, None, [truth, verdicts, out_base, out_tuned, message],
+                 api_name="clear_truth", queue=False)  # own upload: truth unknown, old answers gone
+    if examples:
+        def pick_example(evt: gr.SelectData):
+            path, label = examples[evt.index]
+            return (path, label) + cleared
+
+        gallery.select(pick_example, None, [image, truth, verdicts, out_base, out_tuned, message],
+                       api_visibility="private", queue=False)
+
+
+VERDICT_PLACEHOLDER = ('<div id="verdicts" class="empty">Pick an example (or upload an image), then '
+                       '<b>Classify</b>: each model\'s answer appears here, checked against the true concept.</div>')
+# after Classify: bring the verdicts into view if they are not (a phone, a scrolled page); no jump otherwise
+SCROLL_TO_VERDICTS = """() => { const el = document.querySelector('#verdicts');
+  if (el) el.scrollIntoView({block: 'nearest', behavior: 'instant'}); }"""
 
 
 def twin_tab(services: DemoServices) -> None:
-    if not services.has_dataset:
-        gr.Markdown("ℹ️ No dataset is configured, so the twin explorer has no images. Start the app with `--dataset`.")
+    if not services.has_dataset:  # the owner's fix (--dataset) is in the log and the README
+        gr.Markdown("ℹ️ This app has no image dataset loaded, so there are no twin images to browse here. The "
+                    "Recognize tab works with your own images.")
+        logger.info("twin explorer and search have no images: start the app with --dataset (env CULTURECLIP_DATASET)")
     choices = H.filter_choices(services) if services.has_dataset else {"category": [H.ALL], "culture": [H.ALL]}
     pairs = H.search_pairs(services) if services.has_dataset else []
     with gr.Row():
@@ -322,26 +481,30 @@ def twin_tab(services: DemoServices) -> None:
                        allow_custom_value=True)  # the handler validates the value itself
     with gr.Row():
         with gr.Column(scale=3):
-            gallery_a = gr.Gallery(label="Side A", columns=4, height=260, object_fit="contain", elem_classes=["pixel-view"])
-            gallery_b = gr.Gallery(label="Side B", columns=4, height=260, object_fit="contain", elem_classes=["pixel-view"])
+            gallery_a = gr.Gallery(label="Side A", columns=4, height="auto", object_fit="contain",
+                                   elem_classes=["pixel-view", "captions-below"], elem_id="pair-a", buttons=["fullscreen"])
+            gallery_b = gr.Gallery(label="Side B", columns=4, height="auto", object_fit="contain",
+                                   elem_classes=["pixel-view", "captions-below"], elem_id="pair-b", buttons=["fullscreen"])
         with gr.Column(scale=2):
             info = gr.Markdown()
     similarity = gr.Plot(label="Similarity matrices")
     with gr.Row():
         with gr.Column(scale=3):
             confusion_note = gr.Markdown()
-            confusion = gr.Gallery(label="Confusion gallery: images the base model gives to the twin", columns=3, height=300,
-                                   object_fit="contain", elem_classes=["pixel-view", "wrap-captions"], elem_id="confusion-gallery")
+            confusion = gr.Gallery(label="Confusion gallery: images the base model gives to the twin", columns=3,
+                                   height="auto", object_fit="contain", elem_classes=["pixel-view", "captions-below"],
+                                   elem_id="confusion-gallery", buttons=["fullscreen"])
         with gr.Column(scale=2):
             scatter = gr.Plot(label="Own vs twin similarity")
     gr.Markdown("### Confusion map across the catalog")
     map_btn = gr.Button("Compute the confusion map (embeds every dataset image once)")
-    map_plot = gr.Plot(label="Pairs the base model confuses most")
-    map_table = gr.Dataframe(label="All pairs", max_height=320, interactive=False)
+    # shown once computed (an empty table would show placeholder headers "1 2 3")
+    map_plot = gr.Plot(label="Pairs the base model confuses most", visible=False)
+    map_table = gr.Dataframe(label="All pairs", max_height=320, interactive=False, visible=False, wrap=True)
 
     @_safe
-    def find_pairs(q, cat, cul):
-        found = H.search_pairs(services, q, cat, cul)
+    def find_pairs(query, category, culture):
+        found = H.search_pairs(services, query, category, culture)
         return gr.Dropdown(choices=found, value=found[0][1] if found else None, label=f"Twin pair ({len(found)} found)")
 
     outputs = [info, gallery_a, gallery_b, similarity, confusion_note, confusion, scatter]
@@ -374,16 +537,20 @@ def twin_tab(services: DemoServices) -> None:
             return [gr.skip()] * len(outputs) + [gr.Timer(active=True)]
         return browse_pair(value)
 
+    def shown_map():
+        fig, table = H.confusion_map(services)
+        return gr.Plot(fig, visible=True), gr.Dataframe(table, visible=True)
+
     @gpu
     @_safe
-    def show_map():
+    def show_map():  # the API: the figure and the table themselves
         return H.confusion_map(services)
 
     @gpu
     @_safe
     def browse_map():
         try:
-            return H.confusion_map(services)
+            return shown_map()
         except IndexNotReady as e:  # a notice with the progress, not Error panels
             gr.Warning(str(e))
             return gr.skip(), gr.skip()
@@ -423,15 +590,16 @@ def benchmarks_tab(services: DemoServices) -> None:
         heat = gr.Plot(label="CultureCLIP − base by region × category")
 
     @_safe
-    def update(b, m, r, c, main):
+    def update(benchmarks, models, regions, categories, main_only):
+        b, m, r, c, main = benchmarks, models, regions, categories, main_only
         v = H.benchmark_view(services, b, m, r, c, bool(main))
         dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
         return v.message, v.table, v.bars, v.heatmap, dl, H.evaluation_status(services)[0]
 
-    def evaluate(b, m, r, c, main, progress=gr.Progress()):
+    def evaluate(benchmarks, models, regions, categories, main_only, progress=gr.Progress()):
         """Start (or join) the background evaluation, show its progress, then the refreshed dashboard."""
         try:
-            yield from _evaluate(b, m, r, c, main, progress)
+            yield from _evaluate(benchmarks, models, regions, categories, main_only, progress)
         except (DemoInputError, ServiceError) as e:
             raise gr.Error(str(e), print_exception=False) from None
         except gr.Error:
@@ -485,8 +653,8 @@ def atlas_tab(services: DemoServices) -> None:
 
     @gpu
     @_safe
-    def show(m, q, k):
-        v = H.atlas_view(services, m, q, int(k))
+    def show(metric, query, rows):
+        v = H.atlas_view(services, metric, query, int(rows))
         return v.message, v.table, v.heatmap, v.world
 
     go.click(show, [metric, query, top], [message, table, heat, world], api_name="atlas", concurrency_limit=1)
@@ -496,7 +664,7 @@ def atlas_tab(services: DemoServices) -> None:
 
 def search_tab(services: DemoServices) -> None:
     if not services.has_dataset:
-        gr.Markdown("ℹ️ No dataset is configured, so there is nothing to search. Start the app with `--dataset`.")
+        gr.Markdown("ℹ️ This app has no image dataset loaded, so there are no images to search here.")
     with gr.Row():
         words = H.copy_examples(services) if services.has_dataset else {"queries": []}
         query = gr.Textbox(label="Describe an image", scale=4,
@@ -510,25 +678,33 @@ def search_tab(services: DemoServices) -> None:
         gr.Examples(examples, inputs=[query], label="Try")
     message = gr.Markdown(latex_delimiters=[], elem_id="search-message")  # echoes the query literally
     with gr.Row():
-        g_base = gr.Gallery(label=services.config.base_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
-        g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height=420, object_fit="contain", elem_classes=["pixel-view"])
+        g_base = gr.Gallery(label=services.config.base_name, columns=4, height="auto", object_fit="contain",
+                            elem_classes=["pixel-view", "captions-below"], elem_id="search-base", min_width=160,
+                            buttons=["fullscreen"])
+        g_tuned = gr.Gallery(label=services.config.tuned_name, columns=4, height="auto", object_fit="contain",
+                             elem_classes=["pixel-view", "captions-below"], elem_id="search-tuned", min_width=160,
+                             buttons=["fullscreen"])
 
-    def answer(q, n):
-        r = H.search(services, q, n)
+    @gpu
+    @_safe
+    def run(query, top_k):
+        r = H.search(services, query, top_k)
         return r.message, r.base, r.tuned
 
     @gpu
     @_safe
-    def run(q, n):
-        return answer(q, n)
-
-    @gpu
-    @_safe
-    def browse(q, n):
+    def browse(query, top_k):
         try:
-            return answer(q, n)
+            r = H.search(services, query, top_k)
         except IndexNotReady as e:  # the progress as the message, not Error panels
             return f"{H.INDEX_PENDING}{e}", [], []
+        names = services.config.base_name, services.config.tuned_name
+        if r.concept is None:
+            return r.message, gr.Gallery(r.base, label=names[0]), gr.Gallery(r.tuned, label=names[1])
+        what = services.concepts()[r.concept].name
+        return (r.message,  # each panel says how well its model did
+                gr.Gallery(r.base, label=f"{names[0]}: {r.counts['base']} of {len(r.base)} are {what}"),
+                gr.Gallery(r.tuned, label=f"{names[1]}: {r.counts['tuned']} of {len(r.tuned)} are {what}"))
 
     io = ([query, k], [message, g_base, g_tuned])
     ui_and_api(go.click, browse, run, *io, "search", concurrency_limit=CONCURRENCY)

@@ -681,3 +681,19 @@ def test_audited_aliases_use_the_cultures_own_names(shipped):
     for c in shipped:
         for cite in c.read_sources:
             assert cite.url.startswith(("https://", "http://")) and len(cite.supports.split()) >= 3, c.id
+
+
+# Issue 20 audit: old sources cited bare URLs, some of them mirrors or staging copies of other sites and some
+# blogs, shops or travel firms. Every URL is now a structured record (read, with what it supports, or marked
+# not read), and none points at a known mirror or staging copy.
+MIRROR_HOSTS = ("zxc.wiki", "owiki.org", "wikisum.wiki", "osmarks.net", "friendlywiki.com", "liquisearch.com",
+                "eudic.net", "vuink.com", "railway.app", "wikizero.net", "av1.space", "theinfolist.com",
+                "classicistranieri.com", "uncensored-wiki.com", "uat.apnews.com", "imagizer.com", "newdu.com",
+                "archaeologs.com", "princeton.edu/~achaney/tmve", "web.archive.org")
+
+
+def test_no_bare_url_sources_and_no_mirrors(shipped):
+    for c in shipped:
+        for cite in c.citations:
+            assert not (cite.note or "").startswith(("http://", "https://")), (c.id, cite.note)
+            assert not any(h in (cite.url or "") for h in MIRROR_HOSTS), (c.id, cite.url)

@@ -640,7 +640,8 @@ WELL_KNOWN = ["lunar_new_year", "eid_al_fitr", "christmas_market", "mid_autumn_f
               "hanukkah", "carnival_of_venice", "lion_dance", "kimchi", "nigiri", "pizza_napoletana", "dim_sum",
               "dosa", "tagine", "hummus", "borscht", "pad_thai", "oud", "bouzouki", "balalaika", "shamisen",
               "pipa", "gamelan", "santur", "yangqin", "cimbalom", "go_board", "mahjong", "samovar", "hookah",
-              "mehndi"]
+              "mehndi", "egyptian_pyramids", "eiffel_tower", "colosseum", "angkor_wat", "sydney_opera_house",
+              "feijoada", "croissant", "bagel", "fish_and_chips", "hot_dog", "haka", "kwanzaa", "lasagne"]
 
 
 def test_shipped_catalog_holds_its_reach_floors(shipped):
@@ -665,7 +666,9 @@ def test_well_known_concepts_are_there_with_look_alike_twins(shipped):
     for a, b in [("santur", "yangqin"), ("cimbalom", "santur"), ("cimbalom", "yangqin"), ("biwa", "pipa"),
                  ("sanxian", "shamisen"), ("balalaika", "dombra"), ("lion_dance", "shishimai"),
                  ("chuseok", "mid_autumn_festival"), ("lunar_new_year", "tet"), ("borscht", "saltibarsciai"),
-                 ("las_fallas", "nebuta_matsuri")]:
+                 ("las_fallas", "nebuta_matsuri"), ("egyptian_pyramids", "meroe_pyramids"),
+                 ("hegra_tombs", "petra_treasury"), ("eiffel_tower", "petrin_tower"),
+                 ("ackee_and_saltfish", "green_fig_and_saltfish"), ("cachupa", "feijoada")]:
         assert (a, b) in pairs, (a, b)
     # the audit's weak pair fixes: the dragon's cue no longer claims scales tell it from Quetzalcoatl
     cue = next(t.distinguishing for t in shipped["chinese_dragon"].twins if t.id == "quetzalcoatl")

@@ -772,7 +772,11 @@ def benchmark_view(
         fig_frame = fig_frame[fig_frame["benchmark"].astype(str).isin(list(benchmarks))]
     cmp_frame = frame[frame["benchmark"].astype(str).isin(list(benchmarks))] if benchmarks else frame
     comparison = comparison_table(services, cmp_frame, main_only, regions, categories)
-    msg = f"{len(table)} rows" + (" (main metric of each benchmark)" if main_only else "")
+    names_ = services.config.base_name, services.config.tuned_name
+    msg = (f"{len(comparison)} rows compare {_md(names_[0])} and {_md(names_[1])}" if len(comparison) else
+           f"The results do not include both {_md(names_[0])} and {_md(names_[1])}")
+    msg += f"; “Every result” below has all {len(table)} rows" + (" (main metric of each benchmark)" if main_only else "") \
+        + " and the CSV."
     bars = heat = None
     try:
         bars, heat = _benchmark_figures(services, fig_frame, names)

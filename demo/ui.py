@@ -40,6 +40,16 @@ CSS = """
 .pixel-view img, #examples img {image-rendering: pixelated;}
 #input-image img {object-fit: contain !important; width: 100% !important; height: 100% !important;}
 .pixel-view .thumbnail-item img, .pixel-view .grid-wrap img {object-fit: contain !important;}
+/* phones: wide tables scroll inside their own frame (columns keep a readable width), never the page */
+@media (max-width: 700px) {
+  #bench-comparison table, #atlas-table table {width: auto !important;}
+  #bench-comparison .virtual-row, #atlas-table .virtual-row {width: max-content !important;}
+  #bench-comparison th, #bench-comparison .body-cell, #atlas-table th, #atlas-table .body-cell
+    {width: 92px !important; min-width: 92px !important; max-width: 92px !important; flex: 0 0 92px !important;}
+  #bench-comparison th:nth-child(3), #bench-comparison .body-cell[data-col="2"], #atlas-table th:nth-child(2),
+  #atlas-table .body-cell[data-col="1"], #atlas-table th:nth-child(3), #atlas-table .body-cell[data-col="2"]
+    {width: 150px !important; min-width: 150px !important; max-width: 150px !important; flex: 0 0 150px !important;}
+}
 /* gallery captions wrap instead of being cut off (the verdict must stay readable) */
 .wrap-captions .caption-label {white-space: normal !important; max-width: 100% !important; opacity: 0.9;}
 """
@@ -402,12 +412,26 @@ def twin_tab(services: DemoServices) -> None:
     return pair, browse_pair, outputs + [refresh]
 
 
+def _plot(fig: Any) -> Any:
+    """A plotly figure for gr.Plot without plotly's toolbar, which covers the figure's title on a phone."""
+    if fig is None:
+        return None
+    import json
+
+    from gradio.components.plot import PlotData
+
+    spec = json.loads(fig.to_json())
+    spec["config"] = {"displayModeBar": False, "responsive": True}
+    return PlotData(type="plotly", plot=json.dumps(spec))
+
+
 def benchmarks_tab(services: DemoServices) -> None:
     cfg = services.config
     drop = H.benchmark_dropdowns(services)
     with gr.Row(equal_height=True):
-        eval_status = gr.Markdown(H.evaluation_status(services)[0] if services.has_dataset else "",
-                                  elem_id="eval-status")
+        with gr.Column(scale=4, min_width=300):
+            eval_status = gr.Markdown(H.evaluation_status(services)[0] if services.has_dataset else "",
+                                      elem_id="eval-status")
         evaluate_btn = gr.Button("Evaluate the loaded models on the dataset's test split", size="sm", scale=0,
                                  min_width=200, visible=services.has_dataset)
     message = gr.Markdown(elem_id="bench-message")
@@ -440,7 +464,8 @@ def benchmarks_tab(services: DemoServices) -> None:
     def _view(b, m, r, c, main):
         v = H.benchmark_view(services, b, m, r, c, bool(main))
         dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
-        return [v.message, v.comparison, v.table, v.bars, v.heatmap, dl, H.evaluation_status(services)[0], v.models]
+        return [v.message, v.comparison, v.table, _plot(v.bars), _plot(v.heatmap), dl, H.evaluation_status(services)[0],
+                v.models]
 
     def _choices():
         ch = H.benchmark_dropdowns(services)
@@ -516,7 +541,7 @@ def atlas_tab(services: DemoServices) -> None:
     @_safe
     def show(m, q, k):
         v = H.atlas_view(services, m, q, int(k))
-        return v.message, v.table, v.heatmap, v.world, v.legend
+        return v.message, v.table, _plot(v.heatmap), _plot(v.world), v.legend
 
     outs = [message, table, heat, world, legend]
     go.click(show, [metric, query, top], outs, api_name="atlas", concurrency_limit=1)

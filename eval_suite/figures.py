@@ -280,7 +280,7 @@ def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "
                           f"<extra>{name}</extra>"))
     _switchable(fig, [name for _, name, _ in series])
     fig.update_layout(title=dict(text=f"Mean {label} of twin pairs by {rows} × {cols}<br><sup>higher = more "
-                                      "confusable</sup>", x=0.01, xanchor="left", y=0.98, yanchor="top",
+                                      "confusable</sup>", x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=12),
                                  font=dict(size=14)),
                       xaxis_title=None, yaxis_title=None, margin=dict(t=110, l=10, r=10))
     return fig
@@ -307,7 +307,7 @@ def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos", label: str | None
                           f"<extra>{name}</extra>"))
     _switchable(fig, [name for _, name, _ in series])
     fig.update_layout(title=dict(text=f"Mean {label} of each country's twin pairs<br><sup>higher = more "
-                                      "confusable</sup>", x=0.01, xanchor="left", y=0.98, yanchor="top",
+                                      "confusable</sup>", x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=12),
                                  font=dict(size=14)),
                       geo=dict(showframe=False, showcoastlines=True, projection_type="natural earth"),
                       margin=dict(l=0, r=0, t=110, b=0))
@@ -348,7 +348,7 @@ def atlas_countries(atlas: pd.DataFrame, metric: str = "prompt_cos", label: str 
     fig.update_layout(
         title=dict(text=f"Countries whose twin pairs are most confusable<br><sup>mean {label} of each country's twin "
                         f"pairs, top {len(per)} of {n_all} by {labels[0]}; further right = more confusable</sup>",
-                   x=0.01, xanchor="left", y=0.98, yanchor="top", font=dict(size=14)),
+                   x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=12), font=dict(size=14)),
         height=max(360, 120 + 20 * len(per)), margin=dict(t=90, l=10, r=10, b=40),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), xaxis_title=None)
     return fig

@@ -726,7 +726,8 @@ def _models_note(services: DemoServices, frame: "pd.DataFrame") -> str:
         sha = next((str(s) for s in rows["checkpoint_sha"].dropna().unique()), "") if len(rows) else ""
         stamp = when(rows["timestamp"].max()) if len(rows) else None
         shown = "/".join(Path(spec).parts[-2:]) if Path(spec).is_dir() else spec
-        lines.append(f"**{_md(name)}** = `{_md(shown)}`" + (f" · weights sha256 `{sha[:12]}`" if sha else "")
+        code = str(shown).replace("`", "'")  # literal inside a code span (markdown escapes would show there)
+        lines.append(f"**{_md(name)}** = `{code}`" + (f" · weights sha256 `{sha[:12]}`" if sha else "")
                      + (f" · computed {stamp}" if stamp else ""))
     others = [n for t, n in names.items() if t not in roles]
     if others:

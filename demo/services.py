@@ -259,7 +259,8 @@ class DemoServices:
                     raise ServiceError(f"cannot load the {role} model: model folder {ms.name!r} does not exist")
         if self.has_dataset and cfg.eval_on_start:
             self.evaluator.start()  # in the background (loads what it needs); cached results make it instant
-            notes.append("Evaluating both models on the dataset's test split in the background (--eval-on-start).")
+            notes.append("Evaluating both models on the dataset's test split in the background, for the Benchmarks tab "
+                         "(results cached by weights hash; --no-eval-on-start turns it off).")
         return notes
 
     def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",)) -> None:

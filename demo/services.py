@@ -47,6 +47,7 @@ class DemoConfig:
     tuned: str
     dataset: Path | None = None
     results: Path | None = None
+    results_repo: str | None = None  # a HF dataset repo of published results: owner/name[@revision][/folder]
     wise_base: str | None = None  # base weights in the tuned model's layout (None: `base`)
     catalog: list[Path] | None = None  # extra catalog YAML files/folders (default: synth's curated one)
     device: str | None = None  # None: cuda when available
@@ -197,7 +198,9 @@ class DemoServices:
         self._manifest: pd.DataFrame | None = None
         self._concepts: dict[str, ConceptInfo] | None = None
         self._results: pd.DataFrame | None = None
-        self._results_error: str | None = None
+        self._results_error: str | None = None  # owner text (the log); visitors see a plain state
+        self._results_problems: list[str] = []
+        self.results_folders: list[Path] = []  # the folders the published results were read from
         self._indexes: dict[int, torch.Tensor] = {}
         self._index_locks: dict[int, threading.Lock] = {}
         self._index_thread: threading.Thread | None = None
@@ -225,15 +228,16 @@ class DemoServices:
             self.manifest()  # raises ServiceError when unreadable
         elif not cfg.default_dataset:
             notes.append("No dataset configured: the twin explorer and search tabs are disabled (pass --dataset).")
-        if cfg.results is not None:
-            if not cfg.results.is_dir():
-                raise ServiceError(f"results folder {str(cfg.results)!r} does not exist; pass --results with a folder of eval JSONs")
-            if self.results_frame() is None:
-                notes.append(f"Benchmarks: {self._results_error}")
+        if cfg.results is not None and not cfg.results.is_dir():
+            raise ServiceError(f"results folder {str(cfg.results)!r} does not exist; pass --results with a folder of eval JSONs")
+        if cfg.results is not None or cfg.results_repo:
+            self.results_frame()
+            notes += [f"Benchmarks: {p}" for p in self._results_problems]
         else:
-            notes.append("No results folder configured: the benchmarks tab shows only live evaluations of the loaded "
-                         "models (pass --results for more)." if self.has_dataset else
-                         "No results folder configured: the benchmarks tab is empty (pass --results).")
+            notes.append("No published results (--results DIR or --results-repo owner/name[/folder]): the benchmarks "
+                         "tab shows the live evaluation of the loaded models." if self.has_dataset else
+                         "No results (--results DIR or --results-repo owner/name[/folder]) and no dataset: the "
+                         "benchmarks tab is empty.")
         if load_models:
             self.base.get()
             self.tuned.get()
@@ -255,7 +259,8 @@ class DemoServices:
                     raise ServiceError(f"cannot load the {role} model: model folder {ms.name!r} does not exist")
         if self.has_dataset and cfg.eval_on_start:
             self.evaluator.start()  # in the background (loads what it needs); cached results make it instant
-            notes.append("Evaluating both models on the dataset's test split in the background (--eval-on-start).")
+            notes.append("Evaluating both models on the dataset's test split in the background, for the Benchmarks tab "
+                         "(results cached by weights hash; --no-eval-on-start turns it off).")
         return notes
 
     def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",)) -> None:
@@ -646,19 +651,20 @@ class DemoServices:
 
     # -- results -----------------------------------------------------------------------------------
     def results_frame(self) -> "pd.DataFrame | None":
-        """The tidy results frame of eval_suite.tables (None with a reason in `results_error`)."""
-        if self._results is not None or self.config.results is None:
+        """The tidy results frame (eval_suite.tables) of the published results: the --results folder and the
+        --results-repo dataset repo (demo.results_sources); None with the reason in `results_error`."""
+        if self._results is not None or (self.config.results is None and not self.config.results_repo):
             return self._results
         with self._lock:
             if self._results is None and self._results_error is None:
-                try:
-                    from eval_suite.tables import load_frame
+                from .results_sources import load_published
 
-                    frame = load_frame(self.config.results, strict=False)
-                    self._results = _with_filter_columns(frame)
-                except Exception as e:  # noqa: BLE001
-                    self._results_error = f"cannot read results in {self.config.results}: {type(e).__name__}: {e}"
-                    logger.warning(self._results_error)
+                pub = load_published(self.config.results, self.config.results_repo)
+                self._results_problems, self.results_folders = pub.problems, pub.folders
+                if pub.frame is None:
+                    self._results_error = "; ".join(pub.problems) or "no published results"
+                else:
+                    self._results = _with_filter_columns(pub.frame)
         return self._results
 
     @property

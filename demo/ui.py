@@ -77,6 +77,16 @@ CSS = """
   overflow: visible !important; border: none !important; border-radius: 0 !important; opacity: 1 !important;
   font-size: 12px !important; line-height: 1.25 !important; padding: 3px 4px 4px !important; text-align: left;
   background: transparent !important; color: var(--body-text-color) !important;}
+/* phones: wide tables scroll inside their own frame (columns keep a readable width), never the page */
+@media (max-width: 700px) {
+  #bench-comparison table, #atlas-table table {width: auto !important;}
+  #bench-comparison .virtual-row, #atlas-table .virtual-row {width: max-content !important;}
+  #bench-comparison th, #bench-comparison .body-cell, #atlas-table th, #atlas-table .body-cell
+    {width: 92px !important; min-width: 92px !important; max-width: 92px !important; flex: 0 0 92px !important;}
+  #bench-comparison th:nth-child(3), #bench-comparison .body-cell[data-col="2"], #atlas-table th:nth-child(2),
+  #atlas-table .body-cell[data-col="1"], #atlas-table th:nth-child(3), #atlas-table .body-cell[data-col="2"]
+    {width: 150px !important; min-width: 150px !important; max-width: 150px !important; flex: 0 0 150px !important;}
+}
 /* gallery captions wrap instead of being cut off (the verdict must stay readable) */
 .wrap-captions .caption-label {white-space: normal !important; max-width: 100% !important; opacity: 0.9;}
 """
@@ -569,32 +579,77 @@ def twin_tab(services: DemoServices) -> None:
     return pair, browse_pair, outputs + [refresh]
 
 
-def benchmarks_tab(services: DemoServices) -> None:
-    choices = H.benchmark_choices(services)
-    with gr.Row():
-        benchmarks = gr.Dropdown(choices["benchmark"], multiselect=True, label="Benchmarks (all when empty)")
-        models = gr.Dropdown(choices["model"], multiselect=True, label="Models")
-        regions = gr.Dropdown(choices["region"], multiselect=True, label="Regions")
-        categories = gr.Dropdown(choices["category"], multiselect=True, label="Categories")
-    with gr.Row():
-        main_only = gr.Checkbox(value=True, label="Main metric only")
-        refresh = gr.Button("Update", variant="primary")
-        download = gr.DownloadButton("Download CSV", visible=False)
-    with gr.Row(visible=services.has_dataset):
-        evaluate_btn = gr.Button("Evaluate the loaded models on the dataset's test split", scale=1)
-        eval_status = gr.Markdown(H.evaluation_status(services)[0] if services.has_dataset else "")
-    message = gr.Markdown()
-    table = gr.Dataframe(label="Results (%)", max_height=380, interactive=False, show_search="search")
-    with gr.Row():
-        bars = gr.Plot(label="Main metric by benchmark")
-        heat = gr.Plot(label="CultureCLIP − base by region × category")
+def _plot(fig: Any) -> Any:
+    """A plotly figure for gr.Plot without plotly's toolbar, which covers the figure's title on a phone."""
+    if fig is None:
+        return None
+    import json
 
-    @_safe
-    def update(benchmarks, models, regions, categories, main_only):
-        b, m, r, c, main = benchmarks, models, regions, categories, main_only
+    from gradio.components.plot import PlotData
+
+    spec = json.loads(fig.to_json())
+    spec["config"] = {"displayModeBar": False, "responsive": True}
+    return PlotData(type="plotly", plot=json.dumps(spec))
+
+
+def benchmarks_tab(services: DemoServices) -> None:
+    cfg = services.config
+    drop = H.benchmark_dropdowns(services)
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=4, min_width=300):
+            eval_status = gr.Markdown(H.evaluation_status(services)[0] if services.has_dataset else "",
+                                      elem_id="eval-status")
+        evaluate_btn = gr.Button("Evaluate the loaded models on the dataset's test split", size="sm", scale=0,
+                                 min_width=200, visible=services.has_dataset)
+    message = gr.Markdown(elem_id="bench-message")
+    comparison = gr.Dataframe(H.empty_comparison(services), label=f"{cfg.base_name} vs {cfg.tuned_name} (values in %)", max_height=420,
+                              interactive=False, wrap=True, elem_id="bench-comparison",
+                              column_widths=["17%", "14%", "21%", "10%", "11%", "9%", "12%", "6%"])
+    gr.Markdown(f"Higher is better. **Δ points** = {cfg.tuned_name} − {cfg.base_name}; its **95% interval** comes "
+                "from a paired bootstrap over the items both models saw (an interval that excludes 0 is a difference "
+                "beyond chance; — where the results keep no per-item values). Overall rows first, then by region and "
+                "category.", elem_classes=["bench-help"])
+    models_md = gr.Markdown(elem_id="bench-models")
+    with gr.Row():
+        bars = gr.Plot(show_label=False, elem_id="bench-bars", min_width=300)
+        heat = gr.Plot(show_label=False, elem_id="bench-heat", min_width=300)
+    with gr.Accordion("Every result: filters, all metrics, other models, CSV", open=False):
+        with gr.Row():
+            benchmarks = gr.Dropdown(drop["benchmark"], multiselect=True, label="Benchmarks (all when empty)", min_width=160)
+            models = gr.Dropdown(drop["model"], multiselect=True, label="Models", min_width=160)
+            regions = gr.Dropdown(drop["region"], multiselect=True, label="Regions", min_width=160)
+            categories = gr.Dropdown(drop["category"], multiselect=True, label="Categories", min_width=160)
+        with gr.Row():
+            main_only = gr.Checkbox(value=True, label="Main metric only")
+            refresh = gr.Button("Update", variant="primary")
+            download = gr.DownloadButton("Download CSV", visible=False)
+        table = gr.Dataframe(label="Results (%)", max_height=380, interactive=False, show_search="search", wrap=True,
+                             elem_id="bench-table")
+    # while the launch evaluation runs, its progress is shown and the tables fill in when it ends (no click)
+    timer = gr.Timer(2.0, active=services.has_dataset and services.evaluator.state.status == "running")
+
+    def _view(b, m, r, c, main):
         v = H.benchmark_view(services, b, m, r, c, bool(main))
         dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
-        return v.message, v.table, v.bars, v.heatmap, dl, H.evaluation_status(services)[0]
+        return [v.message, v.comparison, v.table, _plot(v.bars), _plot(v.heatmap), dl, H.evaluation_status(services)[0],
+                v.models]
+
+    def _choices():
+        ch = H.benchmark_dropdowns(services)
+        return [gr.Dropdown(choices=ch["benchmark"]), gr.Dropdown(choices=ch["model"]),
+                gr.Dropdown(choices=ch["region"]), gr.Dropdown(choices=ch["category"])]
+
+    @_safe
+    def update(benchmarks, models, regions, categories, main_metric_only):
+        return _view(benchmarks, models, regions, categories, main_metric_only)
+
+    @_safe
+    def poll(b, m, r, c, main):
+        text, running = H.evaluation_status(services)
+        if running:
+            return [H.empty_state(services) if services.dashboard_frame() is None else gr.skip()] + [gr.skip()] * 5 \
+                + [text, gr.skip()] + [gr.skip()] * 4 + [gr.Timer(active=True)]
+        return _view(b, m, r, c, main) + _choices() + [gr.Timer(active=False)]
 
     def evaluate(benchmarks, models, regions, categories, main_only, progress=gr.Progress()):
         """Start (or join) the background evaluation, show its progress, then the refreshed dashboard."""
@@ -615,21 +670,16 @@ def benchmarks_tab(services: DemoServices) -> None:
             if not running:
                 break
             progress(services.evaluator.state.progress, desc="evaluating")
-            yield [text] + [gr.skip()] * 9
+            yield [gr.skip()] * 6 + [text] + [gr.skip()] * 5
             time.sleep(0.5)
-        v = H.benchmark_view(services, b, m, r, c, bool(main))
-        ch = H.benchmark_choices(services)
-        dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
-        yield [H.evaluation_status(services)[0], v.message, v.table, v.bars, v.heatmap, dl,
-               gr.Dropdown(choices=ch["benchmark"]), gr.Dropdown(choices=ch["model"]),
-               gr.Dropdown(choices=ch["region"]), gr.Dropdown(choices=ch["category"])]
+        yield _view(b, m, r, c, main) + _choices()
 
     inputs = [benchmarks, models, regions, categories, main_only]
-    outputs = [message, table, bars, heat, download, eval_status]
+    outputs = [message, comparison, table, bars, heat, download, eval_status, models_md]
+    dropdowns = [benchmarks, models, regions, categories]
     refresh.click(update, inputs, outputs, api_name="benchmarks")
-    evaluate_btn.click(evaluate, inputs, [eval_status, message, table, bars, heat, download,
-                                          benchmarks, models, regions, categories],
-                       api_name="evaluate", concurrency_limit=CONCURRENCY)
+    evaluate_btn.click(evaluate, inputs, outputs + dropdowns, api_name="evaluate", concurrency_limit=CONCURRENCY)
+    timer.tick(poll, inputs, outputs + dropdowns + [timer], api_visibility="private", show_progress="hidden")
     return update, inputs, outputs
 
 
@@ -637,29 +687,32 @@ def atlas_tab(services: DemoServices) -> None:
     gr.Markdown(
         "### Cultural confusion atlas\n"
         "For every twin pair of the catalog: how close each model puts the two concepts' prompts and names "
-        "(text-text cosine; no images needed). Pairs whose texts nearly coincide are ones a model can hardly "
-        "tell apart. The same atlas for any CLIP: `python -m eval_suite.confusions --models SPEC [SPEC] --out DIR`.")
+        "(text against text; no images needed). Pairs whose texts nearly coincide are ones a model can hardly "
+        "tell apart by text. The same atlas for any CLIP: `python -m eval_suite.confusions --models SPEC [SPEC] --out DIR`.")
     with gr.Row():
-        metric = gr.Dropdown(list(H.ATLAS_METRICS), value="prompt cosine", label="Value in the figures", scale=1)
-        query = gr.Textbox(label="Filter pairs", placeholder="name, culture, region or category", scale=2)
-        top = gr.Slider(10, 400, value=100, step=10, label="Rows", scale=1)
-        go = gr.Button("Compute the atlas", variant="primary", scale=1)
-    message = gr.Markdown()
+        metric = gr.Dropdown(list(H.ATLAS_METRICS), value="prompt cosine", label="Value in the table and figures",
+                             scale=1, min_width=160)
+        query = gr.Textbox(label="Filter pairs", placeholder="name, culture, region or category", scale=2, min_width=160)
+        top = gr.Slider(10, 400, value=100, step=10, label="Rows", scale=1, min_width=160)
+        go = gr.Button("Compute the atlas", variant="primary", scale=1, min_width=160)
+    message = gr.Markdown(elem_id="atlas-message")
+    legend = gr.Markdown(elem_id="atlas-legend")
     table = gr.Dataframe(label="Twin pairs, most confusable for the base model first", max_height=380,
-                         interactive=False)
+                         interactive=False, wrap=True, elem_id="atlas-table",
+                         column_widths=["7%", "27%", "22%", "12%", "10%", "12%", "10%"])
     with gr.Row():
-        heat = gr.Plot(label="Region × category")
-        world = gr.Plot(label="World map by culture")
+        heat = gr.Plot(show_label=False, elem_id="atlas-heat", min_width=300)
+        world = gr.Plot(show_label=False, elem_id="atlas-world", min_width=300)
 
     @gpu
     @_safe
     def show(metric, query, rows):
         v = H.atlas_view(services, metric, query, int(rows))
-        return v.message, v.table, v.heatmap, v.world
+        return v.message, v.table, _plot(v.heatmap), _plot(v.world), v.legend
 
-    go.click(show, [metric, query, top], [message, table, heat, world], api_name="atlas", concurrency_limit=1)
-    query.submit(show, [metric, query, top], [message, table, heat, world], api_name="atlas_filter",
-                 concurrency_limit=1)
+    outs = [message, table, heat, world, legend]
+    go.click(show, [metric, query, top], outs, api_name="atlas", concurrency_limit=1)
+    query.submit(show, [metric, query, top], outs, api_name="atlas_filter", concurrency_limit=1)
 
 
 def search_tab(services: DemoServices) -> None:

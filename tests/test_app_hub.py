@@ -89,17 +89,18 @@ def _check_search(out):
 
 
 def _check_atlas(out):
-    msg, table, heat, world = out
+    msg, table, heat, world, legend = out
     assert "twin pairs" in msg and len(table["data"]) == 50 and heat is not None and world is not None, msg
 
 
 def _check_evaluate(out):
-    assert "✅" in out[0] and len(out[2]["data"]) > 0, out[0]
+    assert "✅" in out[6] and len(out[1]["data"]) > 0, out[6]
 
 
 def _check_benchmarks(out):
-    msg, table = out[:2]
+    msg, comparison, table = out[:3]
     assert len(table["data"]) > 0 and "cultwin_live" in str(table["data"]), msg
+    assert len(comparison["data"]) > 0 and "Base CLIP %" in comparison["headers"], msg
 
 
 # Without --dataset the app renders the bundled world's flags and tartans at the models' resolution (the

@@ -319,7 +319,7 @@ def test_benchmark_view_group_values_with_separators(demo_world, tmp_path):
                                 catalog=[demo_world["dataset"] / "catalog"], default_dataset=False))
     assert H.benchmark_choices(s)["category"] == ["food|drink"]
     v = H.benchmark_view(s, categories=["food|drink"], regions=["Europe"])
-    assert v.table["model"].tolist() == ["base", "cultureclip"] and v.table["value %"].tolist() == [25.0, 50.0]
+    assert v.table["model"].tolist() == ["Base CLIP", "CultureCLIP"] and v.table["value %"].tolist() == [25.0, 50.0]
     assert set(v.table["group"]) == {"region: Europe · category: food|drink"}  # display label only
     hm = v.heatmap.data[0]
     assert list(hm.x) == ["food|drink"] and list(hm.y) == ["Asia", "Europe"]
@@ -336,7 +336,7 @@ def test_services_without_dataset_or_results(demo_world):
     assert any("--dataset" in n for n in notes) and any("--results" in n for n in notes)
     assert len(s.concepts()) == 6  # from the catalog alone
     v = H.benchmark_view(s)
-    assert v.table.empty and "--results" in v.message
+    assert v.table.empty and v.message == "No benchmark results are available in this Space yet."  # no owner flags
     with pytest.raises(DemoInputError, match="--dataset"):
         H.search(s, "tamale")
     with pytest.raises(DemoInputError, match="--dataset"):

@@ -125,6 +125,11 @@ def score_twin(data: TwinData, feats: torch.Tensor, embedder: Any, *, ids: np.nd
             for g in tw_out["groups"]])
         if "ci" in tw_out:
             out.setdefault("ci", {}).update(tw_out["ci"])
+        if "samples" in out:  # per image (None: no twin in the split), for paired comparisons of twin accuracy
+            per_item: list[float | None] = [None] * len(ids)
+            for r, ok in zip(rows.tolist(), tw["correct"].tolist()):
+                per_item[r] = float(ok)
+            out["samples"]["twin_acc"] = per_item
         # pair-level Winoground scores
         mats = []
         for a, b in data.pairs:

@@ -640,8 +640,8 @@ def benchmarks_tab(services: DemoServices) -> None:
                 gr.Dropdown(choices=ch["region"]), gr.Dropdown(choices=ch["category"])]
 
     @_safe
-    def update(benchmarks, models, regions, categories, main_metric_only):
-        return _view(benchmarks, models, regions, categories, main_metric_only)
+    def update(benchmarks, models, regions, categories, main_only):
+        return _view(benchmarks, models, regions, categories, main_only)
 
     @_safe
     def poll(b, m, r, c, main):

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import math
-import shutil
 import sys
 import time
 import warnings
@@ -320,11 +319,12 @@ def run_job(job: Job) -> str:
     elif job.kind == "oracle":
         rec = train_oracle(job.inputs, data, job.seed, job.epochs or 10, job.preset)
     else:
+        from cultureclip.fileio import remove_path
         from cultureclip.train import train
 
         variant = VARIANTS[job.variant]
         work = run_dir / "train"
-        shutil.rmtree(work, ignore_errors=True)
+        remove_path(work)
         summary = train(train_config(variant, job.seed, job.inputs, work, job.preset, job.epochs))
         tuned = create_backbone(summary["export"])
         rec = evaluate_backbone(tuned, data)
@@ -338,7 +338,7 @@ def run_job(job: Job) -> str:
                 tuned.load_state_dict(wise_ft(base_state, tuned_state, alpha))
                 rec["wise"][str(alpha)] = summary_of(evaluate_backbone(tuned, data))
         rec["train_seconds"] = round(time.time() - t0, 1)
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # optimizer states: not needed after export
+        remove_path(work / "checkpoints")  # optimizer states: not needed after export
     rec.update({"kind": job.kind, "variant": job.variant, "seed": job.seed, "seconds": round(time.time() - t0, 1)})
     _write_json(rec_path, rec)
     logger.info("%s done in %.0fs: %s", name, time.time() - t0, summary_of(rec))

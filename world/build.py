@@ -42,6 +42,7 @@ class Preset:
     generic_train: int = 5000
     flag_renders: int = 30  # per concept, pretraining
     attribute_test: int = 600
+    probe_images: int = 16000  # world.study's general probe (val and test parts), built only for the study
     captions: int = 10
     images_per_caption: int = 2
     difficulty: float = 0.5
@@ -61,7 +62,7 @@ class Preset:
 
 PRESETS = {
     "full": Preset(),
-    "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, captions=6, images_per_caption=3,
+    "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, probe_images=400, captions=6, images_per_caption=3,
                     pretrain_epochs=4, finetune_epochs=16, ablations=[], replay_ratio=0.5,
                     flags=["flag_chad", "flag_romania", "flag_indonesia", "flag_monaco", "flag_norway",
                            "flag_iceland", "flag_senegal", "flag_mali", "flag_ireland", "flag_cote_divoire"]),
@@ -147,6 +148,7 @@ def run_step(name: str, folder: Path, fn, settings: dict, out: Path, force: bool
 STEP_FIELDS = {
     "pretrain_data": ("size", "generic_train", "flag_renders", "difficulty", "flags"),
     "attributes": ("size", "attribute_test", "difficulty"),
+    "probe": ("size", "probe_images", "difficulty"),
     "base": ("arch", "pretrain_epochs", "pretrain_batch", "pretrain_lr"),
     "dataset": ("size", "captions", "images_per_caption", "difficulty", "flags"),
     "finetune": ("arch", "finetune_epochs", "finetune_batch", "finetune_lr", "replay_ratio", "w_keep", "lora_lr"),
@@ -240,14 +242,16 @@ def build_pretrain_data(out: Path, preset: Preset, seed: int, progress: bool = T
     return out
 
 
-def build_attribute_test(out: Path, preset: Preset, seed: int) -> Path:
-    """Held-out generic designs (new seeds) as a CulTwin-format set: concept = appearance caption."""
+def build_attribute_test(out: Path, preset: Preset, seed: int, n: int | None = None, offset: int = 10**9) -> Path:
+    """Held-out generic designs (new seeds) as a CulTwin-format set: concept = appearance caption.
+    n/offset: another set of the same kind (the study's probe: preset.probe_images from seed offset 2e9,
+    disjoint from the pretraining data and the attribute test)."""
     from synth.world.render import generic_sample
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(preset.attribute_test):
-        img, cap = generic_sample(10**9 + seed * 1_000_003 + i, preset.size, preset.size, preset.difficulty)
+    for i in range(preset.attribute_test if n is None else n):
+        img, cap = generic_sample(offset + seed * 1_000_003 + i, preset.size, preset.size, preset.difficulty)
         rel = f"images/attr_{i:05d}.png"
         img.save(out / rel)
         cid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]
@@ -404,8 +408,8 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
 
     Every step is keyed on the preset fields it uses and on the content of its inputs (`content_fp`),
     never on an absolute path: a world moved, copied or reached through a symlink is reused as it is.
-    inputs_only: stop after the inputs every fine-tune needs and return their paths
-    (``pretrain``, ``attributes``, ``base``, ``dataset``): what `world.study` builds on."""
+    inputs_only: stop after the inputs every fine-tune needs, plus the study's general probe, and return
+    their paths (``pretrain``, ``attributes``, ``probe``, ``base``, ``dataset``): what `world.study` builds on."""
     preset = PRESETS[preset_name]
     workers = workers or min(2, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -434,8 +438,10 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
 
     dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": content_fp(base)}, clear=False))
     if inputs_only:
-        return {"pretrain": str(pre), "attributes": str(attr), "base": str(base), "dataset": str(dataset),
-                "timings_s": timings}
+        probe = out / "probe"
+        step("probe", probe, lambda: str(build_attribute_test(probe, preset, seed, preset.probe_images, 2 * 10**9)))
+        return {"pretrain": str(pre), "attributes": str(attr), "probe": str(probe), "base": str(base),
+                "dataset": str(dataset), "timings_s": timings}
     # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run
     # `workers` at a time in separate processes (small models use 2 processes better than 2 threads)
     names = ["cultureclip"] + list(preset.ablations)

@@ -235,7 +235,10 @@ def test_constrained_target_is_chosen_on_val_and_compared_paired():
     assert t[0]["value"].startswith("ingredients/cultureclip:") and t[0]["met"]  # not generality/forgets
     assert "ingredients/cultureclip - ingredients/plain: 50.0" in t[1]["value"]
     assert t[2]["value"] == 100.0 and t[2]["met"]
+    cfg.differences = [["ingredients/plain", "generality/forgets"], ["ingredients/plain", "no/such_row"]]
     diffs = {(d["difference"], d["metric"]): d for d in W.claimed_differences(rows, data, cfg)}
-    d = diffs[("cultureclip - ingredients/plain", "twin_acc")]
+    assert diffs[("ingredients/plain - generality/forgets", "twin_acc")]["value"] == -50.0
+    assert not any("no/such_row" in k[0] for k in diffs)  # a pair without records is skipped
+    d = diffs[("ingredients/cultureclip - ingredients/plain", "twin_acc")]
     assert d["seeds"] == 3 and d["value"] == 50.0 and (d["lo"], d["hi"]) == (50.0, 50.0) and d["claimable"]
     # (one twin group and identical seeds: every draw is the same; images without a twin are no cluster)

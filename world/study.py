@@ -74,6 +74,7 @@ class StudyConfig:
     wise_alphas: list[float] = field(default_factory=list)
     wise_for: list[str] = field(default_factory=list)
     oracle: dict[str, Any] = field(default_factory=dict)
+    differences: list[list[str]] = field(default_factory=list)  # extra [a, b] row pairs tested as a - b
 
 
 class StudyConfigError(ValueError):
@@ -797,17 +798,15 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
 
 
 def claimed_differences(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig) -> list[dict]:
-    """CultureCLIP minus each other variant of its grid (and each generality recipe minus CultureCLIP),
-    twin accuracy (headline) and group score, paired over twin groups and the seeds both rows have."""
+    """CultureCLIP minus every other row, and each extra pair of the config (`differences`), on twin
+    accuracy (headline) and group score, paired over twin groups and the seeds both rows have."""
     sp = data.twin["test"]
     out = []
     cc_key = next((k for k in rows if k.endswith("/cultureclip")), None)
-    if not cc_key:
-        return out
-    for key in rows:
-        if key in ("base", "oracle", cc_key) or key.startswith("tune/"):
-            continue
-        a, b = rows[cc_key], rows[key]
+    pairs = [(cc_key, k) for k in rows if cc_key and k not in ("base", "oracle", cc_key)]
+    pairs += [(a, b) for a, b in cfg.differences if a in rows and b in rows]
+    for key_a, key in pairs:
+        a, b = rows[key_a], rows[key]
         seeds = sorted({r["seed"] for r in a} & {r["seed"] for r in b})
         if not seeds:
             continue
@@ -817,7 +816,7 @@ def claimed_differences(rows: dict[str, list[dict]], data: EvalData, cfg: StudyC
             va = np.array([_twin(r, "test", cfg.headline)[field_] for r in a], dtype=float)
             vb = np.array([_twin(r, "test", cfg.headline)[field_] for r in b], dtype=float)
             d, lo, hi = paired_diff(va, vb, cl, cfg.n_boot)
-            out.append({"difference": f"cultureclip - {key}", "metric": metric, "seeds": len(seeds),
+            out.append({"difference": f"{key_a} - {key}", "metric": metric, "seeds": len(seeds),
                         "value": round(100 * d, 1), "lo": round(100 * lo, 1), "hi": round(100 * hi, 1),
                         "significant": bool(lo > 0 or hi < 0),
                         "claimable": bool(len(seeds) >= cfg.claim_seeds and (lo > 0 or hi < 0))})
@@ -928,8 +927,10 @@ def pareto_figure(points: list[dict]):
         if not own:
             continue
         f = frontier(own + base)
-        fig.add_trace(go.Scatter(x=[p["attr_acc"] for p in f], y=[p["twin_acc"] for p in f], mode="lines",
+        fig.add_trace(go.Scatter(x=[p["attr_acc"] for p in f], y=[p["twin_acc"] for p in f], mode="lines+text",
                                  line=dict(color=colors[fam], dash="dot" if fam == "plain" else "solid"),
+                                 text=[p["name"].split("/")[-1] if p["family"] != "base" else "" for p in f],
+                                 textposition="top center", textfont=dict(size=9, color=colors[fam]),
                                  name=f"frontier: {fam} (+ base)"))
         fig.add_trace(go.Scatter(x=[p["attr_acc"] for p in own], y=[p["twin_acc"] for p in own], mode="markers",
                                  text=[f"{p['name']} (n={p['n']})" for p in own], hoverinfo="text",
@@ -940,8 +941,9 @@ def pareto_figure(points: list[dict]):
         fig.add_trace(go.Scatter(x=[p["attr_acc"]], y=[p["twin_acc"]], mode="markers+text", text=["base"],
                                  textposition="bottom center", marker=dict(color="black", size=11, symbol="square"),
                                  name="base"))
-    fig.update_layout(title="Offline twin world, VAL split: twin accuracy (held-out phrasing) vs general probe "
-                            "(means over each point's seeds, n in the hover)",
+    fig.update_layout(title="Offline twin world, val split: twin accuracy (held-out phrasing) vs general probe<br>"
+                            "<sup>each point: the mean over its runs' seeds (n in the hover); diamonds: WiSE-FT "
+                            "alphas; frontier points named</sup>",
                       xaxis_title="general probe accuracy, val half (%)", yaxis_title="twin accuracy, val (%)",
                       width=900, height=620, template="plotly_white")
     return fig

@@ -309,7 +309,8 @@ def load_eval_data(inputs: WorldInputs, cfg: StudyConfig) -> EvalData:
     attr_root = Path(inputs.probe)
     attr = pd.read_parquet(attr_root / "manifest.parquet")
     probe_texts = sorted(set(attr["caption"]))
-    labels = np.array([probe_texts.index(c) for c in attr["caption"]])
+    where = {t: i for i, t in enumerate(probe_texts)}
+    labels = np.array([where[c] for c in attr["caption"]])
     order = np.random.default_rng([0, 17]).permutation(len(attr))
     n_val = int(round(cfg.probe_val_fraction * len(attr)))
     return EvalData(twin, texts, captions, [ImageRef(path=str(attr_root / p)) for p in attr["image_path"]], probe_texts,

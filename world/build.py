@@ -2,7 +2,8 @@
 
     python -m world.build [--out artifacts/world] [--preset full|smoke] [--seed 0] [--force]
 
-Steps (each cached: a step whose settings did not change is skipped on rerun):
+Steps (each cached: a step whose preset fields and input content did not change is skipped on rerun,
+wherever the world folder now lies):
 1. pretrain data: "web-like" data for a base CLIP: random culture-free flag designs with generic
    appearance captions, plus renders of the world's real flags captioned like alt-text: the appearance
    ("a flag with three vertical stripes, blue, yellow and red") or a name that the web attaches to
@@ -15,6 +16,8 @@ Steps (each cached: a step whose settings did not change is skipped on rerun):
    (no twin negatives, concept term only, caption term only, LoRA);
 5. evaluation with `eval_suite` (twin accuracy, N-way concept accuracy, general attribute accuracy on
    held-out generic designs), then tables and figures.
+`world.study` asks for the inputs of steps 1-3 only (``inputs_only``), plus its general probe: 16,000
+more held-out generic designs (step ``probe``), split by the study into val and test parts.
 """
 from __future__ import annotations
 

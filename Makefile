@@ -51,8 +51,9 @@ browser:
 clean-world:
 	rm -rf artifacts/world
 
-# The seeded ablation study on the offline twin world (artifacts/world-study/: results.md/csv with
-# bootstrap intervals, pairs.csv, pareto.html/png); reuses artifacts/world's inputs when built.
-# STUDY_ARGS="--quick" for a 1-seed smoke version in minutes.
+# The seeded ablation study on the offline twin world (configs/world/study.yaml -> artifacts/world-study/:
+# results.md/csv, diffs.md/csv (paired differences), choices.json (what val chose), pareto_val.html/png,
+# summary.json); reuses artifacts/world's inputs when built. STUDY_ARGS="--quick" for the smoke-world
+# version (configs/world/study_quick.yaml) in minutes; STUDY_ARGS="--grid ingredients" for one grid.
 world-study: install
 	HF_HUB_OFFLINE=1 $(PY) -m world.study $(STUDY_ARGS)

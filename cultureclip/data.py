@@ -220,8 +220,9 @@ def read_manifest(
     return Manifest(df, root, skipped)
 
 
-def mix_replay(train: Manifest, replay: Manifest, ratio: float, seed: int = 0) -> Manifest:
-    """Train rows plus round(ratio x len(train)) rows of `replay` (sampled without replacement, seeded).
+def mix_replay(train: Manifest, replay: Manifest, ratio: float, seed: int = 0, epoch: int = 0) -> Manifest:
+    """Train rows plus round(ratio x len(train)) rows of `replay` (sampled without replacement, seeded;
+    `epoch` > 0 draws another sample per epoch, epoch 0 the run's first).
 
     Replay rows keep no twin links; their concept ids are prefixed so they never collide with the train
     split's concepts. Image paths become absolute so both datasets' files resolve."""
@@ -230,7 +231,7 @@ def mix_replay(train: Manifest, replay: Manifest, ratio: float, seed: int = 0) -
     if ratio < 0:
         raise ValueError(f"replay_ratio must be >= 0, got {ratio}")
     n = min(len(replay), int(round(ratio * len(train))))
-    rng = np.random.default_rng([seed, 7])
+    rng = np.random.default_rng([seed, 7] if epoch == 0 else [seed, 7, epoch])
     pick = replay.frame.iloc[np.sort(rng.choice(len(replay), size=n, replace=False))].copy()
     pick["concept_id"] = "replay:" + pick["concept_id"].astype(str)
     pick["twin_concept_ids"] = [[] for _ in range(len(pick))]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import config_hash, load_config, to_dict, validate_config
@@ -74,9 +75,11 @@ class DataConfig:
     cache_images: bool = False  # keep decoded images in RAM (small datasets; num_workers=0)
     # replay of general data to keep general ability: rows of another manifest (e.g. the data the base
     # was trained on) mixed into every epoch, replay_ratio x the train split's size, sampled once per run
+    # (replay_resample: drawn anew every epoch, seeded by the epoch; epoch 0 draws the same rows)
     replay_dataset: str = ""
     replay_split: str = "train"
     replay_ratio: float = 0.5
+    replay_resample: bool = False
 
 
 @dataclass
@@ -100,6 +103,9 @@ class LossConfig:
     w_cap: float = 0.7
     w_con: float = 0.3
     w_keep: float = 0.0  # distillation toward the frozen base model
+    # the rows it applies to: "all" (the loss's term, over the whole global batch) or "replay" (only the
+    # replay rows of each process's batch: keep general data where it was, let the twin rows move)
+    keep_rows: Literal["all", "replay"] = "all"
     # twin negatives (the "no twin negatives" ablation sets this false; twin-aware batching is the
     # separate switch data.twin_batching). A twin column already in the batch is dropped by the loss.
     twin_negatives: bool = True
@@ -252,6 +258,8 @@ class TrainRun:
     data_fp: str
     total_steps: int
     checkpointer: Checkpointer
+    mix: Any = None  # (train split, replay manifest, needs) when replay is drawn anew every epoch
+    mix_epoch: int = 0  # the epoch whose replay draw `dataset` holds
 
 
 def create_train_loss(cfg: TrainConfig) -> nn.Module:
@@ -261,7 +269,8 @@ def create_train_loss(cfg: TrainConfig) -> nn.Module:
     try:
         gather = cfg.loss.negatives == "global"
         if cfg.loss.name == "twin":
-            return create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep,
+            w_keep = cfg.loss.w_keep if cfg.loss.keep_rows == "all" else 0.0  # "replay": added by the trainer
+            return create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=w_keep,
                                concept_direction=cfg.loss.concept_direction, gather=gather)
         return create_loss(cfg.loss.name, gather=gather)
     except ValueError as e:
@@ -285,6 +294,11 @@ def _check_settings(cfg: TrainConfig) -> None:
         raise TrainError(f"data.batch_size={cfg.data.batch_size}: it must be >= 2 so a twin pair fits in one batch")
     if cfg.data.replay_dataset and cfg.data.replay_ratio < 0:
         raise TrainError(f"data.replay_ratio={cfg.data.replay_ratio}: it must be >= 0")
+    if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0 and not (cfg.data.replay_dataset and cfg.data.replay_ratio > 0):
+        raise TrainError("loss.keep_rows=replay distils on replay rows, but there are none: set data.replay_dataset "
+                         "and data.replay_ratio > 0, or loss.keep_rows=all")
+    if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0 and cfg.loss.name != "twin":
+        raise TrainError(f"loss.keep_rows=replay needs loss.name=twin (the {cfg.loss.name!r} loss has no distillation)")
     if cfg.optim.grad_accum < 1:
         raise TrainError(f"optim.grad_accum={cfg.optim.grad_accum}: it must be >= 1")
 
@@ -325,8 +339,9 @@ def setup(cfg: TrainConfig) -> TrainRun:
             raise TrainError(f"out_dir={shown(out)} cannot be written ({e.strerror or e}); pick another out_dir") from e
 
     # ---- model, data, optimizer ----------------------------------------------------------------
-    backbone, base_model, params = _build_model(cfg, loss_fn.inputs, accelerator.device)
-    data = _build_data(cfg, backbone, loss_fn.inputs, accelerator)
+    needs = _loss_inputs(loss_fn, cfg)
+    backbone, base_model, params = _build_model(cfg, needs, accelerator.device)
+    data = _build_data(cfg, backbone, needs, accelerator)
     optimizer, scheduler = _build_optimizer(cfg, backbone, data.total_steps)
     model, optimizer = accelerator.prepare(backbone, optimizer)
     checkpointer = Checkpointer(out, accelerator, cfg.keep_last, {
@@ -336,7 +351,8 @@ def setup(cfg: TrainConfig) -> TrainRun:
     return TrainRun(cfg=cfg, accelerator=accelerator, out=out, loss_fn=loss_fn, backbone=accelerator.unwrap_model(model),
                     model=model, base_model=base_model, params=params, optimizer=optimizer, scheduler=scheduler,
                     manifest=data.manifest, val_m=data.val_m, dataset=data.dataset, sampler=data.sampler,
-                    data_fp=data.data_fp, total_steps=data.total_steps, checkpointer=checkpointer)
+                    data_fp=data.data_fp, total_steps=data.total_steps, checkpointer=checkpointer,
+                    mix=data.mix)
 
 
 def _build_model(cfg: TrainConfig, needs: frozenset[str], device: torch.device) -> tuple[Any, nn.Module | None, list]:
@@ -371,6 +387,7 @@ class _Data:
     sampler: Any
     data_fp: str
     total_steps: int
+    mix: Any = None
 
 
 def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) -> _Data:
@@ -379,17 +396,33 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
     from .data import CulTwinDataset, TwinBatchSampler, read_manifest
 
     manifest = read_manifest(cfg.data.dataset, check_images=cfg.data.check_images, skip_bad_images=cfg.data.skip_bad_images)
-    train_m = manifest.split(cfg.data.train_split)
+    own = train_m = manifest.split(cfg.data.train_split)
+    mix = None
     if cfg.data.replay_dataset:
         from .data import mix_replay
 
         replay = read_manifest(cfg.data.replay_dataset, check_images=cfg.data.check_images,
                                skip_bad_images=cfg.data.skip_bad_images).split(cfg.data.replay_split)
         train_m = mix_replay(train_m, replay, cfg.data.replay_ratio, seed=cfg.seed)
+        if cfg.data.replay_resample:
+            mix = (own, replay, needs)
     val_m = None
     if cfg.data.val_split and (manifest.frame["split"] == cfg.data.val_split).any():
         val_m = manifest.split(cfg.data.val_split)
     data_fp = train_m.fingerprint()
+    dataset, sampler = _dataset_and_sampler(cfg, train_m, backbone, needs, accelerator)
+    steps_per_epoch = len(sampler) // cfg.optim.grad_accum
+    if steps_per_epoch == 0:
+        raise TrainError(f"{len(sampler)} batches per epoch is fewer than optim.grad_accum={cfg.optim.grad_accum}: "
+                         "lower optim.grad_accum or data.batch_size")
+    return _Data(manifest, val_m, dataset, sampler, data_fp,
+                 cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs, mix)
+
+
+def _dataset_and_sampler(cfg: TrainConfig, train_m, backbone, needs: frozenset[str], accelerator) -> tuple[Any, Any]:
+    """The train rows' dataset (twin images only if the loss uses them) and this process's sampler."""
+    from .data import CulTwinDataset, TwinBatchSampler
+
     transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
                              cache_images=cfg.data.cache_images,
@@ -398,12 +431,17 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
     sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
                                rank=accelerator.process_index, local=cfg.loss.negatives == "local")
-    steps_per_epoch = len(sampler) // cfg.optim.grad_accum
-    if steps_per_epoch == 0:
-        raise TrainError(f"{len(sampler)} batches per epoch is fewer than optim.grad_accum={cfg.optim.grad_accum}: "
-                         "lower optim.grad_accum or data.batch_size")
-    return _Data(manifest, val_m, dataset, sampler, data_fp,
-                 cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs)
+    return dataset, sampler
+
+
+def _redraw_replay(run: "TrainRun", epoch: int) -> None:
+    """data.replay_resample: this epoch's replay rows (seeded by the epoch; epoch 0 = the run's first draw)."""
+    from .data import mix_replay
+
+    own, replay, needs = run.mix
+    mixed = mix_replay(own, replay, run.cfg.data.replay_ratio, seed=run.cfg.seed, epoch=epoch)
+    run.dataset, run.sampler = _dataset_and_sampler(run.cfg, mixed, run.backbone, needs, run.accelerator)
+    run.mix_epoch = epoch
 
 
 def _build_optimizer(cfg: TrainConfig, backbone, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -490,6 +528,8 @@ def train_loop(run: TrainRun, progress: Progress) -> list[dict]:
 def _epoch_batches(run: TrainRun, progress: Progress) -> tuple[list[list[int]], int]:
     """(this epoch's remaining micro-batches, the epoch's usable micro-batch count: leftovers that do
     not fill a grad_accum group are dropped)."""
+    if run.mix is not None and run.mix_epoch != progress.epoch:
+        _redraw_replay(run, progress.epoch)
     run.sampler.set_epoch(progress.epoch)
     run.dataset.set_epoch(progress.epoch)
     epoch_batches = list(iter(run.sampler))  # built once per epoch (the packing is O(dataset))
@@ -511,7 +551,12 @@ def _optimizer_step(run: TrainRun, batch: dict, progress: Progress) -> dict[str,
     """Forward + backward of one micro-batch; the optimizer steps when accumulation is complete."""
     cfg, accelerator = run.cfg, run.accelerator
     with accelerator.accumulate(run.model):
-        losses = _step_losses(run.model, run.backbone, batch, run.loss_fn, cfg, run.base_model, accelerator)
+        replay_rows = None
+        if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0:
+            replay_rows = torch.tensor([run.dataset.concept_ids[int(i)].startswith("replay:")
+                                        for i in batch["index"].tolist()], dtype=torch.bool)
+        losses = _step_losses(run.model, run.backbone, batch, run.loss_fn, cfg, run.base_model, accelerator,
+                              replay_rows)
         loss = losses["loss"]
         if not torch.isfinite(loss.detach()).all():
             raise NonFiniteLossError(
@@ -605,9 +650,35 @@ def _gather_list(accelerator, values: list, cfg: TrainConfig) -> list:
 
 def _loss_inputs(loss_fn, cfg: TrainConfig) -> frozenset[str]:
     """What the loss uses beyond images and captions (``cultureclip.loss.LOSS_INPUTS``): its own
-    ``inputs``, or, for a plain callable, those of the configured loss."""
+    ``inputs``, or, for a plain callable, those of the configured loss; plus the frozen base's features
+    when the trainer distils on replay rows itself (``loss.keep_rows=replay``)."""
     inputs = getattr(loss_fn, "inputs", None)
-    return frozenset(inputs) if inputs is not None else create_train_loss(cfg).inputs
+    needs = frozenset(inputs) if inputs is not None else create_train_loss(cfg).inputs
+    return needs | {"base"} if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0 else needs
+
+
+def replay_distill_loss(image_features: torch.Tensor, text_features: torch.Tensor, base_image_features: torch.Tensor,
+                        base_text_features: torch.Tensor, logit_scale: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Distillation toward the frozen base on the selected rows only (``loss.keep_rows=replay``): the mean
+    over those rows of KL(base || student) of the image->caption and caption->image softmaxes over this
+    process's batch, the base at the student's (detached) scale, as the loss's own distillation term.
+    Features (B, D) (base: (B, D_base)); rows (B,) bool. Zero when no row is selected."""
+    rows = rows.to(image_features.device)
+    if not bool(rows.any()):
+        return image_features.sum() * 0.0
+    img, txt = F.normalize(image_features.float(), dim=-1), F.normalize(text_features.float(), dim=-1)
+    scale = logit_scale.float() if logit_scale.dim() == 0 else logit_scale.float().mean()
+    with torch.no_grad():
+        bimg = F.normalize(base_image_features.float(), dim=-1)
+        btxt = F.normalize(base_text_features.float(), dim=-1)
+        s = scale.detach()
+        p_img = F.log_softmax(s * bimg[rows] @ btxt.T, dim=1)  # (R, B)
+        p_txt = F.log_softmax(s * btxt[rows] @ bimg.T, dim=1)
+    q_img = F.log_softmax(scale * img[rows] @ txt.T, dim=1)
+    q_txt = F.log_softmax(scale * txt[rows] @ img.T, dim=1)
+    kl = (F.kl_div(q_img, p_img, reduction="sum", log_target=True)
+          + F.kl_div(q_txt, p_txt, reduction="sum", log_target=True))
+    return kl / (2 * int(rows.sum()))
 
 
 def _twin_captions(batch: dict, cfg: TrainConfig, accelerator) -> list[str]:
@@ -638,7 +709,8 @@ def _new_twin_image_rows(batch: dict, accelerator, cfg: TrainConfig) -> torch.Te
     return torch.tensor(rows, dtype=torch.long) if rows else None
 
 
-def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
+def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator,
+                 replay_rows: torch.Tensor | None = None) -> dict:
     """One forward + the loss. Builds only what the loss uses (``_loss_inputs``): always images and
     captions; concept prompts, twin captions/prompts (with the ids that drop duplicate columns), twin
     images and the frozen base's features only when the loss asks for them.
@@ -695,7 +767,14 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
         with torch.no_grad():
             kwargs["base_image_features"] = base_model.encode_image(images[:b])
             kwargs["base_text_features"] = base_model.encode_text(unwrapped.tokenize(captions).to(device))
-    return loss_fn(**kwargs)
+    if replay_rows is None:
+        return loss_fn(**kwargs)
+    base_img, base_txt = kwargs.pop("base_image_features"), kwargs.pop("base_text_features")
+    losses = dict(loss_fn(**kwargs))
+    losses["distill_loss"] = replay_distill_loss(kwargs["image_features"], kwargs["text_features"], base_img, base_txt,
+                                                 kwargs["logit_scale"], replay_rows)
+    losses["loss"] = losses["loss"] + cfg.loss.w_keep * losses["distill_loss"]
+    return losses
 
 
 # --------------------------------------------------------------------------------------------------

@@ -127,7 +127,11 @@ def our_loop(model_dir: Path, data_dir: Path, out: Path, batch: int, amp: str, w
         optim=OptimConfig(lr=1e-5, warmup_steps=10, max_steps=100_000, clip_grad=1.0),
         loss=LossConfig(**overrides.get("loss", {})), out_dir=str(out), seed=0,
         mixed_precision={"none": "no", "bf16": "bf16", "fp16": "fp16"}[amp], export=False, progress=False)
-    return OurLoop(setup(cfg), Progress())
+    run = setup(cfg)
+    if workers == 0:  # data.cache_images: decode every image now, as the peer holds them all in memory
+        for i in range(len(run.dataset)):
+            run.dataset[i]
+    return OurLoop(run, Progress())
 
 
 def our_steps(loop: OurLoop, batches: list[list[int]], epoch: int) -> None:

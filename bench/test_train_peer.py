@@ -25,5 +25,8 @@ def test_every_loop_trains_the_same_model_on_the_same_batches(tmp_path):
     first = train_peer.first_losses(bench)
     assert abs(first["peer"] - first["clip"]) < 1e-5 * abs(first["peer"])
     assert first["twin"] != first["clip"]  # the twin loss is a different objective
-    table = train_peer.report(timings, 8, first)
+    tokenize_s = train_peer.tokenize_seconds(bench, steps=2)
+    assert tokenize_s is not None and tokenize_s >= 0
+    table = train_peer.report(timings, 8, first, tokenize_s)
     assert "| open_clip_train (train_one_epoch) |" in table and "goal >= 0.95" in table
+    assert "tokenizing captions" in table

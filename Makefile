@@ -40,6 +40,7 @@ offline-world: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/train_step.py
+	HF_HUB_OFFLINE=1 $(PY) bench/train_peer.py
 	HF_HUB_OFFLINE=1 $(PY) bench/eval_throughput.py
 	HF_HUB_OFFLINE=1 $(PY) bench/synth_images.py
 	HF_HUB_OFFLINE=1 $(PY) bench/app_latency.py

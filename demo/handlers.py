@@ -1065,7 +1065,11 @@ def atlas_view(services: DemoServices, metric: str | None = "prompt cosine", que
     if q:
         hay = (atlas["pair"] + " " + atlas["culture_name_a"] + " " + atlas["culture_name_b"] + " " + atlas["category"]
                + " " + atlas["region_a"] + " " + atlas["region_b"]).str.casefold()
-        table = table[hay.str.contains(q, regex=False).to_numpy()]
+        # whole words first ("Chad" is the country, not "chador"); a fragment ("tart") still finds "tartan"
+        hit = hay.str.contains(r"(?<!\w)" + re.escape(q) + r"(?!\w)", regex=True)
+        if not hit.any():
+            hit = hay.str.contains(q, regex=False)
+        table = table[hit.to_numpy()]
     n = len(atlas)
     msg = f"**{n} twin pairs**, ranked by how close {_md(labels[0])} puts their prompts (most confusable first)."
     if len(labels) == 2:

@@ -287,7 +287,9 @@ def test_atlas_handler_returns_table_and_figures(services):
     assert v.table["Base CLIP"].map(lambda x: x == round(x, 3)).all() and "z-score" in v.message
     assert services.atlas() is services.atlas()  # cached on the services object
     v2 = H.atlas_view(services, "name cosine", "Chad")
-    assert 0 < len(v2.table) < 10 and all("Chad" in p for p in v2.table["pair"])
+    assert 0 < len(v2.table) < 10 and all("Chad" in p for p in v2.table["pair"])  # whole word: not "chador"
+    v3 = H.atlas_view(services, "name cosine", "tart")  # no whole word: fragments still match
+    assert len(v3.table) > 0 and all("tart" in p.casefold() for p in v3.table["pair"])
     with pytest.raises(DemoInputError, match="metric"):
         H.atlas_view(services, "nonsense")
 

@@ -1,0 +1,163 @@
+"""Visitors first (issue 17, item 5): background work pauses for requests, WiSE-FT blend banks are precomputed
+and kept on disk by weights hash, and a blend that is not ready yet shows its progress instead of a silent wait.
+
+Each test failed before its fix: the index build ran on through requests, a blend's label bank was embedded
+again on every new alpha (and after every restart), and a request at a new alpha waited silently."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+LABELS = [f"a photo of cultural concept number {i}" for i in range(40)]  # over SMALL_BANK: precomputed per alpha
+
+
+@pytest.fixture()
+def services(demo_world, tmp_path):
+    from tests.demo_world import make_services
+
+    s = make_services(demo_world, cache_dir=tmp_path / "cache")
+    s.check(load_models=False)
+    s.base.get(), s.tuned.get()  # the app loads both models at startup
+    return s
+
+
+@pytest.fixture()
+def text_calls(monkeypatch):
+    """Every text forward of any model (the expensive part of a label bank), as the number of texts embedded."""
+    from cultureclip.inference import Embedder
+
+    calls: list[int] = []
+    real = Embedder.embed_texts
+
+    def counted(self, texts):
+        calls.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(Embedder, "embed_texts", counted)
+    return calls
+
+
+def test_the_index_build_pauses_while_a_request_is_active(services):
+    """A visitor's request holds the gate: the background index makes no progress until it ends."""
+    assert services.gate.install(services.base.get().backbone) == 0  # the holders installed the block hooks
+    with services.gate.visitor():
+        services.start_indexing()
+        time.sleep(1.5)
+        assert services._index_progress[0] == 0, "the index build ran while a request was active"
+        assert services.gate.pauses >= 1 and not services.wait_index(0)
+    assert services.wait_index(60) and services._index_progress[0] == services._index_progress[1] > 0
+
+
+def test_a_background_forward_stops_between_transformer_blocks(services):
+    """Within one forward: a background thread stops at the next block once a request is active."""
+    from demo.background import background_thread
+
+    emb = services.tuned.get()
+    blocks: list[float] = []
+    handles = [m.register_forward_pre_hook(lambda *_: blocks.append(time.perf_counter()))
+               for m in emb.backbone.modules() if isinstance(m, torch.nn.ModuleList) for m in m]
+    images = [torch.zeros(3, *((emb.backbone.image_size,) * 2 if isinstance(emb.backbone.image_size, int)
+                                else emb.backbone.image_size))] * 2
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            emb.embed_images(images)
+
+    t = background_thread(work, "test-forward")
+    try:
+        t.start()
+        time.sleep(0.3)
+        with services.gate.visitor():
+            time.sleep(0.2)  # the block running when the request arrived finishes
+            n = len(blocks)
+            time.sleep(1.0)
+            assert len(blocks) == n, "background blocks ran during the request"
+            emb.embed_images(images)  # the visitor's own forward is not paused
+            assert len(blocks) > n
+        time.sleep(0.5)
+        assert len(blocks) > n + 1, "the background forward did not resume"
+    finally:
+        stop.set()
+        t.join(10)
+        for h in handles:
+            h.remove()
+
+
+def test_a_new_alpha_after_the_precompute_embeds_nothing(services, text_calls):
+    services.warm_start([LABELS])
+    services.start_blends()
+    assert services.wait_blends(120)
+    text_calls.clear()
+    for a in (0.3, 0.7, 0.1):
+        emb = services.blended(a, LABELS)
+        bank = emb.label_bank(LABELS)
+        assert bank.shape[0] == len(LABELS) and bank.isfinite().all()
+    assert text_calls == [], f"a precomputed alpha embedded {sum(text_calls)} texts"
+    # typed labels added to the precomputed ones: only the typed label is embedded
+    services.blended(0.3, LABELS + ["hanbok"]).label_bank(LABELS + ["hanbok"])
+    assert text_calls == [1]
+
+
+def test_blend_banks_are_read_from_disk_after_a_restart(services, demo_world, text_calls):
+    from tests.demo_world import make_services
+
+    services.warm_start([LABELS])
+    services.start_blends()
+    assert services.wait_blends(120)
+    first = services.blended(0.4, LABELS).label_bank(LABELS)
+    restarted = make_services(demo_world, cache_dir=services.config.cache_dir)
+    restarted.check(load_models=False)
+    restarted.warm_start([LABELS])  # the base and tuned banks: from disk too
+    text_calls.clear()
+    restarted.start_blends()
+    assert restarted.wait_blends(60)
+    again = restarted.blended(0.4, LABELS).label_bank(LABELS)
+    assert text_calls == [], "the restarted app embedded blend banks again"
+    assert torch.equal(again, first)
+    # keyed by the weights: another tuned model gets other banks
+    assert restarted.blend_key(0.4) == services.blend_key(0.4) != services.blend_key(0.5)
+
+
+def test_a_blend_that_is_not_ready_shows_progress_and_the_base_answers(services, demo_world):
+    from demo import handlers as H
+    from demo.services import BlendNotReady
+
+    services.warm_start([LABELS])
+    cand = H.Candidates(display=list(LABELS), prompts=list(LABELS), concept_ids=[None] * len(LABELS))
+    image = str(demo_world["dataset"] / "images/gyoza/gyoza_1.png")
+    with services.gate.visitor():  # a request is active: the background precompute waits
+        services.start_blends()
+        t0 = time.perf_counter()
+        with pytest.raises(BlendNotReady, match=r"Preparing the WiSE-FT blend at α=0\.3.*40 label embeddings"):
+            services.blended(0.3, LABELS)
+        r = H.classify_batch(services, [image], [cand], [0.3], [3])[0]
+        assert time.perf_counter() - t0 < 10.0, "the request waited for the blend"
+        assert "⏳" in r.message and "α=0.3" in r.message and len(r.base) == 3 and r.tuned == {}, r
+        # typed labels alone are embedded on request: the blend answers at once
+        few = H.Candidates(display=["gyoza", "jiaozi"], prompts=["gyoza", "jiaozi"], concept_ids=[None, None])
+        r = H.classify_batch(services, [image], [few], [0.3], [2])[0]
+        assert r.ok and len(r.tuned) == 2 and "WiSE-FT α=0.3" in r.message, r
+        assert services._blend_wanted[:1] == [0.3]  # the alpha a visitor asked for goes first
+    assert services.wait_blends(120)
+    r = H.classify_batch(services, [image], [cand], [0.3], [3])[0]
+    assert r.ok and len(r.tuned) == 3 and "WiSE-FT α=0.3" in r.message, r
+
+
+def test_blend_copy_equals_wise_ft_and_shares_no_weights(services):
+    from demo.services import _blend_copy, blend_state_dicts
+
+    base, tuned = services.base.get().backbone, services.tuned.get().backbone
+    bb = _blend_copy(base, tuned, 0.3)
+    ref = blend_state_dicts(base.state_dict(), tuned.state_dict(), 0.3)
+    got = bb.state_dict()
+    assert set(got) == set(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
+    for (name, mine), (_, theirs) in zip(bb.named_buffers(), tuned.named_buffers()):  # incl. non-persistent ones
+        assert torch.equal(mine, theirs) or name in ref, name
+    image = torch.zeros(1, 3, *((bb.image_size,) * 2 if isinstance(bb.image_size, int) else bb.image_size))
+    assert bb.encode_image(image).isfinite().all() and bb.encode_text(bb.tokenize(["gyoza"])).isfinite().all()
+    tuned_ptrs = {t.data_ptr() for t in tuned.state_dict().values()}
+    assert not any(t.data_ptr() in tuned_ptrs for t in got.values() if t.is_floating_point())

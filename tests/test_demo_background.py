@@ -161,3 +161,54 @@ def test_blend_copy_equals_wise_ft_and_shares_no_weights(services):
     assert bb.encode_image(image).isfinite().all() and bb.encode_text(bb.tokenize(["gyoza"])).isfinite().all()
     tuned_ptrs = {t.data_ptr() for t in tuned.state_dict().values()}
     assert not any(t.data_ptr() in tuned_ptrs for t in got.values() if t.is_floating_point())
+
+
+def test_the_starting_page_answers_while_the_app_loads(monkeypatch, caplog):
+    """`python app.py` serves a page with the startup's progress at once, API calls get 503 with words, and the
+    port is free for the app afterwards (before: the connection was refused until everything was loaded)."""
+    import json
+    import logging
+    import socket
+    import urllib.error
+    import urllib.request
+
+    import demo.app_config as app_config
+    from demo import cli
+    from demo.starting import MARKER
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    loading = threading.Event()
+    release = threading.Event()
+
+    def slow_build(args, hub=None):
+        logging.getLogger("demo.services").info("loading base model /srv/secret/models/base on cpu")
+        loading.set()
+        release.wait(60)
+        raise app_config.ConfigError("stopped by the test")
+
+    monkeypatch.setattr(app_config, "build_services", slow_build)
+    caplog.set_level(logging.INFO)  # as app.py's logging.basicConfig does (pytest's root logger is at WARNING)
+    rc: list[int] = []
+    t = threading.Thread(target=lambda: rc.append(cli.main(["--host", "127.0.0.1", "--port", str(port)])), daemon=True)
+    t.start()
+    try:
+        assert loading.wait(30)
+        url = f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            page = r.read().decode()
+        assert MARKER in page and "loading base model" in page and "/srv/secret" not in page, page[-600:]
+        with urllib.request.urlopen(url + "?status=1", timeout=10) as r:
+            status = json.loads(r.read())
+        assert status["now"].startswith("loading base model") and "secret" not in status["now"], status
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(urllib.request.Request(url + "gradio_api/call/classify", data=b"{}"), timeout=10)
+        assert e.value.code == 503 and "starting" in json.loads(e.value.read())["error"]
+    finally:
+        release.set()
+        t.join(30)
+    assert rc == [2]
+    with socket.socket() as sock:  # the app can take the port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))

@@ -212,3 +212,29 @@ def test_the_starting_page_answers_while_the_app_loads(monkeypatch, caplog):
     with socket.socket() as sock:  # the app can take the port
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
+
+
+def test_the_default_dataset_renders_while_the_label_banks_embed(demo_world, tmp_path, monkeypatch):
+    """Cold start: rendering the default dataset (one core) and the warm start (torch) overlap."""
+    import synth.world.dataset as wd
+    from demo.app_config import build_services, parse_args
+    from demo.services import DemoServices
+
+    warm_started = threading.Event()
+    overlapped: list[bool] = []
+    real_render, real_warm = wd.ensure_world_dataset, DemoServices.warm_start
+
+    def render(*a, **kw):
+        overlapped.append(warm_started.wait(20))
+        return real_render(*a, **kw)
+
+    def warm(self, *a, **kw):
+        warm_started.set()
+        return real_warm(self, *a, **kw)
+
+    monkeypatch.setattr(wd, "ensure_world_dataset", render)
+    monkeypatch.setattr(DemoServices, "warm_start", warm)
+    s = build_services(parse_args(["--base", str(demo_world["base"]), "--tuned", str(demo_world["tuned"]),
+                                   "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]))
+    assert overlapped == [True], "the default dataset was rendered before the warm start began"
+    assert s.is_default_dataset and len(s.manifest()) > 0 and s._warm_labels

@@ -65,7 +65,9 @@ class DemoConfig:
     # label banks, the default dataset, live evaluations (None: CULTURECLIP_CACHE or ~/.cache/cultureclip)
     cache_dir: Path | None = None
     bank_cache_mb: int = 256
-    blend_cache_mb: int = 2048  # memory for cached WiSE-FT blends (all 11 slider alphas of a small model fit)
+    # memory for WiSE-FT blends kept ready (None: 40% of the memory available at first use, at most 6 GB: every
+    # slider alpha of a ViT-B/32 (9 x 0.6 GB) on a 16 GB Space, so a precomputed alpha answers like a warm query)
+    blend_cache_mb: int | None = None
     # without `dataset`: render the bundled world's concepts at the models' resolution (synth.world.dataset)
     default_dataset: bool = True
     eval_on_start: bool = False  # evaluate both models on the dataset's test split at startup (background)
@@ -391,7 +393,10 @@ class DemoServices:
             n_alphas = int(round(1 / ALPHA_STEP)) + (0 if self.wise_base is self.base else 1) - 1
             bb = self.tuned.get().backbone
             model_mb = sum(t.numel() * t.element_size() for t in bb.state_dict().values()) / 2**20
-            self._blend_cache_size = max(1, min(n_alphas, int(self.config.blend_cache_mb // max(model_mb, 1e-6))))
+            budget = self.config.blend_cache_mb if self.config.blend_cache_mb is not None else _auto_blend_mb()
+            self._blend_cache_size = max(1, min(n_alphas, int(budget // max(model_mb, 1e-6))))
+            logger.info("WiSE-FT: up to %d blends kept in memory (%.0f MB each, budget %d MB)",
+                        self._blend_cache_size, model_mb, budget)
         return self._blend_cache_size
 
     def blend_key(self, a: float) -> str | None:
@@ -485,6 +490,8 @@ class DemoServices:
                         emb.label_bank(labels)
                     self._blend_secs = _time.perf_counter() - t0
                     logger.info("WiSE-FT alpha=%.1f: label banks on disk in %.1f s", a, self._blend_secs)
+                elif len(self._blends) < self.blend_cache_size:  # kept ready in memory while there is room
+                    self.blended(a, wait=True)
                 with self._blend_cond:
                     self._blend_current = None
                     self._blend_done.add(a)
@@ -880,6 +887,16 @@ def _with_filter_columns(frame: "pd.DataFrame") -> "pd.DataFrame":
     eval_suite.tables already gives one column per group field, so nothing is parsed here."""
     missing = [k for k in FILTER_FIELDS if k not in frame.columns]
     return frame.assign(**{k: float("nan") for k in missing}) if missing else frame
+
+
+def _auto_blend_mb(share: float = 0.4, cap_mb: int = 6144, fallback_mb: int = 2048) -> int:
+    """The default memory for WiSE-FT blends: `share` of the memory available now (Linux), at most `cap_mb`."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            avail_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return fallback_mb
+    return int(min(cap_mb, share * avail_kb / 1024))
 
 
 class _KeyOnly:

@@ -118,7 +118,7 @@ def run_app(base: str, tuned: str, image: Path, repeats: int, device: str | None
 
 
 def run_visitors(base: str, tuned: str, image: Path, repeats: int, device: str | None, cache: Path,
-                 alphas: tuple[float, ...] = (0.5, 0.6, 0.4), gap_s: float = 1.0, wait_s: float = 1800) -> dict:
+                 alphas: tuple[float, ...] = (0.5, 0.6), gap_s: float = 1.0, wait_s: float = 1800) -> dict:
     """Queries while the index builds vs warm ones; new WiSE-FT alphas once precomputed; one not yet ready."""
     from demo.app_config import build_services, parse_args
     from demo.handlers import classify
@@ -157,16 +157,22 @@ def run_visitors(base: str, tuned: str, image: Path, repeats: int, device: str |
     deadline = time.time() + wait_s
     while not set(alphas) <= services._blend_done and time.time() < deadline:
         time.sleep(1.0)
-    new = []
-    for a in alphas:
-        with services._blend_lock:
-            services._blends.clear()  # a new alpha for this process: the blend is built, its banks read from disk
+    kept, built = [], []
+    for a in alphas:  # precomputed and kept in memory (the default when the memory budget holds them)
         time.sleep(gap_s)
         t, res = query(a)
         assert res.ok and res.tuned, res.message
-        new.append(t)
-    r.update(alpha_s=statistics.median(new), alpha_max_s=max(new), alphas=list(alphas), blend_s=services._blend_secs,
-             pauses=services.gate.pauses)
+        kept.append(t)
+    for a in alphas:  # after a restart, or evicted: the blend is built, its banks read from disk
+        with services._blend_lock:
+            services._blends.clear()
+        time.sleep(gap_s)
+        t, res = query(a)
+        assert res.ok and res.tuned, res.message
+        built.append(t)
+    r.update(alpha_s=statistics.median(kept), alpha_max_s=max(kept), alpha_built_s=statistics.median(built),
+             alpha_built_max_s=max(built), alphas=list(alphas), blend_s=services._blend_secs,
+             pauses=services.gate.pauses, kept=services.blend_cache_size)
     return r
 
 
@@ -291,9 +297,12 @@ def visitors_markdown(v: dict | None, cold: dict | None) -> list[str]:
             f"| warm query, nothing in the background (median) | {v['warm_s']:.2f} | |",
             f"| query while the dataset index builds ({v['index_images']} images x 2 models; median of "
             f"{v['during_n']}) | {v['during_s']:.2f} | {ratio:.2f}x warm (goal <= 1.3x {ok(ratio <= 1.3)}) |",
-            f"| new WiSE-FT alpha, precomputed (median of {', '.join(f'{a:.1f}' for a in v['alphas'])}; blend built, "
-            f"banks from disk) | {v['alpha_s']:.2f} (max {v['alpha_max_s']:.2f}) | {v['alpha_max_s']:.2f} / 1 s "
+            f"| new WiSE-FT alpha, precomputed ({', '.join(f'{a:.1f}' for a in v['alphas'])}; blends kept in memory: "
+            f"{v['kept']}) | {v['alpha_s']:.2f} (max {v['alpha_max_s']:.2f}) | {v['alpha_max_s']:.2f} / 1 s "
             f"(goal <= 1 s {ok(v['alpha_max_s'] <= 1.0)}) |",
+            f"| new WiSE-FT alpha after a restart or eviction (blend built in one pass, banks from disk) | "
+            f"{v['alpha_built_s']:.2f} (max {v['alpha_built_max_s']:.2f}) | {v['alpha_built_max_s']:.2f} / 1 s "
+            f"(goal <= 1 s {ok(v['alpha_built_max_s'] <= 1.0)}) |",
             f"| alpha {v['late_alpha']:.1f} before its precompute (base answers + the blend's progress) | "
             f"{v['late_s']:.2f} | shows progress {ok('⏳' in v['late_msg'])} |",
         ]

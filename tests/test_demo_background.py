@@ -238,3 +238,29 @@ def test_the_default_dataset_renders_while_the_label_banks_embed(demo_world, tmp
                                    "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]))
     assert overlapped == [True], "the default dataset was rendered before the warm start began"
     assert s.is_default_dataset and len(s.manifest()) > 0 and s._warm_labels
+
+
+def test_every_request_of_the_served_app_holds_the_visitor_gate(demo_world, tmp_path):
+    """DemoBlocks brackets each event with the gate: background work pauses while it runs."""
+    from contextlib import contextmanager
+
+    from gradio_client import Client
+
+    from tests.demo_world import running_app
+
+    with running_app(demo_world, cache_dir=tmp_path / "cache") as app:
+        gate = app["services"].gate
+        seen: list[int] = []
+        real = gate.visitor
+
+        @contextmanager
+        def visitor():
+            with real():
+                seen.append(gate.active)
+                yield
+
+        gate.visitor = visitor
+        client = Client(app["url"], verbose=False)
+        client.predict("gyoza", "All", "All", api_name="/find_pairs_query")
+        assert seen and seen[0] >= 1, "a request ran without holding the visitor gate"
+        assert gate.active == 0

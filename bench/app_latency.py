@@ -173,6 +173,7 @@ def run_visitors(base: str, tuned: str, image: Path, repeats: int, device: str |
     r.update(alpha_s=statistics.median(kept), alpha_max_s=max(kept), alpha_built_s=statistics.median(built),
              alpha_built_max_s=max(built), alphas=list(alphas), blend_s=services._blend_secs,
              pauses=services.gate.pauses, kept=services.blend_cache_size)
+    services.stop_background()  # nothing of this process may compete with the next measurements
     return r
 
 

@@ -219,6 +219,7 @@ class DemoServices:
         self._blend_current: tuple[float, float] | None = None  # (alpha, start time) of the bank being embedded
         self._blend_secs: float | None = None  # how long one alpha's banks took (for the progress estimate)
         self._blend_error: str | None = None
+        self._stopping = threading.Event()  # stop_background(): background loops end at their next step
         self._manifest: pd.DataFrame | None = None
         self._concepts: dict[str, ConceptInfo] | None = None
         self._results: pd.DataFrame | None = None
@@ -459,9 +460,21 @@ class DemoServices:
             self._blend_thread = background_thread(self._blend_all, "blends")
             self._blend_thread.start()
 
+    def stop_background(self, timeout: float | None = 60) -> None:
+        """End the background work (dataset index, blend banks) at its next step and wait for it; what is done
+        stays (banks on disk); requests then build what they need themselves."""
+        self._stopping.set()
+        with self._blend_cond:
+            self._blend_cond.notify_all()
+        for t in (self._blend_thread, self._index_thread):
+            if t is not None and t is not threading.current_thread():
+                t.join(timeout)
+        with self._blend_cond:
+            self._blend_thread = None
+
     def _next_alpha(self) -> float | None:
         with self._blend_cond:
-            while True:
+            while not self._stopping.is_set():
                 self._blend_wanted = [a for a in self._blend_wanted if a not in self._blend_done]
                 if self._blend_wanted:
                     return self._blend_wanted[0]
@@ -471,6 +484,7 @@ class DemoServices:
                 if self._index_thread is None or self._index_done.is_set():  # after the index (visitors need it)
                     return todo[0]
                 self._blend_cond.wait(timeout=1.0)
+            return None
 
     def _blend_all(self) -> None:
         import time as _time
@@ -765,6 +779,8 @@ class DemoServices:
         paths = df["abs_path"].tolist()
         step = max(1, len(paths) // 10)
         for i in range(0, len(paths), chunk):
+            if self._stopping.is_set() and is_background():
+                raise ServiceError("the app is stopping")
             self.gate.pause()
             imgs = []
             for p in paths[i : i + chunk]:

@@ -264,3 +264,12 @@ def test_every_request_of_the_served_app_holds_the_visitor_gate(demo_world, tmp_
         client.predict("gyoza", "All", "All", api_name="/find_pairs_query")
         assert seen and seen[0] >= 1, "a request ran without holding the visitor gate"
         assert gate.active == 0
+
+
+def test_stopping_the_background_work_leaves_requests_to_build_blends(services):
+    services.warm_start([LABELS])
+    services.start_blends()
+    services.stop_background(60)
+    assert services._blend_thread is None
+    emb = services.blended(0.3, LABELS)  # built on request now, never "not ready"
+    assert emb.label_bank(LABELS).shape[0] == len(LABELS)

@@ -396,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-visitors", action="store_true", help="skip part 3's in-process runs (index, alphas)")
     p.add_argument("--skip-cold", action="store_true", help="skip part 3's cold start of app.py")
     p.add_argument("--visitor-repeats", type=int, default=8, help="queries per condition in part 3")
+    p.add_argument("--cache", type=Path, default=None, help="part 3's warm cache (label banks, default dataset), kept "
+                   "between runs: the bench models are fixed by their seeds, so their banks are reused")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=None, help="also write the markdown tables here")
@@ -418,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         app = None if args.skip_app else run_app(base, tuned, image, args.app_repeats, args.device, tmp / "cache",
                                                   compare_cold=not args.no_compare_cold)
         visitors = None if args.skip_visitors else run_visitors(base, tuned, image, args.visitor_repeats, args.device,
-                                                                 tmp / "cache")
+                                                                 args.cache or tmp / "cache")
         cold = None if args.skip_cold else run_cold(base, tuned, image, args.device, tmp / "cold_cache")
         r = None if args.skip_labels else run_labels(base, image, args.labels, args.repeats, args.slow_repeats, args.device)
     md = to_markdown(app, r, what, visitors, cold)

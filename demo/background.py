@@ -100,3 +100,21 @@ class VisitorGate:
                     n += 1
         model._cultureclip_gate_id = id(self)
         return n
+
+
+class GateMiddleware:
+    """ASGI middleware: every plain HTTP request (the page, its assets, config, uploads, files) holds the gate
+    while it is served, so a page load is not slowed by background work either. Long-lived streams (the
+    queue's event stream, heartbeats) are left out: they would hold it for as long as a tab is open."""
+
+    STREAMS = ("/queue/data", "/heartbeat", "/stream")
+
+    def __init__(self, app: Any, gate: VisitorGate):
+        self.app, self.gate = app, gate
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or any(s in scope.get("path", "") for s in self.STREAMS):
+            await self.app(scope, receive, send)
+            return
+        with self.gate.visitor():
+            await self.app(scope, receive, send)

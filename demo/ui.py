@@ -572,6 +572,14 @@ def build_demo(services: DemoServices) -> gr.Blocks:
     return demo
 
 
+def _gate_middleware(services: DemoServices):
+    from starlette.middleware import Middleware
+
+    from .background import GateMiddleware
+
+    return Middleware(GateMiddleware, gate=services.gate)
+
+
 def launch_kwargs(services: DemoServices, **overrides: Any) -> dict[str, Any]:
     """Serving settings: upload size limit, only the dataset folder served, theme and CSS."""
     root = services.dataset_root if services.has_dataset else None  # the default dataset is built by now
@@ -584,6 +592,7 @@ def launch_kwargs(services: DemoServices, **overrides: Any) -> dict[str, Any]:
         css=CSS,
         footer_links=["api"],
         ssr_mode=False,
+        app_kwargs={"middleware": [_gate_middleware(services)]},  # page loads go before background work too
     )
     kw.update(overrides)
     return kw

@@ -263,6 +263,12 @@ def test_every_request_of_the_served_app_holds_the_visitor_gate(demo_world, tmp_
         client = Client(app["url"], verbose=False)
         client.predict("gyoza", "All", "All", api_name="/find_pairs_query")
         assert seen and seen[0] >= 1, "a request ran without holding the visitor gate"
+        n = len(seen)
+        import urllib.request
+
+        with urllib.request.urlopen(app["url"], timeout=30) as r:  # a page load holds it too
+            assert r.status == 200
+        assert len(seen) > n
         assert gate.active == 0
 
 

@@ -502,10 +502,11 @@ class DemoServices:
                     emb = self.blended(a, wait=True)
                     for labels in sets:
                         emb.label_bank(labels)
+                    emb.embed_images([_blank()])  # a model's first image forward is several times slower
                     self._blend_secs = _time.perf_counter() - t0
                     logger.info("WiSE-FT alpha=%.1f: label banks on disk in %.1f s", a, self._blend_secs)
                 elif len(self._blends) < self.blend_cache_size:  # kept ready in memory while there is room
-                    self.blended(a, wait=True)
+                    self.blended(a, wait=True).embed_images([_blank()])
                 with self._blend_cond:
                     self._blend_current = None
                     self._blend_done.add(a)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cultureclip.fileio import atomic_write_bytes
 
-from .services import ConceptInfo, DemoServices, ServiceError, quantize_alpha
+from .services import BlendNotReady, ConceptInfo, DemoServices, ServiceError, quantize_alpha
 from .validation import DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -183,8 +183,11 @@ def classify_batch(
     for (prompts, alpha), idx in groups.items():
         cand = candidates[idx[0]]
         base = services.embedder("base")
+        preparing = ""  # the blend's label banks are still being embedded in the background: base answers alone
         try:
-            tuned = services.blended(alpha)
+            tuned = services.blended(alpha, list(prompts))
+        except BlendNotReady as e:
+            tuned, preparing = None, str(e)
         except ServiceError as e:
             for i in idx:
                 results[i] = ClassifyResult({}, {}, f"❌ {e}", ok=False)
@@ -192,8 +195,16 @@ def classify_batch(
         imgs = [loaded[i] for i in idx]
         probs = {}
         for key, emb in (("base", base), ("tuned", tuned)):
+            if emb is None:
+                continue
             bank = emb.label_bank(list(prompts), ("{}",))
             probs[key] = emb.zero_shot(emb.embed_images(imgs), bank)  # (n_group, L)
+        if preparing:
+            for row, i in enumerate(idx):
+                vals, ids = probs["base"][row].topk(min(ks[i], len(prompts)))
+                results[i] = ClassifyResult({cand.display[j]: round(float(v), 6) for v, j in zip(vals.tolist(), ids.tolist())},
+                                            {}, preparing)
+            continue
         tuned_name = services.config.tuned_name if alpha >= 1.0 else f"{services.config.tuned_name} (WiSE-FT α={alpha:.1f})"
         for row, i in enumerate(idx):
             k = min(ks[i], len(prompts))

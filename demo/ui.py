@@ -230,12 +230,17 @@ class DemoBlocks(gr.Blocks):
     batch's inputs, so a short request is refused when it is submitted (`guard_batches`) and a request
     whose input cannot be preprocessed reaches the handler as a `BadInput`."""
 
+    visitor_gate: Any = None  # demo.background.VisitorGate: background work pauses while a request runs
+
     async def process_api(self, block_fn, inputs, *args, **kwargs):  # type: ignore[override]
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         got = len(inputs) if isinstance(inputs, (list, tuple)) else 0
         if fn.fn is not None and got < len(fn.inputs):
             raise gr.Error(_missing_inputs(fn, got), print_exception=False)
         try:
+            if self.visitor_gate is not None:
+                with self.visitor_gate.visitor():
+                    return await super().process_api(block_fn, inputs, *args, **kwargs)
             return await super().process_api(block_fn, inputs, *args, **kwargs)
         except gr.Error as e:
             raise gr.Error(plain_error(e), duration=e.duration, visible=e.visible, title=e.title,
@@ -773,6 +778,7 @@ def build_demo(services: DemoServices) -> gr.Blocks:
     """The whole app; nothing heavy happens here except reading the manifest/results (no model load)."""
     offline = services.config.offline_world
     with DemoBlocks(title="CultureCLIP demo", analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
+        demo.visitor_gate = services.gate
         gr.Markdown(intro(services))
         gr.Markdown(services.banner(), elem_classes=["banner", "offline" if offline else "online"], elem_id="banner")
         with gr.Tabs():
@@ -795,6 +801,14 @@ def build_demo(services: DemoServices) -> gr.Blocks:
     return demo
 
 
+def _gate_middleware(services: DemoServices):
+    from starlette.middleware import Middleware
+
+    from .background import GateMiddleware
+
+    return Middleware(GateMiddleware, gate=services.gate)
+
+
 def launch_kwargs(services: DemoServices, **overrides: Any) -> dict[str, Any]:
     """Serving settings: upload size limit, only the dataset folder served, theme and CSS."""
     root = services.dataset_root if services.has_dataset else None  # the default dataset is built by now
@@ -807,6 +821,7 @@ def launch_kwargs(services: DemoServices, **overrides: Any) -> dict[str, Any]:
         css=CSS,
         footer_links=["api"],
         ssr_mode=False,
+        app_kwargs={"middleware": [_gate_middleware(services)]},  # page loads go before background work too
     )
     kw.update(overrides)
     return kw

@@ -21,6 +21,8 @@ import pytest
 pytest.importorskip("gradio_client")
 
 REPO = Path(__file__).resolve().parent.parent
+from demo.starting import MARKER as STARTING_MARKER  # noqa: E402
+
 STARTUP_TIMEOUT_S = 600  # two 151M-parameter models + 2 catalog label banks on 2 busy cores
 
 
@@ -156,6 +158,7 @@ def hub_app(hub_home, tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     t0 = time.time()
+    first_page_s = None
     try:
         while True:
             if proc.poll() is not None:
@@ -163,12 +166,18 @@ def hub_app(hub_home, tmp_path_factory):
             if time.time() - t0 > STARTUP_TIMEOUT_S:
                 pytest.fail(f"app.py not serving after {STARTUP_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-4000:]}")
             try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    starting = STARTING_MARKER in resp.read().decode(errors="replace")
+                if first_page_s is None:
+                    first_page_s = time.time() - t0
+                if not starting:  # the app itself, not the starting page shown while it loads
+                    break
+                time.sleep(1)
             except OSError:
                 time.sleep(1)
         startup_s = time.time() - t0
-        yield {"url": url, "log": log, "startup_s": startup_s, "files": {"image": _query_image(tmp)}}
+        yield {"url": url, "log": log, "startup_s": startup_s, "first_page_s": first_page_s,
+               "files": {"image": _query_image(tmp)}}
     finally:
         proc.terminate()
         try:

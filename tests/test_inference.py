@@ -153,3 +153,22 @@ def test_label_bank_hot_path_does_not_hash(fresh, monkeypatch):
     assert torch.allclose(flipped, -bank, atol=1e-5)
     fresh.label_bank(labels)
     assert len(probes) == 2 and texts == [3, 3]
+
+
+def test_texts_are_batched_shortest_first_and_returned_in_order(tiny_hf_clip_dir):
+    """An HF text tower runs each batch at its longest prompt's length: batching by length saves the padding."""
+    e = Embedder(create_backbone(str(tiny_hf_clip_dir)), batch_size=1)  # 4 texts per batch
+    texts = [("word " * n).strip() for n in (9, 1, 7, 3, 12, 2, 8, 5, 4, 11, 6, 10)]
+    seen = []
+    real = e.backbone.tokenize
+
+    def spy(batch):
+        seen.append([len(t) for t in batch])
+        return real(batch)
+
+    e.backbone.tokenize = spy
+    got = e.embed_texts(texts)
+    flat = [n for b in seen for n in b]
+    assert flat == sorted(flat) and len(seen) == 3, seen
+    alone = torch.cat([e.embed_texts([t]) for t in texts])
+    assert torch.allclose(got, alone, atol=1e-5)

@@ -56,6 +56,15 @@ class Candidates:
     notes: list[str] = field(default_factory=list)
 
 
+def shown_spec(spec: str) -> str:
+    """A model spec as a visitor may see it (page, CSV): a local folder by its last two parts, never the
+    server's absolute path; hub ids and open_clip tags as they are."""
+    spec = str(spec)
+    if Path(spec).is_absolute() or Path(spec).is_dir():
+        return "/".join(Path(spec).parts[-2:])
+    return scrub_paths(spec)
+
+
 def filter_choices(services: DemoServices) -> dict[str, list[str]]:
     """Dropdown choices for the catalog filters (each list starts with 'All')."""
     cs = services.concepts().values()
@@ -844,8 +853,7 @@ def _models_note(services: DemoServices, frame: "pd.DataFrame") -> str:
         rows = frame[frame["model_tag"].astype(str).map(roles.get) == role]
         sha = next((str(s) for s in rows["checkpoint_sha"].dropna().unique()), "") if len(rows) else ""
         stamp = when(rows["timestamp"].max()) if len(rows) else None
-        shown = "/".join(Path(spec).parts[-2:]) if Path(spec).is_dir() else spec
-        code = str(shown).replace("`", "'")  # literal inside a code span (markdown escapes would show there)
+        code = shown_spec(spec).replace("`", "'")  # literal inside a code span (markdown escapes would show there)
         lines.append(f"**{_md(name)}** = `{code}`" + (f" · weights sha256 `{sha[:12]}`" if sha else "")
                      + (f" · computed {stamp}" if stamp else ""))
     others = [n for t, n in names.items() if t not in roles]
@@ -905,7 +913,7 @@ def benchmark_view(
         msg += " · figures unavailable for this selection"
     csv_path = None
     if len(table):
-        specs = frame.drop_duplicates("model_tag").set_index("model_tag")["model"].astype(str)
+        specs = frame.drop_duplicates("model_tag").set_index("model_tag")["model"].astype(str).map(shown_spec)
         payload = table.assign(model_spec=sel["model_tag"].astype(str).map(specs).to_numpy()).to_csv(index=False)
         data = payload.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest()[:12]

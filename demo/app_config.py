@@ -160,12 +160,14 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
     warm = preload and not getattr(args, "no_warm_start", False) and os.environ.get(ENV["warm_start"], "1") != "0"
     try:
         if warm and services.is_default_dataset:
-            # the default dataset is rendered (PIL, one core) while the label banks embed (torch): the first
-            # answer comes ~10 s sooner on 2 cores than one after the other
+            # the app serves once the models are loaded and a small first bank is embedded (the examples' concepts
+            # and their twins); the full catalog banks continue in the background. The default dataset is rendered
+            # (PIL, one core) meanwhile.
             services.base.get(), services.tuned.get(), services.concepts()  # fail fast; concepts: catalog only
             with _in_thread(lambda: warm_start(services), "warm start") as done:
                 notes = services.check(load_models=True)
             done()
+            services.warm_first(first_label_set(services))  # the gallery's examples, now that they are known
         else:
             notes = services.check(load_models=preload)
             if warm:
@@ -214,8 +216,23 @@ def warm_label_sets(services: DemoServices) -> list[list[str]]:
     return [build_candidates(services, "", True).prompts, [cs[i].prompt for i in sorted(cs)]]
 
 
+def first_label_set(services: DemoServices, n_examples: int = 8, n_pairs: int = 12) -> list[str]:
+    """The catalog prompts embedded before the app serves: the concepts of the example gallery (once the dataset
+    is there; else the first featured twin pairs, which it shows) and every twin of them, so a picked example's
+    truth and its twin are always ranked."""
+    from .handlers import concept_of_label, example_pairs, featured_pairs
+
+    cs = services.concepts()
+    ids = {c for pair in featured_pairs(services)[:n_pairs] for c in pair}
+    if services.has_dataset and services._manifest is not None:
+        ids |= {c.id for _, label in example_pairs(services, n_examples) if (c := concept_of_label(services, label))}
+    ids |= {t for i in list(ids) for t in cs[i].twins}
+    return sorted(cs[i].prompt for i in ids if i in cs)
+
+
 def warm_start(services: DemoServices) -> None:
-    services.warm_start(warm_label_sets(services))
+    """The first label banks now, the full catalog's in the background (see DemoServices.warm_start)."""
+    services.warm_start(warm_label_sets(services), first=first_label_set(services))
 
 
 def main(argv: list[str] | None = None) -> int:

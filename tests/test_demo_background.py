@@ -279,3 +279,55 @@ def test_stopping_the_background_work_leaves_requests_to_build_blends(services):
     assert services._blend_thread is None
     emb = services.blended(0.3, LABELS)  # built on request now, never "not ready"
     assert emb.label_bank(LABELS).shape[0] == len(LABELS)
+
+
+def test_the_first_answer_comes_before_the_full_catalog_bank(services, monkeypatch):
+    """Cold start (issue 17, item 5): the app answers from a small first bank while the full catalog label banks
+    embed in the background, says over how many catalog labels it ranked, and the full bank replaces it after.
+    Before: warm_start embedded every catalog label before the app served (a first answer after 43 s+)."""
+    from PIL import Image
+
+    from cultureclip.inference import Embedder
+    from demo.app_config import first_label_set
+    from demo.background import is_background
+    from demo.handlers import build_candidates, classify, concept_of_label, example_pairs
+
+    release = threading.Event()
+    blocked: list[int] = []
+    real = Embedder.embed_texts
+
+    def gated(self, texts):  # the background's text forwards wait until the test lets them go: no wall clock
+        if is_background():
+            blocked.append(len(texts))
+            assert release.wait(60)
+        return real(self, texts)
+
+    monkeypatch.setattr(Embedder, "embed_texts", gated)
+    full = build_candidates(services, "", True)
+    n = len(full.prompts)
+    cs = services.concepts()
+    truth = next(c for c in sorted(cs) if cs[c].twins)
+    twin = sorted(cs[truth].twins)[0]
+    first = [cs[truth].prompt, cs[twin].prompt]
+    assert n > len(first)
+    services.warm_start([full.prompts], first=first)  # returns with the first bank; the rest in the background
+    assert services.starter_prompts() == frozenset(first)
+    image = Image.new("RGB", (40, 30), (10, 120, 40))
+    r = classify(services, image, "a bowl of soup", True, top_k=5)
+    assert r.ok, r.message
+    assert f"Ranked over 2 of the catalog's {n:,} labels" in r.message and f"other {n - 2:,} are still loading" in r.message
+    assert "3 candidate labels" in r.notes  # the two first-bank concepts + the visitor's own label
+    assert set(r.base) <= {full.display[full.concept_ids.index(truth)], full.display[full.concept_ids.index(twin)],
+                           "a bowl of soup"}
+    assert {p.concept_id for p in r.picks} <= {truth, twin, None}
+    assert not services.wait_warm(0)  # the full banks are still waiting for the gate
+    release.set()
+    assert services.wait_warm(120) and blocked
+    after = classify(services, image, "", True, top_k=5)
+    assert after.ok and f"{n:,} candidate labels." in after.message and "Ranked over" not in after.message
+    assert services.starter_prompts() is None
+    # the app's first bank holds every example's true concept and its twins (a picked example's verdict is right)
+    prompts = set(first_label_set(services))
+    for _, label in example_pairs(services, 8):
+        c = concept_of_label(services, label)
+        assert c.prompt in prompts and all(cs[t].prompt in prompts for t in c.twins)

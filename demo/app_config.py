@@ -7,7 +7,6 @@ offline twin world at artifacts/world/ (`choose_models` decides, and says why; `
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -160,14 +159,13 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
     warm = preload and not getattr(args, "no_warm_start", False) and os.environ.get(ENV["warm_start"], "1") != "0"
     try:
         if warm and services.is_default_dataset:
-            # the app serves once the models are loaded and a small first bank is embedded (the examples' concepts
-            # and their twins); the full catalog banks continue in the background. The default dataset is rendered
-            # (PIL, one core) meanwhile.
+            # the app serves once the models are loaded, a small first bank is embedded (the examples' concepts and
+            # their twins) and the default dataset is rendered; the full catalog banks continue in the background
             services.base.get(), services.tuned.get(), services.concepts()  # fail fast; concepts: catalog only
-            with _in_thread(lambda: warm_start(services), "warm start") as done:
-                notes = services.check(load_models=True)
-            done()
+            warm_start(services, start=False)  # the first bank now (a few seconds), the full ones after the render
+            notes = services.check(load_models=True)  # renders the default dataset, alone on the CPU
             services.warm_first(first_label_set(services))  # the gallery's examples, now that they are known
+            services.start_warm()
         else:
             notes = services.check(load_models=preload)
             if warm:
@@ -177,32 +175,6 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
     except ServiceError as e:
         raise ConfigError(str(e)) from e
     return services
-
-
-@contextlib.contextmanager
-def _in_thread(fn, what: str):
-    """Run `fn` in a thread during the block; yields `done()`, which re-raises its exception after the block."""
-    import threading
-
-    error: list[BaseException] = []
-
-    def run():
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            error.append(e)
-
-    t = threading.Thread(target=run, name=f"startup-{what.replace(' ', '-')}", daemon=True)
-    t.start()
-
-    def done() -> None:
-        if error:
-            raise error[0]
-
-    try:
-        yield done
-    finally:
-        t.join()
 
 
 def warm_label_sets(services: DemoServices) -> list[list[str]]:
@@ -230,9 +202,9 @@ def first_label_set(services: DemoServices, n_examples: int = 8, n_pairs: int = 
     return sorted(cs[i].prompt for i in ids if i in cs)
 
 
-def warm_start(services: DemoServices) -> None:
+def warm_start(services: DemoServices, start: bool = True) -> None:
     """The first label banks now, the full catalog's in the background (see DemoServices.warm_start)."""
-    services.warm_start(warm_label_sets(services), first=first_label_set(services))
+    services.warm_start(warm_label_sets(services), first=first_label_set(services), start=start)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -294,24 +294,27 @@ class DemoServices:
         return notes
 
     def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",),
-                   first: Sequence[str] | None = None) -> None:
+                   first: Sequence[str] | None = None, start: bool = True) -> None:
         """Embed the label banks the first queries need, for both models (read from the disk cache when this
         model and label set were seen before). Progress goes to the log.
 
         first: a small set of catalog prompts (the example gallery's concepts and their twins) embedded now;
         `label_sets` then continue in a background thread that yields to visitors, and until they are done
         Recognize ranks the catalog labels among `first` only and says so (`starter_prompts`, `wait_warm`).
-        Without `first`, everything is embedded before this returns."""
+        start=False: the background part waits for `start_warm()` (the app renders the default dataset first: on
+        2 cores, torch and the render at the same time slow each other down ~2x). Without `first`, everything
+        is embedded before this returns."""
         import time
 
         self._warm_labels = [list(labels) for labels in label_sets if labels]
         if first is not None:
+            self._warm_done.clear()
             self.warm_first(first, templates)
             from .background import background_thread
 
-            self._warm_done.clear()
             self._warm_thread = background_thread(lambda: self._warm_all(label_sets, templates), "label-banks")
-            self._warm_thread.start()
+            if start:
+                self.start_warm()
             return
         t0 = time.perf_counter()
         jobs = [(role, holder, labels) for role, holder in (("base", self.base), ("CultureCLIP", self.tuned))
@@ -342,6 +345,13 @@ class DemoServices:
             self._starter = frozenset(starter)
         logger.info("first label banks ready in %.1f s: %d catalog labels (the examples' concepts and their twins); "
                     "the full catalog continues in the background", time.perf_counter() - t0, len(starter))
+
+    def start_warm(self) -> None:
+        """Start the background part of `warm_start(..., first=..., start=False)` (once)."""
+        with self._lock:
+            t, self._warm_thread = self._warm_thread, None
+        if t is not None:
+            t.start()
 
     def _warm_all(self, label_sets: list[list[str]], templates: tuple[str, ...]) -> None:
         try:

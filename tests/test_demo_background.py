@@ -214,29 +214,42 @@ def test_the_starting_page_answers_while_the_app_loads(monkeypatch, caplog):
         sock.bind(("127.0.0.1", port))
 
 
-def test_the_default_dataset_renders_while_the_label_banks_embed(demo_world, tmp_path, monkeypatch):
-    """Cold start: rendering the default dataset (one core) and the warm start (torch) overlap."""
+def test_cold_start_embeds_a_first_bank_renders_alone_then_embeds_the_catalog(demo_world, tmp_path, monkeypatch):
+    """Cold start: the first, small label bank before the default dataset's render, the render alone on the CPU
+    (torch at the same time slowed it ~2x on 2 cores), the full catalog banks after it, in the background."""
     import synth.world.dataset as wd
     from demo.app_config import build_services, parse_args
+    from demo.background import is_background
     from demo.services import DemoServices
 
-    warm_started = threading.Event()
-    overlapped: list[bool] = []
-    real_render, real_warm = wd.ensure_world_dataset, DemoServices.warm_start
+    order: list[str] = []
+    real_render, real_first, real_all = wd.ensure_world_dataset, DemoServices.warm_first, DemoServices._warm_all
+
+    full_started = threading.Event()
 
     def render(*a, **kw):
-        overlapped.append(warm_started.wait(20))
-        return real_render(*a, **kw)
+        order.append("render")
+        full_started.wait(3)  # before the fix the full banks began here, during the render
+        out = real_render(*a, **kw)
+        order.append("render done")
+        return out
 
-    def warm(self, *a, **kw):
-        warm_started.set()
-        return real_warm(self, *a, **kw)
+    def first(self, *a, **kw):
+        order.append("first bank")
+        return real_first(self, *a, **kw)
+
+    def full(self, *a, **kw):
+        order.append("full banks (background)" if is_background() else "full banks (foreground)")
+        full_started.set()
+        return real_all(self, *a, **kw)
 
     monkeypatch.setattr(wd, "ensure_world_dataset", render)
-    monkeypatch.setattr(DemoServices, "warm_start", warm)
+    monkeypatch.setattr(DemoServices, "warm_first", first)
+    monkeypatch.setattr(DemoServices, "_warm_all", full)
     s = build_services(parse_args(["--base", str(demo_world["base"]), "--tuned", str(demo_world["tuned"]),
                                    "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]))
-    assert overlapped == [True], "the default dataset was rendered before the warm start began"
+    assert s.wait_warm(120)
+    assert order == ["first bank", "render", "render done", "first bank", "full banks (background)"], order
     assert s.is_default_dataset and len(s.manifest()) > 0 and s._warm_labels
 
 

@@ -301,8 +301,8 @@ class DemoServices:
         first: a small set of catalog prompts (the example gallery's concepts and their twins) embedded now;
         `label_sets` then continue in a background thread that yields to visitors, and until they are done
         Recognize ranks the catalog labels among `first` only and says so (`starter_prompts`, `wait_warm`).
-        start=False: the background part waits for `start_warm()` (the app renders the default dataset first: on
-        2 cores, torch and the render at the same time slow each other down ~2x). Without `first`, everything
+        start=False: the background part waits for `start_warm()` (the app renders the default dataset and builds
+        its page first, then `start_indexing` starts it: on 2 cores, torch next to them slows both down ~2x). Without `first`, everything
         is embedded before this returns."""
         import time
 
@@ -369,7 +369,9 @@ class DemoServices:
         return None if self._warm_done.is_set() else self._starter
 
     def wait_warm(self, timeout: float | None = None) -> bool:
-        """Block until the full label banks of a background warm start are ready (True) or `timeout` passed."""
+        """Block until the full label banks of a background warm start are ready (True) or `timeout` passed
+        (starting them if they still wait for `start_warm`)."""
+        self.start_warm()
         return self._warm_done.wait(timeout)
 
     # -- models ------------------------------------------------------------------------------------
@@ -803,6 +805,7 @@ class DemoServices:
         blends' label banks (`start_blends`). All of it yields to visitors' requests (demo.background)."""
         from .background import background_thread
 
+        self.start_warm()  # the full catalog label banks first (a pending warm start; the index waits for them)
         if self.base.loaded and self.tuned.loaded:
             self.start_blends()  # waits for the index itself, unless a visitor asks for an alpha
         if not self.has_dataset:

@@ -17,7 +17,9 @@ Part 3, visitors first (issue 17): the same app, the query of a visitor who arri
                       not in memory)                                                goal: <= 1 s
   alpha not ready     the answer for an alpha not precomputed yet (base answers, the blend's progress shown)
   cold start          `python app.py` with empty caches as a subprocess: first page (the starting page with
-                      progress) goal <= 10 s; first answer (a Recognize query through the API) goal <= 30 s
+                      progress) goal <= 10 s; first answer (a Recognize query through the API) goal <= 30 s (ranked
+                      over the first, small bank when the full catalog's is still embedding: it says so); then
+                      the first answer over the full catalog
 
 Part 2, one query against 1,000 labels, same model, medians over repeats:
   cached     the demo: validated image load -> one image forward -> cosine vs the cached label bank
@@ -224,8 +226,16 @@ def run_cold(base: str, tuned: str, image: Path, device: str | None, cache: Path
                 out = client.predict(handle_file(str(image)), "", True, "All", "All", "All", 1.0, 5, api_name="/classify")
                 assert "candidate labels" in str(out[-1]), out
                 r["first_answer_s"] = time.perf_counter() - t0
+                r["first_answer_note"] = _ranked_note(str(out[-1]))
             except OSError:
                 time.sleep(0.5)
+        while r["first_answer_note"] and "full_answer_s" not in r:  # until the full catalog bank answers
+            assert proc.poll() is None and time.perf_counter() - t0 < timeout_s, log.read_text()[-3000:]
+            time.sleep(2.0)  # each query pauses the background a moment: not too often
+            out = client.predict(handle_file(str(image)), "", True, "All", "All", "All", 1.0, 5, api_name="/classify")
+            if not _ranked_note(str(out[-1])):
+                r["full_answer_s"] = time.perf_counter() - t0
+                r["full_answer_labels"] = str(out[-1]).split("candidate labels")[0].split(">")[-1].strip()
     finally:
         proc.terminate()
         try:
@@ -233,6 +243,14 @@ def run_cold(base: str, tuned: str, image: Path, device: str | None, cache: Path
         except subprocess.TimeoutExpired:
             proc.kill()
     return r
+
+
+def _ranked_note(message: str) -> str:
+    """The answer's 'Ranked over N of the catalog's M labels' (a first answer before the full bank), or ''."""
+    import re
+
+    m = re.search(r"Ranked over [\d,]+ of the catalog.s [\d,]+ labels", message.replace("\\", ""))
+    return m.group(0) if m else ""
 
 
 def run_labels(model: str, image: Path, n_labels: int = 1000, repeats: int = 20, slow_repeats: int = 3,
@@ -323,8 +341,12 @@ def visitors_markdown(v: dict | None, cold: dict | None) -> list[str]:
             "|---|---:|---|",
             f"| first page ({'the starting page with progress' if cold['first_page_progress'] else 'the app'}) | "
             f"{cold['first_page_s']:.1f} | goal <= 10 s {ok(cold['first_page_s'] <= 10)} |",
-            f"| first Recognize answer | {cold['first_answer_s']:.1f} | goal <= 30 s {ok(cold['first_answer_s'] <= 30)} |",
+            f"| first Recognize answer{' (' + cold['first_answer_note'] + ', the rest still loading)' if cold.get('first_answer_note') else ''} | "
+            f"{cold['first_answer_s']:.1f} | goal <= 30 s {ok(cold['first_answer_s'] <= 30)} |",
         ]
+        if cold.get("full_answer_s"):
+            lines.append(f"| first answer over the full catalog ({cold['full_answer_labels']} candidate labels) | "
+                         f"{cold['full_answer_s']:.1f} | |")
     return lines
 
 

@@ -7,7 +7,6 @@ offline twin world at artifacts/world/ (`choose_models` decides, and says why; `
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
@@ -160,12 +159,13 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
     warm = preload and not getattr(args, "no_warm_start", False) and os.environ.get(ENV["warm_start"], "1") != "0"
     try:
         if warm and services.is_default_dataset:
-            # the default dataset is rendered (PIL, one core) while the label banks embed (torch): the first
-            # answer comes ~10 s sooner on 2 cores than one after the other
+            # the app serves once the models are loaded, a small first bank is embedded (the examples' concepts and
+            # their twins) and the default dataset is rendered; the full catalog banks continue in the background
             services.base.get(), services.tuned.get(), services.concepts()  # fail fast; concepts: catalog only
-            with _in_thread(lambda: warm_start(services), "warm start") as done:
-                notes = services.check(load_models=True)
-            done()
+            warm_start(services, start=False)  # the first bank now (a few seconds), the full ones after the render
+            notes = services.check(load_models=True)  # renders the default dataset, alone on the CPU
+            services.warm_first(first_label_set(services))  # the gallery's examples, now that they are known
+            # the full banks start with the dataset index once the page is built (ui.build_demo: start_indexing)
         else:
             notes = services.check(load_models=preload)
             if warm:
@@ -175,32 +175,6 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
     except ServiceError as e:
         raise ConfigError(str(e)) from e
     return services
-
-
-@contextlib.contextmanager
-def _in_thread(fn, what: str):
-    """Run `fn` in a thread during the block; yields `done()`, which re-raises its exception after the block."""
-    import threading
-
-    error: list[BaseException] = []
-
-    def run():
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            error.append(e)
-
-    t = threading.Thread(target=run, name=f"startup-{what.replace(' ', '-')}", daemon=True)
-    t.start()
-
-    def done() -> None:
-        if error:
-            raise error[0]
-
-    try:
-        yield done
-    finally:
-        t.join()
 
 
 def warm_label_sets(services: DemoServices) -> list[list[str]]:
@@ -214,8 +188,23 @@ def warm_label_sets(services: DemoServices) -> list[list[str]]:
     return [build_candidates(services, "", True).prompts, [cs[i].prompt for i in sorted(cs)]]
 
 
-def warm_start(services: DemoServices) -> None:
-    services.warm_start(warm_label_sets(services))
+def first_label_set(services: DemoServices, n_examples: int = 8, n_pairs: int = 12) -> list[str]:
+    """The catalog prompts embedded before the app serves: the concepts of the example gallery (once the dataset
+    is there; else the first featured twin pairs, which it shows) and every twin of them, so a picked example's
+    truth and its twin are always ranked."""
+    from .handlers import concept_of_label, example_pairs, featured_pairs
+
+    cs = services.concepts()
+    ids = {c for pair in featured_pairs(services)[:n_pairs] for c in pair}
+    if services.has_dataset and services._manifest is not None:
+        ids |= {c.id for _, label in example_pairs(services, n_examples) if (c := concept_of_label(services, label))}
+    ids |= {t for i in list(ids) for t in cs[i].twins}
+    return sorted(cs[i].prompt for i in ids if i in cs)
+
+
+def warm_start(services: DemoServices, start: bool = True) -> None:
+    """The first label banks now, the full catalog's in the background (see DemoServices.warm_start)."""
+    services.warm_start(warm_label_sets(services), first=first_label_set(services), start=start)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,15 @@ class Candidates:
     prompts: list[str]
     concept_ids: list[str | None]
     notes: list[str] = field(default_factory=list)
+    typed: list[bool] = field(default_factory=list)  # per label: the visitor's own (not from the catalog)
+
+    def is_typed(self, j: int) -> bool:
+        return self.typed[j] if self.typed else self.concept_ids[j] is None
+
+    def subset(self, keep: Sequence[int]) -> "Candidates":
+        return Candidates([self.display[j] for j in keep], [self.prompts[j] for j in keep],
+                          [self.concept_ids[j] for j in keep], list(self.notes),
+                          [self.is_typed(j) for j in keep])
 
 
 def shown_spec(spec: str) -> str:
@@ -107,10 +116,12 @@ def build_candidates(
         raw += [_display(c) for c in _filtered(services, category, region, culture)]
     n_catalog = len(raw)
     notes: list[str] = []
+    own: set[str] = set()
     if typed and typed.strip():
         parsed = parse_labels(typed)
         raw += parsed.labels
         notes += parsed.notes
+        own = {label.casefold() for label in parsed.labels}
     if not raw:
         if use_catalog and services.concepts():
             raise DemoInputError("No catalog concept matches these filters and no labels were typed: widen the filters or type labels.")
@@ -123,7 +134,27 @@ def build_candidates(
         c = names.get(label.casefold())
         prompts.append(c.prompt if c else TYPED_TEMPLATE.format(label))
         ids.append(c.id if c else None)
-    return Candidates(cleaned.labels, prompts, ids, cleaned.notes)
+    return Candidates(cleaned.labels, prompts, ids, cleaned.notes, [label.casefold() in own for label in cleaned.labels])
+
+
+def _while_loading(services: DemoServices, cand: Candidates) -> tuple[Candidates, str]:
+    """While the full catalog label banks are still embedding (the first minute of a cold start), Recognize ranks
+    the catalog labels of the first, small bank (the examples' concepts and their twins) plus the visitor's own,
+    and says so. Returns (candidates to rank, the sentence; empty when nothing was left out)."""
+    starter = services.starter_prompts()
+    if starter is None:
+        return cand, ""
+    catalog = [j for j in range(len(cand.prompts)) if not cand.is_typed(j)]
+    keep = [j for j in range(len(cand.prompts)) if cand.is_typed(j) or cand.prompts[j] in starter]
+    if len(keep) == len(cand.prompts):
+        return cand, ""
+    ranked = len(keep) - sum(cand.is_typed(j) for j in keep)
+    if not keep:
+        raise DemoInputError(f"The catalog's {len(catalog):,} labels are still loading (about a minute after a "
+                             "start) and none of these is ready yet: try again shortly, or type your own labels.")
+    note = (f"Ranked over {ranked:,} of the catalog's {len(catalog):,} labels (the examples' concepts and their "
+            f"twins); the other {len(catalog) - ranked:,} are still loading — ask again in a minute to rank them all.")
+    return cand.subset(keep), note
 
 
 @dataclass
@@ -191,7 +222,13 @@ def classify_batch(
                 wise_refused.add(i)
             groups.setdefault((tuple(candidates[i].prompts), alpha), []).append(i)
     for (prompts, alpha), idx in groups.items():
-        cand = candidates[idx[0]]
+        try:
+            cand, loading = _while_loading(services, candidates[idx[0]])
+        except DemoInputError as e:
+            for i in idx:
+                results[i] = ClassifyResult({}, {}, f"⏳ {e}", ok=False)
+            continue
+        prompts = tuple(cand.prompts)
         base = services.embedder("base")
         preparing = ""  # the blend's label banks are still being embedded in the background: base answers alone
         try:
@@ -213,7 +250,7 @@ def classify_batch(
             for row, i in enumerate(idx):
                 vals, ids = probs["base"][row].topk(min(ks[i], len(prompts)))
                 results[i] = ClassifyResult({cand.display[j]: round(float(v), 6) for v, j in zip(vals.tolist(), ids.tolist())},
-                                            {}, preparing)
+                                            {}, preparing + (f"<br>⏳ {_md(loading)}" if loading else ""))
             continue
         tuned_name = services.config.tuned_name if alpha >= 1.0 else f"{services.config.tuned_name} (WiSE-FT α={alpha:.1f})"
         for row, i in enumerate(idx):
@@ -225,7 +262,7 @@ def classify_batch(
             bt = int(probs["base"][row].argmax())
             tt = int(probs["tuned"][row].argmax())
             notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes + ([wise_note] if i in wise_refused else []))
-            count = f"{len(prompts):,} candidate labels."
+            count = f"{len(prompts):,} candidate labels." + (f"<br>⏳ {_md(loading)}" if loading else "")
             msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{count}" + notes
             picks = tuple(Pick(cand.display[j], float(probs[key][row][j]), cand.concept_ids[j])
                           for key, j in (("base", bt), ("tuned", tt)))

@@ -214,6 +214,10 @@ class DemoServices:
         self._wise_status: tuple[bool, str] | None = None
         self._warm_labels: list[list[str]] = []  # label sets of the first queries (warm_start): precomputed per alpha
         self._blend_thread: threading.Thread | None = None
+        self._starter: frozenset[str] | None = None  # warm_first's prompts: ranked until the full banks are ready
+        self._warm_done = threading.Event()  # cleared while the full label banks embed in the background
+        self._warm_done.set()
+        self._warm_thread: threading.Thread | None = None
         self._blend_cond = threading.Condition()
         self._blend_done: set[float] = set()  # alphas whose label banks are on disk
         self._blend_wanted: list[float] = []  # alphas a visitor asked for before they were ready: done first
@@ -289,13 +293,30 @@ class DemoServices:
                          "(results cached by weights hash; --no-eval-on-start turns it off).")
         return notes
 
-    def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",)) -> None:
-        """Embed the label banks the first queries need, for both models, before the first request (read
-        from the disk cache when this model and label set were seen before). Progress goes to the log."""
+    def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",),
+                   first: Sequence[str] | None = None, start: bool = True) -> None:
+        """Embed the label banks the first queries need, for both models (read from the disk cache when this
+        model and label set were seen before). Progress goes to the log.
+
+        first: a small set of catalog prompts (the example gallery's concepts and their twins) embedded now;
+        `label_sets` then continue in a background thread that yields to visitors, and until they are done
+        Recognize ranks the catalog labels among `first` only and says so (`starter_prompts`, `wait_warm`).
+        start=False: the background part waits for `start_warm()` (the app renders the default dataset and builds
+        its page first, then `start_indexing` starts it: on 2 cores, torch next to them slows both down ~2x). Without `first`, everything
+        is embedded before this returns."""
         import time
 
-        t0 = time.perf_counter()
         self._warm_labels = [list(labels) for labels in label_sets if labels]
+        if first is not None:
+            self._warm_done.clear()
+            self.warm_first(first, templates)
+            from .background import background_thread
+
+            self._warm_thread = background_thread(lambda: self._warm_all(label_sets, templates), "label-banks")
+            if start:
+                self.start_warm()
+            return
+        t0 = time.perf_counter()
         jobs = [(role, holder, labels) for role, holder in (("base", self.base), ("CultureCLIP", self.tuned))
                 for labels in label_sets if labels]
         for i, (role, holder, labels) in enumerate(jobs, 1):
@@ -304,6 +325,54 @@ class DemoServices:
         for holder in (self.base, self.tuned):  # the first image forward of a process is several times slower
             holder.get().embed_images([_blank()])
         logger.info("warm start done in %.1f s: the first query is as fast as a warm one", time.perf_counter() - t0)
+
+    def warm_first(self, prompts: Sequence[str], templates: tuple[str, ...] = ("{}",)) -> None:
+        """Embed a small starter bank (`prompts`, added to the current one) for both models now: what Recognize
+        ranks among the catalog's labels until the full banks of `warm_start(..., first=...)` are ready."""
+        import time
+
+        t0 = time.perf_counter()
+        with self._lock:
+            have = self._starter or frozenset()
+            starter = sorted(have | set(prompts))
+        if set(starter) == have and have:
+            return
+        for role, holder in (("base", self.base), ("CultureCLIP", self.tuned)):
+            holder.get().label_bank(starter, templates)
+        for holder in (self.base, self.tuned):  # the first image forward of a process is several times slower
+            holder.get().embed_images([_blank()])
+        with self._lock:
+            self._starter = frozenset(starter)
+        logger.info("first label banks ready in %.1f s: %d catalog labels (the examples' concepts and their twins); "
+                    "the full catalog continues in the background", time.perf_counter() - t0, len(starter))
+
+    def start_warm(self) -> None:
+        """Start the background part of `warm_start(..., first=..., start=False)` (once)."""
+        with self._lock:
+            t, self._warm_thread = self._warm_thread, None
+        if t is not None:
+            t.start()
+
+    def _warm_all(self, label_sets: list[list[str]], templates: tuple[str, ...]) -> None:
+        try:
+            self.warm_start(label_sets, templates)
+        except Exception:  # noqa: BLE001 - requests then embed the banks themselves
+            logger.exception("embedding the full catalog label banks failed; requests embed them on demand")
+        finally:
+            with self._lock:
+                self._starter = None
+            self._warm_done.set()
+
+    def starter_prompts(self) -> frozenset[str] | None:
+        """The catalog prompts Recognize ranks while the full label banks are still embedding; None once they
+        are ready (or when the app embeds them all before serving)."""
+        return None if self._warm_done.is_set() else self._starter
+
+    def wait_warm(self, timeout: float | None = None) -> bool:
+        """Block until the full label banks of a background warm start are ready (True) or `timeout` passed
+        (starting them if they still wait for `start_warm`)."""
+        self.start_warm()
+        return self._warm_done.wait(timeout)
 
     # -- models ------------------------------------------------------------------------------------
     def embedder(self, which: str) -> "Embedder":
@@ -736,6 +805,7 @@ class DemoServices:
         blends' label banks (`start_blends`). All of it yields to visitors' requests (demo.background)."""
         from .background import background_thread
 
+        self.start_warm()  # the full catalog label banks first (a pending warm start; the index waits for them)
         if self.base.loaded and self.tuned.loaded:
             self.start_blends()  # waits for the index itself, unless a visitor asks for an alpha
         if not self.has_dataset:
@@ -751,6 +821,7 @@ class DemoServices:
 
     def _index_all(self) -> None:
         try:
+            self._warm_done.wait()  # the full label banks first: every Recognize query needs them
             for which in ("base", "tuned"):
                 self.image_index(which, wait=True)
             logger.info("dataset index ready: %d images per model", self._index_progress[1] // 2)

@@ -214,29 +214,42 @@ def test_the_starting_page_answers_while_the_app_loads(monkeypatch, caplog):
         sock.bind(("127.0.0.1", port))
 
 
-def test_the_default_dataset_renders_while_the_label_banks_embed(demo_world, tmp_path, monkeypatch):
-    """Cold start: rendering the default dataset (one core) and the warm start (torch) overlap."""
+def test_cold_start_embeds_a_first_bank_renders_alone_then_embeds_the_catalog(demo_world, tmp_path, monkeypatch):
+    """Cold start: the first, small label bank before the default dataset's render, the render alone on the CPU
+    (torch at the same time slowed it ~2x on 2 cores), the full catalog banks after it, in the background."""
     import synth.world.dataset as wd
     from demo.app_config import build_services, parse_args
+    from demo.background import is_background
     from demo.services import DemoServices
 
-    warm_started = threading.Event()
-    overlapped: list[bool] = []
-    real_render, real_warm = wd.ensure_world_dataset, DemoServices.warm_start
+    order: list[str] = []
+    real_render, real_first, real_all = wd.ensure_world_dataset, DemoServices.warm_first, DemoServices._warm_all
+
+    full_started = threading.Event()
 
     def render(*a, **kw):
-        overlapped.append(warm_started.wait(20))
-        return real_render(*a, **kw)
+        order.append("render")
+        full_started.wait(3)  # before the fix the full banks began here, during the render
+        out = real_render(*a, **kw)
+        order.append("render done")
+        return out
 
-    def warm(self, *a, **kw):
-        warm_started.set()
-        return real_warm(self, *a, **kw)
+    def first(self, *a, **kw):
+        order.append("first bank")
+        return real_first(self, *a, **kw)
+
+    def full(self, *a, **kw):
+        order.append("full banks (background)" if is_background() else "full banks (foreground)")
+        full_started.set()
+        return real_all(self, *a, **kw)
 
     monkeypatch.setattr(wd, "ensure_world_dataset", render)
-    monkeypatch.setattr(DemoServices, "warm_start", warm)
+    monkeypatch.setattr(DemoServices, "warm_first", first)
+    monkeypatch.setattr(DemoServices, "_warm_all", full)
     s = build_services(parse_args(["--base", str(demo_world["base"]), "--tuned", str(demo_world["tuned"]),
                                    "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]))
-    assert overlapped == [True], "the default dataset was rendered before the warm start began"
+    assert s.wait_warm(120)
+    assert order == ["first bank", "render", "render done", "first bank", "full banks (background)"], order
     assert s.is_default_dataset and len(s.manifest()) > 0 and s._warm_labels
 
 
@@ -279,3 +292,55 @@ def test_stopping_the_background_work_leaves_requests_to_build_blends(services):
     assert services._blend_thread is None
     emb = services.blended(0.3, LABELS)  # built on request now, never "not ready"
     assert emb.label_bank(LABELS).shape[0] == len(LABELS)
+
+
+def test_the_first_answer_comes_before_the_full_catalog_bank(services, monkeypatch):
+    """Cold start (issue 17, item 5): the app answers from a small first bank while the full catalog label banks
+    embed in the background, says over how many catalog labels it ranked, and the full bank replaces it after.
+    Before: warm_start embedded every catalog label before the app served (a first answer after 43 s+)."""
+    from PIL import Image
+
+    from cultureclip.inference import Embedder
+    from demo.app_config import first_label_set
+    from demo.background import is_background
+    from demo.handlers import build_candidates, classify, concept_of_label, example_pairs
+
+    release = threading.Event()
+    blocked: list[int] = []
+    real = Embedder.embed_texts
+
+    def gated(self, texts):  # the background's text forwards wait until the test lets them go: no wall clock
+        if is_background():
+            blocked.append(len(texts))
+            assert release.wait(60)
+        return real(self, texts)
+
+    monkeypatch.setattr(Embedder, "embed_texts", gated)
+    full = build_candidates(services, "", True)
+    n = len(full.prompts)
+    cs = services.concepts()
+    truth = next(c for c in sorted(cs) if cs[c].twins)
+    twin = sorted(cs[truth].twins)[0]
+    first = [cs[truth].prompt, cs[twin].prompt]
+    assert n > len(first)
+    services.warm_start([full.prompts], first=first)  # returns with the first bank; the rest in the background
+    assert services.starter_prompts() == frozenset(first)
+    image = Image.new("RGB", (40, 30), (10, 120, 40))
+    r = classify(services, image, "a bowl of soup", True, top_k=5)
+    assert r.ok, r.message
+    assert f"Ranked over 2 of the catalog's {n:,} labels" in r.message and f"other {n - 2:,} are still loading" in r.message
+    assert "3 candidate labels" in r.notes  # the two first-bank concepts + the visitor's own label
+    assert set(r.base) <= {full.display[full.concept_ids.index(truth)], full.display[full.concept_ids.index(twin)],
+                           "a bowl of soup"}
+    assert {p.concept_id for p in r.picks} <= {truth, twin, None}
+    assert not services.wait_warm(0)  # the full banks are still waiting for the gate
+    release.set()
+    assert services.wait_warm(120) and blocked
+    after = classify(services, image, "", True, top_k=5)
+    assert after.ok and f"{n:,} candidate labels." in after.message and "Ranked over" not in after.message
+    assert services.starter_prompts() is None
+    # the app's first bank holds every example's true concept and its twins (a picked example's verdict is right)
+    prompts = set(first_label_set(services))
+    for _, label in example_pairs(services, 8):
+        c = concept_of_label(services, label)
+        assert c.prompt in prompts and all(cs[t].prompt in prompts for t in c.twins)

@@ -201,6 +201,12 @@ def test_app_without_flags_uses_the_cached_hub_defaults(hub_app):
     log = hub_app["log"].read_text(errors="replace")
     assert "default models: HF_HUB_OFFLINE is set, but hf:openai/clip-vit-base-patch32 and " \
            "hf:lukahh/cultureclip_lora_0315_100k_32_07_03 are in the local Hugging Face cache" in log, log[-3000:]
+    # the app serves after a first small bank; the full catalog banks finish in the background (wait for them:
+    # the endpoint checks below expect answers over the whole catalog)
+    t0 = time.time()
+    while "warm start done" not in log and time.time() - t0 < STARTUP_TIMEOUT_S:
+        time.sleep(1)
+        log = hub_app["log"].read_text(errors="replace")
     assert "warm start 4/4" in log and "warm start done" in log, log[-3000:]
     client = Client(hub_app["url"], verbose=False)
     names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])

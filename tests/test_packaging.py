@@ -120,7 +120,7 @@ def test_wheel_installs_and_scripts_run_outside_the_repo(tmp_path):
     results = sorted((work / "results").glob("*.json"))
     assert {r.name.split("__")[0] for r in results} >= {"cultwin", "imagenet1k"}, results
     out = _run(py + [f"from eval_suite.benchmarks import create_benchmark; "
-                     f"print(create_benchmark('imagenet1k', root={str(inet)!r}).load().classnames)"], work, env)
+                     f"print(create_benchmark('imagenet1k', root={str(inet)!r}).load().classnames[:3])"], work, env)
     assert "['tench', 'goldfish', 'great white shark']" in out  # the ids mapped through the installed id list
 
 

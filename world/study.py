@@ -42,9 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from cultureclip.config import config_dir
+
 logger = logging.getLogger("world.study")
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = {"full": ROOT / "configs" / "world" / "study.yaml", "quick": ROOT / "configs" / "world" / "study_quick.yaml"}
+CONFIGS = {"full": config_dir() / "world" / "study.yaml", "quick": config_dir() / "world" / "study_quick.yaml"}
 
 
 # --------------------------------------------------------------------------------------------------

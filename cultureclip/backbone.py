@@ -41,6 +41,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .config import config_dir
 from .fileio import atomic_dir
 from .image import to_rgb
 
@@ -111,7 +112,7 @@ def parse_spec(spec: str) -> ModelSpec:
     )
 
 
-PROJECT_ARCHS = Path(__file__).resolve().parent.parent / "configs" / "models"
+PROJECT_ARCHS = config_dir() / "models"  # package data in a wheel, the top-level configs/ in a checkout
 _ARCHS_REGISTERED = False
 
 

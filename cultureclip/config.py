@@ -194,6 +194,35 @@ def _set_entry(mapping: dict, path: list[str], raw: str, tp: Any, key: str) -> N
     mapping[entry] = raw if vtype is Any else _coerce(raw, args[1], key)
 
 
+def config_dir() -> Path:
+    """The project's `configs/` folder: presets (`train/`, `synth/`, `eval/`) and open_clip architectures
+    (`models/`). A wheel installs it as package data, `cultureclip/configs/` (pyproject.toml's package-dir);
+    a checkout (plain or `pip install -e .`) reads the top-level `configs/` beside the packages."""
+    here = Path(__file__).resolve().parent
+    installed = here / "configs"
+    return installed if installed.is_dir() else here.parent / "configs"
+
+
+def preset_names(kind: str) -> list[str]:
+    """The preset names of one entry point (`train`, `synth`, `eval`): the YAML files in `configs/<kind>/`."""
+    return sorted(p.stem for p in (config_dir() / kind).glob("*.yaml"))
+
+
+def find_preset(kind: str, name: str | Path | None) -> Path | None:
+    """`--config NAME|PATH`: an existing YAML file, or the name of a preset in `configs/<kind>/` (`smoke`,
+    `paper_b32`), found the same way in a checkout and in an installed wheel. None stays None (defaults)."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.is_file():
+        return path
+    preset = config_dir() / kind / f"{path.name}.yaml"
+    if not path.suffix and path.name == str(name) and preset.is_file():
+        return preset
+    raise ConfigError(f"config {str(name)!r} is neither a YAML file nor {'an' if kind[0] in 'aeiou' else 'a'} {kind} preset; presets: "
+                      f"{preset_names(kind)} (pass a name, e.g. --config smoke, or a path to a YAML file)")
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Defaults <- YAML preset <- overrides."""
     cfg = cls()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from .config import config_hash, load_config, to_dict, validate_config
+from .config import config_hash, find_preset, load_config, to_dict, validate_config
 
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer, Progress
@@ -687,7 +687,8 @@ def main(argv: list[str] | None = None) -> int:
     one line and returns 2; any other exception is a bug and propagates with its traceback."""
     ap = argparse.ArgumentParser(prog="python -m cultureclip.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="YAML preset, e.g. configs/train/smoke.yaml")
+    ap.add_argument("--config", help="a preset name (smoke, paper_b32, ...: configs/train/, installed with the "
+                    "package) or a YAML path")
     ap.add_argument("--resume", default=None, help="'auto' (the newest intact checkpoint in out_dir; damaged ones are skipped with a "
                     "warning) or a checkpoint folder")
     ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4 data.batch_size=64")
@@ -695,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("cultureclip").setLevel(logging.INFO)
     try:
-        cfg = load_config(TrainConfig, args.config, args.overrides)
+        cfg = load_config(TrainConfig, find_preset("train", args.config), args.overrides)
         summary = train(cfg, resume=args.resume)
     except user_errors() as e:
         logger.error("%s", e)

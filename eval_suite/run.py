@@ -38,9 +38,6 @@ from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "eval"
-
-
 Protocol = Literal["official", "paper"]  # the protocols benchmarks define (`Benchmark.protocols`)
 
 
@@ -259,14 +256,13 @@ def alias_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def preset_path(name: str) -> Path:
-    """`--config NAME` (a preset in configs/eval/) or a YAML path."""
-    path = Path(name)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name}.yaml"
-    if not path.is_file():
-        presets = sorted(q.stem for q in PRESET_DIR.glob("*.yaml"))
-        raise SystemExit(f"eval config {name!r} not found; presets: {presets} (or pass a YAML path)")
-    return path
+    """`--config NAME` (a preset in configs/eval/, installed with the package) or a YAML path."""
+    from cultureclip.config import ConfigError, find_preset
+
+    try:
+        return find_preset("eval", name)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
 def check_eval_config(cfg: EvalConfig) -> EvalConfig:

@@ -431,7 +431,8 @@ def run(cfg: SynthConfig, stages: list[str], overwrite: bool = False, proc: Proc
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="python -m synth.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", help="YAML preset, e.g. configs/synth/smoke.yaml")
+    p.add_argument("--config", help="a preset name (smoke, world, sdxl_qwen: configs/synth/, installed with the "
+                   "package) or a YAML path")
     p.add_argument("--stages", default="captions,images,filter,export",
                    help=f"comma-separated, from {','.join(STAGES)}")
     p.add_argument("--out", help="run folder (overrides the config's `out`)")
@@ -442,12 +443,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cultureclip.config import load_config
+    from cultureclip.config import ConfigError, find_preset, load_config
     args, _ = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    cfg = load_config(SynthConfig, args.config, overrides)
+    try:
+        cfg = load_config(SynthConfig, find_preset("synth", args.config), overrides)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     run(cfg, stages, overwrite=args.overwrite)
     return 0

@@ -79,8 +79,7 @@ def build_tiny_causal_lm(folder: str | Path, seed: int = 0, with_chat_template: 
 
 def smoke_config(out: str | Path, *overrides: str):
     """The ``configs/synth/smoke.yaml`` preset with ``out`` and overrides applied (progress bars off)."""
-    from cultureclip.config import load_config
+    from cultureclip.config import find_preset, load_config
 
     from .run import SynthConfig
-    preset = Path(__file__).resolve().parents[1] / "configs" / "synth" / "smoke.yaml"
-    return load_config(SynthConfig, preset, [f"out={out}", "run.progress=false", *overrides])
+    return load_config(SynthConfig, find_preset("synth", "smoke"), [f"out={out}", "run.progress=false", *overrides])

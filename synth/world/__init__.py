@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cultureclip.config import config_dir
+
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 # the world's synthesis recipe (a synth.run preset); the world build and the demo dataset set the rest
-SYNTH_PRESET = Path(__file__).resolve().parents[2] / "configs" / "synth" / "world.yaml"
+SYNTH_PRESET = config_dir() / "synth" / "world.yaml"
 
 
 def load_world_catalog_raw() -> list[dict]:

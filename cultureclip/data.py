@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from .image import to_rgb
+from .twins import twins_by_concept  # noqa: F401  (pairs -> twins per concept: cultureclip.twins)
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def twin_pairs(concept_ids: Iterable[Any], twin_lists: Iterable[Any]) -> list[tu
 
     ``concept_ids`` and ``twin_lists`` are parallel columns (``frame["concept_id"]``,
     ``frame["twin_concept_ids"]``, or the same fields of records). The one definition used by export,
-    training validation, evaluation and the demo.
+    training validation, evaluation and the demo; `cultureclip.twins` works from these pairs.
     """
     ids = [str(c) for c in concept_ids]
     lists = [_as_list(t) for t in twin_lists]
@@ -90,15 +91,6 @@ def concept_prompts(concept_ids: Iterable[Any], prompts: Iterable[Any], names: I
         text = "" if prompt is None or (isinstance(prompt, float) and np.isnan(prompt)) else str(prompt)
         out.setdefault(str(cid), text or str(name or cid))
     return out
-
-
-def twins_by_concept(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """concept id -> its twins (sorted), from :func:`twin_pairs`."""
-    out: dict[str, set[str]] = {}
-    for a, b in pairs:
-        out.setdefault(a, set()).add(b)
-        out.setdefault(b, set()).add(a)
-    return {k: sorted(v) for k, v in out.items()}
 
 
 @dataclass

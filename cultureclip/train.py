@@ -181,14 +181,14 @@ def itstime(step: int, every: int) -> bool:
 
 
 def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
-    """Validation: per-image twin accuracy (``cultureclip.inference.twin_accuracy``, the definition
-    eval_suite uses too) and N-way concept accuracy over the split's concepts."""
+    """Validation: per-image twin accuracy (``cultureclip.twins.twin_scores``, the definition eval_suite
+    uses too) and N-way concept accuracy over the split's concepts."""
     from PIL import Image
 
-    from .data import concept_prompts, twin_pairs, twins_by_concept
+    from .data import concept_prompts, twin_pairs
     from .image import to_rgb
     from .inference import Embedder
-    from .inference import twin_accuracy as per_image_twin_accuracy
+    from .twins import TwinIndex, concept_scores, twin_scores
 
     df = manifest.frame
     emb = Embedder(backbone, batch_size=batch_size)
@@ -196,9 +196,7 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
     backbone.eval()
     try:
         prompt_of = concept_prompts(df["concept_id"], df["concept_prompt"], df["concept_name"])
-        concepts = sorted(prompt_of)
-        bank = emb.embed_texts([prompt_of[c] for c in concepts])
-        idx = {c: i for i, c in enumerate(concepts)}
+        index = TwinIndex.build(prompt_of, twin_pairs(df["concept_id"], df["twin_concept_ids"]))
         feats = []
         for start in range(0, len(df), batch_size):
             ims = []
@@ -206,14 +204,11 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
                 with Image.open(manifest.root / p) as im:
                     ims.append(to_rgb(im))
             feats.append(emb.embed_images(ims))
-        feats = torch.cat(feats)
-        sims = feats @ bank.T  # (N, C)
-        own = torch.tensor([idx[str(c)] for c in df["concept_id"]])
-        twins = {idx[c]: [idx[t] for t in ts] for c, ts in
-                 twins_by_concept(twin_pairs(df["concept_id"], df["twin_concept_ids"])).items()}
-        tw = per_image_twin_accuracy(sims, own, twins)
+        sims = concept_scores(emb, torch.cat(feats), prompt_of)  # (N, C)
+        own = torch.from_numpy(index.labels(df["concept_id"]))
+        tw = twin_scores(sims, own, index.twins_of)
         acc = (sims.argmax(1) == own).float().mean().item()
-        return {"twin_acc": float(tw["twin_acc"]), "concept_acc": acc, "n_val": len(df), "n_twin": int(tw["rows"].numel())}
+        return {"twin_acc": tw.twin_acc, "concept_acc": acc, "n_val": len(df), "n_twin": int(tw.rows.numel())}
     finally:
         backbone.train(was_training)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cultureclip.twins import twin_groups
 from world import study as W
 
 
@@ -36,7 +37,7 @@ def test_plan_runs_main_seed_zero_first_and_oracle_early():
 
 
 def test_twin_groups_and_cluster_bootstrap():
-    comp = W.twin_components([("a", "b"), ("b", "c"), ("x", "y")])
+    comp = twin_groups([("a", "b"), ("b", "c"), ("x", "y")])
     assert comp["a"] == comp["b"] == comp["c"] != comp["x"] == comp["y"]
     v = np.array([1, 1, 1, 0, 0, 0, np.nan], dtype=float)
     p, lo, hi = W.cluster_bootstrap(v, np.array([0, 0, 0, 1, 1, 1, 2]), n_boot=500)
@@ -50,7 +51,7 @@ def _eval_data():
 
     ids = ["a", "a", "b", "b", "c"]
     twin = TwinData(images=[None] * 5, concept_ids=ids, concept_texts={"a": "A", "b": "B", "c": "C"}, pairs=[("a", "b")])
-    comp = W.twin_components(twin.pairs)
+    comp = twin_groups(twin.pairs)
     return W.EvalData(twin, None, np.array([comp.get(c, -1) for c in ids]), np.array([0]))
 
 

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from cultureclip.twins import TwinIndex, concept_scores, pair_matrices, twin_groups, twin_scores
+
 logger = logging.getLogger("world.study")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,57 +192,33 @@ def load_eval_data(inputs: WorldInputs) -> EvalData:
 
     twin = CulTwinBenchmark(root=inputs.dataset).load()
     attr = WorldAttributesBenchmark(root=inputs.attributes).load()
-    comp = twin_components(twin.pairs)
+    comp = twin_groups(twin.pairs)
     groups = np.array([comp.get(c, -1) for c in twin.concept_ids])
     return EvalData(twin, attr, groups, np.array([comp[a] for a, _ in twin.pairs]))
-
-
-def twin_components(pairs: list[tuple[str, str]]) -> dict[str, int]:
-    """Concept -> index of its connected look-alike set (union-find over the twin pairs)."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        parent[find(a)] = find(b)
-    roots = sorted({find(c) for c in parent})
-    return {c: roots.index(find(c)) for c in sorted(parent)}
 
 
 def score_twin(sims: np.ndarray, data: EvalData) -> dict[str, Any]:
     """Per-image and per-pair twin scores from image x concept scores (N, C) ordered by sorted concept id.
 
-    twin_correct (N,): own concept beats every twin present (NaN for images without a twin), as
-    `eval_suite`'s twin_acc; pair_matrix (P, 2, 2): mean scores for the Winoground group score;
-    pair_correct/pair_n (P,): images of the pair whose own concept beats the pair's other one."""
+    twin_correct (N,): own concept beats every twin present (NaN for images without a twin), eval_suite's
+    twin_acc (`cultureclip.twins.twin_scores`); pair_group (P,): the Winoground group score of each pair's
+    mean-score matrix (`cultureclip.twins.pair_matrices`); pair_correct/pair_n (P,): images of the pair whose
+    own concept beats the pair's other one (the same rule with that one twin)."""
     from eval_suite import metrics as M
 
     t = data.twin
-    concepts = sorted(t.concept_texts)
-    cidx = {c: i for i, c in enumerate(concepts)}
-    labels = np.array([cidx[c] for c in t.concept_ids])
-    twins_of: dict[int, list[int]] = {}
-    for a, b in t.pairs:
-        twins_of.setdefault(cidx[a], []).append(cidx[b])
-        twins_of.setdefault(cidx[b], []).append(cidx[a])
-    own = sims[np.arange(len(labels)), labels]
+    index = TwinIndex.build(t.concept_texts, t.pairs)
+    labels = index.labels(t.concept_ids)
+    tw = twin_scores(sims, labels, index.twins_of)
     twin_correct = np.full(len(labels), np.nan)
-    for i, lab in enumerate(labels):
-        if lab in twins_of:
-            twin_correct[i] = float(own[i] > sims[i, twins_of[lab]].max())
-    mats, pc, pn = [], [], []
-    for a, b in t.pairs:
-        ia, ib = labels == cidx[a], labels == cidx[b]
-        mats.append([[sims[ia, cidx[a]].mean(), sims[ia, cidx[b]].mean()],
-                     [sims[ib, cidx[a]].mean(), sims[ib, cidx[b]].mean()]])
-        pc.append(int((sims[ia, cidx[a]] > sims[ia, cidx[b]]).sum() + (sims[ib, cidx[b]] > sims[ib, cidx[a]]).sum()))
-        pn.append(int(ia.sum() + ib.sum()))
-    group = M.winoground_scores(np.array(mats))["group"].astype(float)
+    twin_correct[tw.rows.numpy()] = tw.correct.numpy().astype(float)
+    pc, pn = [], []
+    for a, b in index.pairs:
+        rows = np.flatnonzero((labels == a) | (labels == b))
+        pc.append(int(twin_scores(sims[rows], labels[rows], {a: [b], b: [a]}).correct.sum()))
+        pn.append(len(rows))
+    mats, _ = pair_matrices(sims, labels, index.pairs)
+    group = M.winoground_scores(mats)["group"].astype(float)
     concept_correct = (sims.argmax(1) == labels).astype(float)
     return {"twin_correct": twin_correct.tolist(), "pair_group": group.tolist(), "pair_correct": pc, "pair_n": pn,
             "concept_correct": concept_correct.tolist()}
@@ -261,9 +239,7 @@ def evaluate_backbone(backbone, data: EvalData) -> dict[str, Any]:
             feats, valid = embed_image_refs(emb, d.images, progress=False)
             if not valid.all():
                 raise RuntimeError(f"{int((~valid).sum())} unreadable {key} test images")
-            concepts = sorted(d.concept_texts)
-            text = emb.embed_texts([d.concept_texts[c] for c in concepts]).float()
-            out[key] = (feats.float() @ text.T).numpy()
+            out[key] = concept_scores(emb, feats, d.concept_texts).numpy()
     rec = score_twin(out["twin"], data)
     a = data.attr
     concepts = sorted(a.concept_texts)

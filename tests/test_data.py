@@ -133,3 +133,11 @@ def test_mix_replay(tmp_path):
     assert all((tmp_path / "b") in __import__("pathlib").Path(p).parents for p in rep["image_path"])
     assert m.image_path(len(m) - 1).is_file() and m.image_path(0).is_file()
     assert mix_replay(a, b, 0.5, seed=0).frame.equals(m.frame)
+
+
+def test_a_concept_listing_itself_as_twin_is_refused(ds_dir):
+    """The self-twin check: a twin must be a different concept (the row is named)."""
+    _edit(ds_dir, lambda df: df.assign(twin_concept_ids=[[c, *t] if c == "kilt" else t
+                                                         for c, t in zip(df.concept_id, df.twin_concept_ids)]))
+    with pytest.raises(ManifestError, match=r"self-twins \(4 row\(s\)\):\n  row 20: concept 'kilt' lists itself as twin"):
+        read_manifest(ds_dir)

@@ -425,3 +425,21 @@ def test_two_processes_match_single_process(tmp_path):
     assert abs((ranks[0]["loss/clip"] + ranks[1]["loss/clip"]).item() / 2 - ref.item()) < 1e-5
     torch.testing.assert_close(torch.cat([r["grad/clip_image"] for r in ranks]), ref_img.grad, atol=1e-5, rtol=0)
     torch.testing.assert_close(torch.cat([r["grad/clip_text"] for r in ranks]), ref_txt.grad, atol=1e-5, rtol=0)
+
+
+def test_concept_bank_is_the_mean_prompt_of_each_concept_with_several_images():
+    """Several images per concept with different prompt features: each concept's column is the MEAN of its
+    items' prompts (a sum, or the first item's prompt, gives another loss), whatever the batch order."""
+    g = torch.Generator().manual_seed(3)
+    img = F.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    prompt = F.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    ids = torch.tensor([0, 1, 0, 0, 1])  # 3 images of concept 0, 2 of concept 1
+    scale = torch.tensor(7.0)
+    out = TwinContrastiveLoss(w_cap=0.0, w_con=1.0)(img, img.clone(), scale, ids, prompt_features=prompt)
+    bank = torch.stack([prompt[ids == 0].mean(0), prompt[ids == 1].mean(0)])  # (U, D)
+    expected = F.cross_entropy(scale * img @ bank.T, ids)
+    assert torch.allclose(out["concept_loss"], expected, atol=1e-5)
+    perm = torch.tensor([4, 2, 0, 3, 1])
+    again = TwinContrastiveLoss(w_cap=0.0, w_con=1.0)(img[perm], img[perm].clone(), scale, ids[perm],
+                                                      prompt_features=prompt[perm])
+    assert torch.allclose(again["concept_loss"], expected, atol=1e-5)

@@ -286,7 +286,7 @@ class _Columns:
     ids: Tensor
     prompt: Tensor | None
     twin_img: Tensor
-    twin_ids: Tensor
+    twin_img_ids: Tensor
     base_img: Tensor | None
     base_txt: Tensor | None
     text_ids: Tensor | None
@@ -353,7 +353,7 @@ def _gather_columns(local: _Local, gather: bool) -> tuple[_Local, _Columns]:
 
         return local, _Columns(
             img=local.image_features, txt=local.text_features, ids=local.concept_ids, prompt=local.prompt_features,
-            twin_img=local.twin_image_features, twin_ids=local.twin_image_concept_ids,
+            twin_img=local.twin_image_features, twin_img_ids=local.twin_image_concept_ids,
             base_img=local.base_image_features, base_txt=local.base_text_features,
             text_ids=as_long(local.text_ids), image_ids=as_long(local.image_ids),
             twin_image_ids=as_long(local.twin_image_ids), offset=0, total=local.batch, world=1)
@@ -393,9 +393,9 @@ def _all_gather_columns(local: _Local, sizes: list[int], twin_sizes: list[int], 
     all_prompt = all_gather_with_grad(local.prompt_features, sizes, rank) if local.prompt_features is not None else None
     if sum(twin_sizes) > 0:
         all_twin_img = all_gather_with_grad(local.twin_image_features, twin_sizes, rank)
-        all_twin_ids = all_gather_with_grad(local.twin_image_concept_ids, twin_sizes, rank)
+        all_twin_img_ids = all_gather_with_grad(local.twin_image_concept_ids, twin_sizes, rank)
     else:
-        all_twin_img, all_twin_ids = local.twin_image_features, local.twin_image_concept_ids
+        all_twin_img, all_twin_img_ids = local.twin_image_features, local.twin_image_concept_ids
     all_base_img = all_base_txt = None
     if local.base_image_features is not None:
         with torch.no_grad():
@@ -409,7 +409,7 @@ def _all_gather_columns(local: _Local, sizes: list[int], twin_sizes: list[int], 
         all_twin_image_ids = (all_gather_with_grad(local.twin_image_ids.to(device).long(), twin_sizes, rank)
                               if sum(twin_sizes) > 0 else local.twin_image_ids.to(device).long())
     return _Columns(img=all_img, txt=all_txt, ids=all_ids, prompt=all_prompt, twin_img=all_twin_img,
-                    twin_ids=all_twin_ids, base_img=all_base_img, base_txt=all_base_txt, text_ids=all_text_ids,
+                    twin_img_ids=all_twin_img_ids, base_img=all_base_img, base_txt=all_base_txt, text_ids=all_text_ids,
                     image_ids=all_image_ids, twin_image_ids=all_twin_image_ids, offset=sum(sizes[:rank]),
                     total=sum(sizes), world=world)
 
@@ -424,7 +424,7 @@ def _drop_twin_columns(local: _Local, cols: _Columns) -> tuple[_Local, _Columns]
         twin_prompt = (twin_prompt[0], _drop_repeats(twin_prompt[1], local.twin_concept_ids, cols.ids))
     if cols.twin_image_ids is not None and cols.image_ids is not None and cols.twin_img.shape[0] > 0:
         keep = _first_new(cols.twin_image_ids, cols.image_ids)
-        cols = dataclasses.replace(cols, twin_img=cols.twin_img[keep], twin_ids=cols.twin_ids[keep])
+        cols = dataclasses.replace(cols, twin_img=cols.twin_img[keep], twin_img_ids=cols.twin_img_ids[keep])
     return dataclasses.replace(local, twin_text=twin_text, twin_prompt=twin_prompt), cols
 
 
@@ -439,7 +439,7 @@ def _assemble(local: _Local, cols: _Columns) -> TwinBatch:
     return TwinBatch(
         scale=local.scale, concept_ids=local.concept_ids, img=img, txt=local.text_features.float(),
         scaled_img=local.scale * img, all_img=cols.img, all_txt=cols.txt, all_ids=cols.ids, all_prompt=cols.prompt,
-        twin_text=local.twin_text, twin_prompt=local.twin_prompt, twin_img=cols.twin_img, twin_img_ids=cols.twin_ids,
+        twin_text=local.twin_text, twin_prompt=local.twin_prompt, twin_img=cols.twin_img, twin_img_ids=cols.twin_img_ids,
         base_img=local.base_image_features, base_txt=local.base_text_features,
         all_base_img=cols.base_img, all_base_txt=cols.base_txt,
         rows=rows, offset=cols.offset, same=same, norm=cols.total / cols.world,
@@ -689,8 +689,12 @@ class ClipContrastiveLoss(nn.Module):
         super().__init__()
         self.gather = gather
 
-    def forward(self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor | float, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
-        """Return ``{"caption_loss", "loss"}``; image/text features (B, D)."""
+    def forward(self, image_features: Tensor | LossInputs, text_features: Tensor | None = None,
+                logit_scale: Tensor | float | None = None, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        """Return ``{"caption_loss", "loss"}``; image/text features (B, D), or one ``LossInputs``."""
+        if isinstance(image_features, LossInputs):
+            x = image_features
+            image_features, text_features, logit_scale = x.image_features, x.text_features, x.logit_scale
         if image_features.dim() != 2 or text_features.shape != image_features.shape:
             raise ValueError(
                 f"image_features and text_features must both be (B, D); got {tuple(image_features.shape)} "

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,6 +28,8 @@ import torch
 from torch import nn
 
 from .config import config_hash, find_preset, load_config, to_dict, validate_config
+from .data import CulTwinBatch
+from .loss import LossInputs
 
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer, Progress
@@ -369,8 +372,8 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
                              cache_images=cfg.data.cache_images,
                              twin_images="twin_images" in needs and cfg.loss.twin_negatives and cfg.loss.twin_images)
-    twin_ids = dataset.twin_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_ids]
-    sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
+    twins = dataset.twin_concept_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_concept_ids]
+    sampler = TwinBatchSampler(dataset.concept_ids, twins, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
                                rank=accelerator.process_index)
     steps_per_epoch = len(sampler) // cfg.optim.grad_accum
@@ -426,7 +429,7 @@ def train_loop(run: TrainRun, progress: Progress) -> list[dict]:
     while not done:
         batches, usable = _epoch_batches(run, progress)
         for batch in _epoch_loader(run, progress.epoch, batches):
-            if batch.get("empty"):
+            if batch is None:  # every image of the batch was unreadable (and skipped)
                 continue
             losses = _optimizer_step(run, batch, progress)
             if not accelerator.sync_gradients:
@@ -584,35 +587,49 @@ def _loss_inputs(loss_fn, cfg: TrainConfig) -> frozenset[str]:
     return frozenset(inputs) if inputs is not None else create_train_loss(cfg).inputs
 
 
-def _twin_captions(batch: dict, cfg: TrainConfig, accelerator) -> list[str]:
+def _twin_captions(batch: CulTwinBatch, cfg: TrainConfig, accelerator) -> list[str]:
     """One twin caption per item (the item's own caption where it has no twin). ``sampled``: a caption
     of the twin concept that is not a caption of the global batch; ``batch``: a caption of the twin
     concept already in the batch (a duplicate column, which the loss drops)."""
-    captions, has_twin = list(batch["captions"]), batch["has_twin"].tolist()
+    captions, has_twin = list(batch.captions), batch.has_twin.tolist()
     if cfg.loss.twin_caption_source == "batch":
         caption_in_batch: dict[int, str] = {}
-        for c, cap in zip(batch["concepts"].tolist(), captions):
+        for c, cap in zip(batch.concept_ids.tolist(), captions):
             caption_in_batch.setdefault(c, cap)
         return [caption_in_batch.get(tc, t) if h else c
-                for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, has_twin)]
+                for tc, t, c, h in zip(batch.twin_concept_ids.tolist(), batch.twin_captions, captions, has_twin)]
     in_batch = set(_gather_list(accelerator, captions))  # the global batch: independent of the split
     return [next((t for t in cands if t not in in_batch), first) if h else c
-            for cands, first, c, h in zip(batch["twin_caption_candidates"], batch["twin_captions"], captions, has_twin)]
+            for cands, first, c, h in zip(batch.twin_caption_candidates, batch.twin_captions, captions, has_twin)]
 
 
-def _new_twin_image_rows(batch: dict, accelerator) -> torch.Tensor | None:
-    """Rows of ``batch["twin_images"]`` that are not images of the global batch (nor repeats): the
+def _new_twin_image_rows(batch: CulTwinBatch, accelerator) -> torch.Tensor | None:
+    """Rows of ``batch.twin_images`` that are not images of the global batch (nor repeats): the
     only ones worth encoding (the loss would drop the others). None when there are none."""
-    seen = set(_gather_list(accelerator, batch["index"].tolist()))
+    seen = set(_gather_list(accelerator, batch.index.tolist()))
     rows = []
-    for j, r in enumerate(batch["twin_image_index"].tolist()):
+    for j, r in enumerate(batch.twin_image_index.tolist()):
         if r not in seen:
             seen.add(r)
             rows.append(j)
     return torch.tensor(rows, dtype=torch.long) if rows else None
 
 
-def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
+def _text_groups(batch: CulTwinBatch, needs: frozenset[str], use_twins: bool, cfg: TrainConfig,
+                 accelerator) -> dict[str, list[str]]:
+    """The texts to encode, B per group, in the order captions, prompts, twin captions, twin prompts (an item
+    without a twin repeats its own caption / prompt, which the loss masks)."""
+    groups: dict[str, list[str]] = {"captions": list(batch.captions)}
+    if "prompts" in needs:
+        groups["prompts"] = list(batch.prompts)
+    if use_twins:
+        groups["twin_captions"] = _twin_captions(batch, cfg, accelerator)
+        groups["twin_prompts"] = [t if h else p for t, p, h in
+                                  zip(batch.twin_prompts, batch.prompts, batch.has_twin.tolist())]
+    return groups
+
+
+def _step_losses(model, unwrapped, batch: CulTwinBatch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
     """One forward + the loss. Builds only what the loss uses (``_loss_inputs``): always images and
     captions; concept prompts, twin captions/prompts (with the ids that drop duplicate columns), twin
     images and the frozen base's features only when the loss asks for them.
@@ -621,55 +638,54 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
     items of a concept), in the order captions, prompts, twin captions, twin prompts."""
     needs = _loss_inputs(loss_fn, cfg)
     device = accelerator.device
-    b = len(batch["captions"])
-    captions = list(batch["captions"])
-    use_twins = "twin_texts" in needs and cfg.loss.twin_negatives and bool(batch["has_twin"].any())
-    groups: dict[str, list[str]] = {"captions": captions}  # each group: b texts, one per item
-    if "prompts" in needs:
-        groups["prompts"] = list(batch["prompts"])
-    if use_twins:
-        groups["twin_captions"] = _twin_captions(batch, cfg, accelerator)
-        groups["twin_prompts"] = [t if h else p for t, p, h in
-                                  zip(batch["twin_prompts"], batch["prompts"], batch["has_twin"].tolist())]
+    b = len(batch.captions)
+    use_twins = "twin_texts" in needs and cfg.loss.twin_negatives and bool(batch.has_twin.any())
+    groups = _text_groups(batch, needs, use_twins, cfg, accelerator)
     texts = [t for group in groups.values() for t in group]
     unique = list(dict.fromkeys(texts))
     where = {t: i for i, t in enumerate(unique)}
     index = torch.tensor([where[t] for t in texts], device=device)
     tokens = unwrapped.tokenize(unique).to(device)
-    images = batch["images"].to(device)
+    images = batch.images.to(device)
     twin_rows = None
-    if use_twins and "twin_images" in needs and batch.get("twin_images") is not None and len(batch["twin_image_index"]):
+    if use_twins and "twin_images" in needs and batch.twin_images is not None and len(batch.twin_image_index):
         twin_rows = _new_twin_image_rows(batch, accelerator)
         if twin_rows is not None:
-            images = torch.cat([images, batch["twin_images"][twin_rows].to(device)])
+            images = torch.cat([images, batch.twin_images[twin_rows].to(device)])
     out = model(images, tokens)
     tf = out["text_features"][index]  # (len(texts), D): one gather, sliced per group below
     feats = {name: tf[i * b : (i + 1) * b] for i, name in enumerate(groups)}
-    kwargs = {"image_features": out["image_features"][:b], "text_features": feats["captions"],
-              "logit_scale": out["logit_scale"]}
+    x = LossInputs(image_features=out["image_features"][:b], text_features=feats["captions"],
+                   logit_scale=out["logit_scale"], prompt_features=feats.get("prompts"))
     if "concept_ids" in needs:
-        kwargs["concept_ids"] = batch["concepts"].to(device)
-    if "prompts" in needs:
-        kwargs["prompt_features"] = feats["prompts"]
+        x.concept_ids = batch.concept_ids.to(device)
     if use_twins:
-        kwargs["twin_text_features"] = feats["twin_captions"]
-        kwargs["twin_prompt_features"] = feats["twin_prompts"]
-        kwargs["twin_mask"] = batch["has_twin"].to(device)
-        kwargs["text_ids"] = torch.tensor([_text_id(t) for t in captions], device=device)
-        kwargs["twin_text_ids"] = torch.tensor([_text_id(t) for t in groups["twin_captions"]], device=device)
-        kwargs["twin_concept_ids"] = batch["twin_concepts"].to(device)
-        if "twin_images" in needs:
-            kwargs["image_ids"] = batch["index"].to(device)
-            kwargs["twin_image_ids"] = torch.zeros(0, dtype=torch.long, device=device)
-            if twin_rows is not None:
-                kwargs["twin_image_features"] = out["image_features"][b:]
-                kwargs["twin_image_concept_ids"] = batch["twin_image_concepts"][twin_rows].to(device)
-                kwargs["twin_image_ids"] = batch["twin_image_index"][twin_rows].to(device)
+        _add_twin_inputs(x, batch, groups, feats, needs, twin_rows, out["image_features"][b:], device)
     if "base" in needs and base_model is not None:
         with torch.no_grad():
-            kwargs["base_image_features"] = base_model.encode_image(images[:b])
-            kwargs["base_text_features"] = base_model.encode_text(unwrapped.tokenize(captions).to(device))
-    return loss_fn(**kwargs)
+            x.base_image_features = base_model.encode_image(images[:b])
+            x.base_text_features = base_model.encode_text(unwrapped.tokenize(groups["captions"]).to(device))
+    return loss_fn(**{f.name: getattr(x, f.name) for f in dataclasses.fields(x) if getattr(x, f.name) is not None})
+
+
+def _add_twin_inputs(x: LossInputs, batch: CulTwinBatch, groups: dict[str, list[str]], feats: dict[str, torch.Tensor],
+                     needs: frozenset[str], twin_rows: torch.Tensor | None, twin_image_features: torch.Tensor,
+                     device) -> None:
+    """Twin caption / prompt slots with their mask and the ids that drop the ones already in the batch; the
+    new twin images (``twin_rows`` of ``batch.twin_images``, encoded as ``twin_image_features``) and theirs."""
+    x.twin_text_features, x.twin_prompt_features = feats["twin_captions"], feats["twin_prompts"]
+    x.twin_mask = batch.has_twin.to(device)
+    x.text_ids = torch.tensor([_text_id(t) for t in groups["captions"]], device=device)
+    x.twin_text_ids = torch.tensor([_text_id(t) for t in groups["twin_captions"]], device=device)
+    x.twin_concept_ids = batch.twin_concept_ids.to(device)
+    if "twin_images" not in needs:
+        return
+    x.image_ids = batch.index.to(device)
+    x.twin_image_ids = torch.zeros(0, dtype=torch.long, device=device)
+    if twin_rows is not None:
+        x.twin_image_features = twin_image_features
+        x.twin_image_concept_ids = batch.twin_image_concept_ids[twin_rows].to(device)
+        x.twin_image_ids = batch.twin_image_index[twin_rows].to(device)
 
 
 # --------------------------------------------------------------------------------------------------

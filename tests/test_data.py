@@ -116,9 +116,11 @@ def test_dataset_items_and_collate(ds_dir):
     chad = [it for it in items if it["caption"].startswith("a flag chad")][0]
     assert chad["has_twin"] and chad["twin_prompt"] == "a photo of flag romania" and "flag romania" in chad["twin_caption"]
     hanbok = [it for it in items if "hanbok" in it["caption"]][0]
-    assert not hanbok["has_twin"] and hanbok["twin_concept"] == -1
+    assert not hanbok["has_twin"] and hanbok["twin_concept_id"] == -1
     b = collate(items[:5] + [None])
-    assert b["images"].shape == (5, 3, 8, 8) and b["concepts"].dtype == torch.long and len(b["twin_captions"]) == 5
+    assert b.images.shape == (5, 3, 8, 8) and b.concept_ids.dtype == torch.long and len(b.twin_captions) == 5
+    assert b.twin_concept_ids[~b.has_twin].eq(-1).all() and b.twin_concept_ids[b.has_twin].ne(b.concept_ids[b.has_twin]).all()
+    assert collate([None, None]) is None  # every image skipped: no batch
 
 
 def test_mix_replay(tmp_path):

@@ -443,3 +443,20 @@ def test_concept_bank_is_the_mean_prompt_of_each_concept_with_several_images():
     again = TwinContrastiveLoss(w_cap=0.0, w_con=1.0)(img[perm], img[perm].clone(), scale, ids[perm],
                                                       prompt_features=prompt[perm])
     assert torch.allclose(again["concept_loss"], expected, atol=1e-5)
+
+
+def test_the_loss_takes_the_typed_batch_or_its_fields():
+    """`LossInputs` is forward's arguments as one value: the same losses either way, for both losses."""
+    from cultureclip.loss import LossInputs
+
+    img, txt = _features(4, 8, seed=5)
+    g = torch.Generator().manual_seed(6)
+    twin = _norm(torch.randn(4, 2, 8, generator=g))
+    fields = dict(image_features=img, text_features=txt, logit_scale=torch.tensor(10.0),
+                  concept_ids=torch.tensor([0, 1, 0, 2]), prompt_features=_norm(torch.randn(4, 8, generator=g)),
+                  twin_text_features=twin, twin_prompt_features=twin.flip(1), twin_mask=torch.tensor([[1, 0], [1, 1], [0, 0], [1, 0]]).bool())
+    for loss in (TwinContrastiveLoss(), ClipContrastiveLoss()):
+        a, b = loss(LossInputs(**fields)), loss(**fields)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TypeError, match="twin_caption_features"):
+        TwinContrastiveLoss()(**fields, twin_caption_features=twin)  # a misspelt name is an error, not ignored

@@ -5,10 +5,10 @@ sign or product flipped, `mean` <-> `sum`, `max` <-> `min`, `partition` <-> `rpa
 a `not` dropped, a constant nudged) is listed from the AST; a seeded sample is applied one at a time to a
 copy of the checkout, and the module's tests run against it. A mutant whose tests still pass survives.
 
-    python bench/mutants.py [--per-module 10] [--seed 0] [--tests-from COMMIT] [--drop tests/test_twins.py]
+    python bench/mutants.py [--per-module 10] [--seed 0] [--tests-from COMMIT] [--drop FILE] [--deselect NODE]
 
-`--tests-from` runs the tests of an earlier commit (the "before" of a change to the tests); `--drop`
-leaves test files out. Prints one line per mutant and a table of survivors per module.
+`--tests-from` runs the tests of an earlier commit; `--drop` leaves a test file out and `--deselect` one
+test (the "before" of new tests). Prints one line per mutant and a table of survivors per module.
 """
 from __future__ import annotations
 
@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tests-from", default=None, help="take tests/ from this commit")
     ap.add_argument("--drop", action="append", default=[], help="a test file to leave out")
+    ap.add_argument("--deselect", action="append", default=[], help="a test (pytest node id) to leave out")
     ap.add_argument("--modules", nargs="*", default=list(TARGETS))
     ap.add_argument("--timeout", type=int, default=300)
     args = ap.parse_args(argv)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         _copy_checkout(work, args.tests_from, args.drop)
         for path in args.modules:
-            tests = TARGETS[path]
+            tests = TARGETS[path] + [f"--deselect={d}" for d in args.deselect]
             if not run_tests(work, tests, args.timeout):
                 print(f"{path}: its tests fail unmutated; skipped", flush=True)
                 continue

@@ -143,3 +143,31 @@ def test_a_concept_listing_itself_as_twin_is_refused(ds_dir):
                                                          for c, t in zip(df.concept_id, df.twin_concept_ids)]))
     with pytest.raises(ManifestError, match=r"self-twins \(4 row\(s\)\):\n  row 20: concept 'kilt' lists itself as twin"):
         read_manifest(ds_dir)
+
+
+def test_twin_pairs_are_sorted_present_and_never_self():
+    from cultureclip.data import twin_pairs
+
+    pairs = twin_pairs(["b", "a", "c", "a", "d"], [["a"], ["b", "zz"], ["c", "d"], "[]", "c"])
+    assert pairs == [("a", "b"), ("c", "d")]  # 'zz' names no row, 'c' lists itself; each pair once, sorted
+
+
+def test_an_empty_split_names_the_splits_present(ds_dir):
+    m = read_manifest(ds_dir)
+    assert len(m.split("val")) == 6
+    with pytest.raises(ManifestError, match=r"split 'dev' is empty in .*; splits present: \['test', 'train', 'val'\]"):
+        m.split("dev")
+
+
+def test_an_unreadable_twin_image_loses_only_that_negative_when_skipping(ds_dir):
+    import torch
+
+    for k in range(4):  # every image of Romania, Chad's twin
+        (ds_dir / "images" / f"flag_romania_{k}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    m = read_manifest(ds_dir, check_images=False).split("train")
+    chad = next(i for i, c in enumerate(m.frame["concept_id"]) if c == "flag_chad")
+    strict = CulTwinDataset(m, lambda im: torch.zeros(3, 8, 8), twin_images=True)
+    with pytest.raises(ManifestError, match=r"unreadable image .*flag_romania_\d\.png.*skip_bad_images"):
+        strict[chad]
+    item = CulTwinDataset(m, lambda im: torch.zeros(3, 8, 8), twin_images=True, skip_bad_images=True)[chad]
+    assert item["has_twin"] and item["twin_prompt"] == "a photo of flag romania" and "twin_image" not in item

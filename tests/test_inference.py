@@ -148,3 +148,15 @@ def test_label_bank_sees_one_value_written_through_data(fresh):
     assert torch.allclose(moved, torch.nn.functional.normalize(fresh.embed_texts(labels), dim=-1), atol=1e-5)
     proj.data[1, 1] = old  # the same values again: the same fingerprint
     assert fresh.weights_fingerprint() == fp
+
+
+def test_cpu_embeddings_are_full_precision_unless_asked(emb):
+    """No autocast on the CPU without an amp_dtype: embeddings equal the backbone's own float32 forward."""
+    bb = emb.backbone
+    assert emb.amp_dtype is None
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(bb.encode_text(bb.tokenize(["hanbok", "kimono"])).float(), dim=-1)
+        ims = _images(2)
+        ref_img = torch.nn.functional.normalize(bb.encode_image(emb.preprocess(ims)).float(), dim=-1)
+    assert torch.allclose(emb.embed_texts(["hanbok", "kimono"]), ref, atol=1e-6)
+    assert torch.allclose(emb.embed_images(ims), ref_img, atol=1e-6)

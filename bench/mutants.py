@@ -125,7 +125,7 @@ def mutated_source(m: Mutant, base: Path = ROOT) -> str:
 
 
 def _copy_checkout(dst: Path, tests_from: str | None, drop: list[str]) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".venv", "artifacts", "runs", "results*")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for d in ("cultureclip", "synth", "eval_suite", "demo", "world", "configs", "tests"):
         shutil.copytree(ROOT / d, dst / d, ignore=ignore)
     for f in ("pytest.ini",):

@@ -29,7 +29,8 @@ def test_images_without_a_twin_are_left_out():
     sims = np.array([[0.9, 0.1, 0.0], [0.1, 0.2, 0.9], [0.2, 0.3, 0.1]], dtype=np.float32)
     tw = twin_scores(sims, np.array([0, 2, 1]), {0: [1], 1: [0]})  # concept 2 has no twin
     assert tw.rows.tolist() == [0, 2] and tw.correct.tolist() == [True, True]
-    assert np.isnan(twin_scores(sims, [2, 2, 2], {0: [1], 1: [0]}).twin_acc)
+    none = twin_scores(sims, [2, 2, 2], {0: [1], 1: [0]})
+    assert np.isnan(none.twin_acc) and none.rows.shape == none.correct.shape == none.margin.shape == (0,)
 
 
 def test_index_groups_and_pairs():

@@ -266,3 +266,14 @@ def test_paired_bootstrap_identical_and_dominant():
     assert mixed["ci_low"] <= mixed["diff"] <= mixed["ci_high"]
     with pytest.raises(ValueError, match="same items"):
         M.paired_bootstrap(np.zeros(3), np.zeros(4))
+
+
+def test_bootstrap_needs_samples_and_paired_bootstrap_reports_the_fraction_better():
+    with pytest.raises(ValueError, match="at least one sample"):
+        M.bootstrap_ci([])
+    with pytest.raises(ValueError, match="at least one sample"):
+        M.bootstrap_ci(np.float64(1.0))
+    better = M.paired_bootstrap(np.full(30, 0.4), np.full(30, 0.9), n_boot=200)  # (base, tuned)
+    assert better["frac_better"] == 1.0 and better["diff"] == pytest.approx(0.5)
+    worse = M.paired_bootstrap(np.full(30, 0.4), np.full(30, 0.2), n_boot=200)
+    assert worse["frac_better"] == 0.0

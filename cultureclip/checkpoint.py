@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import OrderedDict
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ from safetensors.torch import load_file, save_file
 
 from .backbone import CHECKPOINT_META, ClipBackbone
 from .fileio import atomic_dir, atomic_path, atomic_write_text
-from .weights import weights_digest
 
 
 def save_model(backbone: ClipBackbone, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -133,30 +132,29 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-# checkpoint_sha's memo: weights digest (cultureclip.weights.weights_digest, exact after any write) -> sha256.
-# Keyed by content, not by model object: a deep copy or a rebuilt WiSE-FT blend with the same weights reuses
-# the hash. Bounded: old entries go first.
-_SHA_MEMO: "OrderedDict[str, str]" = OrderedDict()
-_SHA_MEMO_SIZE = 64
+# checkpoint_sha's memo: backbone -> ((version key, probe digest), sha). Weak keys: a dropped model (a
+# WiSE-FT blend evicted from its cache) takes its entry with it; a deep copy is a new key.
+_SHA_MEMO: "weakref.WeakKeyDictionary[ClipBackbone, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
 _SHA_LOCK = threading.Lock()  # one full hash at a time: two threads asking for one model hash it once
+_PROBE_INDEX: dict = {}
 
 
 def checkpoint_sha(backbone: ClipBackbone) -> str:
     """A stable hash of the weights (for result/embedding-cache keys): sha256 of every tensor's bytes.
 
-    Memoized by `cultureclip.weights.weights_digest`, which reads every value and so sees any change,
-    through `.data` too: the sha256 pass (seconds for a ViT-B/32) runs only for weights not seen before,
-    the digest (~0.15 s for a ViT-B/32 on the loaded 2-core build machine, against ~0.36 s for
-    the sha256 pass) on every call."""
+    Memoized per backbone object: hashing a ViT-B/32 takes seconds, and the app, the live evaluation and
+    the label-bank cache all ask for it. The hash is computed again only when the weights changed since:
+    a tensor replaced or written in place (`cultureclip.weights.version_key`) or a probed value differing
+    (`probe_digest`, for writes through `.data`); checking both costs ~10 ms."""
+    from .weights import probe_digest, version_key
+
     with _SHA_LOCK:
-        key = weights_digest(backbone.model)
-        sha = _SHA_MEMO.get(key)
-        if sha is None:
-            sha = _SHA_MEMO[key] = _hash_weights(backbone)
-            while len(_SHA_MEMO) > _SHA_MEMO_SIZE:
-                _SHA_MEMO.popitem(last=False)
-        else:
-            _SHA_MEMO.move_to_end(key)
+        key = (version_key(backbone.model), probe_digest(backbone.model, _PROBE_INDEX))
+        memo = _SHA_MEMO.get(backbone)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        sha = _hash_weights(backbone)
+        _SHA_MEMO[backbone] = (key, sha)
         return sha
 
 
@@ -170,7 +168,7 @@ def _hash_weights(backbone: ClipBackbone) -> str:
         t = v.detach().cpu().contiguous()
         if t.dtype == torch.bfloat16:
             t = t.float()
-        h.update(t.numpy())  # the array's buffer: the same bytes as tobytes(), without the copy
+        h.update(t.numpy().tobytes())
     return h.hexdigest()[:16]
 
 

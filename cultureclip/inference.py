@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .backbone import ClipBackbone
-from .weights import weights_digest
+from .weights import probe_digest, version_key
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,8 @@ class Embedder:
         self._bank_cache_size = bank_cache_size
         self._lock = threading.Lock()
         self._weights_version = 0
+        self._probe_index: dict[tuple, torch.Tensor] = {}
+        self._fingerprint: tuple | None = None  # (version key, fingerprint) of the last weights_fingerprint()
 
     # -- helpers ---------------------------------------------------------------------------------
     def _autocast(self):
@@ -62,11 +64,11 @@ class Embedder:
         return nullcontext()
 
     def invalidate(self) -> None:
-        """Drop the cached banks. Not needed for correctness (`weights_fingerprint` reads every value, so a
-        bank of changed weights is never served); it frees the banks of weights that are gone."""
+        """Call after changing the backbone's weights in place (e.g. WiSE-FT blending)."""
         with self._lock:
             self._banks.clear()
             self._weights_version += 1
+            self._fingerprint = None
 
     def preprocess(self, images: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
         """PIL images (or already preprocessed (3,H,W) tensors) -> (B, 3, H, W)."""
@@ -102,13 +104,24 @@ class Embedder:
 
     # -- label banks -----------------------------------------------------------------------------
     def weights_fingerprint(self) -> tuple:
-        """Changes whenever the backbone's weights change, however they were written: in place, through
-        `.data`, by `load_state_dict` or by replacement (`cultureclip.weights.weights_digest`, a pass over
-        every value: ~0.15 s for a ViT-B/32 on the loaded 2-core build machine, 0.4x of a one-image forward
-        pass there; a pass on the device for GPU weights), plus the count of `invalidate()` calls."""
+        """Changes whenever the backbone's weights change, in place or by replacement.
+
+        Per call only `cultureclip.weights.version_key` (each parameter/buffer's identity, storage pointer
+        and autograd version counter, which every in-place write through the tensor bumps: optimizer steps,
+        `load_state_dict`, `copy_` under no_grad): about a millisecond for a ViT-B/32, so it can sit on
+        the hot path of every classify. When that key changes, the fingerprint is rebuilt with a probe of a
+        few values per tensor (`probe_digest`). Writes through `.data` bypass the version counter and are
+        not seen here: call `invalidate()` after them."""
+        key = version_key(self.backbone)
         with self._lock:
-            version = self._weights_version
-        return (id(self.backbone), version, weights_digest(self.backbone))
+            cached, version = self._fingerprint, self._weights_version
+        if cached is not None and cached[0] == key and cached[1][1] == version:
+            return cached[1]
+        fingerprint = (id(self.backbone), version, key, probe_digest(self.backbone, self._probe_index))
+        with self._lock:
+            if self._weights_version == version:
+                self._fingerprint = (key, fingerprint)
+        return fingerprint
 
     def label_bank(self, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> torch.Tensor:
         """(L, D) class embeddings: mean over templates of normalized text embeddings, renormalized.

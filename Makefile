@@ -40,6 +40,7 @@ offline-world: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/train_step.py
+	HF_HUB_OFFLINE=1 $(PY) bench/train_peer.py
 	HF_HUB_OFFLINE=1 $(PY) bench/eval_throughput.py
 	HF_HUB_OFFLINE=1 $(PY) bench/synth_images.py
 	HF_HUB_OFFLINE=1 $(PY) bench/app_latency.py
@@ -51,8 +52,9 @@ browser:
 clean-world:
 	rm -rf artifacts/world
 
-# The seeded ablation study on the offline twin world (artifacts/world-study/: results.md/csv with
-# bootstrap intervals, pairs.csv, pareto.html/png); reuses artifacts/world's inputs when built.
-# STUDY_ARGS="--quick" for a 1-seed smoke version in minutes.
+# The seeded ablation study on the offline twin world (configs/world/study.yaml -> artifacts/world-study/:
+# results.md/csv, diffs.md/csv (paired differences), choices.json (what val chose), pareto_val.html/png,
+# summary.json); reuses artifacts/world's inputs when built. STUDY_ARGS="--quick" for the smoke-world
+# version (configs/world/study_quick.yaml) in minutes; STUDY_ARGS="--grid ingredients" for one grid.
 world-study: install
 	HF_HUB_OFFLINE=1 $(PY) -m world.study $(STUDY_ARGS)

@@ -24,7 +24,7 @@ import torch
 
 from .backbone import ClipBackbone
 from .fileio import atomic_write_bytes
-from .inference import Embedder
+from .inference import Embedder, check_templates
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +123,16 @@ class DiskCachedEmbedder(Embedder):
     would only churn the folder. A bank whose labels are all rows of a bank already in memory (the same
     catalog prompts in another order) is gathered from it instead of re-embedded."""
 
-    def __init__(self, backbone: ClipBackbone, cache: BankCache, min_labels: int = 16, **kwargs):
+    def __init__(self, backbone: ClipBackbone, cache: BankCache, min_labels: int = 16,
+                 weights_key: str | None = None, **kwargs):
         super().__init__(backbone, **kwargs)
         self.cache = cache
         self.min_labels = int(min_labels)
         self._weights_hash: tuple[tuple, str] | None = None  # (weights fingerprint, hash)
+        if weights_key is not None:
+            # the caller names these weights (e.g. a WiSE-FT blend: hash of its two models' hashes + alpha), which
+            # spares a full pass over them; it holds while the weights stay as they are now
+            self._weights_hash = (self.weights_fingerprint(), f"key:{weights_key}")
         # cache key -> (weights hash, templates, label -> row, bank)
         self._big: OrderedDict[str, tuple[str, tuple[str, ...], dict[str, int], torch.Tensor]] = OrderedDict()
 
@@ -152,19 +157,46 @@ class DiskCachedEmbedder(Embedder):
             self._weights_hash = None
             self._big.clear()
 
-    def _gather(self, weights: str, labels: list[str], templates: tuple[str, ...]) -> torch.Tensor | None:
+    def _gather(self, weights: str, labels: list[str], templates: tuple[str, ...]) -> tuple[torch.Tensor, int] | None:
+        """The bank from the rows of a bank in memory with these weights and templates, embedding only the labels
+        it lacks (when it has at least half of them: typed labels added to the catalog's). Returns (bank, number
+        of labels embedded), or None. Rows are independent of each other, so the result equals a fresh bank."""
         with self._lock:
             entries = list(self._big.values())
+        best, best_hits = None, 0
         for w, tpl, index, bank in entries:
-            if w == weights and tpl == templates and all(label in index for label in labels):
-                return bank[torch.tensor([index[label] for label in labels], dtype=torch.long)]
-        return None
+            if w == weights and tpl == templates:
+                hits = sum(label in index for label in labels)
+                if hits == len(labels):
+                    return bank[torch.tensor([index[label] for label in labels], dtype=torch.long)], 0
+                if hits > best_hits:
+                    best, best_hits = (index, bank), hits
+        if best is None or 2 * best_hits < len(labels):
+            return None
+        index, bank = best
+        missing = list(dict.fromkeys(label for label in labels if label not in index))
+        extra = Embedder.label_bank(self, missing, list(templates))
+        at = {label: i for i, label in enumerate(missing)}
+        rows = [bank[index[label]] if label in index else extra[at[label]] for label in labels]
+        return torch.stack(rows), len(missing)
+
+    def bank_ready(self, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> bool:
+        """True when `label_bank(labels, templates)` embeds nothing: the bank is in memory or on disk."""
+        labels = [str(label) for label in labels]
+        if len(labels) < self.min_labels:
+            return False
+        tpl = tuple(templates) or ("{}",)
+        key = self.cache.key(self.weights_hash, labels, tpl)
+        with self._lock:
+            if key in self._big:
+                return True
+        return self.cache.path(key).is_file()
 
     def label_bank(self, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> torch.Tensor:
         labels = list(labels)
         if len(labels) < self.min_labels:
             return super().label_bank(labels, templates)
-        tpl = tuple(templates) or ("{}",)
+        tpl = tuple(check_templates(templates)) or ("{}",)
         weights = self.weights_hash
         key = self.cache.key(weights, labels, tpl)
         with self._lock:
@@ -174,9 +206,11 @@ class DiskCachedEmbedder(Embedder):
         t0 = time.perf_counter()
         bank, source = self.cache.load(key, len(labels)), "disk cache"
         if bank is None:
-            bank, source = self._gather(weights, labels, tpl), "rows of a cached bank"
-            if bank is None:
+            gathered = self._gather(weights, labels, tpl)
+            if gathered is None:
                 bank, source = super().label_bank(labels, list(tpl)), "embedded"
+            else:
+                bank, source = gathered[0], f"rows of a cached bank + {gathered[1]} embedded"
             self.cache.save(key, bank, {"weights": weights, "n_labels": str(len(labels)),
                                         "templates": json.dumps(list(tpl), ensure_ascii=False)})
         logger.info("label bank of %d labels x %d templates for %s: %s in %.1f s", len(labels), len(tpl),

@@ -8,7 +8,9 @@
 
 A checkpoint is written to a temp folder and renamed into place; a resume checks every file against
 the size and sha256 recorded when it was written and falls back to the newest intact checkpoint (with
-a warning naming both), setting the damaged one aside. Nothing is ever pickled.
+a warning naming both), setting the damaged one (or one without DONE) aside. A restart also removes the temp
+folders and files a killed process of the run left (`Checkpointer.leftovers`: the export's
+`.model.<random>.tmp`, `checkpoints/.tmp_step_N`, ...). Nothing is ever pickled.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import copy
 import json
 import logging
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -31,6 +34,8 @@ from .fileio import atomic_write_text, make_readable, replace_dir
 logger = logging.getLogger("cultureclip.train")  # one logger for the trainer's messages
 
 STATE_FILES = ["train_state.safetensors", "train_state.json"]
+# temp names of this run's writers (fileio.atomic_dir / atomic_path / replace_dir, Checkpointer.save)
+LEFTOVER = re.compile(r"^\.(tmp_step_\d+|.+\.tmp|.+\.old\d+)$")
 
 
 @dataclass
@@ -121,16 +126,45 @@ class Checkpointer:
 
     def complete(self, folder: Path | None = None) -> list[Path]:
         """Complete checkpoint folders (DONE marker written last), oldest first."""
+        return [p for p in self.step_folders(folder) if (p / "DONE").is_file()]
+
+    def step_folders(self, folder: Path | None = None) -> list[Path]:
+        """Every ``step_XXXXXXXX`` folder, complete or not, oldest first."""
         folder = self.dir if folder is None else folder
-        found = (p for p in folder.glob("step_*") if p.name[5:].isdigit() and (p / "DONE").is_file())
+        found = (p for p in folder.glob("step_*") if p.name[5:].isdigit() and p.is_dir())
         return sorted(found, key=lambda p: int(p.name[5:]))
+
+    def leftovers(self) -> list[Path]:
+        """Temp files and folders a killed process of this run left behind: the export's
+        ``out_dir/.model.<random>.tmp`` (a full model, ~600 MB for ViT-B/32), a checkpoint's
+        ``checkpoints/.tmp_step_XXXXXXXX``, a folder set aside by `fileio.replace_dir` (``.NAME.old<pid>``)
+        and atomic writers' ``.NAME.<random>.tmp`` files. Only these temp names of our own writers match."""
+        found = []
+        for folder in (self.out, self.dir):
+            if folder.is_dir():
+                found.extend(p for p in folder.iterdir() if LEFTOVER.match(p.name))
+        return sorted(found)
+
+    def clean_leftovers(self) -> list[Path]:
+        """Delete `leftovers()` (main process, before this run writes anything), logging each; returns them."""
+        gone = self.leftovers()
+        for p in gone:
+            size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+            logger.warning("removing %s (%.1f MB), left by a process of this run that was stopped while writing it",
+                           shown(p), size / 1e6)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        return gone
 
     @staticmethod
     def read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         """(train state, meta) of one checkpoint folder, after checking every file against the size and
         sha256 recorded in its meta.json when it was written. Raises CheckpointError naming the bad file."""
         if not (path / "DONE").is_file():
-            raise CheckpointError(f"{path} is incomplete (no DONE marker: the run stopped while writing it)")
+            raise CheckpointError(f"{path} is incomplete (no DONE marker; the trainer renames a checkpoint into place "
+                                  "only once it is whole, so this one was copied or cut short outside it)")
         try:
             meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
             if not isinstance(meta, dict):
@@ -144,8 +178,8 @@ class Checkpointer:
     def find(self, resume: str) -> ResumePoint | None:
         """The checkpoint to resume from, or None when the run folder has none yet.
 
-        ``resume="auto"``: the newest intact checkpoint; a damaged newer one is skipped with a warning
-        naming both. An explicit folder must be intact. Raises CheckpointError when nothing intact is left."""
+        ``resume="auto"``: the newest intact checkpoint; a damaged or incomplete (no DONE) newer one is
+        skipped with a warning naming both. An explicit folder must be intact. Raises CheckpointError when nothing intact is left."""
         if resume != "auto":
             path = Path(shown(Path(resume)))  # messages name files relative to the working folder
             if not path.is_dir():
@@ -154,7 +188,9 @@ class Checkpointer:
             state, meta = self.read(path)
             return ResumePoint(path, state, meta, [])
         damaged: list[tuple[Path, CheckpointError]] = []
-        for path in reversed(self.complete(Path(shown(self.dir)))):
+        # every step folder: one without DONE (not written by our saver, which renames a finished folder
+        # into place, so copied or cut short by hand) is named and set aside like a damaged one
+        for path in reversed(self.step_folders(Path(shown(self.dir)))):
             try:
                 state, meta = self.read(path)
             except CheckpointError as e:
@@ -202,6 +238,7 @@ class Checkpointer:
                             progress.epoch, progress.batch_in_epoch)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
+            self.clean_leftovers()
             for bad in damaged:  # set aside (not deleted): the resumed run writes its own checkpoints at those steps
                 aside = bad.with_name(f"damaged_{bad.name}")
                 replace_dir(bad, aside)

@@ -151,7 +151,8 @@ def read_manifest(
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(
-            f"{file} lacks required column(s) {missing}; required: {list(REQUIRED_COLUMNS)}. "
+            f"{file} lacks required column(s) {missing} (found: {list(map(str, df.columns))}); required: "
+            f"{list(REQUIRED_COLUMNS)}. "
             "Re-export the dataset with `synth.run --stages export`."
         )
     df = df.reset_index(drop=True)
@@ -212,8 +213,9 @@ def read_manifest(
     return Manifest(df, root, skipped)
 
 
-def mix_replay(train: Manifest, replay: Manifest, ratio: float, seed: int = 0) -> Manifest:
-    """Train rows plus round(ratio x len(train)) rows of `replay` (sampled without replacement, seeded).
+def mix_replay(train: Manifest, replay: Manifest, ratio: float, seed: int = 0, epoch: int = 0) -> Manifest:
+    """Train rows plus round(ratio x len(train)) rows of `replay` (sampled without replacement, seeded;
+    `epoch` > 0 draws another sample per epoch, epoch 0 the run's first).
 
     Replay rows keep no twin links; their concept ids are prefixed so they never collide with the train
     split's concepts. Image paths become absolute so both datasets' files resolve."""
@@ -222,7 +224,7 @@ def mix_replay(train: Manifest, replay: Manifest, ratio: float, seed: int = 0) -
     if ratio < 0:
         raise ValueError(f"replay_ratio must be >= 0, got {ratio}")
     n = min(len(replay), int(round(ratio * len(train))))
-    rng = np.random.default_rng([seed, 7])
+    rng = np.random.default_rng([seed, 7] if epoch == 0 else [seed, 7, epoch])
     pick = replay.frame.iloc[np.sort(rng.choice(len(replay), size=n, replace=False))].copy()
     pick["concept_id"] = "replay:" + pick["concept_id"].astype(str)
     pick["twin_concept_ids"] = [[] for _ in range(len(pick))]
@@ -250,6 +252,9 @@ class TwinBatchSampler:
     Distributed: batches are built for the GLOBAL batch (batch_size * num_replicas) so twins meet across
     ranks after feature gathering; rank r takes the r-th contiguous slice. The last global batch is padded
     with images from the epoch's start so every rank runs the same number of steps.
+    With ``local=True`` (a loss that does not gather: ``loss.negatives=local``) each rank's batch is packed
+    on its own, so both sides of a pair sit in one rank's batch; rank r takes batches r, r + N, ...; the
+    last batch is padded and the batch count rounded up to a multiple of N with batches from the epoch's start.
     """
 
     def __init__(
@@ -262,6 +267,7 @@ class TwinBatchSampler:
         num_replicas: int = 1,
         rank: int = 0,
         drop_last: bool = False,
+        local: bool = False,
     ):
         if batch_size < 2:
             raise ValueError("batch_size must be >= 2 so a twin pair fits in one batch")
@@ -284,8 +290,10 @@ class TwinBatchSampler:
                 if str(t) in self.by_concept and str(t) != str(c):
                     pairs.add(tuple(sorted((str(c), str(t)))))
         self.pairs = sorted(pairs)
+        self.local = bool(local)
         self.global_batch = self.batch_size * self.num_replicas
-        if 2 * self.per_side > self.global_batch:
+        self.pack = self.batch_size if self.local else self.global_batch  # the items that meet in one softmax
+        if 2 * self.per_side > self.pack:
             raise ValueError("per_side too large for the batch size")
 
     def set_epoch(self, epoch: int) -> None:
@@ -316,17 +324,17 @@ class TwinBatchSampler:
         cur: list[int] = []
         pending: list[list[int]] = []  # units that did not fit: start the next batch
         for u in units:
-            if len(cur) + len(u) <= self.global_batch:
+            if len(cur) + len(u) <= self.pack:
                 cur.extend(u)
             else:
                 pending.append(u)  # later, smaller units may still fill this batch
-            if len(cur) == self.global_batch:
+            if len(cur) == self.pack:
                 batches.append(cur)
                 cur = []
-                while pending and len(cur) + len(pending[0]) <= self.global_batch:
+                while pending and len(cur) + len(pending[0]) <= self.pack:
                     cur.extend(pending.pop(0))
         for u in pending:
-            if len(cur) + len(u) > self.global_batch:
+            if len(cur) + len(u) > self.pack:
                 batches.append(cur)
                 cur = []
             cur.extend(u)
@@ -334,17 +342,32 @@ class TwinBatchSampler:
             batches.append(cur)
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _padded_batches(self) -> list[list[int]]:
+        """The epoch's packed batches, full-size when several ranks must step together (or drop_last);
+        in local mode also a multiple of num_replicas in number."""
         batches = self._global_batches()
         if self.num_replicas > 1 or self.drop_last:
             if self.drop_last:
-                batches = [b for b in batches if len(b) == self.global_batch]
+                batches = [b for b in batches if len(b) == self.pack]
             else:
                 flat_start = [i for b in batches for i in b]
                 for b in batches:
-                    if len(b) < self.global_batch:
-                        need = self.global_batch - len(b)
+                    if len(b) < self.pack:
+                        need = self.pack - len(b)
                         b.extend(flat_start[:need] if need <= len(flat_start) else (flat_start * (need // max(1, len(flat_start)) + 1))[:need])
+        if self.local and self.num_replicas > 1:
+            if self.drop_last:
+                batches = batches[: len(batches) - len(batches) % self.num_replicas]
+            else:
+                extra = -len(batches) % self.num_replicas
+                batches = batches + [list(batches[i % len(batches)]) for i in range(extra)] if batches else batches
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._padded_batches()
+        if self.local:
+            yield from batches[self.rank :: self.num_replicas]
+            return
         for b in batches:
             if self.num_replicas == 1:
                 yield b
@@ -352,8 +375,11 @@ class TwinBatchSampler:
                 yield b[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
     def __len__(self) -> int:
+        """Batches (steps) per epoch for this rank."""
+        if self.local:
+            return len(self._padded_batches()) // self.num_replicas
         batches = self._global_batches()
-        return sum(1 for b in batches if len(b) == self.global_batch) if self.drop_last else len(batches)
+        return sum(1 for b in batches if len(b) == self.pack) if self.drop_last else len(batches)
 
 
 # --------------------------------------------------------------------------------------------------

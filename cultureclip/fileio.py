@@ -130,3 +130,29 @@ def atomic_dir(final: str | Path, keep_existing: bool = False) -> Iterator[Path]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_path(path: str | Path) -> None:
+    """Remove a file or a folder without ever deleting through a link.
+
+    A symbolic link (to a file or to a folder) is unlinked and its target is left as it was; a real
+    folder is removed with its contents (`shutil.rmtree` unlinks the links inside it, it does not
+    follow them); a missing path is nothing to do."""
+    path = Path(path)
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def move_path(src: str | Path, dst: str | Path) -> Path:
+    """Move a file or folder to ``dst``, replacing what is there with `remove_path` (a link at ``dst`` is
+    unlinked, never followed). One rename on the same filesystem, else a copy and a removal."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    remove_path(dst)
+    try:
+        os.replace(src, dst)
+    except OSError:  # another filesystem
+        shutil.move(str(src), str(dst))
+    return dst

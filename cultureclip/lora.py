@@ -129,13 +129,26 @@ def _replace_mha(module: nn.Module, r: int, alpha: float, dropout: float, target
     return n
 
 
+def _follow_mode(model: nn.Module, before: dict[int, bool], mode: bool) -> nn.Module:
+    """Give every module that was not in the model before (`before`: id -> training flag) the model's
+    `mode`; modules that were there keep their own flag (peft's wrappers and a fresh nn.Module start in
+    train mode, which would turn LoRA dropout on in a model being evaluated)."""
+    for m in model.modules():
+        m.training = before.get(id(m), mode)
+    return model
+
+
 def apply_lora(backbone: ClipBackbone, r: int = 4, alpha: float = 16, dropout: float = 0.1,
                targets: Iterable[str] = ("q", "v"), towers: Iterable[str] = ("image", "text")) -> int:
     """Freeze the backbone and add trainable LoRA adapters to the attention of the chosen towers.
 
-    Returns the number of adapted attention layers. The logit scale stays frozen as in the paper's LoRA runs."""
+    The new modules follow the model's train/eval mode (adapters added to a model in eval mode are in
+    eval mode: no dropout until `train()`). Returns the number of adapted attention layers. The logit
+    scale stays frozen as in the paper's LoRA runs."""
     towers = tuple(towers)
     targets = tuple(targets)
+    mode = backbone.model.training
+    before = {id(m): m.training for m in backbone.model.modules()}
     for p in backbone.model.parameters():
         p.requires_grad_(False)
     if isinstance(backbone, HFClipBackbone):
@@ -145,13 +158,14 @@ def apply_lora(backbone: ClipBackbone, r: int = 4, alpha: float = 16, dropout: f
         prefixes = {"image": "vision_model", "text": "text_model"}
         pattern = r"^(%s)\..*\.(%s)$" % ("|".join(prefixes[t] for t in towers), "|".join(names[t] for t in targets))
         cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern, bias="none")
-        backbone.model = get_peft_model(backbone.model, cfg)
+        backbone.model = _follow_mode(get_peft_model(backbone.model, cfg), before, mode)
         backbone.info["lora"] = {"r": r, "alpha": alpha, "dropout": dropout, "targets": list(targets), "towers": list(towers)}
         return sum(1 for n, _ in backbone.model.named_modules() if n.endswith(tuple(names[t] for t in targets)) and hasattr(_, "lora_A"))
     n = 0
     tower_modules = backbone.towers()
     for t in towers:
         n += _replace_mha(tower_modules[t], r, alpha, dropout, targets)
+    _follow_mode(backbone.model, before, mode)
     backbone.info["lora"] = {"r": r, "alpha": alpha, "dropout": dropout, "targets": list(targets), "towers": list(towers)}
     return n
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import config_hash, find_preset, load_config, to_dict, validate_config
@@ -77,9 +78,11 @@ class DataConfig:
     cache_images: bool = False  # keep decoded images in RAM (small datasets; num_workers=0)
     # replay of general data to keep general ability: rows of another manifest (e.g. the data the base
     # was trained on) mixed into every epoch, replay_ratio x the train split's size, sampled once per run
+    # (replay_resample: drawn anew every epoch, seeded by the epoch; epoch 0 draws the same rows)
     replay_dataset: str = ""
     replay_split: str = "train"
     replay_ratio: float = 0.5
+    replay_resample: bool = False
 
 
 @dataclass
@@ -103,6 +106,9 @@ class LossConfig:
     w_cap: float = 0.7
     w_con: float = 0.3
     w_keep: float = 0.0  # distillation toward the frozen base model
+    # the rows it applies to: "all" (the loss's term, over the whole global batch) or "replay" (only the
+    # replay rows of each process's batch: keep general data where it was, let the twin rows move)
+    keep_rows: Literal["all", "replay"] = "all"
     # twin negatives (the "no twin negatives" ablation sets this false; twin-aware batching is the
     # separate switch data.twin_batching). A twin column already in the batch is dropped by the loss.
     twin_negatives: bool = True
@@ -114,6 +120,12 @@ class LossConfig:
     twin_images: bool = True  # also an image of the twin concept per item (a text->image hard negative)
     # concept term: "image_to_prompt" (zero-shot-classification direction) or "symmetric" (+ prompt->image)
     concept_direction: Literal["image_to_prompt", "symmetric"] = "image_to_prompt"
+    # which items each softmax sees with N processes: "global" = features gathered across processes, so each
+    # softmax sees data.batch_size x N items (open_clip's gather; twin pairs may sit on different processes);
+    # "local" = only the process's own data.batch_size items (no gather; twin-aware batching packs each
+    # pair into one process's batch), as when one device accumulates gradients over steps. One process:
+    # the same either way. Gradient accumulation never adds negatives (each step's softmax is its own).
+    negatives: Literal["global", "local"] = "global"
 
 
 @dataclass
@@ -244,6 +256,8 @@ class TrainRun:
     data_fp: str
     total_steps: int
     checkpointer: Checkpointer
+    mix: Any = None  # (train split, replay manifest, needs) when replay is drawn anew every epoch
+    mix_epoch: int = 0  # the epoch whose replay draw `dataset` holds
 
 
 def create_train_loss(cfg: TrainConfig) -> nn.Module:
@@ -251,12 +265,23 @@ def create_train_loss(cfg: TrainConfig) -> nn.Module:
     from .loss import create_loss
 
     try:
+        gather = cfg.loss.negatives == "global"
         if cfg.loss.name == "twin":
-            return create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=cfg.loss.w_keep,
-                               concept_direction=cfg.loss.concept_direction)
-        return create_loss(cfg.loss.name)
+            w_keep = cfg.loss.w_keep if cfg.loss.keep_rows == "all" else 0.0  # "replay": added by the trainer
+            return create_loss(cfg.loss.name, w_cap=cfg.loss.w_cap, w_con=cfg.loss.w_con, w_keep=w_keep,
+                               concept_direction=cfg.loss.concept_direction, gather=gather)
+        return create_loss(cfg.loss.name, gather=gather)
     except ValueError as e:
         raise TrainError(f"loss: {e}") from e
+
+
+def batch_plan(cfg: TrainConfig, num_processes: int) -> dict[str, int]:
+    """Items per optimizer step (``per_step`` = batch_size x processes x grad_accum) and items each
+    softmax sees (``per_softmax``: batch_size x processes with ``loss.negatives=global``, batch_size with
+    ``local``; accumulation steps never share a softmax). The authors trained on one device with
+    128 x 16: per_step 2048, per_softmax 128."""
+    per_softmax = cfg.data.batch_size * (num_processes if cfg.loss.negatives == "global" else 1)
+    return {"per_step": cfg.data.batch_size * num_processes * cfg.optim.grad_accum, "per_softmax": per_softmax}
 
 
 def _check_settings(cfg: TrainConfig) -> None:
@@ -267,6 +292,11 @@ def _check_settings(cfg: TrainConfig) -> None:
         raise TrainError(f"data.batch_size={cfg.data.batch_size}: it must be >= 2 so a twin pair fits in one batch")
     if cfg.data.replay_dataset and cfg.data.replay_ratio < 0:
         raise TrainError(f"data.replay_ratio={cfg.data.replay_ratio}: it must be >= 0")
+    if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0 and not (cfg.data.replay_dataset and cfg.data.replay_ratio > 0):
+        raise TrainError("loss.keep_rows=replay distils on replay rows, but there are none: set data.replay_dataset "
+                         "and data.replay_ratio > 0, or loss.keep_rows=all")
+    if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0 and cfg.loss.name != "twin":
+        raise TrainError(f"loss.keep_rows=replay needs loss.name=twin (the {cfg.loss.name!r} loss has no distillation)")
     if cfg.optim.grad_accum < 1:
         raise TrainError(f"optim.grad_accum={cfg.optim.grad_accum}: it must be >= 1")
 
@@ -290,9 +320,13 @@ def setup(cfg: TrainConfig) -> TrainRun:
         mp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if torch.cuda.is_available() else "no"
     accelerator = Accelerator(gradient_accumulation_steps=cfg.optim.grad_accum, mixed_precision=mp,
                               cpu=not torch.cuda.is_available())
-    if 2 * max(1, cfg.data.per_side) > cfg.data.batch_size * accelerator.num_processes:
-        raise TrainError(f"data.per_side={cfg.data.per_side} does not fit the global batch of "
-                         f"{cfg.data.batch_size * accelerator.num_processes}: 2 x per_side items per twin pair")
+    plan = batch_plan(cfg, accelerator.num_processes)
+    if 2 * max(1, cfg.data.per_side) > plan["per_softmax"]:
+        raise TrainError(f"data.per_side={cfg.data.per_side} does not fit the {cfg.loss.negatives} batch of "
+                         f"{plan['per_softmax']}: 2 x per_side items per twin pair")
+    logger.info("batch: %d per process x %d processes x %d accumulation = %d items per optimizer step; each "
+                "softmax sees %d items (loss.negatives=%s)", cfg.data.batch_size, accelerator.num_processes,
+                cfg.optim.grad_accum, plan["per_step"], plan["per_softmax"], cfg.loss.negatives)
     set_seed(cfg.seed)
     out = Path(cfg.out_dir)
     if accelerator.is_main_process:
@@ -303,8 +337,9 @@ def setup(cfg: TrainConfig) -> TrainRun:
             raise TrainError(f"out_dir={shown(out)} cannot be written ({e.strerror or e}); pick another out_dir") from e
 
     # ---- model, data, optimizer ----------------------------------------------------------------
-    backbone, base_model, params = _build_model(cfg, loss_fn.inputs, accelerator.device)
-    data = _build_data(cfg, backbone, loss_fn.inputs, accelerator)
+    needs = _loss_inputs(loss_fn, cfg)
+    backbone, base_model, params = _build_model(cfg, needs, accelerator.device)
+    data = _build_data(cfg, backbone, needs, accelerator)
     optimizer, scheduler = _build_optimizer(cfg, backbone, data.total_steps)
     model, optimizer = accelerator.prepare(backbone, optimizer)
     checkpointer = Checkpointer(out, accelerator, cfg.keep_last, {
@@ -314,7 +349,8 @@ def setup(cfg: TrainConfig) -> TrainRun:
     return TrainRun(cfg=cfg, accelerator=accelerator, out=out, loss_fn=loss_fn, backbone=accelerator.unwrap_model(model),
                     model=model, base_model=base_model, params=params, optimizer=optimizer, scheduler=scheduler,
                     manifest=data.manifest, val_m=data.val_m, dataset=data.dataset, sampler=data.sampler,
-                    data_fp=data.data_fp, total_steps=data.total_steps, checkpointer=checkpointer)
+                    data_fp=data.data_fp, total_steps=data.total_steps, checkpointer=checkpointer,
+                    mix=data.mix)
 
 
 def _build_model(cfg: TrainConfig, needs: frozenset[str], device: torch.device) -> tuple[Any, nn.Module | None, list]:
@@ -349,6 +385,7 @@ class _Data:
     sampler: Any
     data_fp: str
     total_steps: int
+    mix: Any = None
 
 
 def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) -> _Data:
@@ -357,17 +394,33 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
     from .data import CulTwinDataset, TwinBatchSampler, read_manifest
 
     manifest = read_manifest(cfg.data.dataset, check_images=cfg.data.check_images, skip_bad_images=cfg.data.skip_bad_images)
-    train_m = manifest.split(cfg.data.train_split)
+    own = train_m = manifest.split(cfg.data.train_split)
+    mix = None
     if cfg.data.replay_dataset:
         from .data import mix_replay
 
         replay = read_manifest(cfg.data.replay_dataset, check_images=cfg.data.check_images,
                                skip_bad_images=cfg.data.skip_bad_images).split(cfg.data.replay_split)
         train_m = mix_replay(train_m, replay, cfg.data.replay_ratio, seed=cfg.seed)
+        if cfg.data.replay_resample:
+            mix = (own, replay, needs)
     val_m = None
     if cfg.data.val_split and (manifest.frame["split"] == cfg.data.val_split).any():
         val_m = manifest.split(cfg.data.val_split)
     data_fp = train_m.fingerprint()
+    dataset, sampler = _dataset_and_sampler(cfg, train_m, backbone, needs, accelerator)
+    steps_per_epoch = len(sampler) // cfg.optim.grad_accum
+    if steps_per_epoch == 0:
+        raise TrainError(f"{len(sampler)} batches per epoch is fewer than optim.grad_accum={cfg.optim.grad_accum}: "
+                         "lower optim.grad_accum or data.batch_size")
+    return _Data(manifest, val_m, dataset, sampler, data_fp,
+                 cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs, mix)
+
+
+def _dataset_and_sampler(cfg: TrainConfig, train_m, backbone, needs: frozenset[str], accelerator) -> tuple[Any, Any]:
+    """The train rows' dataset (twin images only if the loss uses them) and this process's sampler."""
+    from .data import CulTwinDataset, TwinBatchSampler
+
     transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
                              cache_images=cfg.data.cache_images,
@@ -375,13 +428,18 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
     twins = dataset.twin_concept_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_concept_ids]
     sampler = TwinBatchSampler(dataset.concept_ids, twins, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
-                               rank=accelerator.process_index)
-    steps_per_epoch = len(sampler) // cfg.optim.grad_accum
-    if steps_per_epoch == 0:
-        raise TrainError(f"{len(sampler)} batches per epoch is fewer than optim.grad_accum={cfg.optim.grad_accum}: "
-                         "lower optim.grad_accum or data.batch_size")
-    return _Data(manifest, val_m, dataset, sampler, data_fp,
-                 cfg.optim.max_steps or steps_per_epoch * cfg.optim.epochs)
+                               rank=accelerator.process_index, local=cfg.loss.negatives == "local")
+    return dataset, sampler
+
+
+def _redraw_replay(run: "TrainRun", epoch: int) -> None:
+    """data.replay_resample: this epoch's replay rows (seeded by the epoch; epoch 0 = the run's first draw)."""
+    from .data import mix_replay
+
+    own, replay, needs = run.mix
+    mixed = mix_replay(own, replay, run.cfg.data.replay_ratio, seed=run.cfg.seed, epoch=epoch)
+    run.dataset, run.sampler = _dataset_and_sampler(run.cfg, mixed, run.backbone, needs, run.accelerator)
+    run.mix_epoch = epoch
 
 
 def _build_optimizer(cfg: TrainConfig, backbone, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
@@ -468,6 +526,8 @@ def train_loop(run: TrainRun, progress: Progress) -> list[dict]:
 def _epoch_batches(run: TrainRun, progress: Progress) -> tuple[list[list[int]], int]:
     """(this epoch's remaining micro-batches, the epoch's usable micro-batch count: leftovers that do
     not fill a grad_accum group are dropped)."""
+    if run.mix is not None and run.mix_epoch != progress.epoch:
+        _redraw_replay(run, progress.epoch)
     run.sampler.set_epoch(progress.epoch)
     run.dataset.set_epoch(progress.epoch)
     epoch_batches = list(iter(run.sampler))  # built once per epoch (the packing is O(dataset))
@@ -485,11 +545,16 @@ def _epoch_loader(run: TrainRun, epoch: int, batches: list[list[int]]) -> torch.
                                        generator=torch.Generator().manual_seed(run.cfg.seed * 100003 + epoch))
 
 
-def _optimizer_step(run: TrainRun, batch: dict, progress: Progress) -> dict[str, torch.Tensor]:
+def _optimizer_step(run: TrainRun, batch: CulTwinBatch, progress: Progress) -> dict[str, torch.Tensor]:
     """Forward + backward of one micro-batch; the optimizer steps when accumulation is complete."""
     cfg, accelerator = run.cfg, run.accelerator
     with accelerator.accumulate(run.model):
-        losses = _step_losses(run.model, run.backbone, batch, run.loss_fn, cfg, run.base_model, accelerator)
+        replay_rows = None
+        if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0:
+            replay_rows = torch.tensor([run.dataset.concept_ids[int(i)].startswith("replay:")
+                                        for i in batch.index.tolist()], dtype=torch.bool)
+        losses = _step_losses(run.model, run.backbone, batch, run.loss_fn, cfg, run.base_model, accelerator,
+                              replay_rows)
         loss = losses["loss"]
         if not torch.isfinite(loss.detach()).all():
             raise NonFiniteLossError(
@@ -571,9 +636,10 @@ def _text_id(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
 
 
-def _gather_list(accelerator, values: list) -> list:
-    """The list concatenated over processes (itself with one process)."""
-    if getattr(accelerator, "num_processes", 1) <= 1:
+def _gather_list(accelerator, values: list, cfg: TrainConfig) -> list:
+    """The list concatenated over the processes whose items share a softmax: all of them with
+    ``loss.negatives=global``, this one alone with ``local`` (and with one process)."""
+    if getattr(accelerator, "num_processes", 1) <= 1 or cfg.loss.negatives == "local":
         return list(values)
     from accelerate.utils import gather_object
 
@@ -582,14 +648,40 @@ def _gather_list(accelerator, values: list) -> list:
 
 def _loss_inputs(loss_fn, cfg: TrainConfig) -> frozenset[str]:
     """What the loss uses beyond images and captions (``cultureclip.loss.LOSS_INPUTS``): its own
-    ``inputs``, or, for a plain callable, those of the configured loss."""
+    ``inputs``, or, for a plain callable, those of the configured loss; plus the frozen base's features
+    when the trainer distils on replay rows itself (``loss.keep_rows=replay``)."""
     inputs = getattr(loss_fn, "inputs", None)
-    return frozenset(inputs) if inputs is not None else create_train_loss(cfg).inputs
+    needs = frozenset(inputs) if inputs is not None else create_train_loss(cfg).inputs
+    return needs | {"base"} if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0 else needs
+
+
+def replay_distill_loss(image_features: torch.Tensor, text_features: torch.Tensor, base_image_features: torch.Tensor,
+                        base_text_features: torch.Tensor, logit_scale: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Distillation toward the frozen base on the selected rows only (``loss.keep_rows=replay``): the mean
+    over those rows of KL(base || student) of the image->caption and caption->image softmaxes over this
+    process's batch, the base at the student's (detached) scale, as the loss's own distillation term.
+    Features (B, D) (base: (B, D_base)); rows (B,) bool. Zero when no row is selected."""
+    rows = rows.to(image_features.device)
+    if not bool(rows.any()):
+        return image_features.sum() * 0.0
+    img, txt = F.normalize(image_features.float(), dim=-1), F.normalize(text_features.float(), dim=-1)
+    scale = logit_scale.float() if logit_scale.dim() == 0 else logit_scale.float().mean()
+    with torch.no_grad():
+        bimg = F.normalize(base_image_features.float(), dim=-1)
+        btxt = F.normalize(base_text_features.float(), dim=-1)
+        s = scale.detach()
+        p_img = F.log_softmax(s * bimg[rows] @ btxt.T, dim=1)  # (R, B)
+        p_txt = F.log_softmax(s * btxt[rows] @ bimg.T, dim=1)
+    q_img = F.log_softmax(scale * img[rows] @ txt.T, dim=1)
+    q_txt = F.log_softmax(scale * txt[rows] @ img.T, dim=1)
+    kl = (F.kl_div(q_img, p_img, reduction="sum", log_target=True)
+          + F.kl_div(q_txt, p_txt, reduction="sum", log_target=True))
+    return kl / (2 * int(rows.sum()))
 
 
 def _twin_captions(batch: CulTwinBatch, cfg: TrainConfig, accelerator) -> list[str]:
     """One twin caption per item (the item's own caption where it has no twin). ``sampled``: a caption
-    of the twin concept that is not a caption of the global batch; ``batch``: a caption of the twin
+    of the twin concept that is not a caption of the softmax's batch (global or local, ``loss.negatives``); ``batch``: a caption of the twin
     concept already in the batch (a duplicate column, which the loss drops)."""
     captions, has_twin = list(batch.captions), batch.has_twin.tolist()
     if cfg.loss.twin_caption_source == "batch":
@@ -598,15 +690,15 @@ def _twin_captions(batch: CulTwinBatch, cfg: TrainConfig, accelerator) -> list[s
             caption_in_batch.setdefault(c, cap)
         return [caption_in_batch.get(tc, t) if h else c
                 for tc, t, c, h in zip(batch.twin_concept_ids.tolist(), batch.twin_captions, captions, has_twin)]
-    in_batch = set(_gather_list(accelerator, captions))  # the global batch: independent of the split
+    in_batch = set(_gather_list(accelerator, captions, cfg))  # the softmax's batch: independent of the split
     return [next((t for t in cands if t not in in_batch), first) if h else c
             for cands, first, c, h in zip(batch.twin_caption_candidates, batch.twin_captions, captions, has_twin)]
 
 
-def _new_twin_image_rows(batch: CulTwinBatch, accelerator) -> torch.Tensor | None:
-    """Rows of ``batch.twin_images`` that are not images of the global batch (nor repeats): the
+def _new_twin_image_rows(batch: CulTwinBatch, accelerator, cfg: TrainConfig) -> torch.Tensor | None:
+    """Rows of ``batch.twin_images`` that are not images of the softmax's batch (nor repeats): the
     only ones worth encoding (the loss would drop the others). None when there are none."""
-    seen = set(_gather_list(accelerator, batch.index.tolist()))
+    seen = set(_gather_list(accelerator, batch.index.tolist(), cfg))
     rows = []
     for j, r in enumerate(batch.twin_image_index.tolist()):
         if r not in seen:
@@ -629,7 +721,8 @@ def _text_groups(batch: CulTwinBatch, needs: frozenset[str], use_twins: bool, cf
     return groups
 
 
-def _step_losses(model, unwrapped, batch: CulTwinBatch, loss_fn, cfg: TrainConfig, base_model, accelerator) -> dict:
+def _step_losses(model, unwrapped, batch: CulTwinBatch, loss_fn, cfg: TrainConfig, base_model, accelerator,
+                 replay_rows: torch.Tensor | None = None) -> dict:
     """One forward + the loss. Builds only what the loss uses (``_loss_inputs``): always images and
     captions; concept prompts, twin captions/prompts (with the ids that drop duplicate columns), twin
     images and the frozen base's features only when the loss asks for them.
@@ -649,7 +742,7 @@ def _step_losses(model, unwrapped, batch: CulTwinBatch, loss_fn, cfg: TrainConfi
     images = batch.images.to(device)
     twin_rows = None
     if use_twins and "twin_images" in needs and batch.twin_images is not None and len(batch.twin_image_index):
-        twin_rows = _new_twin_image_rows(batch, accelerator)
+        twin_rows = _new_twin_image_rows(batch, accelerator, cfg)
         if twin_rows is not None:
             images = torch.cat([images, batch.twin_images[twin_rows].to(device)])
     out = model(images, tokens)
@@ -665,7 +758,19 @@ def _step_losses(model, unwrapped, batch: CulTwinBatch, loss_fn, cfg: TrainConfi
         with torch.no_grad():
             x.base_image_features = base_model.encode_image(images[:b])
             x.base_text_features = base_model.encode_text(unwrapped.tokenize(groups["captions"]).to(device))
-    return loss_fn(**{f.name: getattr(x, f.name) for f in dataclasses.fields(x) if getattr(x, f.name) is not None})
+    kwargs = {f.name: getattr(x, f.name) for f in dataclasses.fields(x) if getattr(x, f.name) is not None}
+    return loss_fn(**kwargs) if replay_rows is None else _replay_distilled(loss_fn, kwargs, replay_rows, cfg)
+
+
+def _replay_distilled(loss_fn, kwargs: dict[str, Any], replay_rows: torch.Tensor, cfg: TrainConfig) -> dict:
+    """``loss.keep_rows=replay``: the loss without its distillation inputs, plus ``w_keep`` x the
+    distillation on the replay rows alone (``replay_distill_loss``), reported as ``distill_loss``."""
+    base_img, base_txt = kwargs.pop("base_image_features"), kwargs.pop("base_text_features")
+    losses = dict(loss_fn(**kwargs))
+    losses["distill_loss"] = replay_distill_loss(kwargs["image_features"], kwargs["text_features"], base_img, base_txt,
+                                                 kwargs["logit_scale"], replay_rows)
+    losses["loss"] = losses["loss"] + cfg.loss.w_keep * losses["distill_loss"]
+    return losses
 
 
 def _add_twin_inputs(x: LossInputs, batch: CulTwinBatch, groups: dict[str, list[str]], feats: dict[str, torch.Tensor],

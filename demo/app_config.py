@@ -7,6 +7,7 @@ offline twin world at artifacts/world/ (`choose_models` decides, and says why; `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -22,9 +23,10 @@ ENV = {
     "tuned": "CULTURECLIP_TUNED",
     "dataset": "CULTURECLIP_DATASET",
     "results": "CULTURECLIP_RESULTS",
+    "results_repo": "CULTURECLIP_RESULTS_REPO",
     "wise_base": "CULTURECLIP_WISE_BASE",
     "world": "CULTURECLIP_WORLD",
-    "eval_on_start": "CULTURECLIP_EVAL_ON_START",
+    "eval_on_start": "CULTURECLIP_EVAL_ON_START",  # 0: no evaluation at launch (default 1)
     "warm_start": "CULTURECLIP_WARM_START",  # 0: embed label banks on the first request instead
 }
 TRUE = ("1", "true", "yes", "on")
@@ -40,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tuned", help=f"CultureCLIP model spec (env {ENV['tuned']}; default {HUB_TUNED} or the offline world)")
     p.add_argument("--dataset", help=f"CulTwin dataset folder (env {ENV['dataset']})")
     p.add_argument("--results", help=f"folder of eval result JSONs (env {ENV['results']})")
+    p.add_argument("--results-repo", help="a Hugging Face dataset repo of result JSONs, owner/name[@revision][/folder] "
+                   f"(env {ENV['results_repo']}); read from the local HF cache when the hub is not reachable")
     p.add_argument("--wise-base", help="base weights in the tuned model's format, for WiSE-FT blending "
                    f"(env {ENV['wise_base']}; default: --base)")
     p.add_argument("--catalog", action="append", help="extra catalog YAML file/folder (repeatable)")
@@ -53,8 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cache-dir", help="cache for the default dataset and live evaluations "
                    "(env CULTURECLIP_CACHE; default ~/.cache/cultureclip)")
     p.add_argument("--eval-on-start", action="store_true",
-                   help=f"evaluate both models on the dataset's test split at startup, in the background "
-                   f"(env {ENV['eval_on_start']}=1); results are cached by weights hash")
+                   help="evaluate both models on the dataset's test split at startup, in the background (the default; "
+                   "results are cached on disk by weights hash, so a restart shows them at once)")
+    p.add_argument("--no-eval-on-start", action="store_true",
+                   help=f"do not evaluate at startup (env {ENV['eval_on_start']}=0); the Benchmarks tab offers a button")
     p.add_argument("--no-warm-start", action="store_true", help="embed the catalog label banks on the first request "
                    f"instead of at startup (env {ENV['warm_start']}=0); they are cached on disk either way")
     return p.parse_args(argv)
@@ -105,6 +111,7 @@ def resolve_config(args: argparse.Namespace, hub: bool | None = None) -> DemoCon
     """Fill models/data from flags, env and defaults (the offline world when no hub is reachable)."""
     base, tuned = _pick(args, "base"), _pick(args, "tuned")
     dataset, results, wise = _pick(args, "dataset"), _pick(args, "results"), _pick(args, "wise_base")
+    results_repo = _pick(args, "results_repo")
     world = Path(_pick(args, "world") or WORLD_DIR)
     offline = False
     if not (base and tuned):
@@ -133,8 +140,16 @@ def resolve_config(args: argparse.Namespace, hub: bool | None = None) -> DemoCon
                       device=getattr(args, "device", None), offline_world=offline,
                       default_dataset=not getattr(args, "no_default_dataset", False),
                       cache_dir=Path(args.cache_dir) if getattr(args, "cache_dir", None) else None,
-                      eval_on_start=bool(getattr(args, "eval_on_start", False))
-                      or os.environ.get(ENV["eval_on_start"], "").strip().lower() in TRUE)
+                      eval_on_start=eval_on_start(args), results_repo=results_repo)
+
+
+def eval_on_start(args: argparse.Namespace) -> bool:
+    """The launch evaluation is on unless --no-eval-on-start or CULTURECLIP_EVAL_ON_START=0 (--eval-on-start wins)."""
+    if getattr(args, "eval_on_start", False):
+        return True
+    if getattr(args, "no_eval_on_start", False):
+        return False
+    return os.environ.get(ENV["eval_on_start"], "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoServices:
@@ -142,14 +157,50 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
     cfg = resolve_config(args, hub)
     services = DemoServices(cfg)
     preload = not getattr(args, "no_preload", False)
+    warm = preload and not getattr(args, "no_warm_start", False) and os.environ.get(ENV["warm_start"], "1") != "0"
     try:
-        for note in services.check(load_models=preload):
+        if warm and services.is_default_dataset:
+            # the default dataset is rendered (PIL, one core) while the label banks embed (torch): the first
+            # answer comes ~10 s sooner on 2 cores than one after the other
+            services.base.get(), services.tuned.get(), services.concepts()  # fail fast; concepts: catalog only
+            with _in_thread(lambda: warm_start(services), "warm start") as done:
+                notes = services.check(load_models=True)
+            done()
+        else:
+            notes = services.check(load_models=preload)
+            if warm:
+                warm_start(services)
+        for note in notes:
             logger.warning(note)
-        if preload and not getattr(args, "no_warm_start", False) and os.environ.get(ENV["warm_start"], "1") != "0":
-            warm_start(services)
     except ServiceError as e:
         raise ConfigError(str(e)) from e
     return services
+
+
+@contextlib.contextmanager
+def _in_thread(fn, what: str):
+    """Run `fn` in a thread during the block; yields `done()`, which re-raises its exception after the block."""
+    import threading
+
+    error: list[BaseException] = []
+
+    def run():
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            error.append(e)
+
+    t = threading.Thread(target=run, name=f"startup-{what.replace(' ', '-')}", daemon=True)
+    t.start()
+
+    def done() -> None:
+        if error:
+            raise error[0]
+
+    try:
+        yield done
+    finally:
+        t.join()
 
 
 def warm_label_sets(services: DemoServices) -> list[list[str]]:

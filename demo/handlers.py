@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cultureclip.fileio import atomic_write_bytes
 
-from .services import ConceptInfo, DemoServices, ServiceError, quantize_alpha
+from .services import BlendNotReady, ConceptInfo, DemoServices, ServiceError, quantize_alpha
 from .validation import DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +54,15 @@ class Candidates:
     prompts: list[str]
     concept_ids: list[str | None]
     notes: list[str] = field(default_factory=list)
+
+
+def shown_spec(spec: str) -> str:
+    """A model spec as a visitor may see it (page, CSV): a local folder by its last two parts, never the
+    server's absolute path; hub ids and open_clip tags as they are."""
+    spec = str(spec)
+    if Path(spec).is_absolute() or Path(spec).is_dir():
+        return "/".join(Path(spec).parts[-2:])
+    return scrub_paths(spec)
 
 
 def filter_choices(services: DemoServices) -> dict[str, list[str]]:
@@ -117,11 +126,23 @@ def build_candidates(
 
 
 @dataclass
+class Pick:
+    """A model's top answer: the label shown, its probability and the catalog concept it names (if any)."""
+
+    label: str
+    prob: float
+    concept_id: str | None
+
+
+@dataclass
 class ClassifyResult:
     base: dict[str, float]  # top-k label -> probability (for gr.Label)
     tuned: dict[str, float]
     message: str  # markdown: twin flag, notes, or the error
     ok: bool = True
+    picks: tuple[Pick, Pick] | None = None  # (base, tuned) top answers
+    tuned_name: str = ""  # CultureCLIP, or the WiSE-FT blend it shows
+    notes: str = ""  # markdown: the candidate count and notes, without the twin flag (the verdicts say it)
 
 
 def _twin_flag(services: DemoServices, cand: Candidates, base_top: int, tuned_top: int, tuned_name: str) -> str:
@@ -171,8 +192,11 @@ def classify_batch(
     for (prompts, alpha), idx in groups.items():
         cand = candidates[idx[0]]
         base = services.embedder("base")
+        preparing = ""  # the blend's label banks are still being embedded in the background: base answers alone
         try:
-            tuned = services.blended(alpha)
+            tuned = services.blended(alpha, list(prompts))
+        except BlendNotReady as e:
+            tuned, preparing = None, str(e)
         except ServiceError as e:
             for i in idx:
                 results[i] = ClassifyResult({}, {}, f"❌ {e}", ok=False)
@@ -180,8 +204,16 @@ def classify_batch(
         imgs = [loaded[i] for i in idx]
         probs = {}
         for key, emb in (("base", base), ("tuned", tuned)):
+            if emb is None:
+                continue
             bank = emb.label_bank(list(prompts), ("{}",))
             probs[key] = emb.zero_shot(emb.embed_images(imgs), bank)  # (n_group, L)
+        if preparing:
+            for row, i in enumerate(idx):
+                vals, ids = probs["base"][row].topk(min(ks[i], len(prompts)))
+                results[i] = ClassifyResult({cand.display[j]: round(float(v), 6) for v, j in zip(vals.tolist(), ids.tolist())},
+                                            {}, preparing)
+            continue
         tuned_name = services.config.tuned_name if alpha >= 1.0 else f"{services.config.tuned_name} (WiSE-FT α={alpha:.1f})"
         for row, i in enumerate(idx):
             k = min(ks[i], len(prompts))
@@ -192,9 +224,105 @@ def classify_batch(
             bt = int(probs["base"][row].argmax())
             tt = int(probs["tuned"][row].argmax())
             notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes + ([wise_note] if i in wise_refused else []))
-            msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{len(prompts):,} candidate labels." + notes
-            results[i] = ClassifyResult(out["base"], out["tuned"], msg)
+            count = f"{len(prompts):,} candidate labels."
+            msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{count}" + notes
+            picks = tuple(Pick(cand.display[j], float(probs[key][row][j]), cand.concept_ids[j])
+                          for key, j in (("base", bt), ("tuned", tt)))
+            results[i] = ClassifyResult(out["base"], out["tuned"], msg, picks=picks, tuned_name=tuned_name,  # type: ignore[arg-type]
+                                        notes=count + notes)
     return [r for r in results if r is not None]
+
+
+def tuned_panel_name(services: DemoServices, alpha: Any) -> str:
+    """What the right-hand panel shows: CultureCLIP, or the WiSE-FT blend at `alpha` when one is possible
+    (when it is not, CultureCLIP answers at α=1 and the panel says so by its name)."""
+    cfg = services.config
+    q = quantize_alpha(alpha)
+    if q < 1.0 and services.wise_available()[0]:
+        return f"WiSE-FT α={q:.1f} ({cfg.base_name} ↔ {cfg.tuned_name})"
+    return cfg.tuned_name
+
+
+def concept_of_label(services: DemoServices, label: str | None) -> ConceptInfo | None:
+    """The catalog concept a label names ("flag of Chad (Chad)" or "flag of Chad"), else None."""
+    if not label or not str(label).strip():
+        return None
+    want = " ".join(str(label).split()).casefold()
+    for c in services.concepts().values():
+        if want in (_display(c).casefold(), c.name.casefold(), c.id.casefold()):
+            return c
+    return None
+
+
+def _h(text: Any) -> str:
+    import html
+
+    # `$` and `{` too: gr.HTML fills a template, and data must never read as one
+    return html.escape(" ".join(str(text).split()), quote=True).replace("$", "&#36;").replace("{", "&#123;")
+
+
+def _cues(services: DemoServices, a: str, b: str) -> str:
+    """HTML: how to tell twins `a` and `b` apart (the catalog's distinguishing text, each direction once)."""
+    cs = services.concepts()
+    ca, cb = cs[a], cs[b]
+    seen, lines = set(), []
+    for x, y in ((ca, cb), (cb, ca)):
+        cue = x.twins.get(y.id, "")
+        if cue and cue not in seen:
+            seen.add(cue)
+            lines.append(f"<li><b>{_h(x.name)}</b> ({_h(x.culture_name)}): {_h(cue)}</li>")
+        feats = [f for f in x.features[:2] if f not in seen]
+        if feats and not cue:
+            lines.append(f"<li><b>{_h(x.name)}</b> ({_h(x.culture_name)}): {_h('; '.join(feats))}</li>")
+    if not lines:
+        return ""
+    return (f'<div class="cues" id="twin-cues"><b>How to tell {_h(ca.name)} from {_h(cb.name)}</b>'
+            f"<ul>{''.join(lines)}</ul></div>")
+
+
+def _percent(p: float) -> str:
+    """A probability as people read it: 57%, 3.2%, 0.4%, <0.1% (never a bare "0%" for a top answer)."""
+    if p >= 0.095:
+        return f"{p:.0%}"
+    return f"{p:.1%}" if p >= 0.001 else "<0.1%"
+
+
+def verdicts_html(services: DemoServices, result: ClassifyResult, truth: str | None = None) -> str:
+    """The answer panel: each model's top answer with a verdict against the true concept when it is known
+    (right / wrong / took it for its twin, naming the twin), and the cues that tell the twins apart when
+    the models disagree on a twin pair. HTML; every text from data or the user is escaped."""
+    if not result.ok or result.picks is None:
+        return ""
+    cs = services.concepts()
+    true_c = concept_of_label(services, truth)
+    cfg = services.config
+    cards = []
+    for pick, name, spec in zip(result.picks, (cfg.base_name, result.tuned_name or cfg.tuned_name),
+                                (cfg.base, cfg.tuned)):
+        if true_c is None:
+            kind, tag = "unknown", "true concept unknown (your own image)"
+        elif pick.concept_id == true_c.id:
+            kind, tag = "right", "✓ right"
+        elif pick.concept_id is not None and pick.concept_id in true_c.twins:
+            kind, tag = "twin", f"✗ took it for its twin, {cs[pick.concept_id].name}"
+        else:
+            kind, tag = "wrong", "✗ wrong"
+        cards.append(
+            f'<div class="verdict {kind}" data-verdict="{kind}">'
+            f'<div class="who" title="{_h(spec)}">{_h(name)}</div>'
+            f'<div class="answer">{_h(pick.label)} <span class="prob">{_percent(pick.prob)}</span></div>'
+            f'<div class="tag">{_h(tag)}</div></div>')
+    head = ""
+    if true_c is not None:
+        head = f'<div class="truth">True concept: <b>{_h(_display(true_c))}</b></div>'
+    a, b = result.picks[0].concept_id, result.picks[1].concept_id
+    cues = ""
+    if a and b and a != b and a in cs and b in cs and (b in cs[a].twins or a in cs[b].twins):
+        cues = _cues(services, a, b)
+    elif true_c is not None and any(p.concept_id in true_c.twins for p in result.picks if p.concept_id):
+        twin = next(p.concept_id for p in result.picks if p.concept_id in true_c.twins)
+        cues = _cues(services, true_c.id, twin)  # type: ignore[arg-type]
+    return f'<div id="verdicts">{head}<div class="verdict-row">{"".join(cards)}</div>{cues}</div>'
 
 
 def classify(
@@ -482,9 +610,64 @@ def confusion_map(services: DemoServices, top: int = 15) -> tuple[Any, "pd.DataF
 # Benchmarks
 # =================================================================================================
 
+# names people read for the benchmark and metric ids of eval_suite (unknown ids are shown as they are)
+BENCHMARK_NAMES = {
+    "cultwin_live": "CulTwin test split", "cultwin": "CulTwin", "globalrg_retrieval": "GlobalRG retrieval",
+    "globalrg_grounding": "GlobalRG grounding", "crope": "CROPE", "cvqa": "CVQA", "worldcuisines": "WorldCuisines",
+    "worldcuisines_kb": "WorldCuisines KB", "imagenet1k": "ImageNet-1k", "dollar_street": "Dollar Street",
+    "geode": "GeoDE", "sugarcrepe": "SugarCrepe", "flickr30k": "Flickr30k", "coco": "COCO",
+    "world_attributes": "World attributes",
+}
+METRIC_NAMES = {
+    "twin_acc": "twin accuracy", "twin_group_score": "twin group score", "concept_acc1": "concept accuracy",
+    "acc1": "top-1 accuracy", "acc5": "top-5 accuracy", "mean_per_class_recall": "mean per-class recall",
+    "image_retrieval_recall@1": "image R@1", "text_retrieval_recall@1": "text R@1",
+    "mean_subset_accuracy": "mean accuracy", "n_correct": "correct items",
+}
+
+
+def benchmark_name(b: Any) -> str:
+    return BENCHMARK_NAMES.get(str(b), str(b))
+
+
+def metric_name(m: Any) -> str:
+    return METRIC_NAMES.get(str(m), str(m).replace("_", " "))
+
+
+def model_roles(services: DemoServices, frame: "pd.DataFrame") -> dict[str, str]:
+    """{result tag: "base" | "tuned"} for the loaded models' results, joined on data (the spec each result
+    records, or its model_identity role when no result has the loaded spec), never guessed from names."""
+    from eval_suite.results import model_tag
+
+    out: dict[str, str] = {}
+    for spec, role in ((services.config.base, "base"), (services.config.tuned, "tuned")):
+        rows = frame[(frame["model"] == spec) | (frame["model_tag"] == model_tag(spec))]
+        if rows.empty and "model_role" in frame:
+            rows = frame[frame["model_role"] == role]
+        for tag in rows["model_tag"].astype(str).unique():
+            out.setdefault(tag, role)
+    return out
+
+
+def model_names(services: DemoServices, frame: "pd.DataFrame") -> dict[str, str]:
+    """{result tag: the name people read}: "Base CLIP" / "CultureCLIP" for the loaded models, else the name
+    the model records (its training run), else the tag; unique."""
+    roles = model_roles(services, frame)
+    role_name = {"base": services.config.base_name, "tuned": services.config.tuned_name}
+    out: dict[str, str] = {}
+    recorded = frame.drop_duplicates("model_tag").set_index("model_tag")["model_name"] if len(frame) else {}
+    for tag in sorted(frame["model_tag"].astype(str).unique()):
+        if tag in roles:
+            out[tag] = role_name[roles[tag]]
+            continue
+        name = recorded.get(tag) if hasattr(recorded, "get") else None
+        name = str(name) if isinstance(name, str) and name else tag
+        out[tag] = name if name not in out.values() else f"{name} ({tag})"
+    return out
+
 
 def benchmark_choices(services: DemoServices) -> dict[str, list[str]]:
-    """Filter choices for the benchmarks tab (empty lists without results)."""
+    """Filter choices for the benchmarks tab (result ids; empty lists without results)."""
     frame = services.dashboard_frame()
     if frame is None:
         return {"benchmark": [], "model": [], "region": [], "category": []}
@@ -495,13 +678,26 @@ def benchmark_choices(services: DemoServices) -> dict[str, list[str]]:
     return {"benchmark": vals("benchmark"), "model": vals("model_tag"), "region": vals("region"), "category": vals("category")}
 
 
+def benchmark_dropdowns(services: DemoServices) -> dict[str, list[tuple[str, str]]]:
+    """`benchmark_choices` as (name people read, id) pairs for the dropdowns."""
+    ch = benchmark_choices(services)
+    frame = services.dashboard_frame()
+    names = model_names(services, frame) if frame is not None else {}
+    return {"benchmark": [(benchmark_name(b), b) for b in ch["benchmark"]],
+            "model": [(names.get(m, m), m) for m in ch["model"]],
+            "region": [(r, r) for r in ch["region"]], "category": [(c, c) for c in ch["category"]]}
+
+
 @dataclass
 class BenchmarkView:
-    table: "pd.DataFrame"
+    table: "pd.DataFrame"  # every selected row: benchmark, metric, group, model (name), value % and CI, n
     bars: Any
     heatmap: Any
     csv_path: str | None
     message: str
+    comparison: "pd.DataFrame | None" = None  # base and tuned side by side, the difference with its interval (no
+    # rows when the results lack one of the loaded models)
+    models: str = ""  # markdown: which model each name is (spec, weights hash, when computed)
 
 
 MAX_CSV_FILES = 64  # the app's own temp files: the newest CSVs are kept, older ones deleted
@@ -529,6 +725,144 @@ def _prune(folder: Path, keep: int, pattern: str = "cultureclip_benchmarks_*.csv
             pass
 
 
+def empty_state(services: DemoServices) -> str:
+    """What a visitor reads when there are no results to show (owner hints are in the log and the README)."""
+    names = f"{services.config.base_name} and {services.config.tuned_name}"
+    if services.has_dataset:
+        st = services.evaluator.state
+        if st.status == "running":
+            return (f"⏳ Computing the first results: {_md(names)} on the dataset's test split. The table fills in "
+                    "by itself when it is done (progress above).")
+        if st.status == "error":
+            return "The evaluation did not finish (see the message above); no results to show yet."
+        return (f"No results yet. “Evaluate the loaded models” computes them for {_md(names)} on the dataset's test "
+                "split (a few minutes on a CPU).")
+    return "No benchmark results are available in this Space yet."
+
+
+_SAMPLES: dict[tuple, dict] = {}  # per-item values of result files, keyed by (path, mtime) of every file
+
+
+def _result_samples(services: DemoServices) -> "dict[tuple[str, str, str], pd.DataFrame]":
+    """Per-item values ({(model_tag, benchmark, task): frame by item id}) of the shown results that keep them
+    (the live evaluation's do), for the paired-bootstrap interval of the difference."""
+    import pandas as pd
+
+    from eval_suite.results import read_result
+
+    files = [Path(f) for f in (services.evaluator.state.files if services.has_dataset else ())]
+    for folder in getattr(services, "results_folders", []):
+        files += sorted(Path(folder).glob("*.json"))
+    key = []
+    for f in files:
+        try:
+            key.append((str(f), f.stat().st_mtime_ns))
+        except OSError:
+            continue
+    key = tuple(key)
+    if key in _SAMPLES:
+        return _SAMPLES[key]
+    out: dict[tuple[str, str, str], pd.DataFrame] = {}
+    for f, _ in key:
+        try:
+            r = read_result(f)
+        except Exception:  # noqa: BLE001 - unreadable files are reported by the table loader
+            continue
+        if r.get("samples"):
+            out[(r.get("model_tag") or r["model"], r["benchmark"], r["task"])] = pd.DataFrame(r["samples"]).set_index("ids")
+    _SAMPLES.clear()
+    _SAMPLES[key] = out
+    return out
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.1f}".replace("-", "−")
+
+
+def comparison_columns(services: DemoServices) -> list[str]:
+    names = services.config.base_name, services.config.tuned_name
+    return ["benchmark", "metric", "group", f"{names[0]} %", f"{names[1]} %", "Δ points", "Δ 95% interval", "n"]
+
+
+def empty_comparison(services: DemoServices) -> "pd.DataFrame":
+    """The comparison's headers without rows (no table of `1 2 3` headers while there is nothing to show)."""
+    import pandas as pd
+
+    return pd.DataFrame(columns=comparison_columns(services))
+
+
+def comparison_table(services: DemoServices, frame: "pd.DataFrame", main_only: bool = True,
+                     regions: Sequence[str] | None = None, categories: Sequence[str] | None = None) -> "pd.DataFrame | None":
+    """Base and tuned side by side (values in %), the difference in points and its 95% interval (paired
+    bootstrap over the items both models saw, from the results' per-item values; "—" where they keep none).
+    No rows when the results do not have both loaded models."""
+    import math
+
+    import pandas as pd
+
+    from eval_suite import tables as T
+
+    roles = model_roles(services, frame)
+    if sorted(set(roles.values())) != ["base", "tuned"]:
+        return empty_comparison(services)
+    sel = frame[frame["model_tag"].astype(str).isin(list(roles))]
+    samples = _result_samples(services)
+    # one tag per role: rows of several result tags of one model (bundled + live) are compared together
+    sel = sel.assign(model_tag=sel["model_tag"].astype(str).map(roles))
+    samples = {(roles[t], b, k): v for (t, b, k), v in samples.items() if t in roles}
+    try:
+        cmp = T.compare(sel, "base", "tuned", samples, groups=True, metric=None if main_only else "all")
+    except (ValueError, KeyError) as e:
+        logger.info("no base/tuned comparison: %s", e)
+        return empty_comparison(services)
+    for col_, want in (("region", regions), ("category", categories)):
+        if want and col_ in cmp:
+            cmp = cmp[cmp[col_].astype(str).isin(list(want))]
+    names = services.config.base_name, services.config.tuned_name
+    pct = lambda s: (s.astype(float) * 100).round(1)  # noqa: E731
+
+    def interval(lo: float, hi: float) -> str:
+        if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+            return "—"
+        return f"{_signed(100 * lo)} to {_signed(100 * hi)}"
+
+    out = pd.DataFrame({
+        "benchmark": cmp["benchmark"].map(benchmark_name),
+        "metric": cmp["metric"].map(metric_name),
+        "group": cmp["group"].astype(str).where(cmp["group"].astype(str) != "all", "all items"),
+        f"{names[0]} %": pct(cmp["base"]),
+        f"{names[1]} %": pct(cmp["tuned"]),
+        "Δ points": pct(cmp["delta"]),
+        "Δ 95% interval": [interval(a, b) for a, b in zip(cmp["delta_ci_low"], cmp["delta_ci_high"])],
+        "n": cmp["n"],
+    })
+    overall = (cmp["group"] == "all").to_numpy()
+    order = sorted(range(len(out)), key=lambda i: (not overall[i], i))
+    return out.iloc[order].reset_index(drop=True)
+
+
+def _models_note(services: DemoServices, frame: "pd.DataFrame") -> str:
+    """Which model each name is: its spec, weights hash and when its results were computed (a details row)."""
+    from demo.live_eval import when
+
+    names = model_names(services, frame)
+    roles = model_roles(services, frame)
+    lines = []
+    for role, name, spec in (("base", services.config.base_name, services.config.base),
+                             ("tuned", services.config.tuned_name, services.config.tuned)):
+        rows = frame[frame["model_tag"].astype(str).map(roles.get) == role]
+        sha = next((str(s) for s in rows["checkpoint_sha"].dropna().unique()), "") if len(rows) else ""
+        stamp = when(rows["timestamp"].max()) if len(rows) else None
+        code = shown_spec(spec).replace("`", "'")  # literal inside a code span (markdown escapes would show there)
+        lines.append(f"**{_md(name)}** = `{code}`" + (f" · weights sha256 `{sha[:12]}`" if sha else "")
+                     + (f" · computed {stamp}" if stamp else ""))
+    others = [n for t, n in names.items() if t not in roles]
+    if others:
+        lines.append("Other models in the results: " + ", ".join(_md(n) for n in others[:12])
+                     + ("…" if len(others) > 12 else ""))
+    return "<br>".join(lines)
+
+
 def benchmark_view(
     services: DemoServices,
     benchmarks: Sequence[str] | None = None,
@@ -537,60 +871,102 @@ def benchmark_view(
     categories: Sequence[str] | None = None,
     main_only: bool = True,
 ) -> BenchmarkView:
-    """Filtered results table (values in %), figures from eval_suite.figures and a CSV of the table."""
+    """Base vs tuned side by side, every selected row (values in %), figures with the names people read and
+    a CSV of the rows (with each model's spec)."""
     import pandas as pd
 
     frame = services.dashboard_frame()
     if frame is None:
-        reason = services.results_error or "no results folder configured (start the app with --results)"
-        if services.has_dataset:
-            reason += "; or click “Evaluate the loaded models” to evaluate them on the dataset's test split"
-        return BenchmarkView(pd.DataFrame(), None, None, None, f"ℹ️ {_md(scrub_paths(reason))}")
+        if services.results_error:
+            logger.info("Benchmarks tab: %s", services.results_error)
+        return BenchmarkView(pd.DataFrame(), None, None, None, empty_state(services), empty_comparison(services))
+    names = model_names(services, frame)
     sel = frame
     if main_only:
         sel = sel[sel["is_main"]]
-    for col, want in (("benchmark", benchmarks), ("model_tag", models)):
-        if want:
-            sel = sel[sel[col].astype(str).isin(list(want))]
-    for col, want in (("region", regions), ("category", categories)):
-        if want:
-            sel = sel[sel[col].astype(str).isin(list(want))]
-    cols = [c for c in ("benchmark", "task", "model_tag", "metric", "group", "region", "category", "value",
-                        "ci_low", "ci_high", "n") if c in sel.columns]
-    table = sel[cols].copy()
-    for c in ("value", "ci_low", "ci_high"):
-        table[c] = (table[c] * 100).round(2)
-    table = table.rename(columns={"model_tag": "model", "value": "value %", "ci_low": "ci low %", "ci_high": "ci high %"})
-    msg = f"{len(table)} rows" + (" (main metric of each benchmark)" if main_only else "")
-    bars = heat = None
+    for col_, want in (("benchmark", benchmarks), ("model_tag", models), ("region", regions), ("category", categories)):
+        if want and col_ in sel.columns:
+            sel = sel[sel[col_].astype(str).isin(list(want))]
+    table = pd.DataFrame({
+        "benchmark": sel["benchmark"].astype(str), "metric": sel["metric"].astype(str), "group": sel["group"].astype(str),
+        "model": sel["model_tag"].astype(str).map(names), "value %": (sel["value"] * 100).round(2),
+        "ci low %": (sel["ci_low"] * 100).round(2), "ci high %": (sel["ci_high"] * 100).round(2), "n": sel["n"],
+    })
+    for extra in ("region", "category"):  # group fields, for filtering the CSV (not shown: the group says it)
+        if extra in sel.columns:
+            table[extra] = sel[extra]
     fig_frame = frame[frame["model_tag"].astype(str).isin(list(models))] if models else frame
     if benchmarks:
         fig_frame = fig_frame[fig_frame["benchmark"].astype(str).isin(list(benchmarks))]
+    cmp_frame = frame[frame["benchmark"].astype(str).isin(list(benchmarks))] if benchmarks else frame
+    comparison = comparison_table(services, cmp_frame, main_only, regions, categories)
+    names_ = services.config.base_name, services.config.tuned_name
+    msg = (f"{len(comparison)} rows compare {_md(names_[0])} and {_md(names_[1])}" if len(comparison) else
+           f"The results do not include both {_md(names_[0])} and {_md(names_[1])}")
+    msg += f"; “Every result” below has all {len(table)} rows" + (" (main metric of each benchmark)" if main_only else "") \
+        + " and the CSV."
+    bars = heat = None
     try:
-        from eval_suite import figures
-
-        bars = figures.benchmark_bars(fig_frame)
-        base_tag, tuned_tag = _base_tuned_tags(services, fig_frame)
-        if base_tag and tuned_tag:
-            names = sorted(fig_frame["benchmark"].astype(str).unique(), key=lambda b: (not b.startswith("cultwin"), b))
-            for bench in names:  # the first benchmark with region x category groups (CulTwin first)
-                try:
-                    heat = figures.delta_heatmap(fig_frame, base_tag, tuned_tag, benchmark=bench)
-                    break
-                except (ValueError, KeyError) as e:
-                    logger.debug("no delta heatmap for %s: %s", bench, e)
-    except Exception as e:  # noqa: BLE001 - figures are optional; the table is the core
-        msg += f" · figures unavailable: {_md(scrub_paths(str(e))[:200])}"
+        bars, heat = _benchmark_figures(services, fig_frame, names)
+    except Exception as e:  # noqa: BLE001 - figures are optional; the tables are the core
+        logger.warning("benchmark figures unavailable: %s", e)
+        msg += " · figures unavailable for this selection"
     csv_path = None
     if len(table):
-        payload = table.to_csv(index=False).encode("utf-8")
-        digest = hashlib.sha256(payload).hexdigest()[:12]
+        specs = frame.drop_duplicates("model_tag").set_index("model_tag")["model"].astype(str).map(shown_spec)
+        payload = table.assign(model_spec=sel["model_tag"].astype(str).map(specs).to_numpy()).to_csv(index=False)
+        data = payload.encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest()[:12]
         path = _csv_dir() / f"cultureclip_benchmarks_{digest}.csv"
         if not path.exists():
-            atomic_write_bytes(path, payload)
+            atomic_write_bytes(path, data)
             _prune(path.parent, MAX_CSV_FILES)
         csv_path = str(path)
-    return BenchmarkView(table.reset_index(drop=True), bars, heat, csv_path, msg)
+    show = table.drop(columns=[c for c in ("region", "category") if c in table.columns]).reset_index(drop=True)
+    return BenchmarkView(show, bars, heat, csv_path, msg, comparison, _models_note(services, frame))
+
+
+def _benchmark_figures(services: DemoServices, frame: "pd.DataFrame", names: dict[str, str]) -> tuple[Any, Any]:
+    """Bars of each benchmark's main metric per model and the tuned − base heatmap by region × category,
+    with model and benchmark names people read (legend, axes, titles)."""
+    from eval_suite import figures
+
+    named = frame.assign(model_tag=frame["model_tag"].astype(str).map(names),
+                         benchmark=frame["benchmark"].astype(str).map(benchmark_name))
+    order = [n for n in (services.config.base_name, services.config.tuned_name) if n in set(named["model_tag"])]
+    order += sorted(set(named["model_tag"]) - set(order))
+    bars = figures.benchmark_bars(named, models=order, title="Main metric of each benchmark (%, 95% interval)")
+    bars.update_layout(title=dict(font=dict(size=14), x=0.01, xanchor="left"), margin=dict(t=50, l=50, r=10),
+                       legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, title=None), height=420,
+                       yaxis_title=None, xaxis_title=None)
+    heat = None
+    roles = model_roles(services, frame)
+    if sorted(set(roles.values())) == ["base", "tuned"]:
+        base_n, tuned_n = services.config.base_name, services.config.tuned_name
+        paired = named.assign(model_tag=frame["model_tag"].astype(str).map(
+            lambda t: {"base": base_n, "tuned": tuned_n}.get(roles.get(t, ""), names.get(t, t))))
+        found = sorted(paired["benchmark"].unique(), key=lambda b: (not b.startswith("CulTwin"), b))
+        for bench in found:  # the first benchmark with region x category groups (CulTwin first)
+            try:
+                heat = figures.delta_heatmap(paired, base_n, tuned_n, benchmark=bench)
+            except (ValueError, KeyError) as e:
+                logger.debug("no delta heatmap for %s: %s", bench, e)
+                continue
+            metric = paired[(paired["benchmark"] == bench) & paired["is_main"]]["metric"].iloc[0]
+            heat.update_layout(
+                title=dict(text=f"{_html_text(tuned_n)} − {_html_text(base_n)}, {metric_name(metric)} (points)"
+                                f"<br><sup>{_html_text(bench)}, by region × category; blue: {_html_text(tuned_n)} "
+                                "is better</sup>", font=dict(size=14), x=0.01, xanchor="left"),
+                margin=dict(t=70, l=10, r=10), height=420)
+            heat.data[0].colorbar.title = "Δ pts"
+            break
+    return bars, heat
+
+
+def _html_text(text: str) -> str:
+    import html
+
+    return html.escape(str(text), quote=False)
 
 
 def start_evaluation(services: DemoServices) -> str:
@@ -607,16 +983,24 @@ def evaluation_status(services: DemoServices) -> tuple[str, bool]:
     st = services.evaluator.state
     names = f"{services.config.base_name} and {services.config.tuned_name}"
     if st.status == "idle":
-        return (f"Evaluate {_md(names)} on the dataset's test split (twin accuracy, twin group score, N-way concept "
-                "accuracy, with 95% bootstrap intervals); results are cached by the models' weights."), False
+        return (f"{_md(names)} have not been evaluated on this dataset's test split yet (twin accuracy, twin group "
+                "score, concept accuracy, with 95% intervals); results are kept for these exact weights."), False
     if st.status == "running":
         filled = int(round(20 * st.progress))
         bar = "█" * filled + "░" * (20 - filled)
         queued = " · another evaluation is queued" if st.queued else ""
-        return f"⏳ `{bar}` {st.progress:.0%} · {_md(st.message)}{queued}", True
+        eta = ""
+        started = getattr(st, "started", None)
+        if started and st.progress >= 0.05:
+            import time
+
+            left = (time.monotonic() - started) * (1 - st.progress) / st.progress
+            eta = f" · about {max(1, round(left / 60))} min left" if left >= 60 else f" · about {max(5, round(left, -1)):.0f} s left"
+        return (f"⏳ Evaluating {_md(names)} on the dataset's test split: `{bar}` {st.progress:.0%}{eta} · "
+                f"{_md(st.message)}{queued}"), True
     if st.status == "error":
         return f"❌ {_md(st.message)}", False
-    return f"✅ {_md(st.message)} Live results appear as benchmark `cultwin_live`.", False
+    return f"✅ {_md(st.message)}", False
 
 
 def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | None]:
@@ -644,20 +1028,49 @@ def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | N
 
 @dataclass
 class AtlasView:
-    table: "pd.DataFrame"  # ranked pairs, most confusable for the base model first
+    table: "pd.DataFrame"  # ranked pairs, most confusable for the base model first (values rounded)
     heatmap: Any  # region x category (buttons: base, tuned, difference)
-    world: Any  # choropleth by culture
+    world: Any  # choropleth by culture when the map outlines can load, else countries ranked (eval_suite.figures)
     message: str
+    legend: str = ""  # one line per column and figure: what the values mean
 
 
 ATLAS_METRICS = {"prompt cosine": "prompt_cos", "name cosine": "name_cos", "prompt z-score": "prompt_z"}
+ATLAS_DIGITS = 3
+_ATLAS_WHAT = {
+    "prompt_cos": "cosine between the two concepts' prompts in the model's text space (1 = the same text to the "
+                  "model; higher = harder to tell apart by text)",
+    "name_cos": "cosine between the two concepts' bare names (higher = harder to tell apart by name)",
+    "prompt_z": "the prompt cosine as a z-score among all pairs of concepts of that model (0 = an average pair of "
+                "concepts, +2 = much closer than average). Raw cosines of two models are not on one scale (each "
+                "model has its own spread), z-scores are",
+}
+
+
+def atlas_table(atlas: "pd.DataFrame", metric: str, names: Sequence[str], digits: int = ATLAS_DIGITS) -> "pd.DataFrame":
+    """The atlas table people read: rank, pair, cultures, category and the chosen metric per model with the
+    difference, rounded to `digits` (as float64: a float32 0.983 would reach the page as 0.9829999804496765)."""
+    import pandas as pd
+
+    from eval_suite.confusions import atlas_labels, col
+
+    labels = atlas_labels(atlas)
+    out = pd.DataFrame({"rank": atlas["rank"], "pair": atlas["pair"],
+                        "cultures": atlas["culture_name_a"] + " / " + atlas["culture_name_b"],
+                        "category": atlas["category"]})
+    for lab, name in zip(labels, names):
+        out[name] = atlas[col(metric, lab)].astype("float64").round(digits)
+    if len(labels) == 2:
+        out["Δ"] = (atlas[col(metric, labels[1])].astype("float64")
+                    - atlas[col(metric, labels[0])].astype("float64")).round(digits)
+    return out
 
 
 def atlas_view(services: DemoServices, metric: str | None = "prompt cosine", query: str | None = "",
                top: int = 100) -> AtlasView:
     """The confusion atlas: text-text similarity of every twin pair's prompts and names, base vs tuned."""
     from eval_suite import figures
-    from eval_suite.confusions import atlas_labels, col, display_table
+    from eval_suite.confusions import atlas_labels, col
 
     key = ATLAS_METRICS.get(str(metric), str(metric))
     if key not in ATLAS_METRICS.values():
@@ -665,22 +1078,50 @@ def atlas_view(services: DemoServices, metric: str | None = "prompt cosine", que
     atlas = services.atlas()
     if atlas.empty:
         raise DemoInputError("The catalog has no twin pairs between its concepts, so there is nothing to map.")
-    table = display_table(atlas)
+    labels = atlas_labels(atlas)
+    table = atlas_table(atlas, key, labels)
     q = (query or "").strip().casefold()
     if q:
         hay = (atlas["pair"] + " " + atlas["culture_name_a"] + " " + atlas["culture_name_b"] + " " + atlas["category"]
                + " " + atlas["region_a"] + " " + atlas["region_b"]).str.casefold()
-        table = table[hay.str.contains(q, regex=False).to_numpy()]
-    labels = atlas_labels(atlas)
-    closer = int((atlas[col("prompt_z", labels[1])] < atlas[col("prompt_z", labels[0])]).sum())
-    msg = (f"{len(atlas)} twin pairs. Higher cosine = the model puts the two concepts' texts closer, so it can "
-           f"hardly tell them apart by text. {_md(labels[1])} puts **{closer} of {len(atlas)}** pairs further apart "
-           f"than {_md(labels[0])} (by z-score, which makes the two models comparable).")
+        # whole words first ("Chad" is the country, not "chador"); a fragment ("tart") still finds "tartan"
+        hit = hay.str.contains(r"(?<!\w)" + re.escape(q) + r"(?!\w)", regex=True)
+        if not hit.any():
+            hit = hay.str.contains(q, regex=False)
+        table = table[hit.to_numpy()]
+    n = len(atlas)
+    msg = f"**{n} twin pairs**, ranked by how close {_md(labels[0])} puts their prompts (most confusable first)."
+    if len(labels) == 2:
+        apart_z = int((atlas[col("prompt_z", labels[1])] < atlas[col("prompt_z", labels[0])]).sum())
+        apart_cos = int((atlas[col("prompt_cos", labels[1])] < atlas[col("prompt_cos", labels[0])]).sum())
+        msg += (f" Relative to its own average pair of concepts (z-score), {_md(labels[1])} puts **{apart_z} of {n}** "
+                f"twin pairs further apart than {_md(labels[0])} does (raw cosine: {apart_cos} of {n}). This is text "
+                f"against text only: {_md(labels[1])} is trained to match each *image* to the right one of two twins, "
+                "which it can do while the two descriptions stay close in its text space, so a low count does not "
+                "mean it tells twins apart less well. Whether it does is measured on images in the Benchmarks tab "
+                "(twin accuracy).")
     if q:
         msg += f" Showing {len(table)} pairs matching “{_md(query)}”."
     k = max(1, min(int(top or 100), len(atlas)))
-    return AtlasView(table.head(k).reset_index(drop=True), figures.atlas_heatmap(atlas, metric=key),
-                     figures.atlas_map(atlas, metric=key), msg)
+    m_label = next(name for name, v in ATLAS_METRICS.items() if v == key)
+    legend = (f"**Columns**: *rank* by {_md(labels[0])}'s prompt cosine · *{_md(labels[0])}*, *{_md(labels[-1])}*: "
+              f"the {m_label}, {_ATLAS_WHAT[key]}" + (f" · *Δ*: {_md(labels[1])} − {_md(labels[0])} "
+              f"(negative: {_md(labels[1])} keeps the twins further apart)" if len(labels) == 2 else "") + ".<br>"
+              f"**Figures**: the mean {m_label} of the twin pairs in each region × category cell, and by country "
+              "(buttons switch between the models and their difference; red = more confusable).")
+    return AtlasView(table.head(k).reset_index(drop=True), figures.atlas_heatmap(atlas, metric=key, label=m_label),
+                     _atlas_world(services, atlas, key, m_label), msg, legend)
+
+
+def _atlas_world(services: DemoServices, atlas: "pd.DataFrame", metric: str, label: str) -> Any:
+    """The world map when the browser can fetch plotly's country outlines (they come from its CDN: the hub is
+    reachable, so is the internet), else the countries ranked, which needs nothing from outside."""
+    from cultureclip.backbone import hub_reachable
+    from eval_suite import figures
+
+    if not services.config.offline_world and hub_reachable():
+        return figures.atlas_map(atlas, metric=metric, label=label)
+    return figures.atlas_countries(atlas, metric=metric, label=label)
 
 
 # =================================================================================================
@@ -693,6 +1134,20 @@ class SearchResult:
     base: list[tuple[str, str]]
     tuned: list[tuple[str, str]]
     message: str
+    concept: str | None = None  # the catalog concept the query names, if any
+    counts: dict[str, int] = field(default_factory=dict)  # per model ("base", "tuned"): hits of that concept
+
+
+def concept_in_query(services: DemoServices, query: str) -> ConceptInfo | None:
+    """The catalog concept a search query names ("the flag of Chad" -> flag of Chad): the longest concept
+    name found in the query as whole words, else None."""
+    q = " " + " ".join(re.findall(r"\w+", query.casefold())) + " "
+    best = None
+    for c in services.concepts().values():
+        name = " " + " ".join(re.findall(r"\w+", c.name.casefold())) + " "
+        if name.strip() and name in q and (best is None or len(c.name) > len(best.name)):
+            best = c
+    return best
 
 
 def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResult:
@@ -704,6 +1159,17 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
     k = clean_int(8 if k is None else k, "The number of results", 1, 48)
     out = {}
     hits = {}
+    counts = {}
+    want = concept_in_query(services, q)
+
+    def caption(i: int, v: float) -> str:
+        cid, name = str(df.at[i, "concept_id"]), str(df.at[i, "concept_name"])
+        if want is None:
+            return f"{name} · {v:.3f}"
+        if cid == want.id:
+            return f"✓ {name} · {v:.3f}"
+        return f"✗ {name}{' (its twin)' if cid in want.twins else ''} · {v:.3f}"
+
     for which in ("base", "tuned"):
         emb = services.embedder(which)
         feats = services.image_index(which)
@@ -712,13 +1178,20 @@ def search(services: DemoServices, query: str | None, k: int = 8) -> SearchResul
         text = emb.label_bank([q], (TYPED_TEMPLATE if len(q.split()) <= 3 else "{}",))  # (1, D), cached
         sims = (feats @ text[0]).float()
         vals, idx = sims.topk(min(k, feats.shape[0]))
-        out[which] = [(df.at[int(i), "abs_path"], f"{df.at[int(i), 'concept_name']} · {v:.3f}")
-                      for v, i in zip(vals.tolist(), idx.tolist())]
+        out[which] = [(df.at[int(i), "abs_path"], caption(int(i), v)) for v, i in zip(vals.tolist(), idx.tolist())]
         hits[which] = [str(df.at[int(i), "concept_name"]) for i in idx.tolist()]
+        if want is not None:
+            counts[which] = sum(str(df.at[int(i), "concept_id"]) == want.id for i in idx.tolist())
     names = services.config.base_name, services.config.tuned_name
-    msg = (f"Top {len(out['base'])} of {min(len(df), services.config.max_index_images)} images for “{_md(q)}”. "
-           f"Top hit — {names[0]}: **{_md(hits['base'][0])}**, {names[1]}: **{_md(hits['tuned'][0])}**.")
-    return SearchResult(out["base"], out["tuned"], msg)
+    n = len(out["base"])
+    msg = f"Top {n} of {min(len(df), services.config.max_index_images)} images for “{_md(q)}”. "
+    if want is not None:
+        msg += (f"**{names[0]}: {counts['base']} of {n}** are {_md(want.name)} · "
+                f"**{names[1]}: {counts['tuned']} of {n}** (✓ marks them, ✗ the others).")
+    else:
+        msg += (f"Top hit — {names[0]}: **{_md(hits['base'][0])}**, {names[1]}: **{_md(hits['tuned'][0])}** "
+                "(the query names no catalog concept, so the hits are not marked).")
+    return SearchResult(out["base"], out["tuned"], msg, want.id if want else None, counts)
 
 
 def example_images(services: DemoServices, n: int = 6) -> list[str]:

@@ -41,7 +41,11 @@ class EvalState:
     message: str = ""
     queued: bool = False
     files: tuple[str, ...] = field(default_factory=tuple)
-    seconds: float | None = None
+    seconds: float | None = None  # time of the run that computed them (None: read from the cache)
+    from_cache: bool = False  # every result was found on disk for these exact weights: nothing was computed
+    computed_at: str | None = None  # when the shown results were computed ("2026-12-04 23:10 UTC")
+    n_images: int | None = None  # test images evaluated per model
+    started: float | None = None  # time.monotonic() when the running evaluation started (for the time left)
 
 
 class LiveEvaluator:
@@ -57,6 +61,7 @@ class LiveEvaluator:
         self._pending = False
         self._frame: pd.DataFrame | None = None
         self._frame_files: tuple[str, ...] = ()
+        self._computed = 0  # models the current run evaluated (0: everything came from the cache)
 
     # -- public ------------------------------------------------------------------------------------
     @property
@@ -89,7 +94,7 @@ class LiveEvaluator:
                 self._state = replace(self._state, queued=True)
                 return "An evaluation is running; yours is queued and starts when it finishes."
             self._pending = False
-            self._state = EvalState(status="running", message="starting…")
+            self._state = EvalState(status="running", message="looking for cached results…", started=time.monotonic())
             self._thread = threading.Thread(target=self._loop, name="cultureclip-live-eval", daemon=True)
             self._thread.start()
             return "Evaluation started."
@@ -117,8 +122,7 @@ class LiveEvaluator:
             return False
         if not files:
             return False
-        self._set(status="done", progress=1.0, files=tuple(str(f) for f in files),
-                  message="Results of an earlier evaluation of these exact weights (cached).")
+        self._set(status="done", progress=1.0, files=tuple(str(f) for f in files), **_finished(files, None))
         return True
 
     def frame(self) -> "pd.DataFrame | None":
@@ -146,10 +150,10 @@ class LiveEvaluator:
         while True:
             t0 = time.perf_counter()
             try:
+                self._computed = 0
                 files = self._evaluate_all()
-                self._set(status="done", progress=1.0, files=tuple(str(f) for f in files),
-                          seconds=round(time.perf_counter() - t0, 2),
-                          message=f"Evaluated both models on the test split in {time.perf_counter() - t0:.1f}s.")
+                took = round(time.perf_counter() - t0, 1) if self._computed else None
+                self._set(status="done", progress=1.0, files=tuple(str(f) for f in files), **_finished(files, took))
             except Exception as e:  # noqa: BLE001 - reported in the UI; details in the log
                 logger.exception("live evaluation failed")
                 from eval_suite.benchmarks import BenchmarkError
@@ -163,7 +167,7 @@ class LiveEvaluator:
                     return
                 self._pending = False
                 self._state = replace(self._state, status="running", queued=False, progress=0.0,
-                                      message="starting the queued evaluation…")
+                                      message="starting the queued evaluation…", started=time.monotonic())
 
     @staticmethod
     def _sha(emb: Any) -> str:
@@ -214,6 +218,7 @@ class LiveEvaluator:
                           message=f"{name}: embedding test images {done}/{total}…")
 
             self._set(message=f"{name}: embedding {n} test images…")
+            self._computed += 1
             feats, valid, seconds = embed_benchmark(cfg, _Dist(), emb, bench, sha, callback=progress)
             self._set(message=f"{name}: scoring (bootstrap CIs)…", progress=(k + 0.95) / 2)
             from cultureclip.checkpoint import model_identity
@@ -224,6 +229,42 @@ class LiveEvaluator:
                                          extra={"role": which, "dataset": Path(str(svc.dataset_root)).name,
                                                 "default_dataset": svc.is_default_dataset}))
         return files
+
+
+def when(timestamp: str | None) -> str | None:
+    """An ISO 8601 result timestamp as people read it: "2026-12-04 23:10 UTC"."""
+    import datetime as dt
+
+    if not timestamp:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return str(timestamp)
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _finished(files: list[Path], seconds: float | None) -> dict[str, Any]:
+    """The done state's fields: from the cache (when they were computed) or just computed (how long it took)."""
+    from eval_suite.results import read_result
+
+    stamps, n = [], None
+    for f in files:
+        try:
+            r = read_result(f)
+        except Exception:  # noqa: BLE001 - the table says what is missing
+            continue
+        stamps.append(r.get("timestamp") or "")
+        n = r.get("n_samples", n)
+    computed = when(max(stamps)) if stamps else None
+    imgs = f" ({n:,} test images each)" if n else ""
+    if seconds is None:
+        msg = f"From cache: computed {computed} for these exact weights{imgs}." if computed else "From cache."
+    else:
+        msg = f"Evaluated both models on the dataset's test split{imgs} in {seconds:.0f} s."
+    return dict(message=msg, seconds=seconds, from_cache=seconds is None, computed_at=computed, n_images=n)
 
 
 def _result_sha(path: Path) -> str | None:

@@ -10,10 +10,11 @@ import copy
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -29,6 +30,8 @@ HUB_BASE = "hf:openai/clip-vit-base-patch32"
 HUB_TUNED = "hf:lukahh/cultureclip_lora_0315_100k_32_07_03"
 WORLD_DIR = Path("artifacts/world")
 ALPHA_STEP = 0.1
+SMALL_BANK = 32  # labels a request embeds itself with a blend whose banks are not on disk yet (< 1 s on CPU)
+BACKGROUND_BATCH = 8  # images per background forward: a request waits at most one transformer block of it
 
 
 class ServiceError(RuntimeError):
@@ -39,6 +42,10 @@ class IndexNotReady(ServiceError):
     """The dataset images are still being embedded in the background; the message gives the progress."""
 
 
+class BlendNotReady(ServiceError):
+    """A WiSE-FT blend's label banks are still being embedded in the background; the message gives the progress."""
+
+
 @dataclass
 class DemoConfig:
     """Where models and data come from. Paths may be None (the matching tab then says so)."""
@@ -47,6 +54,7 @@ class DemoConfig:
     tuned: str
     dataset: Path | None = None
     results: Path | None = None
+    results_repo: str | None = None  # a HF dataset repo of published results: owner/name[@revision][/folder]
     wise_base: str | None = None  # base weights in the tuned model's layout (None: `base`)
     catalog: list[Path] | None = None  # extra catalog YAML files/folders (default: synth's curated one)
     device: str | None = None  # None: cuda when available
@@ -58,7 +66,9 @@ class DemoConfig:
     # label banks, the default dataset, live evaluations (None: CULTURECLIP_CACHE or ~/.cache/cultureclip)
     cache_dir: Path | None = None
     bank_cache_mb: int = 256
-    blend_cache_mb: int = 2048  # memory for cached WiSE-FT blends (all 11 slider alphas of a small model fit)
+    # memory for WiSE-FT blends kept ready (None: 40% of the memory available at first use, at most 6 GB: every
+    # slider alpha of a ViT-B/32 (9 x 0.6 GB) on a 16 GB Space, so a precomputed alpha answers like a warm query)
+    blend_cache_mb: int | None = None
     # without `dataset`: render the bundled world's concepts at the models' resolution (synth.world.dataset)
     default_dataset: bool = True
     eval_on_start: bool = False  # evaluate both models on the dataset's test split at startup (background)
@@ -130,8 +140,9 @@ class ModelHolder:
     """Loads one model spec on first use (once, under a lock) and keeps its `Embedder`."""
 
     def __init__(self, spec: str, device: str | None, batch_size: int = 64, role: str = "model",
-                 bank_cache: Any = None):
+                 bank_cache: Any = None, gate: Any = None):
         self.spec = spec
+        self.gate = gate  # a demo.background.VisitorGate: background forwards of this model yield to visitors
         self.device = device
         self.batch_size = batch_size
         self.role = role
@@ -162,6 +173,8 @@ class ModelHolder:
             raise ServiceError(f"cannot load the {self.role} model: {e}") from e
         except Exception as e:  # noqa: BLE001 - startup must fail with one clear line
             raise ServiceError(f"cannot load the {self.role} model {self.spec!r}: {type(e).__name__}: {e}") from e
+        if self.gate is not None:
+            self.gate.install(bb)
         if self.bank_cache is not None:
             from cultureclip.bankcache import DiskCachedEmbedder
 
@@ -181,11 +194,16 @@ class DemoServices:
         self.config = config
         from cultureclip.bankcache import BankCache, default_cache_dir
 
+        from .background import VisitorGate
+
+        self.gate = VisitorGate()  # background work (index, blend banks, live evaluation) yields to requests
         self.bank_cache = BankCache((config.cache_dir or default_cache_dir()) / "label_banks", config.bank_cache_mb << 20)
-        self.base = ModelHolder(config.base, config.device, config.batch_size, "base", self.bank_cache)
-        self.tuned = ModelHolder(config.tuned, config.device, config.batch_size, "tuned (CultureCLIP)", self.bank_cache)
+        self.base = ModelHolder(config.base, config.device, config.batch_size, "base", self.bank_cache, self.gate)
+        self.tuned = ModelHolder(config.tuned, config.device, config.batch_size, "tuned (CultureCLIP)", self.bank_cache,
+                                 self.gate)
         if config.wise_base and config.wise_base != config.base:
-            self.wise_base = ModelHolder(config.wise_base, config.device, config.batch_size, "WiSE-FT base")
+            self.wise_base = ModelHolder(config.wise_base, config.device, config.batch_size, "WiSE-FT base",
+                                         gate=self.gate)
         else:
             self.wise_base = self.base
         self._lock = threading.RLock()
@@ -194,10 +212,21 @@ class DemoServices:
         self._blend_build_lock = threading.Lock()  # one blend is built at a time; concurrent misses wait for it
         self._blend_cache_size: int | None = None  # set from blend_cache_mb once the model size is known
         self._wise_status: tuple[bool, str] | None = None
+        self._warm_labels: list[list[str]] = []  # label sets of the first queries (warm_start): precomputed per alpha
+        self._blend_thread: threading.Thread | None = None
+        self._blend_cond = threading.Condition()
+        self._blend_done: set[float] = set()  # alphas whose label banks are on disk
+        self._blend_wanted: list[float] = []  # alphas a visitor asked for before they were ready: done first
+        self._blend_current: tuple[float, float] | None = None  # (alpha, start time) of the bank being embedded
+        self._blend_secs: float | None = None  # how long one alpha's banks took (for the progress estimate)
+        self._blend_error: str | None = None
+        self._stopping = threading.Event()  # stop_background(): background loops end at their next step
         self._manifest: pd.DataFrame | None = None
         self._concepts: dict[str, ConceptInfo] | None = None
         self._results: pd.DataFrame | None = None
-        self._results_error: str | None = None
+        self._results_error: str | None = None  # owner text (the log); visitors see a plain state
+        self._results_problems: list[str] = []
+        self.results_folders: list[Path] = []  # the folders the published results were read from
         self._indexes: dict[int, torch.Tensor] = {}
         self._index_locks: dict[int, threading.Lock] = {}
         self._index_thread: threading.Thread | None = None
@@ -225,15 +254,16 @@ class DemoServices:
             self.manifest()  # raises ServiceError when unreadable
         elif not cfg.default_dataset:
             notes.append("No dataset configured: the twin explorer and search tabs are disabled (pass --dataset).")
-        if cfg.results is not None:
-            if not cfg.results.is_dir():
-                raise ServiceError(f"results folder {str(cfg.results)!r} does not exist; pass --results with a folder of eval JSONs")
-            if self.results_frame() is None:
-                notes.append(f"Benchmarks: {self._results_error}")
+        if cfg.results is not None and not cfg.results.is_dir():
+            raise ServiceError(f"results folder {str(cfg.results)!r} does not exist; pass --results with a folder of eval JSONs")
+        if cfg.results is not None or cfg.results_repo:
+            self.results_frame()
+            notes += [f"Benchmarks: {p}" for p in self._results_problems]
         else:
-            notes.append("No results folder configured: the benchmarks tab shows only live evaluations of the loaded "
-                         "models (pass --results for more)." if self.has_dataset else
-                         "No results folder configured: the benchmarks tab is empty (pass --results).")
+            notes.append("No published results (--results DIR or --results-repo owner/name[/folder]): the benchmarks "
+                         "tab shows the live evaluation of the loaded models." if self.has_dataset else
+                         "No results (--results DIR or --results-repo owner/name[/folder]) and no dataset: the "
+                         "benchmarks tab is empty.")
         if load_models:
             self.base.get()
             self.tuned.get()
@@ -255,7 +285,8 @@ class DemoServices:
                     raise ServiceError(f"cannot load the {role} model: model folder {ms.name!r} does not exist")
         if self.has_dataset and cfg.eval_on_start:
             self.evaluator.start()  # in the background (loads what it needs); cached results make it instant
-            notes.append("Evaluating both models on the dataset's test split in the background (--eval-on-start).")
+            notes.append("Evaluating both models on the dataset's test split in the background, for the Benchmarks tab "
+                         "(results cached by weights hash; --no-eval-on-start turns it off).")
         return notes
 
     def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",)) -> None:
@@ -264,6 +295,7 @@ class DemoServices:
         import time
 
         t0 = time.perf_counter()
+        self._warm_labels = [list(labels) for labels in label_sets if labels]
         jobs = [(role, holder, labels) for role, holder in (("base", self.base), ("CultureCLIP", self.tuned))
                 for labels in label_sets if labels]
         for i, (role, holder, labels) in enumerate(jobs, 1):
@@ -291,11 +323,14 @@ class DemoServices:
         base_h, tuned_h = self.wise_base, self.tuned
         bf = base_h._embedder.backbone.kind if base_h.loaded else spec_format(base_h.spec)
         tf = tuned_h._embedder.backbone.kind if tuned_h.loaded else spec_format(tuned_h.spec)
-        hint = ("Both models still answer. To blend, pass --wise-base (env CULTURECLIP_WISE_BASE) with the base "
-                "weights in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP).")
+        # visitors read what it means for them; the owner's fix (a flag) goes to the log once
+        hint = "Both models still answer."
+        owner = ("to blend, pass --wise-base (env CULTURECLIP_WISE_BASE) with the base weights in the tuned "
+                 "model's format (e.g. hf:openai/clip-vit-base-patch32 for an HF CultureCLIP)")
         if bf and tf and bf != tf:
-            return False, (f"WiSE-FT is not available: the base model is an {bf} model and CultureCLIP an {tf} "
-                           f"model, so their weights cannot be blended. {hint}")
+            self._log_wise_hint(f"WiSE-FT unavailable ({bf} base, {tf} CultureCLIP): {owner}")
+            return False, (f"WiSE-FT blending is not available here: the base model and CultureCLIP come in "
+                           f"different formats, so their weights cannot be mixed. {hint}")
         if base_h.loaded and tuned_h.loaded:
             if self._wise_status is None:  # decided once: both models are loaded for good
                 a = {k: tuple(v.shape) for k, v in base_h._embedder.backbone.state_dict().items()}
@@ -303,18 +338,30 @@ class DemoServices:
                 self._wise_status = (True, "")
                 if a != b:
                     diff = sorted(set(a) ^ set(b)) or sorted(k for k in a if a[k] != b[k])
-                    self._wise_status = (False, f"WiSE-FT is not available: the base model and CultureCLIP have "
-                                         f"different architectures (e.g. {diff[0]}), so their weights cannot be "
-                                         f"blended. {hint}")
+                    self._log_wise_hint(f"WiSE-FT unavailable (architectures differ at {diff[0]}): {owner}")
+                    self._wise_status = (False, "WiSE-FT blending is not available here: the base model and "
+                                         f"CultureCLIP have different architectures, so their weights cannot be "
+                                         f"mixed. {hint}")
             return self._wise_status
         return True, ""
 
-    def blended(self, alpha: float) -> "Embedder":
+    def _log_wise_hint(self, text: str) -> None:
+        if not getattr(self, "_wise_hint_logged", False):
+            self._wise_hint_logged = True
+            logger.warning("%s", text)
+
+    def blended(self, alpha: float, labels: Sequence[str] | None = None, wait: bool | None = None) -> "Embedder":
         """The WiSE-FT model at `alpha` (0 = base, 1 = CultureCLIP), cached per quantized alpha.
+
+        Once `start_blends` runs (the app starts it with the index), a request does not embed a blend's label
+        banks itself: until the background has them on disk it raises BlendNotReady with the progress (and that
+        alpha is done next); a short list of `labels` (typed labels alone: SMALL_BANK or fewer) is embedded on
+        request. Without it (library use, `wait=True`) the blend is built on first use.
 
         Blends are built one at a time under a lock (concurrent requests for a missing alpha wait for one
         build instead of each copying the model); the cache holds every alpha the slider can produce when
-        they fit in `blend_cache_mb`, else the most recently used ones."""
+        they fit in `blend_cache_mb`, else the most recently used ones. A build costs one pass over the weights
+        (no full weights hash: the blend's label banks are keyed by its two models' hashes and alpha)."""
         a = quantize_alpha(alpha)
         if a >= 1.0:
             return self.tuned.get()
@@ -323,6 +370,15 @@ class DemoServices:
             raise ServiceError(note)
         if a <= 0.0 and self.wise_base is self.base:
             return self.base.get()
+        if wait is None:
+            wait = self._blend_thread is None
+        if not wait and a not in self._blend_done and (labels is None or len(labels) > SMALL_BANK):
+            with self._blend_cond:
+                if a not in self._blend_done:
+                    if a not in self._blend_wanted:
+                        self._blend_wanted.append(a)
+                    self._blend_cond.notify_all()
+                    raise BlendNotReady(self.blend_status(a))
         with self._blend_lock:
             if a in self._blends:
                 self._blends.move_to_end(a)
@@ -339,6 +395,12 @@ class DemoServices:
                     self._blends.popitem(last=False)
         return emb
 
+    def slider_alphas(self) -> list[float]:
+        """The blends the WiSE-FT slider can ask for (besides CultureCLIP itself), middle first."""
+        n = int(round(1 / ALPHA_STEP))
+        alphas = [round(i * ALPHA_STEP, 4) for i in range(1 if self.wise_base is self.base else 0, n)]
+        return sorted(alphas, key=lambda a: (abs(a - 0.5), -a))
+
     @property
     def blend_cache_size(self) -> int:
         """How many blends are kept: all slider alphas (at most 10 besides CultureCLIP) within the memory budget."""
@@ -346,11 +408,32 @@ class DemoServices:
             n_alphas = int(round(1 / ALPHA_STEP)) + (0 if self.wise_base is self.base else 1) - 1
             bb = self.tuned.get().backbone
             model_mb = sum(t.numel() * t.element_size() for t in bb.state_dict().values()) / 2**20
-            self._blend_cache_size = max(1, min(n_alphas, int(self.config.blend_cache_mb // max(model_mb, 1e-6))))
+            budget = self.config.blend_cache_mb if self.config.blend_cache_mb is not None else _auto_blend_mb()
+            self._blend_cache_size = max(1, min(n_alphas, int(budget // max(model_mb, 1e-6))))
+            logger.info("WiSE-FT: up to %d blends kept in memory (%.0f MB each, budget %d MB)",
+                        self._blend_cache_size, model_mb, budget)
         return self._blend_cache_size
 
+    def blend_key(self, a: float) -> str | None:
+        """The name of the blend's weights for the label-bank cache: its two models' weights hashes and alpha
+        (None when a model has no disk cache)."""
+        import hashlib
+
+        from cultureclip.bankcache import weights_hash
+
+        tuned, base = self.tuned.get(), self.wise_base.get()
+        if self.bank_cache is None:
+            return None
+        h = hashlib.blake2b(digest_size=20)
+        h.update(f"wise-ft-v1|alpha={a:.4f}|".encode())
+        for emb in (base, tuned):
+            h.update((getattr(emb, "weights_hash", None) or weights_hash(emb.backbone)).encode() + b"|")
+        return h.hexdigest()
+
     def _build_blend(self, a: float) -> "Embedder":
-        from cultureclip.inference import Embedder
+        import torch
+
+        from cultureclip.bankcache import DiskCachedEmbedder
 
         tuned = self.tuned.get()
         base = self.wise_base.get()
@@ -359,13 +442,120 @@ class DemoServices:
                 f"WiSE-FT cannot blend a {base.backbone.kind} base with a {tuned.backbone.kind} CultureCLIP; "
                 "pass --wise-base with the base weights in the tuned model's format."
             )
-        state = blend_state_dicts(base.backbone.state_dict(), tuned.backbone.state_dict(), a)
-        bb = copy.deepcopy(tuned.backbone)
-        bb.load_state_dict(state)
-        del state
+        t0 = time.perf_counter()
+        bb = _blend_copy(base.backbone, tuned.backbone, a)
         bb.eval()
-        logger.info("built the WiSE-FT blend at alpha=%.1f", a)
-        return Embedder(bb, batch_size=tuned.batch_size)
+        emb = DiskCachedEmbedder(bb, self.bank_cache, batch_size=tuned.batch_size, weights_key=self.blend_key(a))
+        for labels in self._blend_label_sets():  # banks the background put on disk: into memory (gathered from)
+            if emb.bank_ready(labels):
+                emb.label_bank(labels)
+        logger.info("built the WiSE-FT blend at alpha=%.1f in %.2f s", a, time.perf_counter() - t0)
+        return emb
+
+    # -- WiSE-FT blends in the background ------------------------------------------------------------
+    def _blend_label_sets(self) -> list[list[str]]:
+        """The label sets precomputed per alpha: the first queries' (warm_start), else the concept prompts."""
+        if self._warm_labels:
+            return self._warm_labels
+        cs = self.concepts()
+        return [[cs[i].prompt for i in sorted(cs)]] if cs else []
+
+    def start_blends(self) -> None:
+        """Embed the label banks of every slider alpha's blend in a background thread, after the dataset index
+        (an alpha a visitor asks for goes first), onto disk by weights hash: a new alpha then answers in about
+        a second, and a restart reads them back. Yields to visitors' requests like all background work."""
+        from .background import background_thread
+
+        if not self.wise_available()[0]:
+            return
+        with self._blend_cond:
+            if self._blend_thread is not None:
+                return
+            self._blend_thread = background_thread(self._blend_all, "blends")
+            self._blend_thread.start()
+
+    def stop_background(self, timeout: float | None = 60) -> None:
+        """End the background work (dataset index, blend banks) at its next step and wait for it; what is done
+        stays (banks on disk); requests then build what they need themselves."""
+        self._stopping.set()
+        with self._blend_cond:
+            self._blend_cond.notify_all()
+        for t in (self._blend_thread, self._index_thread):
+            if t is not None and t is not threading.current_thread():
+                t.join(timeout)
+        with self._blend_cond:
+            self._blend_thread = None
+
+    def _next_alpha(self) -> float | None:
+        with self._blend_cond:
+            while not self._stopping.is_set():
+                self._blend_wanted = [a for a in self._blend_wanted if a not in self._blend_done]
+                if self._blend_wanted:
+                    return self._blend_wanted[0]
+                todo = [a for a in self.slider_alphas() if a not in self._blend_done]
+                if not todo:
+                    return None
+                if self._index_thread is None or self._index_done.is_set():  # after the index (visitors need it)
+                    return todo[0]
+                self._blend_cond.wait(timeout=1.0)
+            return None
+
+    def _blend_all(self) -> None:
+        import time as _time
+
+        try:
+            sets = self._blend_label_sets()
+            while (a := self._next_alpha()) is not None:
+                self.gate.pause()
+                key = self.blend_key(a)
+                probe = _KeyOnly(self.bank_cache, key)
+                if not all(probe.ready(labels) for labels in sets):  # else on disk already (a restart)
+                    t0 = _time.perf_counter()
+                    with self._blend_cond:
+                        self._blend_current = (a, t0)
+                    emb = self.blended(a, wait=True)
+                    for labels in sets:
+                        emb.label_bank(labels)
+                    emb.embed_images([_blank()])  # a model's first image forward is several times slower
+                    self._blend_secs = _time.perf_counter() - t0
+                    logger.info("WiSE-FT alpha=%.1f: label banks on disk in %.1f s", a, self._blend_secs)
+                elif len(self._blends) < self.blend_cache_size:  # kept ready in memory while there is room
+                    self.blended(a, wait=True).embed_images([_blank()])
+                with self._blend_cond:
+                    self._blend_current = None
+                    self._blend_done.add(a)
+            logger.info("WiSE-FT: the label banks of every slider alpha are on disk")
+        except Exception as e:  # noqa: BLE001 - requests then build blends themselves
+            self._blend_error = f"{type(e).__name__}: {e}"
+            logger.exception("precomputing the WiSE-FT blends failed; blends are built on request")
+            with self._blend_cond:
+                self._blend_thread = None  # requests build (and wait for) their blend themselves
+
+    def wait_blends(self, timeout: float | None = None) -> bool:
+        """Block until every slider alpha's label banks are on disk (True) or `timeout` seconds passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._blend_thread is None or not self._blend_thread.is_alive():
+                return set(self.slider_alphas()) <= self._blend_done
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            self._blend_thread.join(0.2 if left is None else min(0.2, left))
+
+    def blend_status(self, alpha: float) -> str:
+        """A line for visitors while the blend at `alpha` is prepared: what happens and about how long."""
+        a = quantize_alpha(alpha)
+        n = max((len(x) for x in self._blend_label_sets()), default=0)
+        cur, per = self._blend_current, self._blend_secs
+        if cur is not None and cur[0] == a:
+            left = f"about {max(1, round((per or 10.0) - (time.perf_counter() - cur[1])))} s left"
+        elif per:
+            ahead = len([x for x in self._blend_wanted if x != a]) + (cur is not None)
+            left = f"about {max(1, round(per * (1 + ahead)))} s"
+        else:
+            left = "a few seconds"
+        return (f"⏳ Preparing the WiSE-FT blend at α={a:.1f}: its {n:,} label embeddings are computed once and "
+                f"cached ({left}). Classify again in a moment; every later query at α={a:.1f} is as fast as at α=1.")
 
     # -- dataset -----------------------------------------------------------------------------------
     @property
@@ -542,7 +732,12 @@ class DemoServices:
 
     def start_indexing(self) -> None:
         """Embed the dataset images for both models in a background thread (called at app startup), so no
-        request waits minutes for it; progress is logged and shown by `index_status`."""
+        request waits minutes for it; progress is logged and shown by `index_status`. Then the WiSE-FT
+        blends' label banks (`start_blends`). All of it yields to visitors' requests (demo.background)."""
+        from .background import background_thread
+
+        if self.base.loaded and self.tuned.loaded:
+            self.start_blends()  # waits for the index itself, unless a visitor asks for an alpha
         if not self.has_dataset:
             self._index_done.set()
             return
@@ -551,7 +746,7 @@ class DemoServices:
                 return
             n = min(len(self.manifest()), self.config.max_index_images)
             self._index_progress = [0, 2 * n]
-            self._index_thread = threading.Thread(target=self._index_all, name="cultureclip-index", daemon=True)
+            self._index_thread = background_thread(self._index_all, "index")
             self._index_thread.start()
 
     def _index_all(self) -> None:
@@ -590,12 +785,18 @@ class DemoServices:
 
         from .validation import DemoInputError, load_image
 
+        from .background import is_background
+
         df = self.manifest().head(self.config.max_index_images)
         feats = []
-        chunk = max(1, emb.batch_size)
+        # in the background: small batches, each a point where a visitor's request goes first
+        chunk = max(1, min(emb.batch_size, BACKGROUND_BATCH) if is_background() else emb.batch_size)
         paths = df["abs_path"].tolist()
         step = max(1, len(paths) // 10)
         for i in range(0, len(paths), chunk):
+            if self._stopping.is_set() and is_background():
+                raise ServiceError("the app is stopping")
+            self.gate.pause()
             imgs = []
             for p in paths[i : i + chunk]:
                 try:
@@ -637,19 +838,20 @@ class DemoServices:
 
     # -- results -----------------------------------------------------------------------------------
     def results_frame(self) -> "pd.DataFrame | None":
-        """The tidy results frame of eval_suite.tables (None with a reason in `results_error`)."""
-        if self._results is not None or self.config.results is None:
+        """The tidy results frame (eval_suite.tables) of the published results: the --results folder and the
+        --results-repo dataset repo (demo.results_sources); None with the reason in `results_error`."""
+        if self._results is not None or (self.config.results is None and not self.config.results_repo):
             return self._results
         with self._lock:
             if self._results is None and self._results_error is None:
-                try:
-                    from eval_suite.tables import load_frame
+                from .results_sources import load_published
 
-                    frame = load_frame(self.config.results, strict=False)
-                    self._results = _with_filter_columns(frame)
-                except Exception as e:  # noqa: BLE001
-                    self._results_error = f"cannot read results in {self.config.results}: {type(e).__name__}: {e}"
-                    logger.warning(self._results_error)
+                pub = load_published(self.config.results, self.config.results_repo)
+                self._results_problems, self.results_folders = pub.problems, pub.folders
+                if pub.frame is None:
+                    self._results_error = "; ".join(pub.problems) or "no published results"
+                else:
+                    self._results = _with_filter_columns(pub.frame)
         return self._results
 
     @property
@@ -717,6 +919,55 @@ def _with_filter_columns(frame: "pd.DataFrame") -> "pd.DataFrame":
     eval_suite.tables already gives one column per group field, so nothing is parsed here."""
     missing = [k for k in FILTER_FIELDS if k not in frame.columns]
     return frame.assign(**{k: float("nan") for k in missing}) if missing else frame
+
+
+def _auto_blend_mb(share: float = 0.4, cap_mb: int = 6144, fallback_mb: int = 2048) -> int:
+    """The default memory for WiSE-FT blends: `share` of the memory available now (Linux), at most `cap_mb`."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            avail_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return fallback_mb
+    return int(min(cap_mb, share * avail_kb / 1024))
+
+
+class _KeyOnly:
+    """Whether a blend's banks are on disk, from its key alone (no model built)."""
+
+    def __init__(self, cache: Any, weights_key: str | None):
+        self.cache, self.weights = cache, f"key:{weights_key}"
+
+    def ready(self, labels: list[str], templates: tuple[str, ...] = ("{}",)) -> bool:
+        return self.cache is not None and self.cache.path(self.cache.key(self.weights, labels, templates)).is_file()
+
+
+def _blend_copy(base: Any, tuned: Any, alpha: float) -> Any:
+    """A copy of `tuned` (a ClipBackbone) with WiSE-FT weights (1 - alpha) * base + alpha * tuned, built in one
+    pass: each blended tensor is written once and handed to `copy.deepcopy` through its memo, so the copy
+    duplicates only the module structure (about 10x faster than deepcopy + wise_ft + load_state_dict)."""
+    import torch
+
+    bp = dict(base.named_parameters(remove_duplicate=False)) | dict(base.named_buffers(remove_duplicate=False))
+    blend = set(tuned.state_dict())  # what WiSE-FT blends; non-persistent buffers (an attention mask) are copied
+    # the tokenizer and image transforms are shared, not copied (a tokenizer's deepcopy alone takes ~0.2 s)
+    memo: dict[int, Any] = {id(x): x for x in (getattr(tuned, "tokenize", None), getattr(tuned, "preprocess_eval", None))
+                            if x is not None}
+    with torch.no_grad():
+        for named in (tuned.named_parameters(remove_duplicate=False), tuned.named_buffers(remove_duplicate=False)):
+            for name, t in named:
+                if id(t) in memo:
+                    continue
+                b = bp.get(name)
+                if b is None or b.shape != t.shape:
+                    got = "missing" if b is None else f"shape {tuple(b.shape)} vs {tuple(t.shape)}"
+                    raise ServiceError(
+                        f"WiSE-FT needs the base and tuned models in the same layout ({name}: {got}). Pass --wise-base "
+                        "with the base weights in the tuned model's format (e.g. hf:openai/clip-vit-base-patch32 for "
+                        "an HF CultureCLIP).")
+                v = (torch.lerp(b.detach().float(), t.detach().float(), alpha).to(t.dtype)
+                     if t.is_floating_point() and name in blend else t.detach().clone())
+                memo[id(t)] = torch.nn.Parameter(v, requires_grad=t.requires_grad) if isinstance(t, torch.nn.Parameter) else v
+    return copy.deepcopy(tuned, memo)
 
 
 def _blank():

@@ -29,7 +29,10 @@ def preprocess_signature(backbone: Any) -> str:
     Memory addresses in the repr (``<function to_rgb at 0x7f...>``) are dropped: they differ between
     processes, and the key must not (ranks of one run exchange features through it; later runs reuse it).
     """
-    text = f"{getattr(backbone, 'image_size', '')}|{_ADDRESS.sub('', repr(backbone.preprocess_eval))}"
+    from cultureclip.image import POLICY_VERSION
+
+    text = (f"{getattr(backbone, 'image_size', '')}|{_ADDRESS.sub('', repr(backbone.preprocess_eval))}"
+            f"|rgb{POLICY_VERSION}")  # the image policy's pixels change with its version
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -152,7 +152,7 @@ def display_table(atlas: pd.DataFrame, top: int | None = None, digits: int = 3) 
             cols.append(delta_col(metric))
     out = out[cols].copy()
     num = out.select_dtypes("number").columns.drop("rank")
-    out[num] = out[num].round(digits)
+    out[num] = out[num].astype("float64").round(digits)  # float32 0.983 would print as 0.9829999804496765
     return out.head(top) if top else out
 
 

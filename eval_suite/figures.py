@@ -255,12 +255,14 @@ def _atlas_series(atlas: pd.DataFrame, metric: str) -> list[tuple[str, str, bool
 
 
 def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "region",
-                  cols: str = "category") -> go.Figure:
+                  cols: str = "category", label: str | None = None) -> go.Figure:
     """Region x category heatmap of the confusion atlas (``eval_suite.confusions``): the mean of
-    `metric` over the twin-pair sides of each cell; buttons switch between models and their difference."""
+    `metric` over the twin-pair sides of each cell; buttons switch between models and their difference.
+    ``label``: the metric's name in titles (default: its column name)."""
     from eval_suite.atlas_frames import concept_frame
 
     go = _go()
+    label = label or metric
     per = concept_frame(atlas, metric)
     fig = go.Figure()
     series = _atlas_series(atlas, metric)
@@ -272,23 +274,26 @@ def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "
         fig.add_trace(go.Heatmap(
             z=z, x=[str(c) for c in grid.columns], y=[str(i) for i in grid.index], text=text,
             texttemplate="%{text}", customdata=n.to_numpy(), name=name,
-            colorscale="RdBu" if is_delta else "Reds", zmid=0 if is_delta else None,
-            colorbar=dict(title="Δ" if is_delta else metric),
-            hovertemplate=f"{rows}=%{{y}}<br>{cols}=%{{x}}<br>{metric}=%{{z:.3f}}<br>pair sides=%{{customdata}}"
+            colorscale="RdBu_r" if is_delta else "Reds", zmid=0 if is_delta else None,
+            colorbar=dict(title="Δ" if is_delta else "mean"),
+            hovertemplate=f"{rows}=%{{y}}<br>{cols}=%{{x}}<br>{label}=%{{z:.3f}}<br>pair sides=%{{customdata}}"
                           f"<extra>{name}</extra>"))
     _switchable(fig, [name for _, name, _ in series])
-    fig.update_layout(title=dict(text=f"Twin-pair {metric} by {rows} × {cols} (higher = more confusable)",
-                                 y=0.98, yanchor="top", font=dict(size=14)),
-                      xaxis_title=cols, yaxis_title=rows, margin=dict(t=100))
+    fig.update_layout(title=dict(text=f"Mean {label} of twin pairs by {rows} × {cols}<br><sup>higher = more "
+                                      "confusable</sup>", x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=12),
+                                 font=dict(size=14)),
+                      xaxis_title=None, yaxis_title=None, margin=dict(t=110, l=10, r=10))
     return fig
 
 
-def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos") -> go.Figure:
+def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos", label: str | None = None) -> go.Figure:
     """World map (plotly choropleth, ISO alpha-3) of the mean `metric` of each country's twin pairs;
-    buttons switch between models and their difference."""
+    buttons switch between models and their difference. The browser fetches the country outlines from
+    plotly's CDN: where it cannot, use :func:`atlas_countries`."""
     from eval_suite.atlas_frames import culture_frame
 
     go = _go()
+    label = label or metric
     per = culture_frame(atlas, metric)
     fig = go.Figure()
     series = _atlas_series(atlas, metric)
@@ -296,15 +301,56 @@ def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos") -> go.Figure:
         fig.add_trace(go.Choropleth(
             locations=per["iso3"], z=per[column], locationmode="ISO-3", name=name,
             customdata=np.stack([per["cultures"], per["n_concepts"]], axis=-1),
-            colorscale="RdBu" if is_delta else "Reds", zmid=0 if is_delta else None,
-            colorbar=dict(title="Δ" if is_delta else metric),
+            colorscale="RdBu_r" if is_delta else "Reds", zmid=0 if is_delta else None,
+            colorbar=dict(title="Δ" if is_delta else "mean"),
             hovertemplate="%{location}: %{z:.3f}<br>%{customdata[0]}<br>concepts: %{customdata[1]}"
                           f"<extra>{name}</extra>"))
     _switchable(fig, [name for _, name, _ in series])
-    fig.update_layout(title=dict(text=f"Twin-pair {metric} by culture (higher = more confusable)",
-                                 y=0.98, yanchor="top", font=dict(size=14)),
+    fig.update_layout(title=dict(text=f"Mean {label} of each country's twin pairs<br><sup>higher = more "
+                                      "confusable</sup>", x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=12),
+                                 font=dict(size=14)),
                       geo=dict(showframe=False, showcoastlines=True, projection_type="natural earth"),
-                      margin=dict(l=0, r=0, t=100, b=0))
+                      margin=dict(l=0, r=0, t=110, b=0))
+    return fig
+
+
+def atlas_countries(atlas: pd.DataFrame, metric: str = "prompt_cos", label: str | None = None,
+                    top: int = 25) -> go.Figure:
+    """The countries whose twin pairs are most confusable, ranked (the map's numbers without a map, so it
+    needs no outlines from a CDN): one row per country, a dot per model joined by a line, the first model's
+    most confusable first; the `top` first of them."""
+    from eval_suite.atlas_frames import atlas_labels, col, culture_frame
+
+    go = _go()
+    label = label or metric
+    labels = atlas_labels(atlas)
+    per = culture_frame(atlas, metric)
+    first = col(metric, labels[0])
+    per = per.sort_values(first, ascending=False, kind="stable").head(top)
+    names = [f"{c.split(',')[0]} ({code})" if c else code for c, code in zip(per["cultures"], per["iso3"])]
+    y = list(reversed(names))  # most confusable at the top
+    fig = go.Figure()
+    colours = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"]
+    if len(labels) >= 2:
+        xs, ys = [], []
+        for name, a, b in zip(names, per[col(metric, labels[0])], per[col(metric, labels[1])]):
+            xs += [a, b, None]
+            ys += [name, name, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#bbbbbb", width=2), hoverinfo="skip",
+                                 showlegend=False))
+    for i, lab in enumerate(labels):
+        fig.add_trace(go.Scatter(
+            x=per[col(metric, lab)], y=names, mode="markers", name=lab, marker=dict(size=9, color=colours[i % 4]),
+            customdata=np.stack([per["cultures"], per["n_concepts"]], axis=-1),
+            hovertemplate=f"%{{y}}: %{{x:.3f}}<br>%{{customdata[0]}}<br>concepts: %{{customdata[1]}}<extra>{lab}</extra>"))
+    fig.update_yaxes(categoryorder="array", categoryarray=y, automargin=True)
+    n_all = len(culture_frame(atlas, metric))
+    fig.update_layout(
+        title=dict(text=f"Countries whose twin pairs are most confusable<br><sup>mean {label} of each country's twin "
+                        f"pairs, top {len(per)} of {n_all} by {labels[0]}; further right = more confusable</sup>",
+                   x=0.01, xanchor="left", y=1, yref="container", yanchor="top", pad=dict(t=12), font=dict(size=14)),
+        height=max(360, 120 + 20 * len(per)), margin=dict(t=90, l=10, r=10, b=40),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0), xaxis_title=None)
     return fig
 
 

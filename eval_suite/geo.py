@@ -40,6 +40,9 @@ COMMUNITY_COUNTRIES: dict[str, tuple[str, ...]] = {
     "inuit": ("CA", "GL"), "maasai": ("KE", "TZ"), "mandinka": ("ML", "SN", "GM", "GN"), "navajo": ("US",),
     "ojibwe": ("CA", "US"), "plains_nations": ("US", "CA"), "pueblo": ("US",), "sami": ("NO", "SE", "FI", "RU"),
     "tibetan": ("CN",),
+    "haida": ("CA", "US"), "wodaabe": ("NE", "TD"), "jewish": ("IL",), "garifuna": ("BZ", "HN", "GT", "NI"),
+    # a religion's festival (Eid al-Fitr): the countries its catalog entry lists
+    "muslim": ("SA", "EG", "ID", "PK", "BD", "TR", "MY"),
     # the offline twin world (regional flags, Scottish clans and regiments)
     "england": ("GB",), "scotland": ("GB",), "orkney": ("GB",), "tenerife": ("ES",), "texas": ("US",),
     "black_watch_regiment": ("GB",), "royal_house_of_stewart": ("GB",),

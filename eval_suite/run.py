@@ -276,6 +276,15 @@ def check_eval_config(cfg: EvalConfig) -> EvalConfig:
     if unknown:
         raise ConfigError(f"roots (--root NAME=PATH, roots.NAME=PATH or the preset's roots) names no benchmark: "
                           f"{unknown}; choose from {sorted(root_names())}")
+    from eval_suite.benchmarks import BenchmarkError
+    from eval_suite.benchmarks.classification import templates_option
+
+    for name, opts in cfg.options.items():  # prompt templates are checked here, not at the first embedding
+        if opts.get("templates"):
+            try:
+                templates_option(opts["templates"], name)
+            except BenchmarkError as exc:
+                raise ConfigError(f"options.{name}.templates: {exc}") from None
     return cfg
 
 

@@ -282,8 +282,11 @@ def compare(
                 common = sb.index.intersection(st.index)
                 group = {f: row[f] for f in fields if not pd.isna(row[f])}
                 mask = _group_mask(sb.loc[common], group)
-                if mask is not None and mask.any():
-                    ids = common[mask.to_numpy()]
+                ids = common[mask.to_numpy()] if mask is not None else common[:0]
+                # items a metric does not apply to are stored as null (e.g. twin accuracy of an image whose
+                # concept has no twin in the split): compare over the items both models have a value for
+                ids = ids[(sb.loc[ids, metric_name].notna() & st.loc[ids, metric_name].notna()).to_numpy()]
+                if len(ids):
                     res = M.paired_bootstrap(
                         sb.loc[ids, metric_name].to_numpy(float),
                         st.loc[ids, metric_name].to_numpy(float),

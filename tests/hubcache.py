@@ -30,9 +30,9 @@ VERSION = "1"
 MARKER = f".cultureclip_hubcache_v{VERSION}"
 
 
-def _snapshot(hub: Path, repo_id: str) -> Path:
-    """Create models--org--name/refs/main and the snapshot folder it names; return the folder."""
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
+def _snapshot(hub: Path, repo_id: str, repo_type: str = "model") -> Path:
+    """Create <type>s--org--name/refs/main and the snapshot folder it names; return the folder."""
+    repo = hub / (f"{repo_type}s--" + repo_id.replace("/", "--"))
     commit = hashlib.sha1(f"cultureclip-test:{repo_id}".encode()).hexdigest()
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(commit)
@@ -53,6 +53,16 @@ def build_hub_cache(hf_home: str | Path) -> Path:
     save_open_clip(_snapshot(hub, OPEN_CLIP_OPENAI_REPO), "ViT-B-32", seed=2, quick_gelu=True, with_config=False)
     (hf_home / MARKER).write_text(json.dumps({"repos": [HF_BASE_ID, HF_TUNED_ID, OPEN_CLIP_OPENAI_REPO]}))
     return hf_home
+
+
+def add_dataset_repo(hf_home: str | Path, repo_id: str, files: dict[str, bytes]) -> Path:
+    """A dataset repo in `<hf_home>/hub` as `snapshot_download(repo_type="dataset")` leaves it (e.g. a results
+    folder an owner published); files: {path in the repo: content}. Returns the snapshot folder."""
+    snap = _snapshot(Path(hf_home) / "hub", repo_id, "dataset")
+    for rel, data in files.items():
+        (snap / rel).parent.mkdir(parents=True, exist_ok=True)
+        (snap / rel).write_bytes(data)
+    return snap
 
 
 def cached_hub_home(root: str | Path) -> Path:

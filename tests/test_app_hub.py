@@ -21,6 +21,8 @@ import pytest
 pytest.importorskip("gradio_client")
 
 REPO = Path(__file__).resolve().parent.parent
+from demo.starting import MARKER as STARTING_MARKER  # noqa: E402
+
 STARTUP_TIMEOUT_S = 600  # two 151M-parameter models + 2 catalog label banks on 2 busy cores
 
 
@@ -89,17 +91,18 @@ def _check_search(out):
 
 
 def _check_atlas(out):
-    msg, table, heat, world = out
+    msg, table, heat, world, legend = out
     assert "twin pairs" in msg and len(table["data"]) == 50 and heat is not None and world is not None, msg
 
 
 def _check_evaluate(out):
-    assert "✅" in out[0] and len(out[2]["data"]) > 0, out[0]
+    assert "✅" in out[6] and len(out[1]["data"]) > 0, out[6]
 
 
 def _check_benchmarks(out):
-    msg, table = out[:2]
+    msg, comparison, table = out[:3]
     assert len(table["data"]) > 0 and "cultwin_live" in str(table["data"]), msg
+    assert len(comparison["data"]) > 0 and "Base CLIP %" in comparison["headers"], msg
 
 
 # Without --dataset the app renders the bundled world's flags and tartans at the models' resolution (the
@@ -155,6 +158,7 @@ def hub_app(hub_home, tmp_path_factory):
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     t0 = time.time()
+    first_page_s = None
     try:
         while True:
             if proc.poll() is not None:
@@ -162,12 +166,18 @@ def hub_app(hub_home, tmp_path_factory):
             if time.time() - t0 > STARTUP_TIMEOUT_S:
                 pytest.fail(f"app.py not serving after {STARTUP_TIMEOUT_S} s:\n{log.read_text(errors='replace')[-4000:]}")
             try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    starting = STARTING_MARKER in resp.read().decode(errors="replace")
+                if first_page_s is None:
+                    first_page_s = time.time() - t0
+                if not starting:  # the app itself, not the starting page shown while it loads
+                    break
+                time.sleep(1)
             except OSError:
                 time.sleep(1)
         startup_s = time.time() - t0
-        yield {"url": url, "log": log, "startup_s": startup_s, "files": {"image": _query_image(tmp)}}
+        yield {"url": url, "log": log, "startup_s": startup_s, "first_page_s": first_page_s,
+               "files": {"image": _query_image(tmp)}}
     finally:
         proc.terminate()
         try:

@@ -215,14 +215,33 @@ def test_classification_formats_agree(fx, tmp_path):
 
 
 def test_imagenet_wnid_tree_prompts_tench_with_80_templates(tmp_path):
-    b = create_benchmark("imagenet1k", root=F.make_imagenet_val_tree(tmp_path / "inet"))
+    b = create_benchmark("imagenet1k", root=F.make_imagenet_val_tree(tmp_path / "inet", classes=range(1000), per_class=1))
     d = b.load()
-    assert d.classnames == ["tench", "goldfish", "great white shark"] and list(d.labels) == [0, 0, 1, 1, 2, 2]
-    assert len(d.templates) == 80 and b.warnings == []
+    assert d.classnames[:3] == ["tench", "goldfish", "great white shark"] and list(d.labels) == list(range(1000))
+    assert len(d.templates) == 80 and b.warnings == []  # the complete tree: no warning
     emb = TableEmbedder([])
-    b.evaluate(emb, image_features=torch.ones(6, 1), n_boot=0)
+    b.evaluate(emb, image_features=torch.ones(1000, 1), n_boot=0)
     assert "a photo of a tench." in emb.seen and "a bad photo of a goldfish." in emb.seen
-    assert not any("n01440764" in t for t in emb.seen) and len(emb.seen) == 3 * 80
+    assert not any("n01440764" in t for t in emb.seen) and len(emb.seen) == 1000 * 80
+
+
+def test_partial_imagenet_tree_keeps_the_standard_indices_and_warns(tmp_path, caplog):
+    """Three WordNet-id folders used to become a 3-way task with labels 0..2 (inflated accuracy, no word)."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    b = create_benchmark("imagenet1k", root=F.make_imagenet_val_tree(tmp_path / "inet", classes=(5, 300, 999)))
+    with caplog.at_level("WARNING"):
+        d = b.load()
+    assert list(d.labels) == [5, 5, 300, 300, 999, 999] and d.classnames == list(IMAGENET_CLASSNAMES)
+    assert len(b.warnings) == 1 and "only 3 of the 1000 classes" in b.warnings[0] and "inet" in b.warnings[0]
+    assert b.warnings[0] in caplog.text  # logged loudly as well
+    # and recorded in the result: a 1000-way task, so images of class 999 are scored against all 1000 names
+    emb = TableEmbedder([])
+    r = b.evaluate(emb, image_features=torch.ones(6, 1), n_boot=0)
+    assert r.warnings == b.warnings and len(emb.seen) == 1000 * 80
+    # the same copy under the generic class-folder benchmark is a user-defined task: no such rule
+    z = create_benchmark("zeroshot", root=tmp_path / "inet")
+    assert list(z.load().labels) == [0, 0, 1, 1, 2, 2] and z.warnings == []
 
 
 def test_imagenet_hf_parquet_classlabel_maps_to_clip_names(tmp_path):
@@ -346,6 +365,9 @@ def test_cultwin_twin_scores(fx):
     assert africa["metrics"]["twin_acc"] == 0.5 and africa["metrics"]["n_twin"] == 2  # merged twin-acc groups
     assert find_group(r.groups, category="flag", region="Europe") is not None
     assert names  # concept texts exist for all 5 concepts
+    per_item = r.samples["twin_acc"]  # per image, for paired comparisons; None: no twin in the split
+    assert len(per_item) == 10 and [per_item[i] for i, c in enumerate(d.concept_ids) if c == "tartan_black_watch"] == [None, None]
+    assert per_item[d.concept_ids.index("flag_chad")] == 0.0 and sum(v for v in per_item if v is not None) == 7
 
 
 def test_tiny_model_end_to_end_every_benchmark(fx, tiny_open_clip_dir):

@@ -171,3 +171,34 @@ def test_an_unreadable_twin_image_loses_only_that_negative_when_skipping(ds_dir)
         strict[chad]
     item = CulTwinDataset(m, lambda im: torch.zeros(3, 8, 8), twin_images=True, skip_bad_images=True)[chad]
     assert item["has_twin"] and item["twin_prompt"] == "a photo of flag romania" and "twin_image" not in item
+
+
+def test_local_negatives_pack_each_twin_pair_into_one_process_batch():
+    """With `loss.negatives=local` a process's softmax sees only its own batch, so the sampler packs both
+    sides of every pair there (the global packing splits pairs across processes' slices)."""
+    from collections import Counter
+
+    pairs = [(f"a{i}", f"b{i}") for i in range(7)]
+    concepts = [c for a, b in pairs for c in (a, b)] + [f"solo{i}" for i in range(5)]  # 19 images
+    twin_of = {a: b for a, b in pairs} | {b: a for a, b in pairs}
+    twins = [[twin_of[c]] if c in twin_of else [] for c in concepts]
+
+    def split_pairs(batches):
+        """Images whose twin's image is not in their batch (padding repeats excluded)."""
+        count = Counter(i for batch in batches for i in batch)
+        return sum(1 for batch in batches for i in batch if count[i] == 1 and concepts[i] in twin_of
+                   and twin_of[concepts[i]] not in {concepts[j] for j in batch})
+
+    glob_split = 0
+    for seed in range(6):
+        ranks = [list(TwinBatchSampler(concepts, twins, batch_size=4, seed=seed, num_replicas=2, rank=r, local=True))
+                 for r in range(2)]
+        assert len(ranks[0]) == len(ranks[1]) == len(TwinBatchSampler(concepts, twins, 4, seed, num_replicas=2,
+                                                                      local=True))
+        assert all(len(b) == 4 for r in ranks for b in r)  # every process steps with a full batch
+        assert split_pairs(ranks[0] + ranks[1]) == 0  # each image's twin is in its own process's batch
+        assert set(i for r in ranks for b in r for i in b) == set(range(len(concepts)))  # every image, each epoch
+        glob = [list(TwinBatchSampler(concepts, twins, batch_size=4, seed=seed, num_replicas=2, rank=r))
+                for r in range(2)]
+        glob_split += split_pairs(glob[0] + glob[1])
+    assert glob_split > 0  # the global packing does put twins in different processes' slices

@@ -78,14 +78,16 @@ def test_twin_and_search_endpoints(client):
     assert msg2 == msg
 
 
-def test_benchmark_endpoints_and_csv(client):
-    msg, table, bars, heat, dl, status = client.predict([], [], [], [], True, api_name="/benchmarks")
+def test_benchmark_endpoints_and_csv(client, demo_world):
+    msg, comparison, table, bars, heat, dl, status, models = client.predict([], [], [], [], True, api_name="/benchmarks")
     assert "16 rows" in msg and len(table["data"]) == 16 and bars is not None and heat is not None
+    assert comparison["headers"][:3] == ["benchmark", "metric", "group"] and "Base CLIP" in models
     csv_path = dl["value"] if isinstance(dl, dict) and "value" in dl else dl
     text = Path(csv_path if isinstance(csv_path, str) else csv_path["path"]).read_text()
-    assert text.splitlines()[0].startswith("benchmark,task,model")
+    assert text.splitlines()[0].startswith("benchmark,metric,group,model,value %")
+    assert str(demo_world["base"]) not in text and str(demo_world["base"].parent) not in text  # no server paths
     assert len(text.splitlines()) == 17
-    msg, table, *_ = client.predict(["cultwin"], ["cultureclip"], ["Asia"], [], True, api_name="/benchmarks")
+    msg, _, table, *_ = client.predict(["cultwin"], ["cultureclip"], ["Asia"], [], True, api_name="/benchmarks")
     assert len(table["data"]) == 1 and table["data"][0][-4] == 70.0
     out = client.predict([], [], [], [], True, api_name="/benchmarks_tab_open")
     assert "16 rows" in out[0]

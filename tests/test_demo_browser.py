@@ -52,7 +52,7 @@ def test_browser_flow(app_url, tmp_path):
         for word in ("gyoza", "tamale", "jiaozi", "momo", "kilt"):
             assert word not in body, f"the page speaks of {word!r}"
         assert "flag of chad vs flag of romania" in body
-        # examples: twin pairs, each with its true concept
+        # examples: a gallery of twin pairs, each labelled with its true concept
         examples = page.locator("#examples")
         examples.get_by_text("Campbell tartan (Clan Campbell)").first.wait_for()
         ex_text = examples.inner_text()
@@ -69,6 +69,7 @@ def test_browser_flow(app_url, tmp_path):
         assert img.evaluate("e => getComputedStyle(e).imageRendering") == "pixelated"
         # typed labels are shown literally (no link, no maths)
         page.get_by_label("Extra labels (comma separated)").fill("[evil](https://evil.example) $$x^2$$, www.evil.example")
+        page.locator("#options").get_by_text("Candidate labels, WiSE-FT blend, top-k").click()  # the accordion
         page.get_by_label("Use catalog concepts as candidate labels").uncheck()  # only the typed labels
         # WiSE-FT: the right panel is titled by what it shows
         alpha = page.get_by_label("WiSE-FT α (0 = base weights, 1 = CultureCLIP)", exact=False)
@@ -99,17 +100,23 @@ def test_browser_flow(app_url, tmp_path):
         heat = [t for t in ticks if "#" in t]
         assert len(set(heat)) == 8, f"heatmap columns collide: {heat}"
         assert page.locator(".js-plotly-plot .colorbar").count() == 1  # one colour scale, one colourbar
-        shown = page.locator("#confusion-gallery .caption-label")
+        shown = page.locator("#confusion-gallery .caption-label, #pair-a .caption-label, #pair-b .caption-label")
+        assert shown.count() >= 8
         for i in range(shown.count()):
             cut = shown.nth(i).evaluate("e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1")
-            assert not cut, f"confusion caption cut off: {shown.nth(i).inner_text()}"
+            assert not cut, f"gallery caption cut off: {shown.nth(i).inner_text()}"
+        # no empty "All pairs" table with placeholder headers (1 2 3) before the map is computed
+        assert not page.get_by_text("All pairs", exact=True).first.is_visible()
         page.get_by_role("button", name="Compute the confusion map").click()
         page.get_by_text("confusion %").first.wait_for()
+        headers = page.locator("th").all_inner_texts()
+        assert any("pair" in h for h in headers) and not any(h.strip() in ("1", "2", "3") for h in headers), headers
         page.wait_for_timeout(800)
         page.screenshot(path=str(SHOTS / "twin_explorer.png"), full_page=True)
         # benchmarks
         page.get_by_role("tab", name="Benchmarks").click()
         page.get_by_text("rows (main metric").wait_for()
+        page.get_by_text("Every result: filters").click()  # filters, all rows and the CSV are one click away
         page.get_by_role("button", name="Download CSV").wait_for()
         page.wait_for_timeout(800)
         page.screenshot(path=str(SHOTS / "benchmarks.png"), full_page=True)
@@ -119,7 +126,7 @@ def test_browser_flow(app_url, tmp_path):
         assert "flag of Chad" in (box.get_attribute("placeholder") or "")
         box.fill("flag of Chad")
         page.get_by_role("button", name="Search", exact=True).click()
-        page.get_by_text("Top hit").wait_for()
+        page.get_by_text("are flag of Chad").first.wait_for()  # "k of N are flag of Chad" per model
         page.wait_for_timeout(800)
         page.screenshot(path=str(SHOTS / "search.png"), full_page=True)
         # a bad upload shows a message, and the page keeps working
@@ -189,3 +196,75 @@ def test_twin_explorer_while_the_dataset_index_is_built(app_url):
     finally:
         gate.set()
         demo.close()
+
+
+def _shots(tmp_path) -> Path:
+    shots = Path(os.environ.get("CULTURECLIP_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
+def test_first_visit_both_verdicts_in_view_after_classify(app_url, tmp_path):
+    """(a) 1280x900: land, pick an example, Classify: both models' answers, each with its verdict against the
+    example's true concept, are inside the viewport, and nothing scrolled."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests import browser_journeys as J
+
+    url, _ = app_url
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=J.ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        v = J.recognize(page, url, example=0, shot=_shots(tmp_path) / "recognize_first_visit.png")
+        hover = page.locator("#verdicts .who").first.get_attribute("title")
+        browser.close()
+    h = v.viewport["height"]
+    # the first action is in view on arrival: an example and the Classify button
+    assert v.example_box["y"] + v.example_box["height"] <= h and v.button_box["y"] + v.button_box["height"] <= h
+    assert v.scroll_before == 0 and v.scroll_after == 0, "the page scrolled"
+    assert len(v.verdict_boxes) == 2
+    for box in v.verdict_boxes:
+        assert box["y"] >= 0 and box["y"] + box["height"] <= h, f"a verdict is outside the viewport: {box}"
+    assert all(k in ("right", "wrong", "twin") for k in v.verdicts), v.verdicts  # the truth is known
+    assert v.truth and v.truth in v.verdict_text and "Base CLIP" in v.verdict_text and "CultureCLIP" in v.verdict_text
+    assert hover and "/" in hover  # the model's spec on hover (here a folder)
+
+
+def test_phone_no_horizontal_page_scroll_on_the_answers(app_url, tmp_path):
+    """(d) 390x844: the same journey on a phone: the page never scrolls sideways, and the verdicts are
+    brought into view after Classify."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests import browser_journeys as J
+
+    url, _ = app_url
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=J.ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        page.set_default_timeout(60_000)
+        v = J.recognize(page, url, example=1, shot=_shots(tmp_path) / "recognize_phone.png")
+        browser.close()
+    assert v.overflow_px <= 0, f"the page is {v.overflow_px}px wider than the phone: {v.wide}"
+    assert len(v.verdict_boxes) == 2
+    first = v.verdict_boxes[0]
+    assert first["y"] >= 0 and first["y"] + first["height"] <= v.viewport["height"], first
+    assert all(b["x"] >= 0 and b["x"] + b["width"] <= 390 for b in v.verdict_boxes), v.verdict_boxes
+
+
+def test_search_says_how_well_each_model_did(app_url, tmp_path):
+    """Search marks the hits that are the queried concept and says "k of N are <concept>" per model."""
+    import re
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from tests import browser_journeys as J
+
+    url, _ = app_url
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=J.ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(60_000)
+        v = J.search(page, url, "flag of Chad", shot=_shots(tmp_path) / "search_marked.png")
+        browser.close()
+    assert re.fullmatch(r"Base CLIP: \d+ of 8 are flag of Chad", v.labels[0].strip()), v.labels
+    assert re.fullmatch(r"CultureCLIP: \d+ of 8 are flag of Chad", v.labels[1].strip()), v.labels
+    assert len(v.captions) == 16 and all(c.startswith(("✓ flag of Chad", "✗ ")) for c in v.captions), v.captions
+    assert re.search(r"Base CLIP: \d+ of 8 are flag of Chad", v.message), v.message

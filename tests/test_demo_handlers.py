@@ -319,7 +319,7 @@ def test_benchmark_view_group_values_with_separators(demo_world, tmp_path):
                                 catalog=[demo_world["dataset"] / "catalog"], default_dataset=False))
     assert H.benchmark_choices(s)["category"] == ["food|drink"]
     v = H.benchmark_view(s, categories=["food|drink"], regions=["Europe"])
-    assert v.table["model"].tolist() == ["base", "cultureclip"] and v.table["value %"].tolist() == [25.0, 50.0]
+    assert v.table["model"].tolist() == ["Base CLIP", "CultureCLIP"] and v.table["value %"].tolist() == [25.0, 50.0]
     assert set(v.table["group"]) == {"region: Europe · category: food|drink"}  # display label only
     hm = v.heatmap.data[0]
     assert list(hm.x) == ["food|drink"] and list(hm.y) == ["Asia", "Europe"]
@@ -336,9 +336,84 @@ def test_services_without_dataset_or_results(demo_world):
     assert any("--dataset" in n for n in notes) and any("--results" in n for n in notes)
     assert len(s.concepts()) == 6  # from the catalog alone
     v = H.benchmark_view(s)
-    assert v.table.empty and "--results" in v.message
+    assert v.table.empty and v.message == "No benchmark results are available in this Space yet."  # no owner flags
     with pytest.raises(DemoInputError, match="--dataset"):
         H.search(s, "tamale")
     with pytest.raises(DemoInputError, match="--dataset"):
         H.pair_view(s, "gyoza|jiaozi")
     assert H.example_images(s) == []
+
+
+def _result(base, tuned, labels=("gyoza (Japan)", "jiaozi (China)", "tamale (Mexico)", "pizza")):
+    from demo import handlers as H
+
+    ids = {"gyoza (Japan)": "gyoza", "jiaozi (China)": "jiaozi", "tamale (Mexico)": "tamale", "pizza": None}
+    picks = tuple(H.Pick(labels[i], 0.5, ids[labels[i]]) for i in (base, tuned))
+    return H.ClassifyResult({}, {}, "", picks=picks, tuned_name="CultureCLIP")
+
+
+def _cards(html: str) -> list[tuple[str, str]]:
+    import re
+
+    return re.findall(r'data-verdict="(\w+)">.*?<div class="tag">(.*?)</div>', html)
+
+
+def test_verdicts_against_the_true_concept(services):
+    """Each model's top answer gets a verdict against the picked example's concept: right, wrong, or took it
+    for its twin (naming the twin); the twins' cues appear when the models disagree on a twin pair."""
+    from demo import handlers as H
+
+    html = H.verdicts_html(services, _result(1, 0), "gyoza (Japan)")  # base: the twin, CultureCLIP: right
+    assert _cards(html) == [("twin", "✗ took it for its twin, jiaozi"), ("right", "✓ right")]
+    assert 'id="twin-cues"' in html and "How to tell gyoza from jiaozi" in html.replace("jiaozi from gyoza", "gyoza from jiaozi")
+    assert "gyoza differs from jiaozi in its colour" in html and "jiaozi differs from gyoza in its colour" in html
+    # the spec on hover, the names people use on the cards
+    assert f'title="{services.config.base}"' in html and ">Base CLIP<" in html and ">CultureCLIP<" in html
+    # a plain miss: wrong, and no cues (not a twin pair)
+    html = H.verdicts_html(services, _result(2, 0), "gyoza (Japan)")
+    assert _cards(html) == [("wrong", "✗ wrong"), ("right", "✓ right")] and "twin-cues" not in html
+    # both take it for the twin: the cues still say how to tell them apart
+    html = H.verdicts_html(services, _result(1, 1), "gyoza")
+    assert [k for k, _ in _cards(html)] == ["twin", "twin"] and "twin-cues" in html
+    # own image: no truth, no verdict; a disagreement on a twin pair still shows the cues
+    html = H.verdicts_html(services, _result(0, 1), "")
+    assert [k for k, _ in _cards(html)] == ["unknown", "unknown"] and "twin-cues" in html
+    assert H.verdicts_html(services, H.ClassifyResult({}, {}, "❌ no", ok=False), "gyoza") == ""
+
+
+def test_verdict_panel_escapes_labels(services):
+    from demo import handlers as H
+
+    r = H.ClassifyResult({}, {}, "", picks=(H.Pick("<img src=x onerror=alert(1)> ${x} {{y}}", 0.4, None),
+                                              H.Pick("pizza", 0.6, None)), tuned_name="CultureCLIP")
+    html = H.verdicts_html(services, r, None)
+    assert "<img" not in html and "${" not in html and "{{" not in html and "&lt;img" in html
+
+
+def test_classify_gives_each_models_pick(services, demo_world):
+    from demo import handlers as H
+
+    r = H.classify(services, str(demo_world["dataset"] / "images/gyoza/gyoza_0.png"), top_k=3)
+    assert r.ok and r.picks is not None
+    assert r.picks[0].label == next(iter(r.base)) and r.picks[1].label == next(iter(r.tuned))
+    assert all(p.concept_id in services.concepts() for p in r.picks) and "candidate labels" in r.notes
+    assert "Cultural twins" not in r.notes  # the page's verdict panel says it; the API message keeps it
+
+
+def test_search_marks_the_queried_concepts_hits(services):
+    from demo import handlers as H
+
+    r = H.search(services, "the flag of Chad", k=6)
+    assert r.concept == "flag_chad"
+    df = services.manifest()
+    for which, shown in (("base", r.base), ("tuned", r.tuned)):
+        concepts = [df.loc[df["abs_path"] == p, "concept_id"].iloc[0] for p, _ in shown]
+        assert r.counts[which] == concepts.count("flag_chad")
+        for c, (_, caption) in zip(concepts, shown):
+            assert caption.startswith("✓ flag of Chad") if c == "flag_chad" else caption.startswith("✗ ")
+            assert ("(its twin)" in caption) == (c == "flag_romania")
+    assert f"Base CLIP: {r.counts['base']} of 6** are flag of Chad" in r.message
+    assert f"CultureCLIP: {r.counts['tuned']} of 6**" in r.message
+    other = H.search(services, "a red bicycle", k=3)  # names no concept: nothing marked, and it says so
+    assert other.concept is None and not other.counts and "not marked" in other.message
+    assert H.concept_in_query(services, "flag of Romania at dusk").id == "flag_romania"

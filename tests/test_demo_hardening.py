@@ -104,14 +104,14 @@ def test_wise_ft_blends_are_built_once_under_a_lock_and_every_alpha_is_cached(se
     from demo import services as S
 
     calls = []
-    real = S.blend_state_dicts
+    real = S._blend_copy
 
     def slow_blend(base, tuned, alpha):
         calls.append(alpha)
         time.sleep(0.3)  # a real ViT-B/32 blend takes longer; concurrent misses overlap here
         return real(base, tuned, alpha)
 
-    monkeypatch.setattr(S, "blend_state_dicts", slow_blend)
+    monkeypatch.setattr(S, "_blend_copy", slow_blend)
     services.tuned.get()
     services.base.get()
     got = []

@@ -82,3 +82,30 @@ def test_the_alias_table_is_checked_against_the_fields():
         check_aliases(ALIASES + (Alias("--seed", "seed", "value"),))
     with pytest.raises(RuntimeError, match="--root: form 'value' does not fit roots"):
         check_aliases(tuple(dataclasses.replace(a, form="value") if a.flag == "--root" else a for a in ALIASES))
+
+
+def test_bad_prompt_templates_are_refused_at_config_load(tmp_path):
+    """A benchmark's `templates` option (a list or a file) needs exactly one placeholder per template."""
+    with pytest.raises(SystemExit, match=r"options.imagenet1k.templates: .*'a {c} and a {c}' must have exactly one"):
+        _cfg("--config", "smoke", "--option", "imagenet1k.templates=['a photo of a {c}.', 'a {c} and a {c}']")
+    with pytest.raises(SystemExit, match=r"options.imagenet1k.templates: .*quote each one"):
+        _cfg("--config", "smoke", "--option", "imagenet1k.templates=[a photo of a {c}.]")  # YAML reads {c} as a map
+    bad = tmp_path / "templates.txt"
+    bad.write_text("a photo of a {c}.\na photo of {}, a {}\n")
+    with pytest.raises(SystemExit, match=r"templates file .*templates.txt: prompt template 'a photo of {}, a {}'"):
+        _cfg("--config", "smoke", "--option", f"zeroshot.templates={bad}")
+    good = _cfg("--config", "smoke", "--option", "imagenet1k.templates=['a photo of a {c}.', 'itap of a {}.']")
+    assert good.options["imagenet1k"]["templates"]
+
+
+def test_bad_templates_file_beside_the_data_is_refused_at_load(tmp_path):
+    from eval_suite.benchmarks import BenchmarkError, create_benchmark
+    from eval_suite.benchmarks.classification import templates_option
+    from tests.fixtures import make_benchmark_fixtures as F
+
+    root = F.make_zeroshot_folders(tmp_path / "zs", ["kimono", "sari"])
+    (root / "zeroshot_classification_templates.txt").write_text("a photo of a {c}.\n{c} or {c}\n")
+    with pytest.raises(BenchmarkError, match=r"zeroshot_classification_templates.txt: prompt template '{c} or {c}'"):
+        create_benchmark("zeroshot", root=str(root)).load()
+    # a template option given as text is a list of templates, not a list of characters
+    assert templates_option("a photo of a {c}.", "zeroshot") == ["a photo of a {c}."]

@@ -1,4 +1,6 @@
 """Embedder: batching, cached label banks, zero-shot probabilities, twin scores (tiny real models)."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -52,6 +54,18 @@ def test_label_bank_is_template_ensemble_and_cached(emb, monkeypatch):
     assert calls["n"] == 2  # weights changed -> recomputed
     with pytest.raises(ValueError, match="placeholder"):
         emb.label_bank(labels, ["no placeholder"])
+
+
+@pytest.mark.parametrize("template, found", [("{} and {}", "found 2 ({}, {})"), ("a photo of {c}.", "found 1 ({c})"),
+                                             ("a photo of {0}", "found 1 ({0})"), ("no label", "found 0"),
+                                             ("a {", "cannot be formatted")])
+def test_templates_without_exactly_one_placeholder_are_refused(emb, template, found):
+    """'{} and {}' used to give a bare IndexError from str.format; '{c}' a KeyError."""
+    with pytest.raises(ValueError, match=re.escape(found)) as exc:
+        emb.label_bank(["x"], [template])
+    assert repr(template) in str(exc.value) and "'{}'" in str(exc.value)
+    # literal braces are fine
+    assert emb.label_bank(["x"], ["{{x}} {}"]).shape == (1, emb.backbone.embed_dim)
 
 
 def test_zero_shot_and_classify(emb):
@@ -149,3 +163,22 @@ def test_cpu_embeddings_are_full_precision_unless_asked(emb):
         ref_img = torch.nn.functional.normalize(bb.encode_image(emb.preprocess(ims)).float(), dim=-1)
     assert torch.allclose(emb.embed_texts(["hanbok", "kimono"]), ref, atol=1e-6)
     assert torch.allclose(emb.embed_images(ims), ref_img, atol=1e-6)
+
+
+def test_texts_are_batched_shortest_first_and_returned_in_order(tiny_hf_clip_dir):
+    """An HF text tower runs each batch at its longest prompt's length: batching by length saves the padding."""
+    e = Embedder(create_backbone(str(tiny_hf_clip_dir)), batch_size=1)  # 4 texts per batch
+    texts = [("word " * n).strip() for n in (9, 1, 7, 3, 12, 2, 8, 5, 4, 11, 6, 10)]
+    seen = []
+    real = e.backbone.tokenize
+
+    def spy(batch):
+        seen.append([len(t) for t in batch])
+        return real(batch)
+
+    e.backbone.tokenize = spy
+    got = e.embed_texts(texts)
+    flat = [n for b in seen for n in b]
+    assert flat == sorted(flat) and len(seen) == 3, seen
+    alone = torch.cat([e.embed_texts([t]) for t in texts])
+    assert torch.allclose(got, alone, atol=1e-5)

@@ -48,6 +48,35 @@ def test_lora_zero_update_equals_base_then_merge_equals_lora(kind, tiny_open_cli
         assert torch.allclose(bb2.encode_image(px), i1, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["open_clip", "hf"])
+def test_lora_added_to_a_model_in_eval_mode_stays_in_eval_mode(kind, tiny_open_clip_dir, tiny_hf_clip_dir):
+    """The new LoRA modules used to start in train mode: dropout made two embeddings of one text differ."""
+    from cultureclip.inference import Embedder
+
+    bb = create_backbone(str(tiny_open_clip_dir if kind == "open_clip" else tiny_hf_clip_dir))
+    bb.eval()
+    before = {id(m) for m in bb.modules()}
+    apply_lora(bb, r=4, alpha=16, dropout=0.5)
+    new = [(n, m) for n, m in bb.named_modules() if id(m) not in before]
+    assert any(isinstance(m, torch.nn.Dropout) for _, m in new)  # LoRA dropout is among them
+    assert [n for n, m in new if m.training] == []
+    for name, p in bb.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # B != 0: dropout on the LoRA path now changes outputs
+    emb = Embedder(bb)
+    a, b = emb.embed_texts(["x"]), emb.embed_texts(["x"])
+    assert torch.equal(a, b)
+    bb.train()  # and they follow the model into train mode: dropout active there
+    with torch.no_grad():
+        tok = bb.tokenize(["x"])
+        assert not torch.allclose(bb.encode_text(tok), bb.encode_text(tok))
+    # a model in train mode gets adapters in train mode; the base's own modules keep their flags
+    bb2 = create_backbone(str(tiny_open_clip_dir if kind == "open_clip" else tiny_hf_clip_dir))
+    bb2.train()
+    apply_lora(bb2, r=4, alpha=16, dropout=0.5)
+    assert all(m.training for m in bb2.modules())
+
+
 def test_lora_only_targets_q_and_v(tiny_open_clip_dir):
     bb = create_backbone(str(tiny_open_clip_dir))
     apply_lora(bb, r=4, alpha=16, dropout=0.0, targets=("q", "v"))

@@ -460,3 +460,51 @@ def test_the_loss_takes_the_typed_batch_or_its_fields():
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(TypeError, match="twin_caption_features"):
         TwinContrastiveLoss()(**fields, twin_caption_features=twin)  # a misspelt name is an error, not ignored
+
+
+@pytest.mark.slow  # ~10-20 s: starts two Python processes
+def test_negatives_option_sets_what_each_softmax_sees(tmp_path):
+    """`loss.negatives`: with N processes, `global` contrasts each row with all N x B items (features
+    gathered), `local` with its own process's B items only, which is what one device accumulating N
+    micro-batches of B sees (the paper: 128 per softmax, accumulated to 2,048)."""
+    from safetensors.torch import load_file, save_file
+
+    g = torch.Generator().manual_seed(11)
+    n, dim, b = 8, 16, 4  # 2 ranks x 4 items
+    img, txt = _features(n, dim, seed=11, leaf=False)
+    data = {"image_features": img, "text_features": txt, "concept_ids": torch.tensor([1, 2, 3, 1, 2, 4, 5, 6]),
+            "prompt_features": _norm(torch.randn(n, dim, generator=g)), "scale": torch.tensor([20.0])}
+    file = tmp_path / "batch.safetensors"
+    save_file(data, str(file))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    cmd = [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(REPO / "tests" / "dist_negatives_worker.py"),
+           "--input", str(file), "--out-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=220)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
+
+    scale = torch.tensor(20.0)
+    twin = TwinContrastiveLoss(gather=False)  # the trainer's defaults: w_cap 0.7, w_con 0.3
+
+    def single(name, rows):
+        args = (img[rows], txt[rows], scale, data["concept_ids"][rows])
+        if name == "clip":
+            return ClipContrastiveLoss(gather=False)(*args[:3])["loss"].item()
+        return twin(*args, prompt_features=data["prompt_features"][rows])["loss"].item()
+
+    halves = [slice(0, b), slice(b, n)]
+    for r in range(2):
+        assert int(ranks[r]["global/columns"]) == n  # every item of both processes
+        assert int(ranks[r]["local/columns"]) == b  # only its own
+    for name in ("twin", "clip"):
+        glob = [float(ranks[r][f"global/{name}/loss"]) for r in range(2)]
+        loc = [float(ranks[r][f"local/{name}/loss"]) for r in range(2)]
+        # global: the ranks together compute the single-process loss of the whole 8-item batch
+        assert sum(glob) / 2 == pytest.approx(single(name, slice(0, n)), abs=1e-5), name
+        # local: each rank's loss is the loss of its own 4 items alone, as one device's micro-batch
+        for r in range(2):
+            assert loc[r] == pytest.approx(single(name, halves[r]), abs=1e-5), name
+        assert abs(sum(loc) - sum(glob)) > 1e-3  # the option changes the loss: other negatives

@@ -44,6 +44,41 @@ def test_to_rgb_composites_onto_white():
     assert out is not rgb and out.mode == "RGB" and out.getpixel((0, 0)) == (1, 2, 3)
 
 
+def _gradient16(width: int = 256, height: int = 8) -> np.ndarray:
+    """(H, W) uint16: a horizontal ramp over the full 16-bit range, 0 .. 65535."""
+    return np.tile(np.linspace(0, 65535, width).round().astype(np.uint16), (height, 1))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I", "png"])
+def test_16_bit_gradient_stays_a_gradient(mode, tmp_path):
+    """Pillow's convert('RGB') clips 16-bit values at 255: the ramp came out 99% white (mean 254)."""
+    ramp = _gradient16()
+    if mode == "png":  # a 16-bit greyscale PNG as Pillow opens it from disk
+        Image.fromarray(ramp).save(tmp_path / "ramp.png")
+        img = Image.open(tmp_path / "ramp.png")
+        assert img.mode in ("I;16", "I")
+    elif mode == "I;16B":
+        img = Image.frombytes("I;16B", (ramp.shape[1], ramp.shape[0]), ramp.astype(">u2").tobytes())
+    else:
+        img = Image.fromarray(ramp.astype(np.int32) if mode == "I" else ramp)
+        assert img.mode == mode
+    out = np.asarray(to_rgb(img))
+    assert out.shape == (8, 256, 3) and out.dtype == np.uint8
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()  # grey
+    expected = np.rint(ramp / 257.0).astype(np.uint8)  # the documented scale: 0 -> 0, 65535 -> 255
+    assert np.array_equal(out[..., 0], expected)
+    assert out[0, 0, 0] == 0 and out[0, -1, 0] == 255 and abs(out.mean() - 127.5) < 1
+    assert (out == 255).mean() < 0.01  # not white
+    assert (np.diff(out[0, :, 0].astype(int)) >= 0).all()  # still a ramp
+
+
+def test_32_bit_image_outside_the_16_bit_range_is_stretched():
+    ramp = np.tile(np.linspace(-1_000_000, 3_000_000, 101).astype(np.int32), (4, 1))
+    out = np.asarray(to_rgb(Image.fromarray(ramp, "I")))[..., 0]
+    assert out[0, 0] == 0 and out[0, -1] == 255 and out[0, 50] in (127, 128)
+    assert np.asarray(to_rgb(Image.fromarray(np.full((3, 3), 70_000, np.int32), "I"))).max() == 0  # constant
+
+
 @pytest.mark.parametrize("make", [_palette_image, lambda: _palette_image(transparent=True), _rgba_image,
                                   lambda: _rgba_image().convert("LA")], ids=["P", "P+transparency", "RGBA", "LA"])
 def test_both_backbones_give_the_same_pixels(make, tiny_open_clip_dir, tiny_hf_clip_dir):

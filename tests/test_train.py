@@ -153,6 +153,38 @@ def test_two_processes_match_one(tiny_open_clip_dir, ds, tmp_path):
     assert a == pytest.approx(b, abs=1e-4), (a, b)
 
 
+def test_local_negatives_on_two_processes_equal_one_device_accumulating(tiny_open_clip_dir, ds, tmp_path):
+    """`loss.negatives=local` on 2 processes x batch 4 trains exactly like one device with batch 4 and 2
+    accumulation steps (each softmax sees 4 items; the paper's one-GPU 128 x 16 on N GPUs): same weights."""
+    import shutil
+
+    from cultureclip.backbone import create_backbone
+
+    accel = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
+    common = ["--config", "configs/train/smoke.yaml", f"model.spec={tiny_open_clip_dir}", f"data.dataset={ds}",
+              "progress=false", "optim.max_steps=3", "data.val_split=", "data.augment=false", "optim.clip_grad=0",
+              "loss.twin_caption_source=sampled", "loss.negatives=local", "data.batch_size=4", "keep_last=1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "cultureclip.train", *common, "optim.grad_accum=2",
+                          f"out_dir={tmp_path / 'one'}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "each softmax sees 4 items (loss.negatives=local)" in one.stderr + one.stdout
+    two = subprocess.run([accel, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29534",
+                          "-m", "cultureclip.train", *common, "optim.grad_accum=1", f"out_dir={tmp_path / 'two'}"],
+                         cwd=ROOT, env={**env, "ACCELERATE_USE_CPU": "1"}, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert "4 per process x 2 processes x 1 accumulation = 8 items per optimizer step; each softmax sees 4 items" \
+        in two.stderr + two.stdout
+    a = create_backbone(str(tmp_path / "one" / "model")).state_dict()
+    b = create_backbone(str(tmp_path / "two" / "model")).state_dict()
+    base = create_backbone(str(tiny_open_clip_dir)).state_dict()
+    assert a.keys() == b.keys()
+    assert max((a[k].float() - base[k].float()).abs().max().item() for k in a) > 1e-4  # it did train
+    for k in a:
+        torch.testing.assert_close(a[k].float(), b[k].float(), atol=2e-5, rtol=1e-4, msg=k)
+
+
 def test_config_numbers_as_users_type_them(tmp_path):
     cfg = load_config(TrainConfig, None, ["optim.lr=3e-4", "optim.epochs=2", "loss.w_cap=1", "data.dataset=x"])
     assert cfg.optim.lr == 3e-4 and isinstance(cfg.loss.w_cap, float) and cfg.optim.epochs == 2

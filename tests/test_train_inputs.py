@@ -117,3 +117,25 @@ def test_distillation_gets_base_features_only_when_on(bb_batch):
         with torch.no_grad():
             _step_losses(bb, bb, batch, rec, cfg, base, CPU)
         assert ("base_image_features" in rec.seen) is want and ("base_text_features" in rec.seen) is want
+
+
+def test_paper_preset_matches_the_authors_negatives_on_n_gpus():
+    """The authors: one device, 128 x 16 accumulation, so 2048 items per step and 128 per softmax. The old
+    rule (batch 128, grad_accum 16/N, features gathered) gave each softmax 128 x N items."""
+    from pathlib import Path
+
+    from cultureclip.train import batch_plan, create_train_loss
+
+    preset = Path(__file__).resolve().parent.parent / "configs/train/paper_b32.yaml"
+    one = load_config(TrainConfig, preset, [])
+    assert one.loss.negatives == "local" and batch_plan(one, 1) == {"per_step": 2048, "per_softmax": 128}
+    for n in (2, 4, 8):
+        local = load_config(TrainConfig, preset, [f"optim.grad_accum={16 // n}"])  # the preset's rule
+        gathered = load_config(TrainConfig, preset, ["loss.negatives=global", f"data.batch_size={128 // n}"])
+        old_rule = load_config(TrainConfig, preset, ["loss.negatives=global", f"optim.grad_accum={16 // n}"])
+        assert batch_plan(local, n) == batch_plan(gathered, n) == {"per_step": 2048, "per_softmax": 128}
+        assert batch_plan(old_rule, n) == {"per_step": 2048, "per_softmax": 128 * n}
+    # the option reaches the loss: no gather with local, gather with global
+    assert create_train_loss(one).gather is False
+    assert create_train_loss(load_config(TrainConfig, preset, ["loss.negatives=global"])).gather is True
+    assert create_train_loss(load_config(TrainConfig, preset, ["loss.name=clip"])).gather is False

@@ -145,3 +145,51 @@ def test_logs_cover_the_whole_run_after_a_resume(ref, tmp_path):
     val_steps = [json.loads(line)["step"] for line in (run / "val.jsonl").read_text().splitlines()]
     ref_val = [json.loads(line)["step"] for line in (ref["dir"] / "val.jsonl").read_text().splitlines()]
     assert val_steps == ref_val
+
+
+def test_checkpoint_without_done_is_named_when_resume_falls_back(ref, tmp_path, caplog):
+    """A step folder without DONE used to be skipped silently (the resume went back two steps unannounced)."""
+    run = _copy(ref, tmp_path / "run")
+    ckpts = run / "checkpoints"
+    (ckpts / "step_00000006" / "DONE").unlink()  # a copy cut short, or DONE deleted by hand
+    with caplog.at_level(logging.WARNING, logger="cultureclip.train"):
+        s = train(_cfg(ref["model"], ref["ds"], run), resume="auto")
+    warn = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("step_00000006" in m and "DONE" in m and "step_00000004" in m for m in warn), warn
+    assert s["step"] == STEPS and len(s["losses"]) == 2  # resumed at step 4, as the warning says
+    assert (ckpts / "damaged_step_00000006").is_dir() and (ckpts / "step_00000006" / "DONE").is_file()
+    # with no complete checkpoint left, the run does not silently start over
+    for ck in ckpts.glob("step_*"):
+        (ck / "DONE").unlink()
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint.*step_00000006.*no DONE marker"):
+        train(_cfg(ref["model"], ref["ds"], run), resume="auto")
+
+
+def test_resume_removes_a_killed_exports_temp_folder(ref, tmp_path, caplog):
+    """A process killed while exporting leaves `out_dir/.model.<random>.tmp` (~600 MB for ViT-B/32); a
+    checkpoint write leaves `checkpoints/.tmp_step_N`; `--resume auto` removes this run's leftovers."""
+    import tempfile
+
+    run = _copy(ref, tmp_path / "run")
+    export_tmp = Path(tempfile.mkdtemp(prefix=".model.", suffix=".tmp", dir=run))  # the name fileio.atomic_dir uses
+    shutil.copytree(run / "model", export_tmp, dirs_exist_ok=True)  # half an export: the weights written
+    ckpt_tmp = run / "checkpoints" / ".tmp_step_00000008"
+    shutil.copytree(run / "checkpoints" / "step_00000006", ckpt_tmp)
+    (ckpt_tmp / "DONE").unlink()
+    aside = run / ".model.old4242"  # replace_dir's old folder, killed between its two renames
+    shutil.copytree(run / "model", aside)
+    torn = run / ".log.jsonl.x1y2z3.tmp"  # an atomic write's temp file
+    torn.write_text('{"step": 1')
+    keep = [run / "notes.tmp", run / ".hidden", run / "checkpoints" / "step_00000006"]  # not our temp names
+    keep[0].write_text("user file")
+    keep[1].write_text("user file")
+    with caplog.at_level(logging.WARNING, logger="cultureclip.train"):
+        s = train(_cfg(ref["model"], ref["ds"], run), resume="auto")
+    assert s["step"] == STEPS
+    for p in (export_tmp, ckpt_tmp, aside, torn):
+        assert not p.exists(), p
+    assert all(p.exists() for p in keep)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".hidden"]
+    warn = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert export_tmp.name in warn and ".tmp_step_00000008" in warn
+    assert (run / "model").is_dir()  # the export itself is intact

@@ -1,148 +1,252 @@
 """world.study plumbing on tiny synthetic inputs (seconds; the real study is `make world-study`)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from cultureclip.twins import twin_groups
 from world import study as W
 
-
-def test_variants_change_one_switch_at_a_time():
-    inputs = W.WorldInputs("pre", "attr", "base_model", "ds")
-    cfg = {n: W.train_config(v, 1, inputs, W.Path("/tmp/x"), "full") for n, v in W.VARIANTS.items()}
-    plain, batching, neg, cc = (cfg[n] for n in W.MAIN)
-    assert plain.loss.name == "clip" and not plain.data.twin_batching
-    assert batching.loss.name == "clip" and batching.data.twin_batching  # batching alone
-    assert neg.loss.name == "twin" and neg.loss.twin_negatives and neg.loss.w_con == 0  # + twin negatives
-    assert cc.loss.name == "twin" and cc.loss.w_con == 0.3 and cc.loss.concept_direction == "image_to_prompt"
-    assert cfg["symmetric"].loss.concept_direction == "symmetric"
-    r4 = cfg["lora_r4"]
-    assert r4.lora.enabled and (r4.lora.r, r4.lora.alpha, r4.lora.targets) == (4, 16.0, ["q", "v"])
-    assert not cc.lora.enabled and cc.seed == 1 and cc.model.spec == "base_model"
-    assert cfg["replay0"].data.replay_dataset == "" and cfg["replay1"].data.replay_ratio == 1.0
-    assert cfg["keep1"].loss.w_keep == 1.0
+INPUTS = W.WorldInputs("pre", "probe", "base_model", "ds")
 
 
-def test_plan_runs_main_seed_zero_first_and_oracle_early():
-    plan = W.full_plan()
-    runs = plan.runs()
-    assert runs[:4] == [(n, 0) for n in W.MAIN]
-    assert sum(1 for n, _ in runs if n == "cultureclip") == 3 and len(set(runs)) == len(runs)
-    jobs = W.jobs_for(plan, W.Path("/tmp/o"), W.WorldInputs("a", "b", "c", "d"))
-    kinds = [j.kind for j in jobs]
-    assert kinds[0] == "base" and kinds[5] == kinds[6] == "oracle"
-    wise = [j for j in jobs if j.wise_alphas]
-    assert {j.variant for j in wise} == set(plan.wise_for) and all(j.seed == 0 for j in wise)
+def _configs(cfg: W.StudyConfig, grid: str) -> dict:
+    from cultureclip.config import to_dict
+
+    out = {}
+    for name, v in cfg.grids[grid].variants.items():
+        tc = W.train_config(cfg, v, {"lr": 3e-4, "epochs": 5}, 1, INPUTS, Path("/tmp/x"), steps_per_epoch=10,
+                            dataset="plain_ds" if v.get("captions") == "plain" else None)
+        out[name] = to_dict(tc)
+    return out
 
 
-def test_twin_groups_and_cluster_bootstrap():
-    comp = twin_groups([("a", "b"), ("b", "c"), ("x", "y")])
-    assert comp["a"] == comp["b"] == comp["c"] != comp["x"] == comp["y"]
-    v = np.array([1, 1, 1, 0, 0, 0, np.nan], dtype=float)
-    p, lo, hi = W.cluster_bootstrap(v, np.array([0, 0, 0, 1, 1, 1, 2]), n_boot=500)
-    assert p == 0.5 and lo == 0.0 and hi == 1.0  # two clusters: every resample is all-0, all-1 or half
-    p, lo, hi = W.cluster_bootstrap(np.ones(20), np.arange(20))
-    assert p == lo == hi == 1.0
+def _diff(a: dict, b: dict, prefix: str = "") -> set[str]:
+    keys = set(a) | set(b)
+    out = set()
+    for k in keys:
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out |= _diff(a[k], b[k], f"{prefix}{k}.")
+        elif a.get(k) != b.get(k):
+            out.add(prefix + k)
+    return out
 
 
-def _eval_data():
-    from eval_suite.benchmarks.base import TwinData
+@pytest.mark.parametrize("which", ["full", "quick"])
+def test_ingredient_variants_change_one_switch_each_and_match_steps(which):
+    cfg = W.load_study_config(W.CONFIGS[which])
+    c = _configs(cfg, "ingredients")
+    cc = c["cultureclip"]
+    assert cc["loss"]["name"] == "twin" and cc["data"]["twin_batching"] and cc["loss"]["w_con"] > 0
+    assert cc["optim"]["max_steps"] == 50  # step-matched: 5 epochs x 10 steps
+    one = {"no_twin_batching": {"data.twin_batching"}, "no_twin_image_negatives": {"loss.twin_images"},
+           "no_twin_negatives": {"loss.twin_negatives"}, "no_concept_term": {"loss.w_cap", "loss.w_con"},
+           "concept_term_only": {"loss.w_cap", "loss.w_con"}, "plain_captions": {"data.dataset"},
+           "plain_at_cultureclip_lr": {"loss.name", "data.twin_batching"}, "plain": {"loss.name", "data.twin_batching"}}
+    for name, want in one.items():
+        if name in c:
+            assert _diff(c[name], cc) == want, name
+    for grid in cfg.grids:  # every run of every grid takes the same number of optimizer steps
+        assert {v["optim"]["max_steps"] for v in _configs(cfg, grid).values()} == {50}
+
+
+def test_full_grids_cover_the_issue():
+    cfg = W.load_study_config(W.CONFIGS["full"])
+    g = _configs(cfg, "generality")
+    assert g["replay1_resampled"]["data"]["replay_resample"] and g["keep1_replay_rows"]["loss"]["keep_rows"] == "replay"
+    assert g["lock_image"]["model"]["lock_tower"] == "image" and g["lock_text"]["model"]["lock_tower"] == "text"
+    assert g["no_replay"]["data"]["replay_dataset"] == ""
+    lora = _configs(cfg, "lora")
+    assert {(v["lora"]["r"], v["optim"]["lr"]) for v in lora.values()} == {(r, lr) for r in (4, 16) for lr in (1e-5, 1e-4, 1e-3)}
+    assert all(v["lora"]["enabled"] and v["lora"]["targets"] == ["q", "v"] for v in lora.values())
+    assert all(len(cfg.grids[k].seeds) >= 3 for k in ("ingredients", "generality"))
+    assert len(cfg.oracle["seeds"]) >= 3 and cfg.headline in cfg.held_out and cfg.phrasings["captions"] == "mean"
+    assert set(cfg.tune["families"]) == {"cultureclip", "plain"}  # the baseline gets the same tuning budget
+
+
+def test_config_errors_name_the_variant(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(W.CONFIGS["quick"].read_text())
+    raw["grids"]["lora"]["variants"]["bad"] = {"loss": {"twin_negativs": False}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(W.StudyConfigError, match="variant bad"):
+        W.load_study_config(tmp_path / "s.yaml")
+    raw = yaml.safe_load(W.CONFIGS["quick"].read_text())
+    raw["headline"] = "training_prompt"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(W.StudyConfigError, match="held_out"):
+        W.load_study_config(tmp_path / "s.yaml")
+
+
+def test_plain_caption_drops_context_keeps_style():
+    cap = "a close-up photo of Chadian flag of Chad, vertical tricolour of indigo blue, yellow and red in soft morning light"
+    assert W.plain_caption(cap, "flag of Chad") == "a close-up photo of flag of Chad"
+    assert W.plain_caption("some LLM caption", "kilt") == "a photo of kilt"
+
+
+def test_bootstrap_pairs_and_counts_seed_variance():
+    groups = np.repeat(np.arange(20), 5)  # 20 twin groups of 5 images
+    rng = np.random.default_rng(0)
+    a = (rng.random((3, 100)) < 0.6).astype(float)
+    p, lo, hi = W.mean_ci(a, groups, 1000)
+    assert lo < p < hi and p == pytest.approx(a.mean())
+    # identical rows: the paired difference is exactly 0 whatever the draw
+    assert W.paired_diff(a, a, groups, 500) == (0.0, 0.0, 0.0)
+    # a uniform 10-point shift of every seed is found, and pairing makes its interval tight
+    b = a.copy()
+    b[:, ::5] = 0.0  # one image of every group
+    a2 = a.copy()
+    a2[:, ::5] = 1.0
+    d, lo, hi = W.paired_diff(a2, b, groups, 1000)
+    assert d == pytest.approx(0.2) and lo > 0.15
+    # seeds that disagree widen the interval (seed variance is in it); NaNs are not counted
+    same = np.tile(a[:1], (3, 1))
+    spread = np.vstack([a[0], np.clip(a[0] + 0.3 * (rng.random(100) < 0.5), 0, 1), np.zeros(100)])
+    w_same = np.diff(W.mean_ci(same, groups, 2000)[1:])[0]
+    w_spread = np.diff(W.mean_ci(spread, groups, 2000)[1:])[0]
+    assert w_spread > 1.5 * w_same
+    nan = a.copy()
+    nan[:, 0] = np.nan
+    assert W.mean_ci(nan, groups, 200)[0] == pytest.approx(np.nanmean(nan))
+
+
+def test_probe_difference_half_width_shrinks_with_size():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (600, 10000):
+        base = (rng.random(n) < 0.25).astype(float)
+        flip = rng.random(n) < 0.15  # discordant images
+        model = np.where(flip, 1 - base, base)[None]
+        d, lo, hi = W.paired_probe_diff(model, base, 2000)
+        widths.append(50 * (hi - lo))  # percent half-width
+    assert widths[1] < widths[0] / 3.5 and widths[1] < 1.0  # 10,000 test images: within +-1 point
+
+
+def _split():
+    from eval_suite.benchmarks.base import ImageRef
 
     ids = ["a", "a", "b", "b", "c"]
-    twin = TwinData(images=[None] * 5, concept_ids=ids, concept_texts={"a": "A", "b": "B", "c": "C"}, pairs=[("a", "b")])
-    comp = twin_groups(twin.pairs)
-    return W.EvalData(twin, None, np.array([comp.get(c, -1) for c in ids]), np.array([0]))
+    pairs = [("a", "b")]
+    comp = twin_groups(pairs)
+    return W.TwinSplit([ImageRef(path="x")] * 5, ["a", "b", "c"], np.array([0, 0, 1, 1, 2]), pairs,
+                       np.array([comp.get(c, -1) for c in ids]), np.array([0]))
 
 
 def test_score_twin_per_image_and_pair():
-    data = _eval_data()
     sims = np.array([[0.9, 0.1, 0.0],   # a, right
                      [0.2, 0.3, 0.0],   # a, wrong (b wins)
                      [0.1, 0.8, 0.0],   # b, right
                      [0.2, 0.7, 0.9],   # b, right vs its twin (c is no twin), concept argmax wrong
                      [0.0, 0.0, 1.0]])  # c: no twin
-    rec = W.score_twin(sims, data)
+    rec = W.score_twin(sims, _split())
     assert rec["twin_correct"][:4] == [1.0, 0.0, 1.0, 1.0] and np.isnan(rec["twin_correct"][4])
     assert rec["pair_correct"] == [3] and rec["pair_n"] == [4]
     assert rec["concept_correct"] == [1.0, 0.0, 1.0, 0.0, 1.0]
-    # mean matrix: images of a score A 0.55 > B 0.2; images of b: B 0.75 > A 0.15 -> text & image right
     assert rec["pair_group"] == [1.0]
-    s = W.summary_of(rec)
-    assert s["twin_acc"] == 75.0 and s["twin_group_score"] == 100.0
 
 
-def test_aggregate_seed_means_and_frontier():
-    data = _eval_data()
-    recs = [{"twin_correct": [1, 0, 1, 1, np.nan], "pair_group": [1.0], "concept_correct": [1, 0, 1, 0, 1],
-             "attr_correct": [1, 0], "pair_correct": [3], "pair_n": [4]},
-            {"twin_correct": [1, 1, 1, 1, np.nan], "pair_group": [0.0], "concept_correct": [1, 1, 1, 1, 1],
-             "attr_correct": [1, 1], "pair_correct": [4], "pair_n": [4]}]
-    row = W.aggregate(recs, data.groups, data.pair_groups, n_boot=200)
-    assert row["seeds"] == 2 and row["twin_acc"] == pytest.approx(87.5) and row["twin_group_score"] == 50.0
-    assert row["attr_acc"] == 75.0 and row["pair_correct"] == [7] and row["twin_acc_per_seed"] == "75.0 / 100.0"
-    pts = [{"name": n, "attr_acc": a, "twin_acc": t} for n, a, t in
-           [("base", 30, 40), ("x", 20, 70), ("dominated", 19, 60), ("y", 25, 65), ("z", 10, 90)]]
-    assert [p["name"] for p in W.frontier(pts)] == ["z", "x", "y", "base"]
-    fig = W.pareto_figure([{**p, "family": "base" if p["name"] == "base" else "twin-aware", "label": p["name"],
-                            "kind": "variant"} for p in pts] + [{"name": "cultureclip", "family": "twin-aware",
-                                                                 "label": "cc", "kind": "variant", "attr_acc": 21,
-                                                                 "twin_acc": 69}])
-    assert any(t.name == "CultureCLIP (README)" for t in fig.data)
+def test_score_twin_counts_a_tie_with_the_twin_as_wrong():
+    """The one twin rule (cultureclip.twins.twin_scores): own concept strictly above every twin."""
+    sims = np.array([[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [0.4, 0.4, 0.9], [0.1, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    rec = W.score_twin(sims, _split())
+    assert rec["twin_correct"][:4] == [0.0, 1.0, 0.0, 1.0] and rec["pair_correct"] == [2] and rec["pair_n"] == [4]
 
 
-def test_targets_report_gaps():
-    rows = {"base": {"attr_acc": 30.0, "twin_acc": 40.0}, "oracle": {"twin_acc": 80.0},
-            "cultureclip": {"twin_acc": 60.0, "attr_acc": 25.0, "twin_group_score": 50.0,
-                            "twin_group_score_lo": 45.0, "twin_group_score_hi": 55.0},
-            "plain": {"twin_group_score": 30.0, "twin_group_score_lo": 20.0, "twin_group_score_hi": 46.0}}
-    t = {d["target"].split(" ")[0] + d["target"].split(" ")[-1]: d for d in W.targets(rows)}
-    frac = next(d for d in W.targets(rows) if "oracle" in d["target"])
-    assert frac["value"] == 75.0 and not frac["met"] and frac["gap"] == 15.0
-    drop = next(d for d in W.targets(rows) if "within 1 point" in d["target"])
-    assert not drop["met"] and drop["gap"] == 4.0
-    sep = next(d for d in W.targets(rows) if "'plain'" in d["target"])
-    assert not sep["met"] and sep["gap"] == 1.0  # 46 > 45: intervals overlap by one point
-    assert t  # every target has a row
+def test_held_out_phrasings_are_not_training_texts(tmp_path):
+    """The overlap check counts a phrasing that training used (the base's alt-text is in pretraining)."""
+    import pandas as pd
+
+    for name, caps in (("ds", {"caption": ["a close-up photo of Chadian flag of Chad, x"], "concept_prompt":
+                                            ["a photo of flag of Chad, a Chadian flag"], "split": ["train"]}),
+                       ("pre", {"caption": ["the flag of Chad"]})):
+        (tmp_path / name).mkdir()
+        pd.DataFrame(caps).to_parquet(tmp_path / name / "manifest.parquet")
+    facts = {"flag_chad": {"prompt": "a photo of flag of Chad, a Chadian flag", "name": "flag of Chad",
+                           "culture_name": "Chad", "kind": "flag"}}
+    cfg = W.load_study_config(W.CONFIGS["quick"])
+    texts = {n: {c: W.phrase(t, f) for c, f in facts.items()} for n, t in cfg.phrasings.items() if t != "mean"}
+    data = W.EvalData({}, texts, {}, [], [], np.zeros(0), {})
+    ov = W.phrasing_overlap(data, tmp_path / "pre", tmp_path / "ds")
+    assert ov["training_prompt"]["in_finetuning_texts"] == 1 and ov["pretraining_alt_text"]["in_pretraining_texts"] == 1
+    for h in cfg.held_out:
+        assert ov[h] == {"concepts": 1, "in_finetuning_texts": 0, "in_pretraining_texts": 0}
 
 
-def test_lora_vs_full_at_equal_twin_accuracy():
-    base, tuned = {"twin_acc": 40.0, "attr_acc": 30.0}, {"twin_acc": 80.0, "attr_acc": 20.0}
-    wise = {0.5: {"twin_acc": 70.0, "attr_acc": 28.0}}
-    assert W.full_ft_attr_at(55.0, base, tuned, wise) == pytest.approx(29.0)  # halfway base -> alpha 0.5
-    assert W.full_ft_attr_at(75.0, base, tuned, wise) == pytest.approx(24.0)
-    assert W.full_ft_attr_at(90.0, base, tuned, wise) is None
-    rows = {"base": base, "cultureclip": {**tuned, "twin_group_score": 1.0, "twin_group_score_lo": 0.0,
-                                          "twin_group_score_hi": 2.0},
-            "lora_r4": {"twin_acc": 55.0, "attr_acc": 29.5}}
-    t = next(d for d in W.targets(rows, wise) if "LoRA" in d["target"])
-    assert t["met"] and t["gap"] == -0.5
+def test_lr_and_epochs_chosen_on_val(tmp_path):
+    cfg = W.load_study_config(W.CONFIGS["quick"])
+    val = {"plain_lr0.0003_e4": 0.5, "plain_lr0.001_e4": 0.6, "cultureclip_lr0.0003_e4": 0.7,
+           "cultureclip_lr0.001_e4": 0.7}
+    for job in W.tuning_jobs(cfg):
+        acc = val[job.name]
+        tc = [1.0] * int(100 * acc) + [0.0] * (100 - int(100 * acc))
+        rec = {"kind": "tune", "val": {"twin": {cfg.headline: {"twin_correct": tc}}},
+               "test": {"twin": {cfg.headline: {"twin_correct": [1.0] * 100}}}}  # test would say otherwise
+        p = W.record_path(tmp_path, job)
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(rec))
+    ch = W.choose_settings(tmp_path, cfg)
+    assert (ch["plain"]["lr"], ch["cultureclip"]["lr"]) == (1e-3, 3e-4)  # a tie goes to the lower lr
+    jobs = W.grid_jobs(cfg, ch)
+    plain = next(j for j in jobs if j.name == "plain")
+    assert plain.choice == (1e-3, 4) and plain.wise
+    assert next(j for j in jobs if j.name == "lora_r4_lr1e-3").choice[0] == 1e-3  # a variant's own lr wins
 
 
-def test_best_twin_within_the_attribute_floor():
-    path = W.wise_path({"twin_acc": 40.0, "attr_acc": 30.0}, {"twin_acc": 80.0, "attr_acc": 20.0},
-                       {0.5: {"twin_acc": 70.0, "attr_acc": 28.0}})
-    alpha, twin = W.best_twin_within(29.0, path)  # floor crossed between alpha 0 and 0.5
-    assert alpha == pytest.approx(0.25) and twin == pytest.approx(55.0)
-    assert W.best_twin_within(31.0, path) is None
-    assert W.best_twin_within(10.0, path) == (1.0, 80.0)
+def test_plain_caption_dataset_is_a_valid_manifest(tmp_path):
+    """Only train captions change; the images live inside the new folder (a manifest may not point out)."""
+    from cultureclip.data import read_manifest
+    from tests.cultwin_fixture import make_tiny_cultwin
+
+    ds = make_tiny_cultwin(tmp_path / "ds", per_concept=4)
+    folder = W.plain_caption_dataset(W.WorldInputs("pre", "probe", "base", str(ds)), tmp_path / "study")
+    old, new = read_manifest(ds).frame, read_manifest(folder).frame
+    train = old["split"] == "train"
+    assert (new.loc[~train, "caption"] == old.loc[~train, "caption"]).all()
+    assert list(new.loc[train, "caption"]) == [f"a photo of {n}" for n in old.loc[train, "concept_name"]]
 
 
-def test_world_build_trains_through_typed_configs():
-    """The full loop builds each fine-tune's TrainConfig as data (no key=value strings); every value has
-    the field's type, so the config (and its hash, which keys resume and caches) equals a YAML-loaded one."""
-    from pathlib import Path
+def _rec(kind, grid, name, seed, twin, probe_val, probe_test, group=1.0):
+    split = lambda tc, pr: {"twin": {"held_out_picture": {"twin_correct": tc, "pair_group": [group],  # noqa: E731
+                                                          "concept_correct": [1.0] * 5}}, "probe": pr}
+    return {"kind": kind, "grid": grid, "name": name, "seed": seed, "val": split(twin, probe_val),
+            "test": split(twin, probe_test)}
 
-    from cultureclip.config import ConfigError, config_hash, from_dict, to_dict
-    from cultureclip.train import TrainConfig
-    from world import build as B
 
-    preset = B.PRESETS["smoke"]
-    for name in B.FINETUNES:
-        cfg = B.train_config(B.finetune_settings(name, Path("base"), Path("ds"), Path("run"), preset, 1, Path("rep")), False)
-        again = from_dict(TrainConfig, to_dict(cfg))
-        assert repr(again) == repr(cfg) and config_hash(again) == config_hash(cfg), name
-    lora = B.train_config(B.finetune_settings("lora", Path("b"), Path("d"), Path("r"), preset, 0), False)
-    assert lora.lora.enabled and lora.optim.lr == preset.lora_lr and lora.data.replay_dataset == ""
-    with pytest.raises(ConfigError, match="cosin"):
-        B.train_config({"optim": {"schedule": "cosin"}}, False)
+def test_constrained_target_is_chosen_on_val_and_compared_paired():
+    """The best row is the one whose VAL probe shows no significant drop, even when another row has a
+    higher twin accuracy; its comparison with plain fine-tuning is a paired difference over seeds."""
+    cfg = W.load_study_config(W.CONFIGS["quick"])
+    cfg.grids["generality"].variants["forgets"] = {}
+    ok_probe = [1.0] * 300 + [0.0] * 700
+    bad_probe = [1.0] * 200 + [0.0] * 800  # a 10-point drop on 1,000 probe images: significant
+    nan = float("nan")
+    recs = {"base": _rec("base", "", "base", 0, [0, 0, 1, 1, nan], ok_probe, ok_probe)}
+    for s in (0, 1, 2):
+        recs[f"cc{s}"] = _rec("finetune", "ingredients", "cultureclip", s, [1, 1, 1, 1, nan], ok_probe, ok_probe)
+        recs[f"pl{s}"] = _rec("finetune", "ingredients", "plain", s, [1, 0, 1, 0, nan], ok_probe, ok_probe)
+        recs[f"fg{s}"] = _rec("finetune", "generality", "forgets", s, [1, 1, 1, 1, nan], bad_probe, bad_probe)
+    recs["or"] = {"kind": "oracle", "grid": "oracle", "name": "oracle", "seed": 0, "settings": {"epochs": 3},
+                  "val": {"twin": {"head": {"twin_correct": [1, 1, 1, 1, nan], "pair_group": [1.0], "concept_correct": [1.0] * 5}}},
+                  "test": {"twin": {"head": {"twin_correct": [1, 1, 1, 1, nan], "pair_group": [1.0], "concept_correct": [1.0] * 5}}}}
+    data = W.EvalData({"test": _split(), "val": _split()}, {}, {}, [], [], np.zeros(0), {})
+    rows = W.rows_of(recs)
+    summaries = {k: W.row_summary(v, data, cfg) for k, v in rows.items()}
+    for k, v in rows.items():
+        if k not in ("base", "oracle"):
+            pr = np.array([r["test"]["probe"] for r in v], dtype=float)
+            summaries[k]["probe_diff"] = tuple(100 * x for x in W.paired_probe_diff(pr, np.array(ok_probe), 500))
+    t = W.targets(rows, summaries, data, cfg)
+    assert t[0]["value"].startswith("ingredients/cultureclip:") and t[0]["met"]  # not generality/forgets
+    assert "ingredients/cultureclip - ingredients/plain: 50.0" in t[1]["value"]
+    assert t[2]["value"] == 100.0 and t[2]["met"]
+    cfg.differences = [["ingredients/plain", "generality/forgets"], ["ingredients/plain", "no/such_row"]]
+    diffs = {(d["difference"], d["metric"]): d for d in W.claimed_differences(rows, data, cfg)}
+    assert diffs[("ingredients/plain - generality/forgets", "twin_acc")]["value"] == -50.0
+    assert not any("no/such_row" in k[0] for k in diffs)  # a pair without records is skipped
+    d = diffs[("ingredients/cultureclip - ingredients/plain", "twin_acc")]
+    assert d["seeds"] == 3 and d["value"] == 50.0 and (d["lo"], d["hi"]) == (50.0, 50.0) and d["claimable"]
+    # (one twin group and identical seeds: every draw is the same; images without a twin are no cluster)

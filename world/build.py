@@ -2,7 +2,8 @@
 
     python -m world.build [--out artifacts/world] [--preset full|smoke] [--seed 0] [--force]
 
-Steps (each cached: a step whose settings did not change is skipped on rerun):
+Steps (each cached: a step whose preset fields and input content did not change is skipped on rerun,
+wherever the world folder now lies):
 1. pretrain data: "web-like" data for a base CLIP: random culture-free flag designs with generic
    appearance captions, plus renders of the world's real flags captioned like alt-text: the appearance
    ("a flag with three vertical stripes, blue, yellow and red") or a name that the web attaches to
@@ -15,6 +16,8 @@ Steps (each cached: a step whose settings did not change is skipped on rerun):
    (no twin negatives, concept term only, caption term only, LoRA);
 5. evaluation with `eval_suite` (twin accuracy, N-way concept accuracy, general attribute accuracy on
    held-out generic designs), then tables and figures.
+`world.study` asks for the inputs of steps 1-3 only (``inputs_only``), plus its general probe: 16,000
+more held-out generic designs (step ``probe``), split by the study into val and test parts.
 """
 from __future__ import annotations
 
@@ -24,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +45,7 @@ class Preset:
     generic_train: int = 5000
     flag_renders: int = 30  # per concept, pretraining
     attribute_test: int = 600
+    probe_images: int = 16000  # world.study's general probe (val and test parts), built only for the study
     captions: int = 10
     images_per_caption: int = 2
     difficulty: float = 0.5
@@ -62,7 +65,7 @@ class Preset:
 
 PRESETS = {
     "full": Preset(),
-    "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, captions=6, images_per_caption=3,
+    "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, probe_images=400, captions=6, images_per_caption=3,
                     pretrain_epochs=4, finetune_epochs=16, ablations=[], replay_ratio=0.5,
                     flags=["flag_chad", "flag_romania", "flag_indonesia", "flag_monaco", "flag_norway",
                            "flag_iceland", "flag_senegal", "flag_mali", "flag_ireland", "flag_cote_divoire"]),
@@ -71,6 +74,24 @@ PRESETS = {
 
 def _fp(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def content_fp(path: Path) -> str:
+    """Fingerprint of a file's or a folder's content: relative names and bytes (step markers and hidden
+    temp files left out). A moved, copied or symlinked world keeps it, so its cache stays valid."""
+    path = Path(path)
+    if path.is_file():
+        files = [(path.name, path)]
+    else:
+        files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
+                       if p.is_file() and p.name != "DONE.json"
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise FileNotFoundError(f"{path.name}: nothing to fingerprint (an earlier step did not finish); rebuild with --force")
+    h = hashlib.sha256()
+    for rel, f in files:
+        h.update(rel.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
 
 
 def _cached(folder: Path, settings: dict, force: bool) -> bool:
@@ -87,6 +108,61 @@ def _mark(folder: Path, settings: dict, extra: dict | None = None) -> None:
     from synth.engine import atomic_write_json
 
     atomic_write_json(folder / "DONE.json", {"fingerprint": _fp(settings), "settings": settings, **(extra or {})})
+
+
+def _relative(result: Any, out: Path) -> Any:
+    """A step's result as stored in its marker: a path under `out` relative to it (the world can move)."""
+    if isinstance(result, (str, Path)) and Path(result).is_absolute():
+        rel = os.path.relpath(result, out)
+        if not rel.startswith(".."):
+            return rel
+    return result
+
+
+def _resolve(stored: Any, out: Path) -> Any:
+    return str(out / stored) if isinstance(stored, str) and not Path(stored).is_absolute() else stored
+
+
+def run_step(name: str, folder: Path, fn, settings: dict, out: Path, force: bool = False,
+             timings: dict | None = None, clear: bool = True) -> Any:
+    """Run one cached build step: skipped when `folder/DONE.json` holds the fingerprint of `settings`
+    (preset fields and the *content* fingerprints of its inputs: no absolute path), else `folder` is
+    cleared (`clear`; a symlinked folder is unlinked, its target untouched) and `fn()` runs. Paths in
+    the stored result are relative to `out`, so a moved or copied world reuses every step."""
+    from cultureclip.fileio import remove_path
+
+    if _cached(folder, settings, force):
+        logger.info("%s: cached (%s)", name, folder.name)
+        return _resolve(json.loads((folder / "DONE.json").read_text()).get("result"), out)
+    t0 = time.time()
+    if clear or folder.is_symlink():
+        remove_path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = fn()
+    seconds = round(time.time() - t0, 1)
+    if timings is not None:
+        timings[name] = seconds
+    _mark(folder, settings, {"result": _relative(result, out), "seconds": seconds})
+    return result
+
+
+# the preset fields each step depends on (a change reruns that step and, through content fingerprints,
+# whatever reads its output; nothing else)
+STEP_FIELDS = {
+    "pretrain_data": ("size", "generic_train", "flag_renders", "difficulty", "flags"),
+    "attributes": ("size", "attribute_test", "difficulty"),
+    "probe": ("size", "probe_images", "difficulty"),
+    "base": ("arch", "pretrain_epochs", "pretrain_batch", "pretrain_lr"),
+    "dataset": ("size", "captions", "images_per_caption", "difficulty", "flags"),
+    "finetune": ("arch", "finetune_epochs", "finetune_batch", "finetune_lr", "replay_ratio", "w_keep", "lora_lr"),
+    "eval": (),
+}
+
+
+def step_settings(step: str, preset: "Preset", seed: int, deps: dict | None = None) -> dict:
+    kind = "finetune" if step.startswith("finetune_") else step
+    return {"step": step, "seed": seed, "preset": {k: getattr(preset, k) for k in STEP_FIELDS[kind]},
+            "deps": deps or {}}
 
 
 def world_concepts(preset: Preset) -> dict:
@@ -169,14 +245,16 @@ def build_pretrain_data(out: Path, preset: Preset, seed: int, progress: bool = T
     return out
 
 
-def build_attribute_test(out: Path, preset: Preset, seed: int) -> Path:
-    """Held-out generic designs (new seeds) as a CulTwin-format set: concept = appearance caption."""
+def build_attribute_test(out: Path, preset: Preset, seed: int, n: int | None = None, offset: int = 10**9) -> Path:
+    """Held-out generic designs (new seeds) as a CulTwin-format set: concept = appearance caption.
+    n/offset: another set of the same kind (the study's probe: preset.probe_images from seed offset 2e9,
+    disjoint from the pretraining data and the attribute test)."""
     from synth.world.render import generic_sample
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(preset.attribute_test):
-        img, cap = generic_sample(10**9 + seed * 1_000_003 + i, preset.size, preset.size, preset.difficulty)
+    for i in range(preset.attribute_test if n is None else n):
+        img, cap = generic_sample(offset + seed * 1_000_003 + i, preset.size, preset.size, preset.difficulty)
         rel = f"images/attr_{i:05d}.png"
         img.save(out / rel)
         cid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]
@@ -277,17 +355,16 @@ def _copy_catalog(dataset: Path) -> None:
     """Ship the world's catalog inside the dataset (dataset/catalog/), where the demo looks for concept facts."""
     from synth.world import CATALOG_PATH
 
-    (dataset / "catalog").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(CATALOG_PATH, dataset / "catalog" / "world.yaml")
+    from cultureclip.fileio import atomic_write_bytes
+
+    atomic_write_bytes(dataset / "catalog" / "world.yaml", CATALOG_PATH.read_bytes())
 
 
 def _publish(exported: Path, dest: Path) -> str:
     """Move a run's exported model folder to models/<name> (its folder name becomes the results tag)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.move(str(exported), str(dest))
-    return str(dest)
+    from cultureclip.fileio import move_path
+
+    return str(move_path(exported, dest))
 
 
 def synth_config(out: Path, preset: Preset, reference: Path | None):
@@ -317,12 +394,13 @@ def _finetune_job(job: tuple) -> tuple[str, float]:
     """One fine-tune in its own process (spawned): 1 torch thread, no progress bar."""
     import torch
 
+    from cultureclip.fileio import remove_path
+
     name, base, dataset, run_dir, preset, seed, replay, dest = job
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.WARNING)
     t0 = time.time()
-    if Path(run_dir).exists():
-        shutil.rmtree(run_dir)
+    remove_path(run_dir)
     path = _publish(finetune(name, Path(base), Path(dataset), Path(run_dir), preset, seed, False, Path(replay)), Path(dest))
     return path, round(time.time() - t0, 1)
 
@@ -331,27 +409,17 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
           workers: int | None = None, inputs_only: bool = False) -> dict:
     """Build every artifact under `out`; returns a summary (paths, timings, headline numbers).
 
-    inputs_only: stop after the inputs every fine-tune needs and return their paths
-    (``pretrain``, ``attributes``, ``base``, ``dataset``): what `world.study` builds on."""
+    Every step is keyed on the preset fields it uses and on the content of its inputs (`content_fp`),
+    never on an absolute path: a world moved, copied or reached through a symlink is reused as it is.
+    inputs_only: stop after the inputs every fine-tune needs, plus the study's general probe, and return
+    their paths (``pretrain``, ``attributes``, ``probe``, ``base``, ``dataset``): what `world.study` builds on."""
     preset = PRESETS[preset_name]
     workers = workers or min(2, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    settings = {"preset": preset.__dict__, "seed": seed}
 
-    def step(name: str, folder: Path, fn, deps: dict | None = None):
-        st = {**settings, "step": name, "deps": deps or {}}
-        if _cached(folder, st, force):
-            logger.info("%s: cached (%s)", name, folder)
-            return json.loads((folder / "DONE.json").read_text()).get("result")
-        t0 = time.time()
-        if folder.exists() and name not in ("dataset",):
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        result = fn()
-        timings[name] = round(time.time() - t0, 1)
-        _mark(folder, st, {"result": result, "seconds": timings[name]})
-        return result
+    def step(name: str, folder: Path, fn, deps: dict | None = None, clear: bool = True):
+        return run_step(name, folder, fn, step_settings(name, preset, seed, deps), out, force, timings, clear)
 
     pre = out / "pretrain"
     step("pretrain_data", pre, lambda: str(build_pretrain_data(pre, preset, seed, progress)))
@@ -360,7 +428,7 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     base_run = out / "runs" / "base"
     base = Path(step("base", base_run,
                      lambda: _publish(pretrain_base(pre, base_run, preset, seed, progress), out / "models" / "base"),
-                     {"data": _fp(str(pre))}))
+                     {"data": content_fp(pre / "manifest.parquet")}))
     models = {"base": base}
 
     def make_dataset():
@@ -371,20 +439,23 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
         _copy_catalog(out / "dataset")
         return str(out / "dataset")
 
-    dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": str(base)}))
+    dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": content_fp(base)}, clear=False))
     if inputs_only:
-        return {"pretrain": str(pre), "attributes": str(attr), "base": str(base), "dataset": str(dataset),
-                "timings_s": timings}
+        probe = out / "probe"
+        step("probe", probe, lambda: str(build_attribute_test(probe, preset, seed, preset.probe_images, 2 * 10**9)))
+        return {"pretrain": str(pre), "attributes": str(attr), "probe": str(probe), "base": str(base),
+                "dataset": str(dataset), "timings_s": timings}
     # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run
     # `workers` at a time in separate processes (small models use 2 processes better than 2 threads)
     names = ["cultureclip"] + list(preset.ablations)
-    deps = {"dataset": str(dataset), "base": str(base)}
+    deps = {"dataset": content_fp(dataset / "manifest.parquet"), "base": content_fp(base),
+            "replay": content_fp(pre / "manifest.parquet")}
     todo = []
     for name in names:
-        st = {**settings, "step": f"finetune_{name}", "deps": deps}
+        st = step_settings(f"finetune_{name}", preset, seed, deps)
         run_dir = out / "runs" / name
         if _cached(run_dir, st, force):
-            models[name] = Path(json.loads((run_dir / "DONE.json").read_text())["result"])
+            models[name] = Path(_resolve(json.loads((run_dir / "DONE.json").read_text())["result"], out))
         else:
             todo.append((name, st, run_dir))
     if todo:
@@ -402,7 +473,7 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
         for (name, st, run_dir), (path, secs) in zip(todo, done):
             models[name] = Path(path)
             timings[f"finetune_{name}"] = secs
-            _mark(run_dir, st, {"result": path, "seconds": secs})
+            _mark(run_dir, st, {"result": _relative(path, out), "seconds": secs})
         timings["finetunes_wall"] = round(time.time() - t0, 1)
         logger.info("fine-tunes done in %.0fs (%d process(es))", timings["finetunes_wall"], workers)
     results = out / "results"
@@ -419,7 +490,9 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
             progress=progress))
         return str(results)
 
-    step("eval", out / "eval_done", evaluate, {m: str(p) for m, p in models.items()})
+    step("eval", out / "eval_done", evaluate,
+         {"models": {m: content_fp(p) for m, p in models.items()}, "dataset": content_fp(dataset / "manifest.parquet"),
+          "attributes": content_fp(attr / "manifest.parquet")})
     report = write_report(out, results)
     summary = {"models": {k: str(v) for k, v in models.items()}, "dataset": str(dataset), "results": str(results),
                "report": str(report), "timings_s": timings}

@@ -1,47 +1,141 @@
-"""The world study: the paper's claims one at a time on the offline twin world, seeded, with intervals.
+"""The world study: the paper's claims one ingredient at a time on the offline twin world, chosen on val,
+read once on test, seeded, with paired intervals.
 
-    make world-study                            # the full grid -> artifacts/world-study/
-    python -m world.study --quick               # 1 seed, the smoke world, 3 variants: minutes
-    python -m world.study --report-only         # table + figure from the runs finished so far
+    make world-study                            # configs/world/study.yaml -> artifacts/world-study/
+    python -m world.study --quick               # configs/world/study_quick.yaml: the smoke world, minutes
+    python -m world.study --grid ingredients    # one grid (plus what it needs: base, oracle, tuning)
+    python -m world.study --report-only         # tables from the runs finished so far
 
-Steps:
-1. the world's inputs (pretraining data, held-out generic attribute test, base CLIP, CulTwin dataset)
-   from `world.build` (reused when already built with the same settings);
-2. fine-tunes of the base, one per (variant, seed), through `cultureclip.train.train` with a typed
-   `TrainConfig`; each is evaluated right away (and WiSE-FT interpolations of it, for the Pareto
-   figure); an oracle: the same image tower + a linear head trained supervised on the renders'
-   concept labels (how separable each twin pair is at the world's resolution);
-3. the report: per variant the seed-mean of twin accuracy, twin group score, N-way concept accuracy
-   and general attribute accuracy with bootstrap 95% intervals (twin metrics resample *twin groups*,
-   the connected look-alike sets, so the images of one pair are never split; attribute accuracy
-   resamples images), twin accuracy as a fraction of the oracle's (overall and per pair), and the
-   Pareto figure (twin vs general attribute accuracy).
+Protocol (the config says every number):
+1. the world's inputs from `world.build` (base CLIP, CulTwin dataset with train/val/test, the general
+   probe: held-out culture-free designs, split into a val and a test half);
+2. tuning on val: per family (CultureCLIP, plain CLIP fine-tuning) a sweep of lr x epochs, one seed; the
+   setting with the best val twin accuracy (headline phrasing) is what every later run of that family uses;
+3. the grids (step-matched variants, one switch each; LoRA; generality recipes), each (variant, seed) one
+   fine-tune through `cultureclip.train` with a typed `TrainConfig`, evaluated once on val and once on
+   test; WiSE-FT alphas are scored on val only, the alpha chosen there is read once on test;
+4. the oracle, a supervised reference (image tower + linear head), early-stopped on val, 3 seeds;
+5. the report: per row the seed mean with a 95% interval that resamples twin groups *and* seeds; every
+   claimed difference as a paired bootstrap over twin groups and seeds; the general probe's paired
+   difference to the base (resampling probe images and seeds) with its half-width.
 
-Every run writes `runs/<run>/record.json` (atomic) and is skipped on rerun, so an interrupted study
-resumes; `--report-only` reports whatever is finished. Fine-tunes run in `--workers` processes with
-one torch thread each (the result does not depend on the number of processes).
+Twin accuracy is scored with several phrasings of each concept: the concept prompt the concept term
+trains on, the base's pretraining alt-text, two phrasings no training step used, and the mean of the
+concept's train captions; the headline is a held-out phrasing.
+
+Every run writes `runs/<grid>/<run>/record.json` (atomic) and is skipped on rerun, so an interrupted
+study resumes. Runs go to `--workers` processes with one torch thread each.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import math
-import shutil
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cultureclip.twins import TwinIndex, concept_scores, pair_matrices, twin_groups, twin_scores
+from cultureclip.config import config_dir
+from cultureclip.twins import pair_matrices, twin_groups, twin_scores, twins_by_concept
 
 logger = logging.getLogger("world.study")
 ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {"full": config_dir() / "world" / "study.yaml", "quick": config_dir() / "world" / "study_quick.yaml"}
+
+
+# --------------------------------------------------------------------------------------------------
+# The study's config
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    seeds: list[int]
+    variants: dict[str, dict[str, Any]]  # name -> TrainConfig overrides (+ "family", "captions")
+
+
+@dataclass
+class StudyConfig:
+    preset: str
+    recipe: dict[str, Any]
+    phrasings: dict[str, str]
+    headline: str
+    held_out: list[str]
+    tune: dict[str, Any]
+    grids: dict[str, Grid]
+    step_matched: bool = True
+    probe_val_fraction: float = 0.5
+    n_boot: int = 2000
+    claim_seeds: int = 3
+    wise_alphas: list[float] = field(default_factory=list)
+    wise_for: list[str] = field(default_factory=list)
+    oracle: dict[str, Any] = field(default_factory=dict)
+    differences: list[list[str]] = field(default_factory=list)  # extra [a, b] row pairs tested as a - b
+
+
+class StudyConfigError(ValueError):
+    pass
+
+
+STUDY_KEYS = {"family", "captions"}  # variant keys that are not TrainConfig sections
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """The study config from YAML; every variant is checked by building its TrainConfig (a typo in a
+    section, field or choice is an error naming the variant)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise StudyConfigError(f"{path.name}: cannot read the study config ({e})") from e
+    known = {f.name for f in dataclasses.fields(StudyConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise StudyConfigError(f"{path.name}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    raw["grids"] = {g: Grid(seeds=list(v["seeds"]), variants=dict(v["variants"])) for g, v in raw.get("grids", {}).items()}
+    cfg = StudyConfig(**raw)
+    check_study_config(cfg)
+    return cfg
+
+
+def check_study_config(cfg: StudyConfig) -> None:
+    if cfg.headline not in cfg.held_out:
+        raise StudyConfigError(f"headline {cfg.headline!r} must be one of held_out {cfg.held_out}: the headline "
+                               "is scored with a phrasing no training step used")
+    missing = [p for p in cfg.held_out if p not in cfg.phrasings]
+    if missing:
+        raise StudyConfigError(f"held_out phrasing(s) {missing} are not in phrasings {sorted(cfg.phrasings)}")
+    families = set(cfg.tune.get("families", {}))
+    inputs = WorldInputs("pretrain", "probe", "base", "dataset")
+    for grid, g in cfg.grids.items():
+        for name, v in g.variants.items():
+            fam = v.get("family", "cultureclip")
+            if fam not in families:
+                raise StudyConfigError(f"grid {grid}, variant {name}: family {fam!r} is not tuned; tune.families: "
+                                       f"{sorted(families)}")
+            if v.get("captions", "context") not in ("context", "plain"):
+                raise StudyConfigError(f"grid {grid}, variant {name}: captions must be context or plain")
+            try:
+                train_config(cfg, v, {"lr": 1e-4, "epochs": 1}, 0, inputs, Path("run"), steps_per_epoch=1)
+            except Exception as e:  # noqa: BLE001 - the config's own message, with the variant named
+                raise StudyConfigError(f"grid {grid}, variant {name}: {e}") from e
+
+
+def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -50,92 +144,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One fine-tuning recipe (every field maps to one `TrainConfig` field; None = the world preset's)."""
-
-    name: str
-    label: str
-    loss: str = "twin"  # twin | clip
-    twin_batching: bool = True
-    twin_negatives: bool = True
-    w_cap: float = 0.7
-    w_con: float = 0.3
-    concept_direction: str = "image_to_prompt"
-    lora_r: int = 0  # 0 = full fine-tuning
-    lora_alpha: float = 16.0
-    w_keep: float = 0.0
-    replay_ratio: float | None = None
-    family: str = "twin-aware"  # Pareto figure: "plain" (no twin signal at all) or "twin-aware"
-
-
-VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("plain", "1. plain CLIP loss, random batches", loss="clip", twin_batching=False, twin_negatives=False,
-            w_cap=1.0, w_con=0.0, family="plain"),
-    Variant("batching", "2. + twin-aware batching (CLIP loss)", loss="clip", twin_negatives=False, w_cap=1.0, w_con=0.0),
-    Variant("negatives", "3. + twin negatives (= caption term only)", w_cap=1.0, w_con=0.0),
-    Variant("cultureclip", "4. + concept term (= CultureCLIP)"),
-    Variant("concept_only", "concept term only", w_cap=0.0, w_con=1.0),
-    Variant("symmetric", "CultureCLIP, symmetric concept term", concept_direction="symmetric"),
-    Variant("lora_r4", "CultureCLIP, LoRA r=4 alpha=16 on q/v (paper)", lora_r=4, lora_alpha=16.0),
-    Variant("lora_r16", "CultureCLIP, LoRA r=16 alpha=64 on q/v", lora_r=16, lora_alpha=64.0),
-    Variant("keep1", "CultureCLIP + distillation w_keep=1", w_keep=1.0),
-    Variant("replay0", "CultureCLIP, no replay", replay_ratio=0.0),
-    Variant("replay1", "CultureCLIP, replay ratio 1.0", replay_ratio=1.0),
-)}
-MAIN = ("plain", "batching", "negatives", "cultureclip")
-
-
-@dataclass
-class Plan:
-    """The grid: which variants with which seeds, WiSE-FT alphas, the oracle, the world preset."""
-
-    preset: str = "full"
-    seeds: dict[str, list[int]] = field(default_factory=dict)  # variant -> seeds
-    wise_alphas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
-    wise_for: list[str] = field(default_factory=lambda: ["plain", "cultureclip"])
-    oracle_seeds: list[int] = field(default_factory=lambda: [0])
-    oracle_epochs: int = 10
-    oracle_long_epochs: int = 30  # a second, longer-trained oracle: the bound is the stronger of the two
-    finetune_epochs: int | None = None  # None = the preset's
-    n_boot: int = 2000
-
-    def runs(self) -> list[tuple[str, int]]:
-        """(variant, seed) in the order they should run: every seed of the main four first (seed by
-        seed), then the other variants in the order given, so a partial study still answers the
-        main question with all its seeds."""
-        out: list[tuple[str, int]] = []
-        main = [n for n in MAIN if n in self.seeds]
-        for k in range(max((len(self.seeds[n]) for n in main), default=0)):
-            out += [(n, self.seeds[n][k]) for n in main if k < len(self.seeds[n])]
-        for name, seeds in self.seeds.items():
-            if name not in MAIN:
-                out += [(name, s) for s in seeds]
-        return out
-
-
-def full_plan() -> Plan:
-    """The default grid (sized for ~60-75 min on 2 contended CPU cores): 3 seeds for the four main
-    variants, 1 seed for the others, WiSE-FT alphas on plain and CultureCLIP, one oracle."""
-    seeds = {n: [0, 1, 2] for n in MAIN}
-    for n in ("lora_r4", "symmetric", "concept_only", "lora_r16", "keep1", "replay1", "replay0"):
-        seeds[n] = [0]
-    return Plan(preset="full", seeds=seeds)
-
-
-def quick_plan() -> Plan:
-    return Plan(preset="smoke", seeds={"plain": [0], "cultureclip": [0], "lora_r4": [0]}, wise_alphas=[0.5],
-                wise_for=["cultureclip"], oracle_epochs=4, finetune_epochs=4, n_boot=500)
-
-
-# --------------------------------------------------------------------------------------------------
-# Inputs, training, evaluation
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
 class WorldInputs:
     pretrain: str
-    attributes: str
+    probe: str  # the general probe (held-out culture-free designs; split into val and test parts)
     base: str
     dataset: str
 
@@ -145,87 +156,205 @@ def world_inputs(world_dir: Path, preset: str, seed: int = 0, progress: bool = F
     from world.build import build
 
     got = build(world_dir, preset, seed, progress=progress, inputs_only=True)
-    return WorldInputs(got["pretrain"], got["attributes"], got["base"], got["dataset"])
+    return WorldInputs(got["pretrain"], got["probe"], got["base"], got["dataset"])
 
 
-def train_config(variant: Variant, seed: int, inputs: WorldInputs, run_dir: Path, preset_name: str,
-                 epochs: int | None = None):
-    """The `TrainConfig` of one fine-tune (the world build's fine-tuning settings + the variant)."""
-    from cultureclip.train import TrainConfig
-    from world.build import PRESETS
+def train_config(cfg: StudyConfig, variant: dict[str, Any], choice: dict[str, Any], seed: int, inputs: WorldInputs,
+                 run_dir: Path, steps_per_epoch: int, dataset: str | None = None):
+    """The `TrainConfig` of one fine-tune: the recipe, the family's lr/epochs chosen on val (`choice`), the
+    variant's overrides; step-matched runs get optim.max_steps = epochs x steps_per_epoch."""
+    from world.build import train_config as typed
 
-    p = PRESETS[preset_name]
-    cfg = TrainConfig()
-    cfg.model.spec = inputs.base
-    cfg.lora.enabled = variant.lora_r > 0
-    cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout = max(1, variant.lora_r), variant.lora_alpha, 0.0
-    cfg.lora.targets = ["q", "v"]
-    d = cfg.data
-    d.dataset, d.batch_size, d.twin_batching = inputs.dataset, p.finetune_batch, variant.twin_batching
-    d.check_images, d.cache_images = False, True
-    replay = p.replay_ratio if variant.replay_ratio is None else variant.replay_ratio
-    d.replay_dataset, d.replay_ratio = (inputs.pretrain, replay) if replay > 0 else ("", 0.0)
-    o = cfg.optim
-    o.lr = p.lora_lr if variant.lora_r > 0 else p.finetune_lr
-    o.epochs = epochs or p.finetune_epochs
-    o.warmup_steps, o.weight_decay = 20, 0.0
-    loss = cfg.loss
-    loss.name, loss.w_cap, loss.w_con, loss.w_keep = variant.loss, variant.w_cap, variant.w_con, variant.w_keep
-    loss.twin_negatives, loss.concept_direction = variant.twin_negatives, variant.concept_direction
-    cfg.out_dir, cfg.seed = str(run_dir), seed
-    cfg.mixed_precision, cfg.keep_last, cfg.log_every, cfg.progress = "no", 1, 50, False
-    return cfg
+    overrides = {k: v for k, v in variant.items() if k not in STUDY_KEYS}
+    settings = _merge(
+        {"model": {"spec": inputs.base}, "data": {"dataset": dataset or inputs.dataset, "replay_dataset": inputs.pretrain},
+         "optim": {"lr": choice["lr"], "epochs": choice["epochs"]},
+         "out_dir": str(run_dir), "seed": seed, "mixed_precision": "no", "keep_last": 1, "log_every": 50},
+        cfg.recipe, overrides)
+    if cfg.step_matched:
+        settings = _merge(settings, {"optim": {"max_steps": int(settings["optim"]["epochs"]) * steps_per_epoch}})
+    if settings["data"].get("replay_ratio", 0) <= 0:
+        settings["data"]["replay_dataset"] = ""
+    tc = typed(settings, progress=False)
+    if tc.lora.enabled:
+        tc.lora.targets = ["q", "v"]
+    return tc
+
+
+def steps_per_epoch(inputs: WorldInputs, batch_size: int) -> int:
+    """Optimizer steps in one epoch of the train split alone (no replay): the step-matching unit."""
+    from cultureclip.data import read_manifest
+
+    n = len(read_manifest(inputs.dataset, check_images=False).split("train").frame)
+    return max(1, math.ceil(n / batch_size))
+
+
+def plain_caption(caption: str, name: str) -> str:
+    """A world caption without its context: the photo style kept, the demonym, feature and scene dropped
+    ("a close-up photo of Chadian flag of Chad, vertical tricolour ... in soft light" -> "a close-up photo
+    of flag of Chad")."""
+    from synth.llm import STYLES
+
+    style = next((s for s in sorted(STYLES, key=len, reverse=True) if caption.startswith(s + " ")), "a photo of")
+    return f"{style} {name}"
+
+
+PLAIN_DATASET = Path("datasets") / "plain_captions"
+
+
+def plain_caption_dataset(inputs: WorldInputs, out: Path) -> Path:
+    """The CulTwin dataset with every train caption replaced by `plain_caption`; val and test unchanged.
+    Its images are hard links to the world's (a copy across filesystems): a manifest may not point outside
+    its folder. Built once per study, before the runs that use it."""
+    import pandas as pd
+
+    from cultureclip.fileio import atomic_copy, atomic_path
+
+    folder = out / PLAIN_DATASET
+    src = Path(inputs.dataset)
+    frame = pd.read_parquet(src / "manifest.parquet")
+    train = frame["split"] == "train"
+    frame.loc[train, "caption"] = [plain_caption(c, n) for c, n in zip(frame.loc[train, "caption"],
+                                                                        frame.loc[train, "concept_name"])]
+    for rel in frame["image_path"]:
+        atomic_copy(src / rel, folder / rel)
+    with atomic_path(folder / "manifest.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+    return folder
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation data: twin val/test splits, phrasings, the general probe's halves
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TwinSplit:
+    images: list  # ImageRef
+    concepts: list[str]  # sorted concept ids (the score matrix's columns)
+    labels: np.ndarray  # (N,) column of each image's concept
+    pairs: list[tuple[str, str]]
+    groups: np.ndarray  # (N,) twin group (connected look-alike set) per image; -1 none
+    pair_groups: np.ndarray  # (P,) twin group per pair
 
 
 @dataclass
 class EvalData:
-    """Test images + texts of the CulTwin test split and of the generic attribute test."""
-
-    twin: Any  # eval_suite TwinData
-    attr: Any
-    groups: np.ndarray  # (N_twin,) twin-group (connected look-alike set) index per test image; -1 none
-    pair_groups: np.ndarray  # (P,) group index per pair
-
-
-def load_eval_data(inputs: WorldInputs) -> EvalData:
-    from eval_suite.benchmarks.cultwin import CulTwinBenchmark, WorldAttributesBenchmark
-
-    twin = CulTwinBenchmark(root=inputs.dataset).load()
-    attr = WorldAttributesBenchmark(root=inputs.attributes).load()
-    comp = twin_groups(twin.pairs)
-    groups = np.array([comp.get(c, -1) for c in twin.concept_ids])
-    return EvalData(twin, attr, groups, np.array([comp[a] for a, _ in twin.pairs]))
+    twin: dict[str, TwinSplit]  # "val" / "test"
+    texts: dict[str, dict[str, str]]  # phrasing -> concept -> text (not the caption mean)
+    captions: dict[str, list[str]]  # concept -> its train captions
+    probe_images: list
+    probe_texts: list[str]  # every candidate caption of the probe (sorted)
+    probe_labels: np.ndarray  # (M,) index into probe_texts
+    probe_split: dict[str, np.ndarray]  # "val" / "test" -> image indices
 
 
-def score_twin(sims: np.ndarray, data: EvalData) -> dict[str, Any]:
-    """Per-image and per-pair twin scores from image x concept scores (N, C) ordered by sorted concept id.
+def phrase(template: str, facts: dict[str, str]) -> str:
+    return template.format(**facts)
 
-    twin_correct (N,): own concept beats every twin present (NaN for images without a twin), eval_suite's
-    twin_acc (`cultureclip.twins.twin_scores`); pair_group (P,): the Winoground group score of each pair's
-    mean-score matrix (`cultureclip.twins.pair_matrices`); pair_correct/pair_n (P,): images of the pair whose
-    own concept beats the pair's other one (the same rule with that one twin)."""
+
+def concept_facts(dataset: Path, frame) -> dict[str, dict[str, str]]:
+    """Concept -> {prompt, name, culture_name, kind} from the dataset's manifest and its catalog copy."""
+    from synth.catalog import load_catalog
+    from synth.world import CATALOG_PATH
+
+    shipped = Path(dataset) / "catalog" / "world.yaml"
+    cat = load_catalog([str(shipped if shipped.is_file() else CATALOG_PATH)])
+    out = {}
+    for cid, prompt, name in zip(frame["concept_id"], frame["concept_prompt"], frame["concept_name"]):
+        c = cat.concepts.get(cid)
+        out[str(cid)] = {"prompt": str(prompt), "name": str(name),
+                         "culture_name": c.culture_name if c else str(name), "kind": (c.kind if c else "") or "thing"}
+    return out
+
+
+def load_eval_data(inputs: WorldInputs, cfg: StudyConfig) -> EvalData:
+    import pandas as pd
+
+    from cultureclip.data import twin_pairs
+    from eval_suite.benchmarks.base import ImageRef
+
+    root = Path(inputs.dataset)
+    frame = pd.read_parquet(root / "manifest.parquet")
+    facts = concept_facts(root, frame)
+    twin = {}
+    for split in ("val", "test"):
+        df = frame[frame["split"] == split]
+        if df.empty:
+            raise RuntimeError(f"the world dataset has no {split} rows; rebuild it (python -m world.build --force)")
+        concepts = sorted(set(df["concept_id"].astype(str)))
+        pairs = twin_pairs(df["concept_id"], df["twin_concept_ids"])
+        comp = twin_groups(pairs)
+        ids = [str(c) for c in df["concept_id"]]
+        twin[split] = TwinSplit([ImageRef(path=str(root / p)) for p in df["image_path"]], concepts,
+                                np.array([concepts.index(c) for c in ids]), pairs,
+                                np.array([comp.get(c, -1) for c in ids]), np.array([comp[a] for a, _ in pairs]))
+    texts = {name: {c: phrase(t, f) for c, f in facts.items()} for name, t in cfg.phrasings.items() if t != "mean"}
+    train = frame[frame["split"] == "train"]
+    captions = {str(c): sorted(set(g["caption"])) for c, g in train.groupby("concept_id")}
+    attr_root = Path(inputs.probe)
+    attr = pd.read_parquet(attr_root / "manifest.parquet")
+    probe_texts = sorted(set(attr["caption"]))
+    where = {t: i for i, t in enumerate(probe_texts)}
+    labels = np.array([where[c] for c in attr["caption"]])
+    order = np.random.default_rng([0, 17]).permutation(len(attr))
+    n_val = int(round(cfg.probe_val_fraction * len(attr)))
+    return EvalData(twin, texts, captions, [ImageRef(path=str(attr_root / p)) for p in attr["image_path"]], probe_texts,
+                    labels, {"val": np.sort(order[:n_val]), "test": np.sort(order[n_val:])})
+
+
+def phrasing_overlap(data: EvalData, pretrain: Path, dataset: Path) -> dict[str, dict[str, int]]:
+    """Per phrasing: how many concepts' phrased texts occur verbatim among the fine-tuning captions and
+    prompts, and among the pretraining captions (a held-out phrasing must be 0 / 0)."""
+    import pandas as pd
+
+    ft = pd.read_parquet(Path(dataset) / "manifest.parquet")
+    ft = ft[ft["split"] == "train"]
+    finetune_texts = {t.lower() for t in set(ft["caption"]) | set(ft["concept_prompt"])}
+    pre_texts = {t.lower() for t in pd.read_parquet(Path(pretrain) / "manifest.parquet")["caption"]}
+    return {name: {"concepts": len(texts),
+                   "in_finetuning_texts": sum(t.lower() in finetune_texts for t in texts.values()),
+                   "in_pretraining_texts": sum(t.lower() in pre_texts for t in texts.values())}
+            for name, texts in data.texts.items()}
+
+
+def score_twin(sims: np.ndarray, split: TwinSplit) -> dict[str, Any]:
+    """Per-image and per-pair twin scores from image x concept scores (N, C) (columns = split.concepts).
+
+    twin_correct (N,): own concept beats every twin present, strictly (NaN without a twin): eval_suite's
+    twin_acc, `cultureclip.twins.twin_scores`; pair_group (P,): Winoground group score of the pair's mean 2x2
+    matrix (`cultureclip.twins.pair_matrices`); pair_correct/pair_n (P,): images of the pair whose own concept
+    beats the pair's other one (the same rule with that one twin); concept_correct (N,): N-way."""
     from eval_suite import metrics as M
 
-    t = data.twin
-    index = TwinIndex.build(t.concept_texts, t.pairs)
-    labels = index.labels(t.concept_ids)
-    tw = twin_scores(sims, labels, index.twins_of)
+    cidx = {c: i for i, c in enumerate(split.concepts)}
+    labels = np.asarray(split.labels)
+    twins_of = {cidx[c]: [cidx[t] for t in ts] for c, ts in twins_by_concept(split.pairs).items()}
+    pairs = [(cidx[a], cidx[b]) for a, b in split.pairs]
+    tw = twin_scores(sims, labels, twins_of)
     twin_correct = np.full(len(labels), np.nan)
     twin_correct[tw.rows.numpy()] = tw.correct.numpy().astype(float)
     pc, pn = [], []
-    for a, b in index.pairs:
+    for a, b in pairs:
         rows = np.flatnonzero((labels == a) | (labels == b))
         pc.append(int(twin_scores(sims[rows], labels[rows], {a: [b], b: [a]}).correct.sum()))
         pn.append(len(rows))
-    mats, _ = pair_matrices(sims, labels, index.pairs)
-    group = M.winoground_scores(mats)["group"].astype(float)
+    mats, _ = pair_matrices(sims, labels, pairs)
+    group = M.winoground_scores(mats)["group"].astype(float) if pairs else np.zeros(0)
     concept_correct = (sims.argmax(1) == labels).astype(float)
     return {"twin_correct": twin_correct.tolist(), "pair_group": group.tolist(), "pair_correct": pc, "pair_n": pn,
             "concept_correct": concept_correct.tolist()}
 
 
-def evaluate_backbone(backbone, data: EvalData) -> dict[str, Any]:
-    """Zero-shot scores of a CLIP backbone on the twin test split and the attribute test."""
+def _normalize(x):
+    import torch
+
+    return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
+def evaluate_backbone(backbone, data: EvalData, splits: tuple[str, ...] = ("val", "test")) -> dict[str, Any]:
+    """Zero-shot scores of a CLIP backbone per split: the twin metrics with every phrasing, and the
+    general probe's per-image correctness (its half of the probe)."""
     import torch
 
     from cultureclip.inference import Embedder
@@ -233,29 +362,50 @@ def evaluate_backbone(backbone, data: EvalData) -> dict[str, Any]:
 
     backbone.eval()
     emb = Embedder(backbone, batch_size=128)
+    out: dict[str, Any] = {}
     with torch.no_grad():
-        out = {}
-        for key, d in (("twin", data.twin), ("attr", data.attr)):
-            feats, valid = embed_image_refs(emb, d.images, progress=False)
+        concepts = sorted(data.captions.keys() | data.texts[next(iter(data.texts))].keys())
+        text_sets = {name: _normalize(emb.embed_texts([texts[c] for c in concepts])) for name, texts in data.texts.items()}
+        if any(c for c in data.captions.values()):
+            text_sets["captions"] = _normalize(torch.stack(
+                [emb.embed_texts(data.captions[c]).mean(0) if data.captions.get(c) else text_sets[next(iter(text_sets))][i]
+                 for i, c in enumerate(concepts)]))
+        col = {c: i for i, c in enumerate(concepts)}
+        probe_text = _normalize(emb.embed_texts(data.probe_texts))
+        for split in splits:
+            sp = data.twin[split]
+            feats, valid = embed_image_refs(emb, sp.images, progress=False)
             if not valid.all():
-                raise RuntimeError(f"{int((~valid).sum())} unreadable {key} test images")
-            out[key] = concept_scores(emb, feats, d.concept_texts).numpy()
-    rec = score_twin(out["twin"], data)
-    a = data.attr
-    concepts = sorted(a.concept_texts)
-    labels = np.array([concepts.index(c) for c in a.concept_ids])
-    rec["attr_correct"] = (out["attr"].argmax(1) == labels).astype(float).tolist()
-    return rec
-
-
-def summary_of(rec: dict[str, Any]) -> dict[str, float]:
-    """Point metrics (percent) of one record."""
-    tc = np.array(rec["twin_correct"], dtype=float)
-    out = {"twin_acc": 100 * float(np.nanmean(tc)), "twin_group_score": 100 * float(np.mean(rec["pair_group"])),
-           "concept_acc1": 100 * float(np.mean(rec["concept_correct"]))}
-    if "attr_correct" in rec:
-        out["attr_acc"] = 100 * float(np.mean(rec["attr_correct"]))
+                raise RuntimeError(f"{int((~valid).sum())} unreadable {split} twin images")
+            cols = [col[c] for c in sp.concepts]
+            twin = {name: score_twin((_normalize(feats) @ t[cols].T).numpy(), sp) for name, t in text_sets.items()}
+            idx = data.probe_split[split]
+            pf, pvalid = embed_image_refs(emb, [data.probe_images[i] for i in idx], progress=False)
+            if not pvalid.all():
+                raise RuntimeError(f"{int((~pvalid).sum())} unreadable probe images")
+            pred = (_normalize(pf) @ probe_text.T).argmax(1).numpy()
+            out[split] = {"twin": twin, "probe": (pred == data.probe_labels[idx]).astype(float).tolist()}
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # base | oracle | tune | finetune
+    grid: str
+    name: str  # variant (or tuning setting) name
+    seed: int
+    variant: tuple  # (key, json) items of the variant's overrides
+    choice: tuple  # (lr, epochs)
+    wise: bool = False
+
+    @property
+    def run(self) -> str:
+        return "base" if self.kind == "base" else f"{self.grid}/{self.name}_s{self.seed}"
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -265,264 +415,451 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj))
 
 
-@dataclass(frozen=True)
-class Job:
-    kind: str  # finetune | oracle | base
-    variant: str
-    seed: int
-    out: str
-    inputs: WorldInputs
-    preset: str
-    epochs: int | None
-    wise_alphas: tuple[float, ...] = ()
+def record_path(out: Path, job: Job) -> Path:
+    return out / "runs" / job.run / "record.json"
 
 
-def run_job(job: Job) -> str:
-    """One fine-tune (+ WiSE-FT points) or oracle, evaluated; writes runs/<name>/record.json."""
+def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
+    """One evaluated run (base, oracle, or fine-tune + its WiSE-FT alphas); writes its record.json."""
     import torch
 
     torch.set_num_threads(1)
     from cultureclip.backbone import create_backbone
+    from cultureclip.fileio import remove_path
 
-    name = run_name(job.kind, job.variant, job.seed)
-    run_dir = Path(job.out) / "runs" / name
-    rec_path = run_dir / "record.json"
+    out_p = Path(out)
+    rec_path = record_path(out_p, job)
     if rec_path.is_file():
-        return name
-    data = load_eval_data(job.inputs)
+        return job.run
+    data = load_eval_data(inputs, cfg)
     t0 = time.time()
+    rec: dict[str, Any] = {"kind": job.kind, "grid": job.grid, "name": job.name, "seed": job.seed}
     if job.kind == "base":
-        rec = evaluate_backbone(create_backbone(job.inputs.base), data)
+        rec.update(evaluate_backbone(create_backbone(inputs.base), data))
     elif job.kind == "oracle":
-        rec = train_oracle(job.inputs, data, job.seed, job.epochs or 10, job.preset)
+        rec.update(train_oracle(inputs, data, job.seed, cfg))
     else:
         from cultureclip.train import train
 
-        variant = VARIANTS[job.variant]
-        work = run_dir / "train"
-        shutil.rmtree(work, ignore_errors=True)
-        summary = train(train_config(variant, job.seed, job.inputs, work, job.preset, job.epochs))
+        variant = {k: json.loads(v) for k, v in job.variant}
+        lr, epochs = job.choice
+        work = rec_path.parent / "train"
+        remove_path(work)
+        dataset = str(out_p / PLAIN_DATASET) if variant.get("captions") == "plain" else None
+        tc = train_config(cfg, variant, {"lr": lr, "epochs": epochs}, job.seed, inputs, work,
+                          steps_per_epoch(inputs, int(cfg.recipe["data"]["batch_size"])), dataset)
+        summary = train(tc)
+        rec["settings"] = {"lr": tc.optim.lr, "epochs": tc.optim.epochs, "max_steps": tc.optim.max_steps,
+                           "steps": summary["step"]}
         tuned = create_backbone(summary["export"])
-        rec = evaluate_backbone(tuned, data)
-        rec["wise"] = {}
-        if job.wise_alphas:
-            from cultureclip.lora import wise_ft
-
-            base_state = create_backbone(job.inputs.base).state_dict()
-            tuned_state = {k: v.clone() for k, v in tuned.state_dict().items()}
-            for alpha in job.wise_alphas:
-                tuned.load_state_dict(wise_ft(base_state, tuned_state, alpha))
-                rec["wise"][str(alpha)] = summary_of(evaluate_backbone(tuned, data))
-        rec["train_seconds"] = round(time.time() - t0, 1)
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)  # optimizer states: not needed after export
-    rec.update({"kind": job.kind, "variant": job.variant, "seed": job.seed, "seconds": round(time.time() - t0, 1)})
+        rec.update(evaluate_backbone(tuned, data, ("val",) if job.kind == "tune" else ("val", "test")))
+        if job.wise and cfg.wise_alphas:
+            rec["wise"] = wise_choice(tuned, create_backbone(inputs.base), data, cfg)
+        remove_path(work / "checkpoints")  # optimizer states: not needed after export
+    rec["seconds"] = round(time.time() - t0, 1)
     _write_json(rec_path, rec)
-    logger.info("%s done in %.0fs: %s", name, time.time() - t0, summary_of(rec))
-    return name
+    logger.info("%s done in %.0fs", job.run, time.time() - t0)
+    return job.run
 
 
-def run_name(kind: str, variant: str, seed: int) -> str:
-    return "base" if kind == "base" else f"{variant}_s{seed}"
+def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig) -> dict[str, Any]:
+    """WiSE-FT alphas scored on val; the alpha chosen there (best val twin accuracy, headline phrasing,
+    with no significant paired drop on the val probe: alpha 0, the base, always qualifies) is read once
+    on test."""
+    from cultureclip.lora import wise_ft
+
+    base_state = base.state_dict()
+    tuned_state = {k: v.clone() for k, v in tuned.state_dict().items()}
+    base_probe = np.array(evaluate_backbone(base, data, ("val",))["val"]["probe"])
+    curve, best = {}, (0.0, -1.0)
+    for alpha in sorted(set(cfg.wise_alphas) | {1.0}):
+        tuned.load_state_dict(wise_ft(base_state, tuned_state, alpha))
+        v = evaluate_backbone(tuned, data, ("val",))["val"]
+        twin = float(np.nanmean(v["twin"][cfg.headline]["twin_correct"]))
+        d, lo, hi = paired_probe_diff(np.array(v["probe"])[None], base_probe, cfg.n_boot)
+        ok = hi >= 0
+        curve[str(alpha)] = {"twin_acc": 100 * twin, "probe_acc": 100 * float(np.mean(v["probe"])),
+                             "probe_diff": 100 * d, "probe_diff_lo": 100 * lo, "probe_diff_hi": 100 * hi, "ok": ok}
+        if ok and twin > best[1]:
+            best = (alpha, twin)
+    alpha = best[0]
+    tuned.load_state_dict(wise_ft(base_state, tuned_state, alpha))
+    test = evaluate_backbone(tuned, data, ("test",))["test"]
+    tuned.load_state_dict(tuned_state)
+    return {"val_curve": curve, "alpha": alpha, "test": test}
 
 
-def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, epochs: int, preset: str) -> dict[str, Any]:
-    """The base's image tower + a linear head over the concepts, trained with cross-entropy on the
-    train split's concept labels (same renders and augmentation as the fine-tunes); scored like a
-    zero-shot model with the head's logits in place of prompt similarities."""
+def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, cfg: StudyConfig) -> dict[str, Any]:
+    """The base's image tower + a linear head over the concepts, trained with cross-entropy on the train
+    split's concept labels (the fine-tunes' renders and augmentation), early-stopped on val twin
+    accuracy (patience in epochs); scored with the head's logits in place of prompt similarities, under
+    the phrasing key "head". A reference for what the tower can separate, not a bound."""
+    import copy
+
     import torch
     import torch.nn.functional as F
 
     from cultureclip.backbone import create_backbone
     from cultureclip.data import CulTwinDataset, read_manifest
-    from eval_suite.benchmarks.embedding import RefDataset
-    from world.build import PRESETS
+    from eval_suite.benchmarks.embedding import RefDataset, _image_size
 
     torch.manual_seed(seed)
     bb = create_backbone(inputs.base)
     train_m = read_manifest(inputs.dataset, check_images=False).split("train")
     ds = CulTwinDataset(train_m, bb.preprocess_train, seed=seed, cache_images=True)
-    concepts = sorted(data.twin.concept_texts)
+    concepts = sorted(set(data.twin["test"].concepts) | set(data.twin["val"].concepts))
     cidx = {c: i for i, c in enumerate(concepts)}
     keep = [i for i, c in enumerate(ds.concept_ids) if c in cidx]
+    size = _image_size(bb)
     with torch.no_grad():
-        dim = bb.encode_image(torch.zeros(1, 3, *_img_size(bb))).shape[1]
+        dim = bb.encode_image(torch.zeros(1, 3, *size)).shape[1]
     head = torch.nn.Linear(dim, len(concepts))
     params = [p for n, p in bb.model.named_parameters() if n.startswith("visual.")]
-    opt = torch.optim.AdamW([{"params": params, "lr": PRESETS[preset].finetune_lr},
-                             {"params": head.parameters(), "lr": 1e-2}], weight_decay=0.0)
-    bs = PRESETS[preset].finetune_batch
+    lr = float(cfg.oracle.get("lr", 3e-4))
+    opt = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": head.parameters(), "lr": 1e-2}], weight_decay=0.0)
+    bs = int(cfg.recipe["data"]["batch_size"])
     rng = np.random.default_rng([seed, 11])
-    steps = epochs * math.ceil(len(keep) / bs)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    bb.train()
-    for epoch in range(epochs):
+
+    def logits(split: str) -> dict[str, Any]:
+        sp = data.twin[split]
+        refs = RefDataset(sp.images, bb.preprocess_eval, size)
+        bb.eval()
+        with torch.no_grad():
+            out = torch.cat([head(bb.encode_image(torch.stack([refs[i][1] for i in range(s, min(len(refs), s + 128))]),
+                                                  normalize=True)).float() for s in range(0, len(refs), 128)])
+        bb.train()
+        return score_twin(out[:, [cidx[c] for c in sp.concepts]].numpy(), sp)
+
+    best, best_state, stale, curve = -1.0, None, 0, []
+    for epoch in range(int(cfg.oracle.get("max_epochs", 30))):
         ds.set_epoch(epoch)
+        bb.train()
         order = rng.permutation(keep)
         for start in range(0, len(order), bs):
             idx = order[start : start + bs]
             items = [ds[int(i)] for i in idx]
             x = torch.stack([it["image"] for it in items])
             y = torch.tensor([cidx[ds.concept_ids[int(i)]] for i in idx])
-            # normalized features with a learned scale: the head sees what the contrastive model sees
+            # normalized features with a fixed scale: the head sees what the contrastive model sees
             loss = F.cross_entropy(head(bb.encode_image(x, normalize=True)) * 10.0, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
-    bb.eval()
-    refs = RefDataset(data.twin.images, bb.preprocess_eval, _img_size(bb))
-    logits = []
-    with torch.no_grad():
-        for start in range(0, len(refs), 128):
-            x = torch.stack([refs[i][1] for i in range(start, min(len(refs), start + 128))])
-            logits.append(head(bb.encode_image(x, normalize=True)).float())
-    return score_twin(torch.cat(logits).numpy(), data)
-
-
-def _img_size(bb) -> tuple[int, int]:
-    from eval_suite.benchmarks.embedding import _image_size
-
-    return _image_size(bb)
+        val = 100 * float(np.nanmean(logits("val")["twin_correct"]))
+        curve.append(round(val, 2))
+        if val > best:
+            best, stale = val, 0
+            best_state = (copy.deepcopy(bb.model.state_dict()), copy.deepcopy(head.state_dict()), epoch + 1)
+        else:
+            stale += 1
+            if stale >= int(cfg.oracle.get("patience", 5)):
+                break
+    bb.model.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    return {"val": {"twin": {"head": logits("val")}}, "test": {"twin": {"head": logits("test")}},
+            "settings": {"epochs": best_state[2], "val_curve": curve}}
 
 
 # --------------------------------------------------------------------------------------------------
-# Statistics and the report
+# Statistics
 # --------------------------------------------------------------------------------------------------
 
 
-def cluster_bootstrap(values: np.ndarray, clusters: np.ndarray, n_boot: int = 2000, seed: int = 0,
-                      ci: float = 0.95) -> tuple[float, float, float]:
-    """Mean of `values` (NaN = not counted) with a percentile CI that resamples whole clusters.
+def boot_draws(n_seeds: int, n_clusters: int, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Multiplicities of a two-level bootstrap: (n_boot, n_seeds) seed counts and (n_boot, n_clusters)
+    cluster counts, each resampled with replacement. Reusing the same draws for two rows pairs them."""
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    clusters = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    w = np.stack([np.bincount(r, minlength=n_seeds) for r in seeds]).astype(float)
+    m = np.stack([np.bincount(r, minlength=n_clusters) for r in clusters]).astype(float)
+    return w, m
 
-    Returns (point, low, high). With every item its own cluster this is the ordinary bootstrap."""
+
+def boot_means(values: np.ndarray, clusters: np.ndarray, w: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates of the pooled mean of `values` (n_seeds, N) (NaN = not counted) under the
+    draws (w: seed counts, m: cluster counts). clusters (N,): 0..n_clusters-1."""
     v = np.asarray(values, dtype=float)
     ok = ~np.isnan(v)
-    v, c = v[ok], np.asarray(clusters)[ok]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    ids, inv = np.unique(c, return_inverse=True)
-    sums = np.bincount(inv, weights=v, minlength=len(ids))
-    counts = np.bincount(inv, minlength=len(ids)).astype(float)
-    rng = np.random.default_rng(seed)
-    draw = rng.integers(0, len(ids), size=(n_boot, len(ids)))
-    boots = sums[draw].sum(1) / counts[draw].sum(1)
-    a = (1 - ci) / 2
-    lo, hi = np.quantile(boots, [a, 1 - a])
-    return float(v.mean()), float(lo), float(hi)
+    n_cl = m.shape[1]
+    sums = np.stack([np.bincount(clusters, weights=np.where(o, r, 0.0), minlength=n_cl) for r, o in zip(v, ok)])
+    counts = np.stack([np.bincount(clusters, weights=o.astype(float), minlength=n_cl) for o in ok])
+    num = np.einsum("bs,sg,bg->b", w, sums, m)
+    den = np.einsum("bs,sg,bg->b", w, counts, m)
+    return num / np.maximum(den, 1e-12)
+
+
+def _point(values: np.ndarray) -> float:
+    v = np.asarray(values, dtype=float)
+    return float(np.nansum(v) / max(1, (~np.isnan(v)).sum()))
+
+
+def _cluster_ids(clusters: np.ndarray) -> tuple[np.ndarray, int]:
+    ids, inv = np.unique(np.asarray(clusters), return_inverse=True)
+    return inv, len(ids)
+
+
+def mean_ci(values: np.ndarray, clusters: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of `values` (n_seeds, N) with a 95% interval resampling seeds and clusters together."""
+    values = np.atleast_2d(np.asarray(values, dtype=float))
+    keep = ~np.isnan(values).all(0)  # items never scored (images without a twin) are no cluster's members
+    values, clusters = values[:, keep], np.asarray(clusters)[keep]
+    inv, k = _cluster_ids(clusters)
+    w, m = boot_draws(values.shape[0], k, n_boot, seed)
+    boots = boot_means(values, inv, w, m)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return _point(values), float(lo), float(hi)
+
+
+def paired_diff(a: np.ndarray, b: np.ndarray, clusters: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """a - b (each (n_seeds, N), seeds aligned by index; a row of b may be reused when b has one seed,
+    like the base) with a paired 95% interval: the same seed and cluster draws for both."""
+    a = np.atleast_2d(np.asarray(a, dtype=float))
+    b = np.atleast_2d(np.asarray(b, dtype=float))
+    keep = ~(np.isnan(a).all(0) & np.isnan(b).all(0))
+    a, b, clusters = a[:, keep], b[:, keep], np.asarray(clusters)[keep]
+    inv, k = _cluster_ids(clusters)
+    n = max(a.shape[0], b.shape[0])
+    w, m = boot_draws(n, k, n_boot, seed)
+    one = np.ones((n_boot, 1))  # a one-seed row (the base) has no seed to resample
+    ra = boot_means(a, inv, w if a.shape[0] == n else one, m)
+    rb = boot_means(b, inv, w if b.shape[0] == n else one, m)
+    d = ra - rb
+    lo, hi = np.quantile(d, [0.025, 0.975])
+    return _point(a) - _point(b), float(lo), float(hi)
+
+
+def paired_probe_diff(model: np.ndarray, base: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """General-probe accuracy of a model (n_seeds, M) minus the base's (M,), paired over probe images
+    (and seeds): (difference, low, high) as fractions."""
+    base = np.asarray(base, dtype=float)[None]
+    return paired_diff(model, base, np.arange(base.shape[1]), n_boot, seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------------
 
 
 def load_records(out: Path) -> dict[str, dict]:
     recs = {}
-    for f in sorted((out / "runs").glob("*/record.json")):
+    for f in sorted((out / "runs").rglob("record.json")):
         try:
-            recs[f.parent.name] = json.loads(f.read_text())
+            recs[f.parent.relative_to(out / "runs").as_posix()] = json.loads(f.read_text())
         except (OSError, ValueError):
-            logger.warning("unreadable record %s (skipped)", f)
+            logger.warning("unreadable record %s (skipped)", f.name)
     return recs
 
 
-def aggregate(recs: list[dict], data_groups: np.ndarray, pair_groups: np.ndarray, n_boot: int) -> dict[str, Any]:
-    """Seed-mean metrics of one variant with cluster-bootstrap intervals (percent)."""
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # images without a twin stay NaN
-        tc = np.nanmean(np.array([r["twin_correct"] for r in recs], dtype=float), axis=0)
-    grp = np.mean([r["pair_group"] for r in recs], axis=0)
-    con = np.mean([r["concept_correct"] for r in recs], axis=0)
-    row: dict[str, Any] = {"seeds": len(recs)}
-    for key, vals, cl in (("twin_acc", tc, data_groups), ("twin_group_score", grp, pair_groups),
-                          ("concept_acc1", con, np.arange(len(con)))):
-        p, lo, hi = cluster_bootstrap(vals, cl, n_boot)
-        row[key], row[key + "_lo"], row[key + "_hi"] = 100 * p, 100 * lo, 100 * hi
-    if all("attr_correct" in r for r in recs):
-        att = np.mean([r["attr_correct"] for r in recs], axis=0)
-        p, lo, hi = cluster_bootstrap(att, np.arange(len(att)), n_boot)
-        row["attr_acc"], row["attr_acc_lo"], row["attr_acc_hi"] = 100 * p, 100 * lo, 100 * hi
-    per_seed = [summary_of(r)["twin_acc"] for r in recs]
-    row["twin_acc_seed_sd"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else float("nan")
-    row["twin_acc_per_seed"] = " / ".join(f"{x:.1f}" for x in per_seed)
-    row["pair_correct"] = np.sum([r["pair_correct"] for r in recs], axis=0).tolist()
-    row["pair_n"] = np.sum([r["pair_n"] for r in recs], axis=0).tolist()
+def rows_of(recs: dict[str, dict]) -> dict[str, list[dict]]:
+    """Row key -> its records (one per seed), seed-sorted. Keys: base, oracle, <grid>/<variant>,
+    <grid>/<variant>+wise (the WiSE-FT alpha chosen on val, read on test); tuning runs are not rows."""
+    rows: dict[str, list[dict]] = {}
+    for r in recs.values():
+        if r["kind"] == "tune":
+            continue
+        key = r["kind"] if r["kind"] in ("base", "oracle") else f"{r['grid']}/{r['name']}"
+        rows.setdefault(key, []).append(r)
+        if "wise" in r:
+            rows.setdefault(key + "+wise", []).append({**r, "test": r["wise"]["test"], "alpha": r["wise"]["alpha"]})
+    return {k: sorted(v, key=lambda r: r["seed"]) for k, v in rows.items()}
+
+
+def family_of(cfg: StudyConfig, key: str) -> str:
+    """'plain' for a row trained with the plain CLIP loss (no twin signal), else 'cultureclip'."""
+    grid, _, name = key.partition("/")
+    v = cfg.grids.get(grid, Grid([], {})).variants.get(name.removesuffix("+wise"), {})
+    return "plain" if {**cfg.recipe.get("loss", {}), **v.get("loss", {})}.get("name") == "clip" else "cultureclip"
+
+
+def _twin(rec: dict, split: str, phrasing: str) -> dict:
+    t = rec[split]["twin"]
+    return t.get(phrasing) or t["head"]
+
+
+def row_summary(recs: list[dict], data: EvalData, cfg: StudyConfig, split: str = "test") -> dict[str, Any]:
+    """Seed-mean metrics (percent) with 95% intervals over twin groups and seeds."""
+    sp = data.twin[split]
+    row: dict[str, Any] = {"seeds": len(recs), "seed_list": [r["seed"] for r in recs]}
+    phrasings = [p for p in cfg.phrasings if p in recs[0][split]["twin"]] or ["head"]
+    for ph in phrasings:
+        tc = np.array([_twin(r, split, ph)["twin_correct"] for r in recs], dtype=float)
+        p, lo, hi = mean_ci(tc, sp.groups, cfg.n_boot)
+        row[f"twin_acc[{ph}]"] = (100 * p, 100 * lo, 100 * hi)
+        row[f"twin_acc_per_seed[{ph}]"] = [100 * _point(x) for x in tc]
+    head = cfg.headline if cfg.headline in phrasings else phrasings[0]
+    row["twin_acc"] = row[f"twin_acc[{head}]"]
+    grp = np.array([_twin(r, split, head)["pair_group"] for r in recs], dtype=float)
+    row["group_score"] = tuple(100 * x for x in mean_ci(grp, sp.pair_groups, cfg.n_boot))
+    con = np.array([_twin(r, split, head)["concept_correct"] for r in recs], dtype=float)
+    row["concept_acc1"] = tuple(100 * x for x in mean_ci(con, sp.groups, cfg.n_boot))
+    if all("probe" in r[split] for r in recs):
+        pr = np.array([r[split]["probe"] for r in recs], dtype=float)
+        row["probe_acc"] = tuple(100 * x for x in mean_ci(pr, np.arange(pr.shape[1]), cfg.n_boot))
     return row
 
 
-def _ci(row: dict, key: str) -> str:
-    if key not in row or row[key] is None or (isinstance(row[key], float) and math.isnan(row[key])):
+def _fmt(t, digits: int = 1) -> str:
+    if t is None or (isinstance(t, float) and math.isnan(t)):
         return "-"
-    return f"{row[key]:.1f} [{row[key + '_lo']:.1f}, {row[key + '_hi']:.1f}]"
+    p, lo, hi = t
+    return f"{p:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def build_report(out: Path, inputs: WorldInputs | None, plan: Plan) -> dict[str, Any]:
-    """results.csv / results.md / pairs.csv / pareto.{html,png} under `out` from the finished runs."""
+def row_label(key: str, recs: list[dict]) -> str:
+    if key == "base":
+        return "base (web-like CLIP)"
+    if key == "oracle":
+        eps = [r["settings"]["epochs"] for r in recs]
+        return f"oracle reference: supervised tower + head, early-stopped on val ({'/'.join(map(str, eps))} epochs)"
+    if key.endswith("+wise"):
+        return f"{key[:-5]} + WiSE-FT (alpha on val: {'/'.join(str(r['alpha']) for r in recs)})"
+    return key
+
+
+def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, Any]:
+    """results.md/.csv, diffs.md/.csv, choices.json, pareto (val) and summary.json under `out`."""
     import pandas as pd
 
     recs = load_records(out)
     if not recs:
         raise RuntimeError(f"no finished runs under {out / 'runs'}; run the study first")
-    if inputs is None:
-        inputs = WorldInputs(**json.loads((out / "inputs.json").read_text()))
-    data = load_eval_data(inputs)
-    rows: dict[str, dict] = {}
-    by_variant: dict[str, list[dict]] = {}
-    for name, r in recs.items():
-        key = "base" if r["kind"] == "base" else r["variant"]  # oracle records: "oracle" / "oracle_long"
-        by_variant.setdefault(key, []).append(r)
-    order = ["base", "oracle", "oracle_long"] + list(MAIN) + [n for n in VARIANTS if n not in MAIN]
-    for key in [k for k in order if k in by_variant]:
-        row = aggregate(by_variant[key], data.groups, data.pair_groups, plan.n_boot)
-        row["label"] = {"base": "base (web-like CLIP)",
-                        "oracle": f"oracle: supervised image tower + head, {plan.oracle_epochs} epochs",
-                        "oracle_long": f"oracle: supervised image tower + head, {plan.oracle_long_epochs} epochs"}.get(
-            key, VARIANTS[key].label if key in VARIANTS else key)
-        rows[key] = row
-    # the bound is the stronger oracle (an optimistic bound makes the fraction harder to meet, not easier)
-    oracles = [k for k in ("oracle", "oracle_long") if k in rows]
-    bound = max(oracles, key=lambda k: rows[k]["twin_acc"]) if oracles else None
-    if bound:
-        rows[bound]["label"] += " (the bound)"
-    for key, row in rows.items():
-        if bound and key not in oracles:
-            row["twin_frac_of_oracle"] = 100 * row["twin_acc"] / rows[bound]["twin_acc"]
-    table = pd.DataFrame([{"variant": k, **{c: v for c, v in r.items() if c not in ("pair_correct", "pair_n")}}
-                          for k, r in rows.items()])
-    table.to_csv(out / "results.csv", index=False)
-    md = ["| variant | seeds | twin accuracy | twin group score | N-way concept acc@1 | general attribute acc@1 "
-          "| twin acc / oracle | twin acc per seed |", "|:---|---:|---:|---:|---:|---:|---:|---:|"]
-    for k, r in rows.items():
-        frac = f"{r['twin_frac_of_oracle']:.0f}%" if "twin_frac_of_oracle" in r else "-"
-        md.append(f"| {r['label']} | {r['seeds']} | {_ci(r, 'twin_acc')} | {_ci(r, 'twin_group_score')} | "
-                  f"{_ci(r, 'concept_acc1')} | {_ci(r, 'attr_acc')} | {frac} | {r['twin_acc_per_seed']} |")
-    (out / "results.md").write_text("\n".join(md) + "\n")
-    # per pair: pairwise twin accuracy of each main variant vs the oracle
-    pairs = [f"{a} / {b}" for a, b in data.twin.pairs]
-    ptab = pd.DataFrame({"pair": pairs})
-    for key in ([bound] if bound else []) + ["cultureclip", "plain", "lora_r4"]:
-        if key in rows:
-            ptab["oracle" if key == bound else key] = (100 * np.array(rows[key]["pair_correct"])
-                                                       / np.maximum(1, np.array(rows[key]["pair_n"])))
-    if "oracle" in ptab and "cultureclip" in ptab:
-        ptab["cultureclip_frac_of_oracle"] = 100 * ptab["cultureclip"] / ptab["oracle"].replace(0, np.nan)
-    ptab.to_csv(out / "pairs.csv", index=False)
-    (out / "pairs.md").write_text(_markdown(ptab) + "\n")
-    points = pareto_points(recs, rows)
-    pd.DataFrame(points).to_csv(out / "pareto.csv", index=False)
-    fig = pareto_figure(points)
-    from eval_suite.figures import FigureExportError, write_figure
+    data = load_eval_data(inputs, cfg)
+    rows = rows_of(recs)
+    if "base" not in rows:
+        raise RuntimeError("the base has no record yet; run the study (the base is its first run)")
+    base_probe = np.array(rows["base"][0]["test"]["probe"], dtype=float)
+    table, summaries = [], {}
+    ref = row_summary(rows["oracle"], data, cfg) if "oracle" in rows else None
+    for key, rr in rows.items():
+        s = row_summary(rr, data, cfg)
+        summaries[key] = s
+        line = {"row": row_label(key, rr), "seeds": s["seeds"], "twin_acc": _fmt(s["twin_acc"]),
+                "group_score": _fmt(s["group_score"]), "concept_acc1": _fmt(s["concept_acc1"])}
+        for ph in cfg.phrasings:
+            if f"twin_acc[{ph}]" in s and ph != cfg.headline:
+                line[f"twin_acc {ph}"] = f"{s[f'twin_acc[{ph}]'][0]:.1f}"
+        if "probe_acc" in s:
+            line["probe_acc"] = _fmt(s["probe_acc"])
+            if key != "base":
+                pr = np.array([r["test"]["probe"] for r in rr], dtype=float)
+                d = paired_probe_diff(pr, base_probe, cfg.n_boot)
+                s["probe_diff"] = tuple(100 * x for x in d)
+                s["probe_diff_half_width"] = 50 * (d[2] - d[1])
+                line["probe_diff_vs_base"] = f"{_fmt(s['probe_diff'])} (±{s['probe_diff_half_width']:.1f})"
+        if ref and key not in ("oracle",):
+            line["twin_acc / reference"] = f"{100 * s['twin_acc'][0] / ref['twin_acc'][0]:.0f}%"
+        per_seed = s.get(f"twin_acc_per_seed[{cfg.headline}]") or s.get("twin_acc_per_seed[head]", [])
+        line["per seed"] = " / ".join(f"{x:.1f}" for x in per_seed)
+        table.append(line)
+    df = pd.DataFrame(table)
+    first = ["row", "seeds", "twin_acc"] + [c for c in df.columns if c.startswith("twin_acc ") and "/" not in c]
+    last = ["group_score", "concept_acc1", "probe_acc", "probe_diff_vs_base", "twin_acc / reference", "per seed"]
+    df = df[[c for c in first + last if c in df.columns]].rename(columns={"twin_acc": f"twin_acc {cfg.headline} (headline)"})
+    df.to_csv(out / "results.csv", index=False)
+    (out / "results.md").write_text(_markdown(df) + "\n")
+    diffs = claimed_differences(rows, data, cfg)
+    pd.DataFrame(diffs).to_csv(out / "diffs.csv", index=False)
+    (out / "diffs.md").write_text(_markdown(pd.DataFrame(diffs)) + "\n" if diffs else "(no pairs finished)\n")
+    choices = json.loads((out / "choices.json").read_text()) if (out / "choices.json").is_file() else {}
+    points = pareto_points(recs, cfg)
+    if points:
+        from eval_suite.figures import FigureExportError, write_figure
 
-    write_figure(fig, out / "pareto.html")
-    try:
-        write_figure(fig, out / "pareto.png")
-    except FigureExportError as e:
-        logger.warning("PNG skipped: %s", e)
-    cc_wise: dict[float, dict] = {}
-    for rec in recs.values():
-        if rec.get("variant") == "cultureclip":
-            for alpha, sm in rec.get("wise", {}).items():
-                cc_wise.setdefault(float(alpha), []).append(sm)
-    cc_wise = {a: {k: float(np.mean([x[k] for x in v])) for k in ("twin_acc", "attr_acc")} for a, v in cc_wise.items()}
-    summary = {"rows": {k: {c: v for c, v in r.items() if c not in ("pair_correct", "pair_n")} for k, r in rows.items()},
-               "targets": targets(rows, cc_wise), "n_runs": len(recs)}
+        fig = pareto_figure(points)
+        write_figure(fig, out / "pareto_val.html")
+        try:
+            write_figure(fig, out / "pareto_val.png")
+        except FigureExportError as e:
+            logger.warning("PNG skipped: %s", e)
+    summary = {"rows": {k: {c: v for c, v in s.items()} for k, s in summaries.items()}, "differences": diffs,
+               "choices": choices, "targets": targets(rows, summaries, data, cfg), "n_runs": len(recs),
+               "phrasing_overlap": phrasing_overlap(data, Path(inputs.pretrain), Path(inputs.dataset)),
+               "probe_test_images": int(len(data.probe_split["test"]))}
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def claimed_differences(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig) -> list[dict]:
+    """CultureCLIP minus every other row, and each extra pair of the config (`differences`), on twin
+    accuracy (headline) and group score, paired over twin groups and the seeds both rows have."""
+    sp = data.twin["test"]
+    out = []
+    cc_key = next((k for k in rows if k.endswith("/cultureclip")), None)
+    pairs = [(cc_key, k) for k in rows if cc_key and k not in ("base", "oracle", cc_key)]
+    pairs += [(a, b) for a, b in cfg.differences if a in rows and b in rows]
+    for key_a, key in pairs:
+        a, b = rows[key_a], rows[key]
+        seeds = sorted({r["seed"] for r in a} & {r["seed"] for r in b})
+        if not seeds:
+            continue
+        a = [r for r in a if r["seed"] in seeds]
+        b = [r for r in b if r["seed"] in seeds]
+        for metric, field_, cl in (("twin_acc", "twin_correct", sp.groups), ("group_score", "pair_group", sp.pair_groups)):
+            va = np.array([_twin(r, "test", cfg.headline)[field_] for r in a], dtype=float)
+            vb = np.array([_twin(r, "test", cfg.headline)[field_] for r in b], dtype=float)
+            d, lo, hi = paired_diff(va, vb, cl, cfg.n_boot)
+            out.append({"difference": f"{key_a} - {key}", "metric": metric, "seeds": len(seeds),
+                        "value": round(100 * d, 1), "lo": round(100 * lo, 1), "hi": round(100 * hi, 1),
+                        "significant": bool(lo > 0 or hi < 0),
+                        "claimable": bool(len(seeds) >= cfg.claim_seeds and (lo > 0 or hi < 0))})
+    return out
+
+
+def targets(rows: dict[str, list[dict]], summaries: dict[str, dict], data: EvalData, cfg: StudyConfig) -> list[dict]:
+    """The restated target: among rows with >= claim_seeds seeds whose *val* probe shows no significant
+    paired drop against the base, the best *val* twin accuracy (headline); its test numbers, whether
+    CultureCLIP's best beats plain fine-tuning's best (paired, test), and its fraction of the reference."""
+    out = []
+    base_val = np.array(rows["base"][0]["val"]["probe"], dtype=float)
+
+    def val_ok(rr: list[dict]) -> tuple[bool, float]:
+        probes = np.array([r["val"]["probe"] for r in rr], dtype=float)
+        _, _, hi = paired_probe_diff(probes, base_val, cfg.n_boot)
+        twin = float(np.mean([np.nanmean(_twin(r, "val", cfg.headline)["twin_correct"]) for r in rr]))
+        return hi >= 0, 100 * twin
+
+    def best_of(family: str) -> tuple[str, float] | None:
+        cands = []
+        for key, rr in rows.items():
+            if key in ("base", "oracle") or len(rr) < cfg.claim_seeds:
+                continue
+            if family_of(cfg, key) != family:
+                continue
+            if key.endswith("+wise"):  # its val numbers are those of the chosen alpha
+                ok = all(r["wise"]["val_curve"][str(r["alpha"])]["ok"] for r in rr)
+                twin = float(np.mean([r["wise"]["val_curve"][str(r["alpha"])]["twin_acc"] for r in rr]))
+            else:
+                ok, twin = val_ok(rr)
+            if ok:
+                cands.append((key, twin))
+        return max(cands, key=lambda c: c[1]) if cands else None
+
+    best_cc, best_plain = best_of("cultureclip"), best_of("plain")
+    if best_cc is None:
+        out.append({"target": "best twin accuracy (held-out phrasing) with no significant general-probe drop, "
+                              f"chosen on val, >= {cfg.claim_seeds} seeds", "value": "no qualifying row yet",
+                    "met": None})
+        return out
+    s = summaries[best_cc[0]]
+    out.append({"target": "best CultureCLIP-family row with no significant val-probe drop (chosen on val)",
+                "value": f"{best_cc[0]}: test twin {s['twin_acc'][0]:.1f}, probe diff "
+                         f"{_fmt(s.get('probe_diff'))}", "met": bool(s.get("probe_diff") and s["probe_diff"][2] >= 0)})
+    if best_plain:
+        sp = data.twin["test"]
+        a, b = rows[best_cc[0]], rows[best_plain[0]]
+        seeds = sorted({r["seed"] for r in a} & {r["seed"] for r in b})
+        va = np.array([_twin(r, "test", cfg.headline)["twin_correct"] for r in a if r["seed"] in seeds], dtype=float)
+        vb = np.array([_twin(r, "test", cfg.headline)["twin_correct"] for r in b if r["seed"] in seeds], dtype=float)
+        d, lo, hi = paired_diff(va, vb, sp.groups, cfg.n_boot)
+        out.append({"target": "under the constraint, CultureCLIP beats plain CLIP fine-tuning (paired interval excludes 0)",
+                    "value": f"{best_cc[0]} - {best_plain[0]}: {100 * d:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]",
+                    "met": bool(lo > 0)})
+    if "oracle" in summaries:
+        frac = 100 * s["twin_acc"][0] / summaries["oracle"]["twin_acc"][0]
+        out.append({"target": "moonshot: under the constraint, >= 90% of the converged reference's twin accuracy",
+                    "value": round(frac, 1), "met": frac >= 90})
+    return out
 
 
 def _markdown(df) -> str:
@@ -533,28 +870,28 @@ def _markdown(df) -> str:
     return "\n".join(lines)
 
 
-def pareto_points(recs: dict[str, dict], rows: dict[str, dict]) -> list[dict]:
-    """(attribute acc, twin acc) per variant (seed mean) and per WiSE-FT alpha (seed mean)."""
-    pts = []
-    for key, r in rows.items():
-        if key.startswith("oracle") or "attr_acc" not in r:
+def pareto_points(recs: dict[str, dict], cfg: StudyConfig) -> list[dict]:
+    """(val probe acc, val twin acc) per finished row (seed mean) and per WiSE-FT alpha (seed mean): the
+    figure that choices are read from, so on val."""
+    pts: dict[str, list] = {}
+    for r in recs.values():
+        if r["kind"] in ("oracle", "tune") or "val" not in r or "probe" not in r["val"]:
             continue
-        fam = "base" if key == "base" else VARIANTS[key].family if key in VARIANTS else "twin-aware"
-        pts.append({"name": key, "label": r["label"], "family": fam, "attr_acc": r["attr_acc"], "twin_acc": r["twin_acc"],
-                    "kind": "variant"})
-    wise: dict[tuple[str, str], list[dict]] = {}
-    for rec in recs.values():
-        for alpha, s in rec.get("wise", {}).items():
-            wise.setdefault((rec["variant"], alpha), []).append(s)
-    for (variant, alpha), ss in sorted(wise.items()):
-        pts.append({"name": f"{variant} WiSE-FT a={alpha}", "label": f"{variant} WiSE-FT alpha {alpha}",
-                    "family": VARIANTS[variant].family, "attr_acc": float(np.mean([s["attr_acc"] for s in ss])),
-                    "twin_acc": float(np.mean([s["twin_acc"] for s in ss])), "kind": "wise"})
-    return pts
+        key = "base" if r["kind"] == "base" else f"{r['grid']}/{r['name']}"
+        pts.setdefault(key, []).append((100 * float(np.mean(r["val"]["probe"])),
+                                        100 * float(np.nanmean(r["val"]["twin"][cfg.headline]["twin_correct"]))))
+        for alpha, c in r.get("wise", {}).get("val_curve", {}).items():
+            pts.setdefault(f"{key} a={alpha}", []).append((c["probe_acc"], c["twin_acc"]))
+    out = []
+    for key, v in pts.items():
+        fam = "base" if key == "base" else "plain" if family_of(cfg, key.split(" a=")[0]) == "plain" else "twin-aware"
+        out.append({"name": key, "family": fam, "kind": "wise" if " a=" in key else "variant", "n": len(v),
+                    "attr_acc": float(np.mean([p[0] for p in v])), "twin_acc": float(np.mean([p[1] for p in v]))})
+    return out
 
 
 def frontier(points: list[dict]) -> list[dict]:
-    """The non-dominated points (higher attribute AND twin accuracy are better), by attribute acc."""
+    """The non-dominated points (higher probe AND twin accuracy are better), by probe accuracy."""
     best = []
     for p in sorted(points, key=lambda p: (-p["attr_acc"], -p["twin_acc"])):
         if not best or p["twin_acc"] > best[-1]["twin_acc"]:
@@ -569,108 +906,30 @@ def pareto_figure(points: list[dict]):
     colors = {"plain": "#7f7f7f", "twin-aware": "#1f77b4", "base": "#000000"}
     base = [p for p in points if p["family"] == "base"]
     for fam in ("plain", "twin-aware"):
-        fam_pts = [p for p in points if p["family"] == fam] + base
-        if len(fam_pts) <= len(base):
+        own = [p for p in points if p["family"] == fam]
+        if not own:
             continue
-        f = frontier(fam_pts)
-        fig.add_trace(go.Scatter(x=[p["attr_acc"] for p in f], y=[p["twin_acc"] for p in f], mode="lines",
+        f = frontier(own + base)
+        fig.add_trace(go.Scatter(x=[p["attr_acc"] for p in f], y=[p["twin_acc"] for p in f], mode="lines+text",
                                  line=dict(color=colors[fam], dash="dot" if fam == "plain" else "solid"),
+                                 text=[p["name"].split("/")[-1] if p["family"] != "base" else "" for p in f],
+                                 textposition="top center", textfont=dict(size=9, color=colors[fam]),
                                  name=f"frontier: {fam} (+ base)"))
-        own = [p for p in fam_pts if p["family"] == fam]
-        fig.add_trace(go.Scatter(x=[p["attr_acc"] for p in own], y=[p["twin_acc"] for p in own], mode="markers+text",
-                                 text=[p["name"] for p in own], textposition="top center", textfont=dict(size=9),
-                                 marker=dict(color=colors[fam], size=9, symbol=["circle" if p["kind"] == "variant" else
+        fig.add_trace(go.Scatter(x=[p["attr_acc"] for p in own], y=[p["twin_acc"] for p in own], mode="markers",
+                                 text=[f"{p['name']} (n={p['n']})" for p in own], hoverinfo="text",
+                                 marker=dict(color=colors[fam], size=8, symbol=["circle" if p["kind"] == "variant" else
                                                                                  "diamond-open" for p in own]),
                                  name=fam))
     for p in base:
         fig.add_trace(go.Scatter(x=[p["attr_acc"]], y=[p["twin_acc"]], mode="markers+text", text=["base"],
                                  textposition="bottom center", marker=dict(color="black", size=11, symbol="square"),
                                  name="base"))
-    cc = [p for p in points if p["name"] == "cultureclip"]
-    if cc:
-        fig.add_trace(go.Scatter(x=[cc[0]["attr_acc"]], y=[cc[0]["twin_acc"]], mode="markers",
-                                 marker=dict(color="#d62728", size=20, symbol="star"), name="CultureCLIP (README)"))
-    fig.update_layout(title="Offline twin world: twin accuracy vs general attribute accuracy (seed means)",
-                      xaxis_title="general attribute accuracy (%)", yaxis_title="twin accuracy (%)",
+    fig.update_layout(title="Offline twin world, val split: twin accuracy (held-out phrasing) vs general probe<br>"
+                            "<sup>each point: the mean over its runs' seeds (n in the hover); diamonds: WiSE-FT "
+                            "alphas; frontier points named</sup>",
+                      xaxis_title="general probe accuracy, val half (%)", yaxis_title="twin accuracy, val (%)",
                       width=900, height=620, template="plotly_white")
     return fig
-
-
-def full_ft_attr_at(twin: float, base: dict, tuned: dict, wise: dict[float, dict]) -> float | None:
-    """General attribute accuracy of full fine-tuning at a given twin accuracy: linear interpolation
-    along the WiSE-FT path base (alpha 0) -> alphas -> the tuned model (alpha 1); None outside it."""
-    path = [(0.0, base["twin_acc"], base["attr_acc"])] + sorted(
-        (float(a), w["twin_acc"], w["attr_acc"]) for a, w in wise.items()) + [(1.0, tuned["twin_acc"], tuned["attr_acc"])]
-    for (_, t0, a0), (_, t1, a1) in zip(path, path[1:]):
-        if min(t0, t1) <= twin <= max(t0, t1) and t0 != t1:
-            return a0 + (a1 - a0) * (twin - t0) / (t1 - t0)
-    return None
-
-
-def wise_path(base: dict, tuned: dict, wise: dict[float, dict]) -> list[tuple[float, float, float]]:
-    """(alpha, twin_acc, attr_acc) from the base (alpha 0) through the WiSE-FT points to the tuned model."""
-    return [(0.0, base["twin_acc"], base["attr_acc"])] + sorted(
-        (float(a), w["twin_acc"], w["attr_acc"]) for a, w in wise.items()) + [(1.0, tuned["twin_acc"], tuned["attr_acc"])]
-
-
-def best_twin_within(attr_floor: float, path: list[tuple[float, float, float]]) -> tuple[float, float] | None:
-    """The highest twin accuracy on the piecewise-linear WiSE-FT path whose attribute accuracy is at
-    least `attr_floor`; returns (alpha, twin_acc) or None."""
-    best = None
-    for (al0, t0, a0), (al1, t1, a1) in zip(path, path[1:]):
-        cands = [(al0, t0, a0), (al1, t1, a1)]
-        if (a0 - attr_floor) * (a1 - attr_floor) < 0:  # the floor is crossed inside this segment
-            f = (attr_floor - a0) / (a1 - a0)
-            cands.append((al0 + f * (al1 - al0), t0 + f * (t1 - t0), attr_floor))
-        for al, t, a in cands:
-            if a >= attr_floor - 1e-9 and (best is None or t > best[1]):
-                best = (al, t)
-    return best
-
-
-def targets(rows: dict[str, dict], wise: dict[float, dict] | None = None) -> list[dict]:
-    """The issue's targets, measured: met or missed with the gap. `wise`: CultureCLIP's WiSE-FT
-    points (alpha -> twin_acc / attr_acc), for LoRA vs full fine-tuning at equal twin accuracy."""
-    out = []
-    oracles = [rows[k] for k in ("oracle", "oracle_long") if k in rows]
-    oracle = max(oracles, key=lambda r: r["twin_acc"]) if oracles else None
-    cc, base = rows.get("cultureclip"), rows.get("base")
-    if cc and oracle:
-        frac = cc["twin_acc"] / oracle["twin_acc"] * 100
-        out.append({"target": "CultureCLIP twin accuracy >= 90% of the oracle's", "value": round(frac, 1),
-                    "met": frac >= 90, "gap": round(90 - frac, 1)})
-    if cc and base and "attr_acc" in cc:
-        drop = base["attr_acc"] - cc["attr_acc"]
-        out.append({"target": "general attribute accuracy within 1 point of the base", "value": round(-drop, 1),
-                    "met": drop <= 1, "gap": round(drop - 1, 1)})
-        if oracle and wise:
-            pick = best_twin_within(base["attr_acc"] - 1, wise_path(base, cc, wise))
-            if pick:
-                frac = 100 * pick[1] / oracle["twin_acc"]
-                out.append({"target": "both at one point: attribute acc within 1 of the base AND twin acc >= 90% of "
-                                      "the oracle's (best WiSE-FT alpha, interpolated)",
-                            "value": f"alpha {pick[0]:.2f}: twin {pick[1]:.1f} = {frac:.0f}% of the oracle",
-                            "met": frac >= 90, "gap": round(90 - frac, 1)})
-    if cc:
-        for k in ("plain", "batching", "negatives"):
-            if k in rows:
-                sep = cc["twin_group_score_lo"] > rows[k]["twin_group_score_hi"]
-                out.append({"target": f"CultureCLIP above '{k}' on twin group score, intervals not overlapping",
-                            "value": round(cc["twin_group_score"] - rows[k]["twin_group_score"], 1), "met": bool(sep),
-                            "gap": round(rows[k]["twin_group_score_hi"] - cc["twin_group_score_lo"], 1)})
-    if "lora_r4" in rows and "cultureclip" in rows and "attr_acc" in rows["lora_r4"] and base:
-        lo = rows["lora_r4"]
-        full = full_ft_attr_at(lo["twin_acc"], base, rows["cultureclip"], wise or {})
-        if full is None:
-            out.append({"target": "LoRA r=4 forgets less than full FT at equal twin accuracy",
-                        "value": f"LoRA twin {lo['twin_acc']:.1f} is outside the full-FT WiSE-FT path", "met": None,
-                        "gap": None})
-        else:
-            out.append({"target": "LoRA r=4 forgets less than full FT at equal twin accuracy",
-                        "value": f"at twin {lo['twin_acc']:.1f}: LoRA attribute acc {lo['attr_acc']:.1f}, full FT "
-                                 f"(WiSE-FT path, interpolated) {full:.1f}", "met": lo["attr_acc"] > full,
-                        "gap": round(full - lo["attr_acc"], 1)})
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -678,53 +937,102 @@ def targets(rows: dict[str, dict], wise: dict[float, dict] | None = None) -> lis
 # --------------------------------------------------------------------------------------------------
 
 
-def jobs_for(plan: Plan, out: Path, inputs: WorldInputs) -> list[Job]:
-    jobs = [Job("base", "base", 0, str(out), inputs, plan.preset, None)]
-    runs = plan.runs()
-    oracle = [Job("oracle", "oracle", s, str(out), inputs, plan.preset, plan.oracle_epochs) for s in plan.oracle_seeds]
-    oracle += [Job("oracle", "oracle_long", s, str(out), inputs, plan.preset, plan.oracle_long_epochs)
-               for s in plan.oracle_seeds if plan.oracle_long_epochs]
-    for i, (name, seed) in enumerate(runs):
-        # WiSE-FT points from the first seed only (each costs an evaluation)
-        first = plan.seeds[name][0]
-        jobs.append(Job("finetune", name, seed, str(out), inputs, plan.preset, plan.finetune_epochs,
-                        tuple(plan.wise_alphas) if name in plan.wise_for and seed == first else ()))
-        if i == len(MAIN) - 1 or (i == len(runs) - 1 and oracle):  # the oracle right after seed 0 of the main four
-            jobs.extend(oracle)
-            oracle = []
+def _variant_items(v: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, json.dumps(x, sort_keys=True)) for k, x in v.items()))
+
+
+def tuning_jobs(cfg: StudyConfig) -> list[Job]:
+    t = cfg.tune
+    return [Job("tune", "tune", f"{fam}_lr{lr:g}_e{ep}", int(t.get("seed", 0)), _variant_items(v), (float(lr), int(ep)))
+            for fam, v in t["families"].items() for lr, ep in itertools.product(t["lr"], t["epochs"])]
+
+
+def choose_settings(out: Path, cfg: StudyConfig) -> dict[str, dict]:
+    """Per family the (lr, epochs) with the best val twin accuracy (headline phrasing) among its tuning
+    runs; ties go to fewer epochs, then the lower lr. Written to choices.json."""
+    choices = {}
+    for fam in cfg.tune["families"]:
+        cands = []
+        for job in tuning_jobs(cfg):
+            if not job.name.startswith(fam + "_lr"):
+                continue
+            p = record_path(out, job)
+            if not p.is_file():
+                raise RuntimeError(f"tuning run {job.run} has no record; rerun the study")
+            rec = json.loads(p.read_text())
+            twin = 100 * float(np.nanmean(rec["val"]["twin"][cfg.headline]["twin_correct"]))
+            cands.append((twin, -job.choice[1], -job.choice[0], job))
+        twin, _, _, job = max(cands, key=lambda c: c[:3])
+        choices[fam] = {"lr": job.choice[0], "epochs": job.choice[1], "val_twin_acc": round(twin, 2),
+                        "candidates": {c[3].name: round(c[0], 2) for c in cands}}
+    _write_json(out / "choices.json", choices)
+    return choices
+
+
+def grid_jobs(cfg: StudyConfig, choices: dict[str, dict], grids: list[str] | None = None) -> list[Job]:
+    """(variant, seed) jobs of the grids, seed-major so a partial study has every variant's first seed."""
+    jobs = []
+    for gname, g in cfg.grids.items():
+        if grids and gname not in grids:
+            continue
+        for seed in g.seeds:
+            for name, v in g.variants.items():
+                fam = v.get("family", "cultureclip")
+                ch = choices[fam]
+                lr = float(v.get("optim", {}).get("lr", ch["lr"]))
+                jobs.append(Job("finetune", gname, name, seed, _variant_items(v), (lr, int(ch["epochs"])),
+                                wise=name in cfg.wise_for))
     return jobs
 
 
-def run_study(out: Path, plan: Plan, world_dir: Path, workers: int = 2, progress: bool = False) -> dict[str, Any]:
-    """Build (or reuse) the world's inputs, run every job not yet done, write the report."""
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    inputs = world_inputs(world_dir, plan.preset, 0, progress)
-    _write_json(out / "inputs.json", dataclasses.asdict(inputs))
-    _write_json(out / "plan.json", dataclasses.asdict(plan))
-    logger.info("world inputs ready in %.0fs: %s", time.time() - t0, inputs)
-    jobs = [j for j in jobs_for(plan, out, inputs)
-            if not (out / "runs" / run_name(j.kind, j.variant, j.seed) / "record.json").is_file()]
+def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, workers: int, t0: float) -> None:
+    jobs = [j for j in jobs if not record_path(out, j).is_file()]
     logger.info("%d job(s) to run with %d worker(s)", len(jobs), workers)
     if workers <= 1:
         for j in jobs:
-            run_job(j)
-    elif jobs:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+            run_job(j, str(out), inputs, cfg)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
-            futures = {ex.submit(run_job, j): j for j in jobs}
-            for f in as_completed(futures):
-                try:
-                    logger.info("finished %s (%.0fs since start)", f.result(), time.time() - t0)
-                except Exception:  # noqa: BLE001 - one failed run must not lose the others
-                    j = futures[f]
-                    logger.exception("run %s seed %d failed", j.variant, j.seed)
-    summary = build_report(out, inputs, plan)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+        futures = {ex.submit(run_job, j, str(out), inputs, cfg): j for j in jobs}
+        for f in as_completed(futures):
+            try:
+                logger.info("finished %s (%.0fs since start)", f.result(), time.time() - t0)
+            except Exception:  # noqa: BLE001 - one failed run must not lose the others
+                logger.exception("run %s failed", futures[f].run)
+
+
+def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, grids: list[str] | None = None,
+              progress: bool = False) -> dict[str, Any]:
+    """Build (or reuse) the world's inputs; base, oracle and tuning runs; the choices on val; the grids;
+    the report."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    inputs = world_inputs(world_dir, cfg.preset, 0, progress)
+    _write_json(out / "inputs.json", {k: _relative(v, out) for k, v in dataclasses.asdict(inputs).items()})
+    logger.info("world inputs ready in %.0fs", time.time() - t0)
+    first = [Job("base", "", "base", 0, (), ())]
+    first += [Job("oracle", "oracle", "oracle", s, (), ()) for s in cfg.oracle.get("seeds", [])]
+    _run_all(first + tuning_jobs(cfg), out, inputs, cfg, workers, t0)
+    choices = choose_settings(out, cfg)
+    logger.info("chosen on val: %s", {k: (v["lr"], v["epochs"]) for k, v in choices.items()})
+    jobs = grid_jobs(cfg, choices, grids)
+    if any(json.loads(dict(j.variant).get("captions", '"context"')) == "plain" for j in jobs):
+        plain_caption_dataset(inputs, out)
+    _run_all(jobs, out, inputs, cfg, workers, t0)
+    summary = build_report(out, inputs, cfg)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "summary.json", summary)
     return summary
+
+
+def _relative(path: str, out: Path) -> str:
+    """A world input's path relative to the study folder (the pair can move together)."""
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(out).resolve())
 
 
 def _worker_init() -> None:
@@ -735,28 +1043,35 @@ def _worker_init() -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m world.study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=None, help="study config (default configs/world/study.yaml; --quick: "
+                                                   "configs/world/study_quick.yaml)")
     ap.add_argument("--out", default=None, help="default artifacts/world-study (quick: artifacts/world-study-quick)")
     ap.add_argument("--world", default=None, help="world build folder to reuse/build (default artifacts/world; "
                                                   "quick: <out>/world)")
-    ap.add_argument("--quick", action="store_true", help="1 seed, smoke world, 3 variants, few epochs")
+    ap.add_argument("--quick", action="store_true", help="the quick config: smoke world, 1 seed, few steps")
+    ap.add_argument("--grid", action="append", default=None, help="run only this grid (repeatable)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("world", "synth", "cultureclip"):
         logging.getLogger(name).setLevel(logging.INFO)
-    plan = quick_plan() if args.quick else full_plan()
     out = Path(args.out or ROOT / "artifacts" / ("world-study-quick" if args.quick else "world-study"))
     world_dir = Path(args.world or (out / "world" if args.quick else ROOT / "artifacts" / "world"))
     try:
+        cfg = load_study_config(args.config or CONFIGS["quick" if args.quick else "full"])
+        if args.grid and set(args.grid) - set(cfg.grids):
+            raise StudyConfigError(f"--grid {sorted(set(args.grid) - set(cfg.grids))}: grids are {sorted(cfg.grids)}")
         if args.report_only:
-            summary = build_report(out, None, plan)
+            inputs = WorldInputs(**{k: str(out / v) for k, v in json.loads((out / "inputs.json").read_text()).items()})
+            summary = build_report(out, inputs, cfg)
         else:
-            summary = run_study(out, plan, world_dir, args.workers)
+            summary = run_study(out, cfg, world_dir, args.workers, args.grid)
     except (RuntimeError, FileNotFoundError, ValueError) as e:
         print(f"world study: {e}", file=sys.stderr)
         return 2
     print((out / "results.md").read_text())
+    print((out / "diffs.md").read_text())
     print(json.dumps(summary["targets"], indent=2))
     print(f"-> {out}", file=sys.stderr)
     return 0

@@ -9,7 +9,8 @@ Formats (see the README table "Where each benchmark comes from" for sources and 
   its ClassLabel with raw synset strings (`tench, Tinca tinca`): both are mapped to open_clip's CLIP class
   names through the standard 1000-id order (`imagenet_meta`), and any class names that still look like
   ids raise a loud warning (recorded in the result's `extra.warnings`). Without a templates file the 80
-  OpenAI ImageNet templates are used.
+  OpenAI ImageNet templates are used. `imagenet1k` is 1000 classes: a copy with images of fewer (a partial
+  val tree) keeps the standard indices (a WordNet-id tree stays 1000-way) and warns loudly the same way.
 - Dollar Street: DataComp's WDS copy (`djghosh/wds_dollar_street_test`; `.npy` = [income_ds,
   income_meta, region]; top-5, worst `income_ds` group, as `mlfoundations/datacomp:eval_utils/
   fairness_eval.py`) and nlphuji's files (`dollar_street_test.csv` with `id, country.id, country.name,
@@ -30,15 +31,18 @@ import logging
 import os
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from cultureclip.inference import check_templates
 from eval_suite.benchmarks.base import Benchmark
-from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, require_columns, show_path
 from eval_suite.benchmarks.readers import (IMAGE_EXTS, find_parquet, hf_features, is_wds_root,
-                                           read_classnames_templates, read_lines, read_parquet_rows, read_wds)
+                                           read_classnames_templates, read_lines, read_parquet_rows, read_wds,
+                                           require_parquet_columns, require_wds_member)
 from eval_suite.benchmarks.tasks import ClassificationData, ImageRef, image_ref_from_hf, null_ref
-from eval_suite.benchmarks.imagenet_meta import (WNID_RE, imagenet_classnames, is_imagenet_classlabel,
+from eval_suite.benchmarks.imagenet_meta import (WNID_RE, imagenet_classnames, imagenet_wnids, is_imagenet_classlabel,
                                                  openai_templates, warn_if_id_like, wnid_classnames)
 
 logger = logging.getLogger(__name__)
@@ -60,12 +64,55 @@ GEODE_COUNTRY_REGION = {
 }
 
 
-def _templates(bench: Benchmark, found: list[str] | None) -> list[str]:
+def checked_templates(templates: list[str], where: str) -> list[str]:
+    """Zero-shot templates (clip_benchmark's `{c}` or `{}` for the class name), each with exactly one
+    placeholder (`cultureclip.inference.check_templates`), else a BenchmarkError naming `where` and the
+    template as written."""
+    for t in map(str, templates):
+        try:
+            check_templates([t.replace("{c}", "{}")])
+        except ValueError as e:
+            detail = str(e).split("; ", 1)[-1].split(". Write", 1)[0]
+            raise BenchmarkError(f"{where}: prompt template {t!r} must have exactly one placeholder for the class "
+                                 f"name, {{c}} (clip_benchmark's files) or {{}}; {detail}. Write it like "
+                                 "'a photo of a {c}.' (a literal brace as '{{' or '}}')") from None
+    return [str(t) for t in templates]
+
+
+def templates_option(value, bench_name: str) -> list[str]:
+    """The `templates` adapter option as a list, checked: a file of one template per line, a list, or a
+    YAML list / single template given as text (`--option imagenet1k.templates='[a photo of a {c}.]'`)."""
+    where = f"{bench_name}: option templates"
+    if isinstance(value, (str, os.PathLike)) and Path(str(value)).expanduser().is_file():
+        path = Path(str(value)).expanduser()
+        return checked_templates(read_lines(path), f"{bench_name}: templates file {show_path(path)}")
+    if isinstance(value, str):
+        import yaml
+
+        if value.strip().startswith("["):  # a YAML list
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                value = None
+            if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+                raise BenchmarkError(f"{where}: cannot read the list of templates; quote each one, e.g. "
+                                     "templates=['a photo of a {c}.', 'a drawing of a {c}.']")
+        else:
+            value = [value]  # one template
+    if not isinstance(value, (list, tuple)) or not value:
+        raise BenchmarkError(f"{where}: expected a templates file, or a list of templates; got {value!r}")
+    return checked_templates(list(value), where)
+
+
+def _templates(bench: Benchmark, found: list[str] | None, where: Path | None = None) -> list[str]:
     """`templates` option (file or list) > the dataset's templates file > the 80 OpenAI templates."""
     opt = bench.options.get("templates")
     if opt:
-        return read_lines(Path(opt)) if Path(str(opt)).is_file() else list(opt)
-    return found or list(openai_templates())
+        return templates_option(opt, bench.name)
+    if found:
+        shown = show_path(where / "zeroshot_classification_templates.txt") if where else "templates file"
+        return checked_templates(found, f"{bench.name}: {shown}")
+    return list(openai_templates())
 
 
 def _readable_classnames(bench: Benchmark, names: list[str], where: str) -> list[str]:
@@ -86,11 +133,13 @@ def _wds_classification(bench: Benchmark, root: Path, split: str) -> tuple[Class
         raise BenchmarkError(f"{bench.name}: {show_path(root / 'classnames.txt')} is missing (clip_benchmark WDS "
                              "layout: one class name per line, line i = label i)")
     classnames = _readable_classnames(bench, classnames, "classnames.txt")
-    samples = [s for s in read_wds(root, split) if "cls" in s]
+    samples = read_wds(root, split)
+    require_wds_member(bench.name, root / split, samples, "cls")
+    samples = [s for s in samples if "cls" in s]
     images = [s.get("image") or null_ref() for s in samples]
     labels = np.array([s["cls"] for s in samples], dtype=int)
     return ClassificationData(images=images, labels=labels, classnames=classnames,
-                              templates=_templates(bench, templates)), samples
+                              templates=_templates(bench, templates, root)), samples
 
 
 class ZeroShotBenchmark(Benchmark):
@@ -103,7 +152,31 @@ class ZeroShotBenchmark(Benchmark):
                    "names), a clip_benchmark WebDataset copy such as `clip-benchmark/wds_imagenet1k`, or an HF "
                    "parquet dataset with image/label columns)")
 
+    n_classes: ClassVar[int | None] = None  # a fixed-size benchmark (ImageNet-1k: 1000) warns when it sees fewer
+
     def _load(self, root: Path) -> ClassificationData:
+        data = self._read(root)
+        self._check_class_count(data, root)
+        return data
+
+    def _check_class_count(self, data: ClassificationData, root: Path) -> None:
+        """A copy holding fewer classes than the benchmark has scores higher on an easier task: warn loudly
+        (logged and recorded in the result's warnings)."""
+        if not self.n_classes or not len(data.labels):
+            return
+        seen = len(np.unique(data.labels))
+        if seen >= self.n_classes:
+            return
+        way = len(data.classnames)
+        task = (f"scored as the full {way}-way task with the standard class indices" if way >= self.n_classes else
+                f"scored as a {way}-way task (its class list has {way} names, not {self.n_classes})")
+        msg = (f"{self.name}: only {seen} of the {self.n_classes} classes have images under {show_path(root)} "
+               f"(a partial copy?); {task}. Accuracy over {seen} classes is not comparable with full "
+               f"{self.name} results: point --root {self.name}=PATH at the complete set.")
+        logger.warning("%s", msg)
+        self.warnings.append(msg)
+
+    def _read(self, root: Path) -> ClassificationData:
         split = self.options.get("split", "test")
         if is_wds_root(root, split):
             return _wds_classification(self, root, split)[0]
@@ -127,6 +200,9 @@ class ZeroShotBenchmark(Benchmark):
         feats = hf_features(files[0])
         img_col = self.options.get("image_column", "image")
         lab_col = self.options.get("label_column", "label")
+        require_parquet_columns(self.name, files, (img_col, lab_col),
+                                f"Zero-shot parquet needs an image and a label column (name others with "
+                                f"`--option {self.name}.image_column=NAME` / `{self.name}.label_column=NAME`).")
         names = (feats.get(lab_col) or {}).get("names")
         own, templates = read_classnames_templates(root)
         if own is not None:
@@ -144,7 +220,7 @@ class ZeroShotBenchmark(Benchmark):
         rows = read_parquet_rows(files, [img_col, lab_col])
         return ClassificationData(images=[image_ref_from_hf(r[img_col]) or null_ref() for r in rows],
                                   labels=np.array([int(r[lab_col]) for r in rows]), classnames=list(names),
-                                  templates=_templates(self, templates))
+                                  templates=_templates(self, templates, root))
 
     def _folders(self, root: Path, split: str) -> ClassificationData:
         base = root / split if (root / split).is_dir() else root
@@ -158,22 +234,29 @@ class ZeroShotBenchmark(Benchmark):
         if classnames is not None and len(classnames) != len(classes):
             raise BenchmarkError(f"{show_path(root / 'classnames.txt')} has {len(classnames)} names for "
                                  f"{len(classes)} class folders")
-        if classnames is None:
+        index = list(range(len(classes)))  # label of each folder
+        standard = {w: i for i, w in enumerate(imagenet_wnids())}
+        if classnames is None and self.n_classes == len(standard) and all(c in standard for c in classes):
+            # ImageNet WordNet-id folders: the standard 1000-way task and indices, however many folders are here
+            classnames, index = list(imagenet_classnames()), [standard[c] for c in classes]
+            logger.info("%s: %d ImageNet WordNet-id folders mapped to the standard class indices", self.name, len(classes))
+        elif classnames is None:
             classnames = _readable_classnames(self, [c.replace("_", " ") for c in classes], "the folder names")
         else:
             classnames = _readable_classnames(self, classnames, "classnames.txt")
         images, labels = [], []
-        for ci, c in enumerate(classes):
+        for ci, c in zip(index, classes):
             for f in sorted((base / c).rglob("*")):
                 if f.suffix.lower() in IMAGE_EXTS:
                     images.append(ImageRef(path=str(f)))
                     labels.append(ci)
         return ClassificationData(images=images, labels=np.array(labels, dtype=int), classnames=classnames,
-                                  templates=_templates(self, templates))
+                                  templates=_templates(self, templates, root))
 
 
 class ImageNet1kBenchmark(ZeroShotBenchmark):
     name = "imagenet1k"
+    n_classes = 1000
     hub_id = "clip-benchmark/wds_imagenet1k"
     hub_patterns = ("classnames.txt", "zeroshot_classification_templates.txt", "test/*")
     env_var = "CULTURECLIP_IMAGENET1K"
@@ -203,6 +286,9 @@ def _json_list(value) -> list:
             out = ast.literal_eval(value)
         return list(out) if isinstance(out, (list, tuple)) else [out]
     return list(value)
+
+
+NLPHUJI_COLUMNS = ("topics", "income")  # what the nlphuji copies must have (imageRelPath too in the CSV)
 
 
 class DollarStreetBenchmark(Benchmark):
@@ -259,7 +345,7 @@ class DollarStreetBenchmark(Benchmark):
         incomes = [float(rows[i]["income"]) for i in keep]
         return ClassificationData(
             images=[refs[i] for i in keep], labels=np.array([labels_all[i] for i in keep], dtype=int),
-            classnames=classnames, templates=_templates(self, templates),
+            classnames=classnames, templates=_templates(self, templates, root),
             groups={"income": _income_buckets(incomes), "region": [str(rows[i].get("region.id")) for i in keep],
                     "country": [str(rows[i].get("country.name")) for i in keep]},
             worst_group_metric={"income": "acc5"})
@@ -267,19 +353,29 @@ class DollarStreetBenchmark(Benchmark):
     def _nlphuji_rows(self, root: Path) -> tuple[list[dict], list[ImageRef]]:
         files = find_parquet(root, "test")
         if files:  # refs/convert/parquet layout: TEST/test/*.parquet with an `image` column
+            require_parquet_columns(self.name, files, ("image", *NLPHUJI_COLUMNS),
+                                    f"nlphuji's Dollar Street rows have image, {', '.join(NLPHUJI_COLUMNS)}, "
+                                    "country.name, region.id, ...")
             rows = read_parquet_rows(files)
+            if not rows:
+                raise BenchmarkError(f"dollar_street: the parquet files under {show_path(root)} hold no rows")
             return rows, [image_ref_from_hf(r.get("image")) or null_ref() for r in rows]
         csv_path = root / "dollar_street_test.csv"
         if not csv_path.is_file():
             raise BenchmarkNotFoundError(f"dollar_street: neither WDS shards (test/nshards.txt), parquet nor "
                                          f"dollar_street_test.csv under {show_path(root)}. {self.how_to_get()}")
         with open(csv_path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        missing = [c for c in ("topics", "income", "imageRelPath") if rows and c not in rows[0]]
-        if missing:
-            raise BenchmarkError(f"dollar_street: {show_path(csv_path)} lacks the column(s) {missing}; nlphuji's CSV "
-                                 f"has id, country.name, region.id, imageRelPath, topics, income, ... "
-                                 f"(found {list(rows[0])[:12]})")
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+        if not header:
+            raise BenchmarkError(f"dollar_street: {show_path(csv_path)} is empty (no header, no rows); nlphuji's CSV "
+                                 "has a header and one row per image: download dollar_street_test.csv again")
+        require_columns(self.name, csv_path, header, (*NLPHUJI_COLUMNS, "imageRelPath"),
+                        "nlphuji's CSV has id, country.name, region.id, imageRelPath, topics, income, ...")
+        if not rows:
+            raise BenchmarkError(f"dollar_street: {show_path(csv_path)} has a header but no rows (an empty or "
+                                 "truncated copy): download dollar_street_test.csv again")
         refs = self._image_refs(root, rows)
         if rows and all(r.path is None and r.data is None for r in refs):
             raise BenchmarkNotFoundError(
@@ -342,15 +438,23 @@ class GeoDEBenchmark(Benchmark):
             raise BenchmarkNotFoundError(f"geode: neither WDS shards (test/nshards.txt) nor index.csv under "
                                          f"{show_path(root)}. {self.how_to_get()}")
         with open(csv_path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        cols = set(rows[0]) if rows else set()
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+        if not header:
+            raise BenchmarkError(f"geode: {show_path(csv_path)} is empty (no header, no rows)")
+        cols = set(header)
         if {"file_path", "object"} <= cols:  # the public release's index.csv
             obj_col, file_col = "object", "file_path"
         elif {"file_name", "script_name", "ip_country"} <= cols:  # the authors' own CSVs
             obj_col, file_col = "script_name", "file_name"
         else:
-            raise BenchmarkError(f"geode: {show_path(csv_path)} has columns {sorted(cols)}; expected GeoDE's index.csv "
-                                 "(file_path, object, region, ip_country) or file_name, script_name, ip_country")
+            layout = ("file_name", "script_name", "ip_country") if "file_name" in cols else ("file_path", "object")
+            require_columns(self.name, csv_path, header, layout,
+                            "GeoDE's index.csv has file_path, object, region, ip_country (the authors' own CSVs: "
+                            "file_name, script_name, ip_country).")
+        if not rows:
+            raise BenchmarkError(f"geode: {show_path(csv_path)} has a header but no rows (an empty or truncated copy)")
         by_name = {p.name: p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS} \
             if file_col == "file_name" else {}
         classes = sorted({r[obj_col] for r in rows})
@@ -374,5 +478,5 @@ class GeoDEBenchmark(Benchmark):
                                          f"(expected under {show_path(root / 'images')}/ by the {file_col} column)")
         templates = read_classnames_templates(root)[1]
         return ClassificationData(images=images, labels=np.array(labels), classnames=classnames,
-                                  templates=_templates(self, templates), groups={"region": regions},
+                                  templates=_templates(self, templates, root), groups={"region": regions},
                                   worst_group_metric={"region": "acc1"})

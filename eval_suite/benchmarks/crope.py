@@ -22,10 +22,13 @@ import numpy as np
 
 from eval_suite.benchmarks.base import Benchmark
 from eval_suite.benchmarks.errors import BenchmarkNotFoundError, show_path
-from eval_suite.benchmarks.readers import find_parquet, read_parquet_rows
+from eval_suite.benchmarks.readers import find_parquet, read_parquet_rows, require_parquet_columns
 from eval_suite.benchmarks.tasks import ChoiceData, image_ref_from_hf, null_ref
 
 TEMPLATE = "There is {} in the image."
+# what each protocol reads (struct fields as parent.child); any other column is optional
+OFFICIAL_COLUMNS = ("image", "metadata", "metadata.image_en_concept", "metadata.definition_concept", "answer")
+PAPER_COLUMNS = ("image", "definition_images", *OFFICIAL_COLUMNS[1:])
 
 
 class CROPEBenchmark(Benchmark):
@@ -42,6 +45,9 @@ class CROPEBenchmark(Benchmark):
         files = find_parquet(root, "test")
         if not files:
             raise BenchmarkNotFoundError(f"crope: no data/test-*.parquet under {show_path(root)}. {self.how_to_get()}")
+        required = PAPER_COLUMNS if self.protocol == "paper" else OFFICIAL_COLUMNS
+        require_parquet_columns(self.name, files, required,
+                                f"CROPE's rows ({self.protocol} protocol) need {', '.join(required)}.")
         rows = read_parquet_rows(files)
         images, options, answers, groups = [], [], [], {"answer": [], "image_kind": []}
         rng = random.Random(int(self.options.get("seed", 42)))

@@ -20,7 +20,7 @@ import numpy as np
 
 from eval_suite.benchmarks.base import Benchmark
 from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
-from eval_suite.benchmarks.readers import find_parquet, read_parquet_rows
+from eval_suite.benchmarks.readers import find_parquet, read_parquet_rows, require_parquet_columns
 from eval_suite.benchmarks.tasks import ChoiceData, image_ref_from_hf, null_ref
 
 
@@ -57,9 +57,13 @@ class CVQABenchmark(Benchmark):
         files = find_parquet(root, "test")
         if not files:
             raise BenchmarkNotFoundError(f"cvqa: no data/test-*.parquet under {show_path(root)}. {self.how_to_get()}")
-        rows = read_parquet_rows(files)
         native = self.options.get("language", "english") == "native"
         q_col, o_col = ("Question", "Options") if native else ("Translated Question", "Translated Options")
+        required = ("image", q_col, o_col, "Label")
+        require_parquet_columns(self.name, files, required,
+                                f"CVQA rows ({'native' if native else 'English'} questions) need {', '.join(required)}; "
+                                "Subset and Category are read when present.")
+        rows = read_parquet_rows(files)
         labelled = [r for r in rows if int(r.get("Label", -1)) >= 0]
         if not labelled:
             raise BenchmarkError(

@@ -30,17 +30,25 @@ from pathlib import Path
 import numpy as np
 
 from eval_suite.benchmarks.base import Benchmark
-from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
-from eval_suite.benchmarks.readers import find_parquet, read_parquet_rows
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, require_columns, show_path
+from eval_suite.benchmarks.readers import find_parquet, read_parquet_rows, require_parquet_columns
 from eval_suite.benchmarks.tasks import ChoiceData, RankingData, image_ref_from_hf, null_ref
 
 GOLD_KEYS = ("image_sha256", "index")
 
 
-def _rows(bench: Benchmark, root: Path) -> list[dict]:
+RETRIEVAL_COLUMNS = ("image", "region", "universal")
+GROUNDING_COLUMNS = ("image", "region", "concept")
+
+
+def _rows(bench: Benchmark, root: Path, required: tuple[str, ...]) -> list[dict]:
+    """The test split's rows, after checking every shard has the `required` columns (a copy with a
+    renamed column fails here naming it, under every protocol)."""
     files = find_parquet(root, "test")
     if not files:
         raise BenchmarkNotFoundError(f"{bench.name}: no data/test-*.parquet under {show_path(root)}. {bench.how_to_get()}")
+    require_parquet_columns(bench.name, files, required,
+                            f"GlobalRG's {bench.name.split('_')[1]} rows have the columns {', '.join(required)}.")
     return read_parquet_rows(files)
 
 
@@ -82,7 +90,7 @@ class GlobalRGRetrievalBenchmark(Benchmark):
         return "multiple_choice" if self.protocol == "paper" else "retrieval"
 
     def _load(self, root: Path):
-        rows = _rows(self, root)
+        rows = _rows(self, root, RETRIEVAL_COLUMNS)
         if self.protocol == "paper":
             rows = [r for r in rows if r.get("universal") and r.get("region")]
             return self._paper(rows)  # universals seen in >= 4 regions
@@ -92,6 +100,9 @@ class GlobalRGRetrievalBenchmark(Benchmark):
         gold = self.options.get("gold")
         if gold:
             gold_rows = _read_gold(Path(gold))
+            if gold_rows:
+                require_columns(self.name, Path(gold), gold_rows[0], ["universal"],
+                                "A gold file names, per relevant image, its `universal` and `image_sha256` or `index`.")
             keys = [k for k in GOLD_KEYS if gold_rows and k in gold_rows[0]]
             if not keys:
                 found = sorted(gold_rows[0]) if gold_rows else []
@@ -171,7 +182,7 @@ class GlobalRGGroundingBenchmark(Benchmark):
         super().__init__(root, protocol, **options)
 
     def _load(self, root: Path) -> ChoiceData:
-        rows = [r for r in _rows(self, root) if r.get("concept") and r.get("region")]
+        rows = [r for r in _rows(self, root, GROUNDING_COLUMNS) if r.get("concept") and r.get("region")]
         concepts_by_region: dict[str, list[str]] = {}
         for r in rows:
             lst = concepts_by_region.setdefault(str(r["region"]), [])

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, require_columns, show_path
 from eval_suite.benchmarks.tasks import ImageRef
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -32,6 +32,30 @@ def hf_features(parquet_path: Path) -> dict[str, Any]:
         return {}
     info = json.loads(raw)
     return (info.get("info") or {}).get("features") or {}
+
+
+def parquet_columns(path: Path) -> list[str]:
+    """The column names of a parquet file (from its footer, no rows read), fields of a struct column also
+    as `parent.child` (CROPE's `metadata.image_en_concept`; not an HF Image's bytes/path), for
+    `errors.require_columns`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out: list[str] = []
+    for fld in pq.read_schema(path):
+        out.append(fld.name)
+        subfields = ({fld.type.field(i).name for i in range(fld.type.num_fields)}
+                     if pa.types.is_struct(fld.type) else set())
+        if subfields and subfields != {"bytes", "path"}:  # an HF Image cell is a struct too: not listed
+            out.extend(f"{fld.name}.{fld.type.field(i).name}" for i in range(fld.type.num_fields))
+    return out
+
+
+def require_parquet_columns(bench: str, files: Sequence[Path], required: Sequence[str], expected: str = "") -> None:
+    """Every shard has the `required` columns (`parent.child` for struct fields), or a BenchmarkError
+    names the shard, the missing columns and the columns it has."""
+    for f in files:
+        require_columns(bench, f, parquet_columns(f), required, expected)
 
 
 def read_parquet_rows(files: Sequence[Path], columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -109,6 +133,15 @@ def read_wds(root: Path, split: str = "test") -> list[dict[str, Any]]:
                     else:
                         s["npy"] = np.load(io.BytesIO(raw), allow_pickle=False)
     return [samples[k] for k in order]
+
+
+def require_wds_member(bench: str, where: Path, samples: list[dict], member: str) -> None:
+    """WebDataset samples were found but none carries the `.{member}` the task reads (another task's copy)."""
+    if samples and not any(member in s for s in samples):
+        found = sorted({k for s in samples for k in s if k != "__key__"})
+        raise BenchmarkError(f"{bench}: none of the {len(samples)} WebDataset samples in {show_path(where)} has a "
+                             f".{member} member (found members: {', '.join(found) or 'none'}); this task reads "
+                             f".{member} per sample (clip_benchmark layout), so point at a copy made for it.")
 
 
 def read_classnames_templates(root: Path) -> tuple[list[str] | None, list[str] | None]:

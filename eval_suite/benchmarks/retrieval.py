@@ -20,9 +20,12 @@ import zipfile
 from pathlib import Path
 
 from eval_suite.benchmarks.base import Benchmark
-from eval_suite.benchmarks.errors import BenchmarkNotFoundError, show_path
-from eval_suite.benchmarks.readers import find_parquet, is_wds_root, read_parquet_rows, read_wds
+from eval_suite.benchmarks.errors import BenchmarkNotFoundError, require_columns, show_path
+from eval_suite.benchmarks.readers import (find_parquet, is_wds_root, read_parquet_rows, read_wds,
+                                           require_parquet_columns, require_wds_member)
 from eval_suite.benchmarks.tasks import ImageRef, RetrievalData, image_ref_from_hf, null_ref
+
+KARPATHY_FIELDS = ("filename", "split", "sentences")
 
 
 class RetrievalBenchmark(Benchmark):
@@ -33,7 +36,9 @@ class RetrievalBenchmark(Benchmark):
     def _load(self, root: Path) -> RetrievalData:
         split = self.options.get("split", "test")
         if is_wds_root(root, split):
-            samples = [s for s in read_wds(root, split) if "txt" in s]
+            samples = read_wds(root, split)
+            require_wds_member(self.name, root / split, samples, "txt")
+            samples = [s for s in samples if "txt" in s]
             return RetrievalData(images=[s.get("image") or null_ref() for s in samples],
                                  captions=[s["txt"].splitlines() for s in samples])
         ann = Path(self.options.get("annotations") or root / self.karpathy_json)
@@ -41,6 +46,9 @@ class RetrievalBenchmark(Benchmark):
             return self._karpathy(root, ann, split)
         files = find_parquet(root, split) or find_parquet(root, "test")
         if files:
+            require_parquet_columns(self.name, files, ("image", "caption"),
+                                    "Image-text retrieval parquet (nlphuji's copies) has `image` and `caption` (a "
+                                    "list of captions per image).")
             rows = read_parquet_rows(files)
             if rows and "split" in rows[0]:
                 rows = [r for r in rows if r["split"] == split]
@@ -61,17 +69,28 @@ class RetrievalBenchmark(Benchmark):
 
     def _karpathy(self, root: Path, ann: Path, split: str) -> RetrievalData:
         data = json.loads(ann.read_text(encoding="utf-8"))
+        require_columns(self.name, ann, data if isinstance(data, dict) else [], ["images"],
+                        "A Karpathy split file is {\"images\": [{\"filename\", \"split\", \"sentences\": [{\"raw\"}]}]}.")
         images, captions = [], []
-        for im in data["images"]:
+        for n, im in enumerate(data["images"]):
+            require_columns(self.name, f"{show_path(ann)} images[{n}]", im, KARPATHY_FIELDS,
+                            f"Each Karpathy image entry has {', '.join(KARPATHY_FIELDS)} (COCO also filepath).")
             if im.get("split") != split:
                 continue
+            for k, sent in enumerate(im["sentences"]):
+                require_columns(self.name, f"{show_path(ann)} images[{n}].sentences[{k}]", sent, ["raw"],
+                                "Each Karpathy sentence has its caption text in `raw`.")
             images.append(self._find_image(root, im.get("filepath", ""), im["filename"]))
             captions.append([s["raw"] for s in im["sentences"]])
         return RetrievalData(images=images, captions=captions)
 
     def _csv(self, root: Path, path: Path, split: str) -> RetrievalData:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if r.get("split", split) == split]
+            reader = csv.DictReader(fh)
+            require_columns(self.name, path, reader.fieldnames or [], ("filename", "raw"),
+                            "nlphuji's annotation CSV has `filename` and `raw` (a JSON list of captions), "
+                            "optionally `split`.")
+            rows = [r for r in reader if r.get("split", split) == split]
         zips = sorted(root.glob("*.zip"))
         members = {}
         if zips:

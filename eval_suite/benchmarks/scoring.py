@@ -131,6 +131,11 @@ def _add_twin_accuracy(out: dict[str, Any], tw: Any, data: TwinData, ids: np.nda
         for g in tw_out["groups"]])
     if "ci" in tw_out:
         out.setdefault("ci", {}).update(tw_out["ci"])
+    if "samples" in out:  # per image (None: no twin in the split), for paired comparisons of twin accuracy
+        per_item: list[float | None] = [None] * len(ids)
+        for r, ok in zip(rows.tolist(), tw.correct.tolist()):
+            per_item[r] = float(ok)
+        out["samples"]["twin_acc"] = per_item
 
 
 def score_ranking(data: RankingData, feats: torch.Tensor, embedder: Any, *, ids: np.ndarray,

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from eval_suite.benchmarks.base import Benchmark
-from eval_suite.benchmarks.errors import BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, require_columns, show_path
 from eval_suite.benchmarks.tasks import BenchmarkResult, ChoiceData, ImageRef, null_ref
 
 COCO_VAL2017_URL = "http://images.cocodataset.org/zips/val2017.zip"
 
+ENTRY_FIELDS = ("filename", "caption", "negative_caption")
 SUBSETS = ("add_att", "add_obj", "replace_att", "replace_obj", "replace_rel", "swap_att", "swap_obj")
 
 
@@ -40,8 +41,14 @@ class SugarCrepeBenchmark(Benchmark):
         images, options, groups = [], [], {"subset": []}
         for sub in subsets:
             entries = json.loads((data_dir / f"{sub}.json").read_text(encoding="utf-8"))
+            if not isinstance(entries, dict) or not all(str(k).isdigit() for k in entries):
+                raise BenchmarkError(f"sugarcrepe: {show_path(data_dir / f'{sub}.json')} is not SugarCrepe's format "
+                                     "(one JSON object keyed by stringified ints -> {filename, caption, negative_caption})")
             for key in sorted(entries, key=int):
                 e = entries[key]
+                require_columns(self.name, f"{show_path(data_dir / f'{sub}.json')} entry {key!r}",
+                                e if isinstance(e, dict) else [], ENTRY_FIELDS,
+                                f"Each SugarCrepe entry has {', '.join(ENTRY_FIELDS)}.")
                 p = img_dir / e["filename"]
                 images.append(ImageRef(path=str(p)) if p.is_file() else null_ref())
                 options.append([e["caption"], e["negative_caption"]])

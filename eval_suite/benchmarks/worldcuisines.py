@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from eval_suite.benchmarks.base import Benchmark
-from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
+from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, require_columns, show_path
 from eval_suite.benchmarks.readers import read_parquet_rows
 from eval_suite.benchmarks.tasks import ChoiceData, ImageRef, image_ref_from_hf, null_ref
 
+VQA_FIELDS = ("multi_choice_prompt", "multi_choice_answer", "image_url", "lang", "prompt_type")
 OPTION_RE = re.compile(r"^\s*(\d+)\.\s*(.+?)\s*$")
 
 
@@ -72,7 +73,14 @@ class WorldCuisinesBenchmark(Benchmark):
         missing = [show_path(f) for f in files if not f.is_file()]
         if missing or not files:
             raise BenchmarkNotFoundError(f"worldcuisines: missing {missing or show_path(folder)}. {self.how_to_get()}")
-        rows = [json.loads(l) for f in files for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
+        rows = []
+        for f in files:
+            for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    row = json.loads(line)
+                    require_columns(self.name, f"{show_path(f)} line {n}", row, VQA_FIELDS,
+                                    f"WorldCuisines VQA rows need {', '.join(VQA_FIELDS)}.")
+                    rows.append(row)
         url_map = self._url_map()
         template = "a photo of {}" if task == 1 else "a dish from {}"
         images, options, answers, groups = [], [], [], {"lang": [], "prompt_type": []}
@@ -94,7 +102,10 @@ class WorldCuisinesBenchmark(Benchmark):
         import pyarrow.parquet as pq
 
         names = pq.read_schema(files[0]).names
-        cols = [c for i in range(1, 9) for c in (f"image{i}", f"image{i}_url") if c in names]
+        cols = [c for i in range(1, 9) for c in (f"image{i}", f"image{i}_url")]
+        require_columns(kb.name, files[0], names, cols,
+                        "The food KB maps `image{i}_url` to `image{i}` (i = 1..8) for the VQA rows' image_url "
+                        "(the authors' get_url_jpg_map).")
         out: dict[str, ImageRef] = {}
         for row in read_parquet_rows(files, cols):
             for i in range(1, 9):

@@ -18,14 +18,15 @@ import yaml
 
 from .regions import COUNTRIES, REGIONS
 from .regions import SUBREGIONS
-from .schema import (CATEGORIES, CATEGORY_NOUNS, Concept, Twin, _norm, concept_problems,
+from .schema import (CATEGORIES, CATEGORY_NOUNS, Citation, Concept, Twin, _norm, concept_problems,
                      parse_concept)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 __all__ = [
-    "CATEGORIES", "DATA_DIR", "GENERATED_DIR", "FLOORS", "WORLD_CATALOG", "Catalog", "CatalogError", "Concept",
+    "CATEGORIES", "DATA_DIR", "GENERATED_DIR", "FLOORS", "WORLD_CATALOG", "Catalog", "CatalogError", "Citation",
+    "Concept",
     "Twin", "check_floors", "load_catalog", "validate",
 ]
 
@@ -171,6 +172,7 @@ class Catalog:
                 "with_2plus_sources": sum(1 for c in concepts if len(c.sources) >= 2),
                 "with_url": sum(1 for c in concepts if any(s.startswith(("http://", "https://"))
                                                          for s in c.sources)),
+                "with_read_source": sum(1 for c in concepts if c.read_sources),
             },
             "category": dict(sorted(Counter(c.category for c in concepts).items(),
                                     key=lambda kv: (-kv[1], kv[0]))),

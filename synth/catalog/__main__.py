@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import FLOORS, CatalogError, check_floors, load_catalog
+from .reach import REACH_FLOORS, format_reach, reach_problems, reach_report
 
 
 def _table(title: str, counts: dict[str, int], total: int, names: dict[str, str] | None = None) -> str:
@@ -29,7 +30,8 @@ def _format_stats(s: dict) -> str:
             f"smallest subregion: {t['subregion_min']}\n"
             f"sources: {s['sources']['with_source']}/{n} cite one or more, "
             f"{s['sources']['with_2plus_sources']} cite two or more, "
-            f"{s['sources']['with_url']} cite a URL")
+            f"{s['sources']['with_url']} cite a URL, "
+            f"{s['sources']['with_read_source']} cite a page recorded as read (url + what it supports)")
     cultures = {k: v["count"] for k, v in s["culture"].items()}
     names = {k: "; ".join(v["names"]) if len(v["names"]) <= 3
              else f"{v['name']} +{len(v['names']) - 1} more" for k, v in s["culture"].items()}
@@ -44,7 +46,8 @@ def _format_stats(s: dict) -> str:
         _table("subregion", s["subregion"], n),
         _table("culture", cultures, n, names),
         "\n".join(lines),
-    ])
+        format_reach(s["reach"], limit=40) if "reach" in s else "",
+    ]).rstrip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p_val = sub.add_parser("validate", help="check every rule; exit 1 with the problems when invalid")
     p_val.add_argument("--floors", action="store_true",
                        help=f"also require the catalog size/coverage floors {FLOORS}")
+    p_val.add_argument("--reach", action="store_true",
+                       help=f"also require the issue-20 reach targets {REACH_FLOORS} (every UN member "
+                            "state, subregion, culture cap, a read source per concept, no duplicate labels)")
     args = parser.parse_args(argv)
 
     try:
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.command == "stats":
         s = catalog.stats()
+        s["reach"] = reach_report(catalog)
         text = json.dumps(s, indent=2, ensure_ascii=False) if args.json else _format_stats(s)
         try:
             print(text)
@@ -83,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.close()
         return 0
     short = check_floors(catalog) if args.floors else []
+    if args.reach:
+        short += reach_problems(reach_report(catalog))
     if short:
         print("catalog is valid but below the floors:\n  - " + "\n  - ".join(short), file=sys.stderr)
         return 1

@@ -29,9 +29,9 @@ CONTEXT_MAX_WORDS = 40
 
 REQUIRED_STR = ("id", "name", "culture", "culture_name", "region", "subregion", "category", "context")
 OPTIONAL_STR = ("demonym", "kind")
-LIST_FIELDS = ("aliases", "features", "sources")
+LIST_FIELDS = ("aliases", "features")
 ALLOWED_KEYS = frozenset(REQUIRED_STR + OPTIONAL_STR + LIST_FIELDS
-                         + ("twins", "generated", "cultures", "shared_aliases"))
+                         + ("sources", "twins", "generated", "cultures", "shared_aliases"))
 
 # A twin link is `strong` (a true look-alike, the default) or `weak` (kept for the record, with the
 # reason; excluded from Concept.twins and from Catalog.twin_pairs() unless asked for).
@@ -57,6 +57,69 @@ class Twin:
         if self.weak:
             out.update(strength=self.strength, reason=self.reason)
         return out
+
+
+# A source is either a plain note (legacy, e.g. "Wikipedia: Gyoza": not evidence that a page was read)
+# or a mapping: {url, title, supports, status}. status "read" (the default) needs a URL and a
+# `supports` text saying which facts the page supports; status "not read" records a page that could
+# not be read (say so rather than cite a bare title).
+SOURCE_STATUSES = ("read", "not read")
+_SOURCE_KEYS = frozenset({"url", "title", "supports", "status"})
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One source of a concept's facts (see SOURCE_STATUSES)."""
+
+    note: str | None = None       # a plain-string source (legacy)
+    url: str | None = None
+    title: str | None = None
+    supports: str | None = None   # which of the concept's facts the page supports
+    status: str = "read"
+
+    @property
+    def read(self) -> bool:
+        """A page actually read: a URL, status read, and what it supports."""
+        return self.note is None and self.status == "read" and bool(self.url) and bool(self.supports)
+
+    @property
+    def text(self) -> str:
+        """Short display form (the URL, else the title, else the note)."""
+        return self.note or self.url or self.title or ""
+
+    def to_raw(self) -> str | dict:
+        if self.note is not None:
+            return self.note
+        out: dict = {k: getattr(self, k) for k in ("url", "title", "supports") if getattr(self, k)}
+        if self.status != "read":
+            out["status"] = self.status
+        return out
+
+
+def parse_source(raw: object) -> tuple[Citation | None, str | None]:
+    """One raw `sources` entry -> (Citation, None) or (None, problem text)."""
+    if isinstance(raw, str):
+        return (Citation(note=raw.strip()), None) if raw.strip() else (None, "a source is an empty string")
+    if not isinstance(raw, dict):
+        return None, f"a source must be a note string or a mapping {{url, supports}}, got {type(raw).__name__}"
+    unknown = sorted(set(map(str, raw)) - _SOURCE_KEYS)
+    if unknown:
+        return None, f"source has unknown field(s) {unknown}; allowed: {sorted(_SOURCE_KEYS)}"
+    if not all(isinstance(v, str) and v.strip() for v in raw.values()):
+        return None, f"source fields must be non-empty strings, got {raw!r}"
+    vals = {k: v.strip() for k, v in raw.items()}
+    status = vals.get("status", "read")
+    if status not in SOURCE_STATUSES:
+        return None, f"source status must be one of {', '.join(map(repr, SOURCE_STATUSES))}, got {status!r}"
+    url = vals.get("url")
+    if url is not None and not url.startswith(("https://", "http://")):
+        return None, f"source url must start with https:// (got {url!r})"
+    if status == "read" and not (url and vals.get("supports")):
+        return None, ("a source marked read needs a 'url' and a 'supports' text saying which facts "
+                      "the page supports; if no page could be read, write status: not read")
+    if status == "not read" and not (url or vals.get("title")):
+        return None, "a source marked 'not read' needs a 'title' (or 'url') naming the page"
+    return Citation(url=url, title=vals.get("title"), supports=vals.get("supports"), status=status), None
 
 
 @dataclass
@@ -87,10 +150,19 @@ class Concept:
     weak_twins: list[Twin] = field(default_factory=list)
     # Labels (name or alias) this concept knowingly shares with another concept -> why that is right.
     shared_aliases: dict[str, str] = field(default_factory=dict)
+    # The structured form of `sources` (which stays a list of display strings: URL, title or note).
+    citations: list[Citation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.cultures:
             self.cultures = [self.culture]
+        if not self.citations and self.sources:
+            self.citations = [Citation(note=s) for s in self.sources]
+
+    @property
+    def read_sources(self) -> list[Citation]:
+        """Sources recorded as actually read (URL + what the page supports)."""
+        return [c for c in self.citations if c.read]
 
     @property
     def twin_ids(self) -> list[str]:
@@ -119,7 +191,7 @@ class Concept:
             "region": self.region, "subregion": self.subregion, "category": self.category,
             "context": self.context, "features": list(self.features),
             "twins": [t.to_dict() for t in [*self.twins, *self.weak_twins]],
-            "sources": list(self.sources), "generated": self.generated,
+            "sources": [c.to_raw() for c in self.citations], "generated": self.generated,
         })
         return out
 
@@ -165,6 +237,21 @@ def parse_concept(raw: object, where: str) -> tuple[Concept | None, list[str]]:
             problems.append(f"{label}: field '{key}' must be a list of non-empty strings")
         else:
             values[key] = [v.strip() for v in val]
+    sources = raw.get("sources")
+    if sources is None:
+        problems.append(f"{label}: required field 'sources' is missing (a list)")
+    elif not isinstance(sources, list):
+        problems.append(f"{label}: field 'sources' must be a list of notes or {{url, supports}} mappings")
+    else:
+        cites: list[Citation] = []
+        for s in sources:
+            cite, err = parse_source(s)
+            if err:
+                problems.append(f"{label}: {err}")
+            else:
+                cites.append(cite)
+        values["citations"] = cites
+        values["sources"] = [c.text for c in cites]
     cultures = raw.get("cultures")
     if cultures is not None:
         if not isinstance(cultures, list) or not cultures or not all(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cultureclip.fileio import atomic_write_bytes
 
 from .services import BlendNotReady, ConceptInfo, DemoServices, ServiceError, quantize_alpha
-from .validation import DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
+from .validation import MAX_LABELS, DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -103,8 +103,9 @@ def build_candidates(
         names.setdefault(c.name.casefold(), c)
         names.setdefault(_display(c).casefold(), c)
     raw: list[str] = []
-    if use_catalog:
+    if use_catalog:  # the operator's catalog is used whole, however large; only a visitor's typed labels are capped
         raw += [_display(c) for c in _filtered(services, category, region, culture)]
+    n_catalog = len(raw)
     notes: list[str] = []
     if typed and typed.strip():
         parsed = parse_labels(typed)
@@ -114,7 +115,7 @@ def build_candidates(
         if use_catalog and services.concepts():
             raise DemoInputError("No catalog concept matches these filters and no labels were typed: widen the filters or type labels.")
         raise DemoInputError("No candidate labels: type labels separated by commas (at least two, to compare).")
-    cleaned = parse_labels(raw)
+    cleaned = parse_labels(raw, max_labels=n_catalog + MAX_LABELS)
     cleaned.notes = [n for n in notes + cleaned.notes if not n.startswith("Only one label")] + \
         [n for n in cleaned.notes if n.startswith("Only one label")]
     prompts, ids = [], []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dataclasses
 import numpy as np
 import pytest
 
@@ -417,3 +418,22 @@ def test_search_marks_the_queried_concepts_hits(services):
     other = H.search(services, "a red bicycle", k=3)  # names no concept: nothing marked, and it says so
     assert other.concept is None and not other.counts and "not marked" in other.message
     assert H.concept_in_query(services, "flag of Romania at dusk").id == "flag_romania"
+
+
+def test_a_catalog_larger_than_the_per_query_cap_is_used_whole(services, monkeypatch):
+    """The 1,000-label cap bounds what a visitor types, not the operator's catalog (1,086 labels on the hub
+    path: before, the last 86 concepts were silently dropped from every query)."""
+    from demo import handlers as H
+    from demo.validation import MAX_LABELS
+
+    real = services.concepts()
+    proto = next(iter(real.values()))
+    big = dict(real)
+    for i in range(MAX_LABELS + 50):
+        big[f"extra_{i}"] = dataclasses.replace(proto, id=f"extra_{i}", name=f"extra concept {i}")
+    monkeypatch.setattr(services, "concepts", lambda: big)
+    cand = H.build_candidates(services, "", True)
+    assert len(cand.display) == len(big) and not any("limit per query" in n for n in cand.notes)
+    typed = ", ".join(f"typed {i}" for i in range(MAX_LABELS + 5))
+    cand = H.build_candidates(services, typed, True)
+    assert len(cand.display) == len(big) + MAX_LABELS and any("limit per query" in n for n in cand.notes)

@@ -17,8 +17,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from PIL import Image
+from torch import Tensor
 
 from .image import to_rgb
+from .twins import twins_by_concept  # noqa: F401  (pairs -> twins per concept: cultureclip.twins)
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def twin_pairs(concept_ids: Iterable[Any], twin_lists: Iterable[Any]) -> list[tu
 
     ``concept_ids`` and ``twin_lists`` are parallel columns (``frame["concept_id"]``,
     ``frame["twin_concept_ids"]``, or the same fields of records). The one definition used by export,
-    training validation, evaluation and the demo.
+    training validation, evaluation and the demo; `cultureclip.twins` works from these pairs.
     """
     ids = [str(c) for c in concept_ids]
     lists = [_as_list(t) for t in twin_lists]
@@ -90,15 +92,6 @@ def concept_prompts(concept_ids: Iterable[Any], prompts: Iterable[Any], names: I
         text = "" if prompt is None or (isinstance(prompt, float) and np.isnan(prompt)) else str(prompt)
         out.setdefault(str(cid), text or str(name or cid))
     return out
-
-
-def twins_by_concept(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """concept id -> its twins (sorted), from :func:`twin_pairs`."""
-    out: dict[str, set[str]] = {}
-    for a, b in pairs:
-        out.setdefault(a, set()).add(b)
-        out.setdefault(b, set()).add(a)
-    return {k: sorted(v) for k, v in out.items()}
 
 
 @dataclass
@@ -267,7 +260,7 @@ class TwinBatchSampler:
     def __init__(
         self,
         concept_ids: Sequence[str],
-        twin_ids: Sequence[Sequence[str]],
+        twin_concept_ids: Sequence[Sequence[str]],
         batch_size: int,
         seed: int = 0,
         per_side: int = 1,
@@ -292,7 +285,7 @@ class TwinBatchSampler:
             self.by_concept[str(c)].append(i)
         self.n = len(concept_ids)
         pairs = set()
-        for c, twins in zip(concept_ids, twin_ids):
+        for c, twins in zip(concept_ids, twin_concept_ids):
             for t in twins:
                 if str(t) in self.by_concept and str(t) != str(c):
                     pairs.add(tuple(sorted((str(c), str(t)))))
@@ -421,7 +414,7 @@ class CulTwinDataset(torch.utils.data.Dataset):
         self.concept_index = {c: i for i, c in enumerate(self.concepts)}
         self.concept_ids = df["concept_id"].astype(str).tolist()
         self.captions = df["caption"].astype(str).tolist()
-        self.twin_ids = [list(t) for t in df["twin_concept_ids"]]
+        self.twin_concept_ids = [list(t) for t in df["twin_concept_ids"]]  # per row: its twins' concept ids
         prompts: dict[str, str] = {}
         caps: dict[str, list[str]] = defaultdict(list)
         for c, p, cap in zip(self.concept_ids, df["concept_prompt"].astype(str), self.captions):
@@ -462,18 +455,18 @@ class CulTwinDataset(torch.utils.data.Dataset):
             self.bad_images += 1
             return None
         c = self.concept_ids[i]
-        twins = [t for t in self.twin_ids[i] if t in self.captions_of]
+        twins = [t for t in self.twin_concept_ids[i] if t in self.captions_of]
         rng = self._rng(i)
         item = {
             "index": i,
             "image": self.transform(img),
             "caption": self.captions[i],
-            "concept": self.concept_index[c],
+            "concept_id": self.concept_index[c],
             "prompt": self.prompt_of[c],
             "has_twin": bool(twins),
             "twin_caption": "",
             "twin_prompt": "",
-            "twin_concept": -1,
+            "twin_concept_id": -1,
             "twin_caption_candidates": [],
         }
         if twins:
@@ -483,13 +476,13 @@ class CulTwinDataset(torch.utils.data.Dataset):
             order = rng.permutation(len(caps))[: self.TWIN_CANDIDATES]
             item["twin_caption_candidates"] = [caps[int(k)] for k in order]
             item["twin_prompt"] = self.prompt_of[t]
-            item["twin_concept"] = self.concept_index[t]
+            item["twin_concept_id"] = self.concept_index[t]
             if self.twin_images:
                 rows = self.rows_of[t]
                 r = rows[int(rng.integers(len(rows)))]
                 try:
                     item["twin_image"] = self.transform(self._load(r))
-                    item["twin_index"] = r
+                    item["twin_image_index"] = r
                 except Exception as e:  # noqa: BLE001 - a bad twin image only loses that negative
                     if not self.skip_bad_images:
                         raise ManifestError(f"unreadable image {self.m.image_path(r)} (row {r}): {e}. "
@@ -497,25 +490,45 @@ class CulTwinDataset(torch.utils.data.Dataset):
         return item
 
 
-def collate(items: list[dict | None]) -> dict[str, Any]:
-    """Stack images; keep texts as lists (tokenized by the trainer with the backbone's tokenizer)."""
+@dataclass
+class CulTwinBatch:
+    """A twin-aware batch from ``collate``: B items (and M twin images), one name per idea, the names the loss
+    uses (``cultureclip.loss.LossInputs``). Concept ids here are indices into the dataset's sorted concepts;
+    texts stay strings (tokenized by the trainer with the backbone's tokenizer)."""
+
+    index: Tensor  # (B,) dataset rows
+    images: Tensor  # (B, 3, H, W)
+    captions: list[str]
+    concept_ids: Tensor  # (B,) long
+    prompts: list[str]  # each item's concept prompt
+    has_twin: Tensor  # (B,) bool
+    twin_captions: list[str]  # one caption of the item's twin ("" without a twin)
+    twin_prompts: list[str]
+    twin_concept_ids: Tensor  # (B,) long: the twin's concept, -1 without a twin
+    twin_caption_candidates: list[list[str]]  # captions of the twin to choose one outside the batch from
+    twin_images: Tensor | None  # (M, 3, H, W): one image of the twin for the items that have one, or None
+    twin_image_index: Tensor  # (M,) their dataset rows
+    twin_image_concept_ids: Tensor  # (M,) their concepts
+
+
+def collate(items: list[dict | None]) -> CulTwinBatch | None:
+    """Stack images; keep texts as lists. None when every item was skipped (unreadable images)."""
     items = [it for it in items if it is not None]
     if not items:
-        return {"empty": True}
+        return None
     twins = [it for it in items if "twin_image" in it]
-    return {
-        "index": torch.tensor([it["index"] for it in items]),
-        "images": torch.stack([it["image"] for it in items]),
-        "captions": [it["caption"] for it in items],
-        "concepts": torch.tensor([it["concept"] for it in items], dtype=torch.long),
-        "prompts": [it["prompt"] for it in items],
-        "has_twin": torch.tensor([it["has_twin"] for it in items], dtype=torch.bool),
-        "twin_captions": [it["twin_caption"] for it in items],
-        "twin_prompts": [it["twin_prompt"] for it in items],
-        "twin_concepts": torch.tensor([it["twin_concept"] for it in items], dtype=torch.long),
-        "twin_caption_candidates": [it.get("twin_caption_candidates", []) for it in items],
-        # twin images (only items that have one): (M, 3, H, W), their dataset rows and concept indices
-        "twin_images": torch.stack([it["twin_image"] for it in twins]) if twins else None,
-        "twin_image_index": torch.tensor([it["twin_index"] for it in twins], dtype=torch.long),
-        "twin_image_concepts": torch.tensor([it["twin_concept"] for it in twins], dtype=torch.long),
-    }
+    return CulTwinBatch(
+        index=torch.tensor([it["index"] for it in items]),
+        images=torch.stack([it["image"] for it in items]),
+        captions=[it["caption"] for it in items],
+        concept_ids=torch.tensor([it["concept_id"] for it in items], dtype=torch.long),
+        prompts=[it["prompt"] for it in items],
+        has_twin=torch.tensor([it["has_twin"] for it in items], dtype=torch.bool),
+        twin_captions=[it["twin_caption"] for it in items],
+        twin_prompts=[it["twin_prompt"] for it in items],
+        twin_concept_ids=torch.tensor([it["twin_concept_id"] for it in items], dtype=torch.long),
+        twin_caption_candidates=[it.get("twin_caption_candidates", []) for it in items],
+        twin_images=torch.stack([it["twin_image"] for it in twins]) if twins else None,
+        twin_image_index=torch.tensor([it["twin_image_index"] for it in twins], dtype=torch.long),
+        twin_image_concept_ids=torch.tensor([it["twin_concept_id"] for it in twins], dtype=torch.long),
+    )

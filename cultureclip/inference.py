@@ -2,6 +2,7 @@
 
 Batched, no-grad, autocast in fp16/bf16 on GPU. Label banks (prompt templates x labels) are embedded
 once and cached per (model weights, labels, templates), so a 1,000-label query costs one image forward.
+Twin scores live in `cultureclip.twins`.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import string
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 
 import torch
@@ -187,13 +188,6 @@ class Embedder:
         logits = self.logit_scale() * image_feats.float() @ bank.float().T
         return logits.softmax(dim=-1)
 
-    @staticmethod
-    def twin_scores(image_feats: torch.Tensor, own_feats: torch.Tensor, twin_feats: torch.Tensor) -> torch.Tensor:
-        """(N, D) images vs their own concept's (N, D) and their twin's (N, D) text embeddings -> (N, 2) cosines."""
-        own = (image_feats * own_feats).sum(-1)
-        twin = (image_feats * twin_feats).sum(-1)
-        return torch.stack([own, twin], dim=-1)
-
 
 def classify(
     embedder: Embedder,
@@ -208,24 +202,3 @@ def classify(
     k = min(top_k, len(labels))
     vals, idx = probs.topk(k, dim=-1)
     return [[(labels[j], float(v)) for v, j in zip(vr.tolist(), ir.tolist())] for vr, ir in zip(vals, idx)]
-
-
-def twin_accuracy(sims: torch.Tensor, labels: torch.Tensor, twins: Mapping[int, Sequence[int]]) -> dict[str, torch.Tensor]:
-    """Per-image twin accuracy: the one definition, used by training validation and by eval_suite.
-
-    sims (N, C): image-to-concept-prompt similarities; labels (N,): each image's own concept index;
-    twins: concept index -> indices of its twins among the C concepts. An image takes part when its
-    concept has at least one twin there, and is correct when its own similarity beats every twin's
-    (strictly). Returns ``rows`` (M,) the images that take part, ``correct`` (M,) bool and ``margin``
-    (M,) own minus the best twin's similarity; ``twin_acc`` = ``correct.float().mean()``.
-    """
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    rows = torch.tensor([i for i, lab in enumerate(labels.tolist()) if twins.get(lab)], dtype=torch.long)
-    if rows.numel() == 0:
-        empty = torch.zeros(0)
-        return {"rows": rows, "correct": empty.bool(), "margin": empty, "twin_acc": torch.tensor(float("nan"))}
-    own = sims[rows, labels[rows]]
-    best = torch.stack([sims[r, list(twins[int(labels[r])])].max() for r in rows.tolist()])
-    margin = own - best
-    correct = margin > 0
-    return {"rows": rows, "correct": correct, "margin": margin, "twin_acc": correct.float().mean()}

@@ -53,6 +53,7 @@ Logits are computed in float32 whatever the feature dtype (bf16/fp16 autocast), 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,7 @@ __all__ = [
     "CONCEPT_DIRECTIONS",
     "LOSSES",
     "LOSS_INPUTS",
+    "LossInputs",
     "ClipContrastiveLoss",
     "TwinBatch",
     "TwinContrastiveLoss",
@@ -213,6 +215,238 @@ def _as_scale(logit_scale: Tensor | float, device: torch.device) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
+# The typed batch and the gather step (validation, cross-process gather, dropping repeated columns)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LossInputs:
+    """What a trainer hands the loss for one rank's B items: features, the logit scale and identities.
+
+    One name per idea: ``concept_ids`` (B,) the items' concepts; ``twin_concept_ids`` (B,) or (B, T) the
+    concept of each twin prompt slot; ``twin_image_concept_ids`` (M,) the concept of each twin image;
+    ``text_ids``/``twin_text_ids`` and ``image_ids``/``twin_image_ids`` identify captions and images so a
+    twin column already in the batch is dropped. Shapes: features (B, D); twin text/prompt features
+    (B, D) or (B, T, D) with ``twin_mask`` (B,) or (B, T) marking real slots; twin images (M, D); base
+    features (B, D_base). ``logit_bias`` (SigLIP-style models) is accepted so ``loss(**model_out)`` works,
+    and ignored: a constant shift cancels in the softmax. The field order is ``forward``'s argument order.
+    """
+
+    image_features: Tensor
+    text_features: Tensor
+    logit_scale: Tensor | float
+    concept_ids: Tensor | None = None
+    prompt_features: Tensor | None = None
+    twin_text_features: Tensor | None = None
+    twin_prompt_features: Tensor | None = None
+    twin_mask: Tensor | None = None
+    twin_image_features: Tensor | None = None
+    twin_image_concept_ids: Tensor | None = None
+    base_image_features: Tensor | None = None
+    base_text_features: Tensor | None = None
+    base_logit_scale: Tensor | float | None = None
+    logit_bias: Tensor | None = None
+    text_ids: Tensor | None = None
+    twin_text_ids: Tensor | None = None
+    twin_concept_ids: Tensor | None = None
+    image_ids: Tensor | None = None
+    twin_image_ids: Tensor | None = None
+
+
+@dataclass
+class _Local:
+    """One rank's inputs after validation, normalised (see ``TwinContrastiveLoss._local_view``)."""
+
+    image_features: Tensor
+    text_features: Tensor
+    prompt_features: Tensor | None
+    concept_ids: Tensor  # (B,) long
+    scale: Tensor
+    twin_text: tuple[Tensor, Tensor] | None  # (B, T, D), (B, T) bool
+    twin_prompt: tuple[Tensor, Tensor] | None
+    twin_text_ids: Tensor | None  # (B, T) long
+    twin_concept_ids: Tensor | None  # (B, T) long
+    twin_image_features: Tensor  # (M, D), possibly empty
+    twin_image_concept_ids: Tensor  # (M,) long
+    twin_image_ids: Tensor | None  # (M,)
+    base_image_features: Tensor | None
+    base_text_features: Tensor | None
+    text_ids: Tensor | None
+    image_ids: Tensor | None
+    batch: int
+    device: torch.device
+
+
+@dataclass
+class _Columns:
+    """The global batch's columns (every rank's items) and where this rank's rows sit among them."""
+
+    img: Tensor
+    txt: Tensor
+    ids: Tensor
+    prompt: Tensor | None
+    twin_img: Tensor
+    twin_img_ids: Tensor
+    base_img: Tensor | None
+    base_txt: Tensor | None
+    text_ids: Tensor | None
+    image_ids: Tensor | None
+    twin_image_ids: Tensor | None
+    offset: int
+    total: int
+    world: int
+
+
+def _check_features(x: LossInputs) -> tuple[int, int]:
+    """(B, D) of the batch; every feature's shape and the concept ids checked against it."""
+    if x.image_features.dim() != 2:
+        raise ValueError(f"image_features must be (B, D); got shape {tuple(x.image_features.shape)}")
+    batch, dim = x.image_features.shape
+    _check_2d("text_features", x.text_features, batch, dim)
+    _check_2d("prompt_features", x.prompt_features, batch, dim)
+    _check_2d("twin_image_features", x.twin_image_features, None, dim)
+    if (x.base_image_features is None) != (x.base_text_features is None):
+        raise ValueError("pass both base_image_features and base_text_features, or neither")
+    if x.base_image_features is not None:  # the base model may have another embedding dim
+        if x.base_image_features.dim() != 2 or x.base_image_features.shape[0] != batch:
+            raise ValueError(f"base_image_features must be ({batch}, D_base); got {tuple(x.base_image_features.shape)}")
+        _check_2d("base_text_features", x.base_text_features, batch, x.base_image_features.shape[1])
+    ids = x.concept_ids
+    if not isinstance(ids, Tensor) or tuple(ids.shape) != (batch,) or ids.is_floating_point():
+        raise ValueError(
+            f"concept_ids must be an integer tensor of shape ({batch},) (one id per item; map string ids "
+            f"to ints first); got {type(ids).__name__} {tuple(getattr(ids, 'shape', ()))}"
+        )
+    if (x.twin_image_features is None) != (x.twin_image_concept_ids is None):
+        raise ValueError("twin_image_features needs twin_image_concept_ids (M,) and vice versa")
+    if x.twin_image_features is not None and tuple(x.twin_image_concept_ids.shape) != (x.twin_image_features.shape[0],):
+        raise ValueError(
+            f"twin_image_concept_ids must have shape ({x.twin_image_features.shape[0]},); "
+            f"got {tuple(x.twin_image_concept_ids.shape)}"
+        )
+    return batch, dim
+
+
+def _check_ids(x: LossInputs, batch: int, has_twin_text: bool) -> None:
+    """The identities that drop repeated twin columns: given in pairs, integer, one per row."""
+    if (x.text_ids is None) != (x.twin_text_ids is None) and has_twin_text:
+        raise ValueError("pass both text_ids and twin_text_ids (to drop twin captions already in the batch), or neither")
+    if (x.image_ids is None) != (x.twin_image_ids is None) and x.twin_image_features is not None:
+        raise ValueError("pass both image_ids and twin_image_ids (to drop twin images already in the batch), or neither")
+    for name_, ids_ in (("text_ids", x.text_ids), ("image_ids", x.image_ids)):
+        if ids_ is not None and (tuple(ids_.shape) != (batch,) or ids_.is_floating_point()):
+            raise ValueError(f"{name_} must be an integer tensor of shape ({batch},); got {tuple(ids_.shape)}")
+    if x.twin_image_ids is not None and x.twin_image_features is not None and (
+            tuple(x.twin_image_ids.shape) != (x.twin_image_features.shape[0],) or x.twin_image_ids.is_floating_point()):
+        raise ValueError(f"twin_image_ids must be an integer tensor of shape ({x.twin_image_features.shape[0]},); "
+                         f"got {tuple(x.twin_image_ids.shape)}")
+
+
+def _gather_columns(local: _Local, gather: bool) -> tuple[_Local, _Columns]:
+    """The global columns: this rank's own tensors with one process, an all-gather (with gradient) of
+    every rank's with several. Returns ``local`` too: with several processes its feature tensors may be
+    replaced by ones that require grad (the gather's backward is a collective every rank must run)."""
+    rank, world = _dist_info(gather)
+    if world == 1:
+        def as_long(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(local.device).long()
+
+        return local, _Columns(
+            img=local.image_features, txt=local.text_features, ids=local.concept_ids, prompt=local.prompt_features,
+            twin_img=local.twin_image_features, twin_img_ids=local.twin_image_concept_ids,
+            base_img=local.base_image_features, base_txt=local.base_text_features,
+            text_ids=as_long(local.text_ids), image_ids=as_long(local.image_ids),
+            twin_image_ids=as_long(local.twin_image_ids), offset=0, total=local.batch, world=1)
+    local, sizes, twin_sizes = _align_ranks(local, rank)
+    return local, _all_gather_columns(local, sizes, twin_sizes, rank, world)
+
+
+def _align_ranks(local: _Local, rank: int) -> tuple[_Local, list[int], list[int]]:
+    """Exchange each rank's row counts and which optional tensors it has; make the features that any rank
+    differentiates require grad on every rank. Returns the local view and the item / twin-image counts."""
+    has_prompt, has_base = local.prompt_features is not None, local.base_image_features is not None
+    grad_inputs = (local.image_features, local.text_features, local.prompt_features, local.twin_image_features)
+    table = _gather_sizes(
+        [local.batch, local.twin_image_features.shape[0], int(has_prompt), int(has_base)]
+        + [int(t is not None and t.requires_grad) for t in grad_inputs],
+        local.device,
+    )
+    for col, what in ((2, "prompt_features"), (3, "base_image_features/base_text_features")):
+        if table[:, col].min() != table[:, col].max():
+            raise ValueError(f"{what} must be given on every rank or on none (ranks disagree)")
+    # The gather's backward is a collective: every rank must run it if any rank does (e.g. a rank with no
+    # twin images while others have some), so align requires_grad across ranks.
+    needs_grad = table[:, 4:].amax(dim=0).tolist()
+    img, txt, prompt, twin_img = (t.detach().requires_grad_(True) if t is not None and flag and not t.requires_grad else t
+                                  for t, flag in zip(grad_inputs, needs_grad))
+    local = dataclasses.replace(local, image_features=img, text_features=txt, prompt_features=prompt,
+                                twin_image_features=twin_img)
+    return local, table[:, 0].tolist(), table[:, 1].tolist()
+
+
+def _all_gather_columns(local: _Local, sizes: list[int], twin_sizes: list[int], rank: int, world: int) -> _Columns:
+    """Every rank's items (and twin images) as the global columns, gathered with gradient."""
+    device = local.device
+    all_img = all_gather_with_grad(local.image_features, sizes, rank)
+    all_txt = all_gather_with_grad(local.text_features, sizes, rank)
+    all_ids = all_gather_with_grad(local.concept_ids, sizes, rank)
+    all_prompt = all_gather_with_grad(local.prompt_features, sizes, rank) if local.prompt_features is not None else None
+    if sum(twin_sizes) > 0:
+        all_twin_img = all_gather_with_grad(local.twin_image_features, twin_sizes, rank)
+        all_twin_img_ids = all_gather_with_grad(local.twin_image_concept_ids, twin_sizes, rank)
+    else:
+        all_twin_img, all_twin_img_ids = local.twin_image_features, local.twin_image_concept_ids
+    all_base_img = all_base_txt = None
+    if local.base_image_features is not None:
+        with torch.no_grad():
+            all_base_img = all_gather_with_grad(local.base_image_features.detach(), sizes, rank)
+            all_base_txt = all_gather_with_grad(local.base_text_features.detach(), sizes, rank)
+    # identities (integers, no gradient); every rank passes the same optional ids
+    all_text_ids = None if local.text_ids is None else all_gather_with_grad(local.text_ids.to(device).long(), sizes, rank)
+    all_image_ids = None if local.image_ids is None else all_gather_with_grad(local.image_ids.to(device).long(), sizes, rank)
+    all_twin_image_ids = None
+    if local.twin_image_ids is not None:
+        all_twin_image_ids = (all_gather_with_grad(local.twin_image_ids.to(device).long(), twin_sizes, rank)
+                              if sum(twin_sizes) > 0 else local.twin_image_ids.to(device).long())
+    return _Columns(img=all_img, txt=all_txt, ids=all_ids, prompt=all_prompt, twin_img=all_twin_img,
+                    twin_img_ids=all_twin_img_ids, base_img=all_base_img, base_txt=all_base_txt, text_ids=all_text_ids,
+                    image_ids=all_image_ids, twin_image_ids=all_twin_image_ids, offset=sum(sizes[:rank]),
+                    total=sum(sizes), world=world)
+
+
+def _drop_twin_columns(local: _Local, cols: _Columns) -> tuple[_Local, _Columns]:
+    """No column twice: twin caption / prompt slots and twin images that are already columns of the global
+    batch (by identity) are dropped from the local twin slots' masks and from the twin image columns."""
+    twin_text, twin_prompt = local.twin_text, local.twin_prompt
+    if twin_text is not None and local.twin_text_ids is not None:
+        twin_text = (twin_text[0], _drop_repeats(twin_text[1], local.twin_text_ids, cols.text_ids))
+    if twin_prompt is not None and local.twin_concept_ids is not None:
+        twin_prompt = (twin_prompt[0], _drop_repeats(twin_prompt[1], local.twin_concept_ids, cols.ids))
+    if cols.twin_image_ids is not None and cols.image_ids is not None and cols.twin_img.shape[0] > 0:
+        keep = _first_new(cols.twin_image_ids, cols.image_ids)
+        cols = dataclasses.replace(cols, twin_img=cols.twin_img[keep], twin_img_ids=cols.twin_img_ids[keep])
+    return dataclasses.replace(local, twin_text=twin_text, twin_prompt=twin_prompt), cols
+
+
+def _assemble(local: _Local, cols: _Columns) -> TwinBatch:
+    """Local rows against global columns, with the same-concept mask (not a negative) and the normaliser."""
+    batch, device = local.batch, local.device
+    rows = torch.arange(cols.offset, cols.offset + batch, device=device)  # (B,) global index of local rows
+    img = local.image_features.float()
+    # Same concept but not the item itself: not a negative (masked out of the softmax).
+    same = local.concept_ids[:, None] == cols.ids[None, :]  # (B, N)
+    same[torch.arange(batch, device=device), rows] = False
+    return TwinBatch(
+        scale=local.scale, concept_ids=local.concept_ids, img=img, txt=local.text_features.float(),
+        scaled_img=local.scale * img, all_img=cols.img, all_txt=cols.txt, all_ids=cols.ids, all_prompt=cols.prompt,
+        twin_text=local.twin_text, twin_prompt=local.twin_prompt, twin_img=cols.twin_img, twin_img_ids=cols.twin_img_ids,
+        base_img=local.base_image_features, base_txt=local.base_text_features,
+        all_base_img=cols.base_img, all_base_txt=cols.base_txt,
+        rows=rows, offset=cols.offset, same=same, norm=cols.total / cols.world,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Losses
 # --------------------------------------------------------------------------------------------------
 
@@ -292,46 +526,13 @@ class TwinContrastiveLoss(nn.Module):
         return (f"w_cap={self.w_cap}, w_con={self.w_con}, w_keep={self.w_keep}, gather={self.gather}, "
                 f"concept_direction={self.concept_direction}")
 
-    def forward(
-        self,
-        image_features: Tensor,
-        text_features: Tensor,
-        logit_scale: Tensor | float,
-        concept_ids: Tensor,
-        prompt_features: Tensor | None = None,
-        twin_text_features: Tensor | None = None,
-        twin_prompt_features: Tensor | None = None,
-        twin_mask: Tensor | None = None,
-        twin_image_features: Tensor | None = None,
-        twin_image_concept_ids: Tensor | None = None,
-        base_image_features: Tensor | None = None,
-        base_text_features: Tensor | None = None,
-        base_logit_scale: Tensor | float | None = None,
-        logit_bias: Tensor | None = None,
-        text_ids: Tensor | None = None,
-        twin_text_ids: Tensor | None = None,
-        twin_concept_ids: Tensor | None = None,
-        image_ids: Tensor | None = None,
-        twin_image_ids: Tensor | None = None,
-    ) -> dict[str, Tensor]:
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
         """Return ``{"caption_loss", "concept_loss", ["distill_loss"], "loss"}`` (scalars).
 
-        Shapes (B local items, D embedding dim, T twin slots, M twin images):
-        image/text/prompt/base features (B, D); concept_ids (B,) long; twin text/prompt features
-        (B, D) or (B, T, D) with twin_mask (B,) or (B, T) bool marking real slots (shared by twin
-        captions and prompts); twin_image_features (M, D) with twin_image_concept_ids (M,).
-        ``logit_bias`` (SigLIP-style models) is accepted so ``loss(**model_out)`` works and ignored:
-        a constant shift cancels in the softmax.
-        Identities for dropping twin columns already in the batch (all optional, integer):
-        text_ids (B,) and twin_text_ids (B,) or (B, T); twin_concept_ids (B,) or (B, T) (the concept of
-        each twin prompt slot); image_ids (B,) and twin_image_ids (M,).
-        """
-        del logit_bias
-        b = self.gather_batch(
-            image_features, text_features, logit_scale, concept_ids, prompt_features, twin_text_features,
-            twin_prompt_features, twin_mask, twin_image_features, twin_image_concept_ids, base_image_features,
-            base_text_features, text_ids, twin_text_ids, twin_concept_ids, image_ids, twin_image_ids,
-        )
+        Takes one ``LossInputs`` (the typed batch: shapes and names there) or its fields as arguments,
+        so ``loss(**model_out)`` works as with open_clip's losses."""
+        x = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], LossInputs) else LossInputs(*args, **kwargs)
+        b = self.gather_batch(x)
         # the order of the terms is the order autograd accumulates shared gradients in: keep it
         raw_img, raw_txt = self.caption_logits(b)
         caption_loss = self.caption_loss(b, raw_img, raw_txt)
@@ -344,144 +545,57 @@ class TwinContrastiveLoss(nn.Module):
         out = {"caption_loss": caption_loss, "concept_loss": concept_loss}
         total_loss = w_cap * caption_loss + w_con * concept_loss
         if b.base_img is not None:
-            out["distill_loss"] = self.distill_loss(b, raw_img, raw_txt, base_logit_scale)
+            out["distill_loss"] = self.distill_loss(b, raw_img, raw_txt, x.base_logit_scale)
             total_loss = total_loss + self.w_keep * out["distill_loss"]
         out["loss"] = total_loss
         return out
 
     # ---- gather step ------------------------------------------------------------------------------
 
-    def gather_batch(
-        self,
-        image_features: Tensor,
-        text_features: Tensor,
-        logit_scale: Tensor | float,
-        concept_ids: Tensor,
-        prompt_features: Tensor | None = None,
-        twin_text_features: Tensor | None = None,
-        twin_prompt_features: Tensor | None = None,
-        twin_mask: Tensor | None = None,
-        twin_image_features: Tensor | None = None,
-        twin_image_concept_ids: Tensor | None = None,
-        base_image_features: Tensor | None = None,
-        base_text_features: Tensor | None = None,
-        text_ids: Tensor | None = None,
-        twin_text_ids: Tensor | None = None,
-        twin_concept_ids: Tensor | None = None,
-        image_ids: Tensor | None = None,
-        twin_image_ids: Tensor | None = None,
-    ) -> TwinBatch:
-        """Check the inputs (``forward``'s arguments), gather the columns across processes and drop
-        twin columns that are already columns of the global batch (by identity, not float equality)."""
-        batch, dim = self._check(image_features, text_features, concept_ids, prompt_features,
-                                 twin_image_features, twin_image_concept_ids,
-                                 base_image_features, base_text_features)
-        device = image_features.device
-        scale = _as_scale(logit_scale, device)
-        twin_text = _twin_slots("twin_text_features", twin_text_features, twin_mask, batch, dim)
-        twin_prompt = _twin_slots("twin_prompt_features", twin_prompt_features, twin_mask, batch, dim)
-        if (text_ids is None) != (twin_text_ids is None) and twin_text is not None:
-            raise ValueError("pass both text_ids and twin_text_ids (to drop twin captions already in the batch), or neither")
-        if (image_ids is None) != (twin_image_ids is None) and twin_image_features is not None:
-            raise ValueError("pass both image_ids and twin_image_ids (to drop twin images already in the batch), or neither")
-        for name_, ids_ in (("text_ids", text_ids), ("image_ids", image_ids)):
-            if ids_ is not None and (tuple(ids_.shape) != (batch,) or ids_.is_floating_point()):
-                raise ValueError(f"{name_} must be an integer tensor of shape ({batch},); got {tuple(ids_.shape)}")
-        if twin_image_ids is not None and twin_image_features is not None and (
-                tuple(twin_image_ids.shape) != (twin_image_features.shape[0],) or twin_image_ids.is_floating_point()):
-            raise ValueError(f"twin_image_ids must be an integer tensor of shape ({twin_image_features.shape[0]},); "
-                             f"got {tuple(twin_image_ids.shape)}")
-        twin_text_ids = _slot_ids("twin_text_ids", twin_text_ids, batch, twin_text[0].shape[1], device) if twin_text else None
-        twin_concept_ids = (_slot_ids("twin_concept_ids", twin_concept_ids, batch, twin_prompt[0].shape[1], device)
+    def gather_batch(self, inputs: LossInputs) -> TwinBatch:
+        """Check the inputs, gather the columns across processes and drop twin columns that are already
+        columns of the global batch (by identity, not float equality): local rows, global columns."""
+        local = self._local_view(inputs)
+        local, cols = _gather_columns(local, self.gather)
+        return _assemble(*_drop_twin_columns(local, cols))
+
+    def _local_view(self, x: LossInputs) -> _Local:
+        """Validate ``x`` (each problem named with its shape) and normalise it: twin slots as (B, T, D) with a
+        (B, T) mask, slot ids as (B, T), no twin images as an empty (0, D), integer ids as long."""
+        batch, dim = _check_features(x)
+        device = x.image_features.device
+        scale = _as_scale(x.logit_scale, device)
+        twin_text = _twin_slots("twin_text_features", x.twin_text_features, x.twin_mask, batch, dim)
+        twin_prompt = _twin_slots("twin_prompt_features", x.twin_prompt_features, x.twin_mask, batch, dim)
+        _check_ids(x, batch, twin_text is not None)
+        twin_text_ids = _slot_ids("twin_text_ids", x.twin_text_ids, batch, twin_text[0].shape[1], device) if twin_text else None
+        twin_concept_ids = (_slot_ids("twin_concept_ids", x.twin_concept_ids, batch, twin_prompt[0].shape[1], device)
                             if twin_prompt else None)
+        twin_image_features, twin_image_concept_ids, twin_image_ids = (
+            x.twin_image_features, x.twin_image_concept_ids, x.twin_image_ids)
         if twin_image_features is None:
-            twin_image_features = image_features.new_zeros((0, dim))
-            twin_image_concept_ids = concept_ids.new_zeros((0,))
-            twin_image_ids = None if image_ids is None else concept_ids.new_zeros((0,))
-        concept_ids = concept_ids.to(device=device, dtype=torch.long)
-        twin_image_concept_ids = twin_image_concept_ids.to(device=device, dtype=torch.long)
-        has_prompt = prompt_features is not None
-        has_base = base_image_features is not None
-        if not has_prompt and twin_prompt is not None:
+            twin_image_features = x.image_features.new_zeros((0, dim))
+            twin_image_concept_ids = x.concept_ids.new_zeros((0,))
+            twin_image_ids = None if x.image_ids is None else x.concept_ids.new_zeros((0,))
+        self._check_terms(x, twin_prompt is not None)
+        return _Local(
+            image_features=x.image_features, text_features=x.text_features, prompt_features=x.prompt_features,
+            concept_ids=x.concept_ids.to(device=device, dtype=torch.long), scale=scale,
+            twin_text=twin_text, twin_prompt=twin_prompt, twin_text_ids=twin_text_ids, twin_concept_ids=twin_concept_ids,
+            twin_image_features=twin_image_features,
+            twin_image_concept_ids=twin_image_concept_ids.to(device=device, dtype=torch.long),
+            twin_image_ids=twin_image_ids, base_image_features=x.base_image_features,
+            base_text_features=x.base_text_features, text_ids=x.text_ids, image_ids=x.image_ids,
+            batch=batch, device=device)
+
+    def _check_terms(self, x: LossInputs, has_twin_prompt: bool) -> None:
+        """The inputs each term on this loss's weights needs."""
+        if x.prompt_features is None and has_twin_prompt:
             raise ValueError("twin_prompt_features needs prompt_features (the concept term uses both)")
-        if not has_prompt and self.w_cap == 0:
+        if x.prompt_features is None and self.w_cap == 0:
             raise ValueError("w_cap is 0 and prompt_features is None: nothing to train; pass prompt_features")
-        if not has_base and self.w_keep > 0:
+        if x.base_image_features is None and self.w_keep > 0:
             raise ValueError("w_keep > 0 needs base_image_features and base_text_features from the frozen base model")
-
-        rank, world = _dist_info(self.gather)
-        if world > 1:
-            grad_inputs = (image_features, text_features, prompt_features, twin_image_features)
-            table = _gather_sizes(
-                [batch, twin_image_features.shape[0], int(has_prompt), int(has_base)]
-                + [int(t is not None and t.requires_grad) for t in grad_inputs],
-                device,
-            )
-            for col, what in ((2, "prompt_features"), (3, "base_image_features/base_text_features")):
-                if table[:, col].min() != table[:, col].max():
-                    raise ValueError(f"{what} must be given on every rank or on none (ranks disagree)")
-            # The gather's backward is a collective: every rank must run it if any rank does (e.g. a
-            # rank with no twin images while others have some), so align requires_grad across ranks.
-            needs_grad = table[:, 4:].amax(dim=0).tolist()
-            image_features, text_features, prompt_features, twin_image_features = (
-                t.detach().requires_grad_(True) if t is not None and flag and not t.requires_grad else t
-                for t, flag in zip(grad_inputs, needs_grad)
-            )
-            sizes = table[:, 0].tolist()
-            twin_sizes = table[:, 1].tolist()
-            all_img = all_gather_with_grad(image_features, sizes, rank)
-            all_txt = all_gather_with_grad(text_features, sizes, rank)
-            all_ids = all_gather_with_grad(concept_ids, sizes, rank)
-            all_prompt = all_gather_with_grad(prompt_features, sizes, rank) if has_prompt else None
-            if sum(twin_sizes) > 0:
-                all_twin_img = all_gather_with_grad(twin_image_features, twin_sizes, rank)
-                all_twin_ids = all_gather_with_grad(twin_image_concept_ids, twin_sizes, rank)
-            else:
-                all_twin_img, all_twin_ids = twin_image_features, twin_image_concept_ids
-            all_base_img = all_base_txt = None
-            if has_base:
-                with torch.no_grad():
-                    all_base_img = all_gather_with_grad(base_image_features.detach(), sizes, rank)
-                    all_base_txt = all_gather_with_grad(base_text_features.detach(), sizes, rank)
-            # identities (integers, no gradient); every rank passes the same optional ids
-            all_text_ids = None if text_ids is None else all_gather_with_grad(text_ids.to(device).long(), sizes, rank)
-            all_image_ids = None if image_ids is None else all_gather_with_grad(image_ids.to(device).long(), sizes, rank)
-            all_twin_image_ids = None
-            if twin_image_ids is not None:
-                all_twin_image_ids = (all_gather_with_grad(twin_image_ids.to(device).long(), twin_sizes, rank)
-                                      if sum(twin_sizes) > 0 else twin_image_ids.to(device).long())
-            offset, total = sum(sizes[:rank]), sum(sizes)
-        else:
-            all_img, all_txt, all_ids, all_prompt = image_features, text_features, concept_ids, prompt_features
-            all_twin_img, all_twin_ids = twin_image_features, twin_image_concept_ids
-            all_base_img, all_base_txt = base_image_features, base_text_features
-            all_text_ids = None if text_ids is None else text_ids.to(device).long()
-            all_image_ids = None if image_ids is None else image_ids.to(device).long()
-            all_twin_image_ids = None if twin_image_ids is None else twin_image_ids.to(device).long()
-            offset, total = 0, batch
-        rows = torch.arange(offset, offset + batch, device=device)  # (B,) global index of local rows
-
-        # no column twice: drop twin columns that are already columns of the batch (by identity)
-        if twin_text is not None and twin_text_ids is not None:
-            twin_text = (twin_text[0], _drop_repeats(twin_text[1], twin_text_ids, all_text_ids))
-        if twin_prompt is not None and twin_concept_ids is not None:
-            twin_prompt = (twin_prompt[0], _drop_repeats(twin_prompt[1], twin_concept_ids, all_ids))
-        if all_twin_image_ids is not None and all_image_ids is not None and all_twin_img.shape[0] > 0:
-            keep = _first_new(all_twin_image_ids, all_image_ids)
-            all_twin_img, all_twin_ids = all_twin_img[keep], all_twin_ids[keep]
-
-        img = image_features.float()
-        # Same concept but not the item itself: not a negative (masked out of the softmax).
-        same = concept_ids[:, None] == all_ids[None, :]  # (B, N)
-        same[torch.arange(batch, device=device), rows] = False
-        return TwinBatch(
-            scale=scale, concept_ids=concept_ids, img=img, txt=text_features.float(), scaled_img=scale * img,
-            all_img=all_img, all_txt=all_txt, all_ids=all_ids, all_prompt=all_prompt,
-            twin_text=twin_text, twin_prompt=twin_prompt, twin_img=all_twin_img, twin_img_ids=all_twin_ids,
-            base_img=base_image_features, base_txt=base_text_features,
-            all_base_img=all_base_img, all_base_txt=all_base_txt,
-            rows=rows, offset=offset, same=same, norm=total / world,
-        )
 
     # ---- terms --------------------------------------------------------------------------------------
 
@@ -559,43 +673,6 @@ class TwinContrastiveLoss(nn.Module):
         )
         return kl / (2 * b.norm)
 
-    @staticmethod
-    def _check(
-        image_features: Tensor,
-        text_features: Tensor,
-        concept_ids: Tensor,
-        prompt_features: Tensor | None,
-        twin_image_features: Tensor | None,
-        twin_image_concept_ids: Tensor | None,
-        base_image_features: Tensor | None,
-        base_text_features: Tensor | None,
-    ) -> tuple[int, int]:
-        if image_features.dim() != 2:
-            raise ValueError(f"image_features must be (B, D); got shape {tuple(image_features.shape)}")
-        batch, dim = image_features.shape
-        _check_2d("text_features", text_features, batch, dim)
-        _check_2d("prompt_features", prompt_features, batch, dim)
-        _check_2d("twin_image_features", twin_image_features, None, dim)
-        if (base_image_features is None) != (base_text_features is None):
-            raise ValueError("pass both base_image_features and base_text_features, or neither")
-        if base_image_features is not None:  # the base model may have another embedding dim
-            if base_image_features.dim() != 2 or base_image_features.shape[0] != batch:
-                raise ValueError(f"base_image_features must be ({batch}, D_base); got {tuple(base_image_features.shape)}")
-            _check_2d("base_text_features", base_text_features, batch, base_image_features.shape[1])
-        if not isinstance(concept_ids, Tensor) or tuple(concept_ids.shape) != (batch,) or concept_ids.is_floating_point():
-            raise ValueError(
-                f"concept_ids must be an integer tensor of shape ({batch},) (one id per item; map string ids "
-                f"to ints first); got {type(concept_ids).__name__} {tuple(getattr(concept_ids, 'shape', ()))}"
-            )
-        if (twin_image_features is None) != (twin_image_concept_ids is None):
-            raise ValueError("twin_image_features needs twin_image_concept_ids (M,) and vice versa")
-        if twin_image_features is not None and tuple(twin_image_concept_ids.shape) != (twin_image_features.shape[0],):
-            raise ValueError(
-                f"twin_image_concept_ids must have shape ({twin_image_features.shape[0]},); "
-                f"got {tuple(twin_image_concept_ids.shape)}"
-            )
-        return batch, dim
-
 
 class ClipContrastiveLoss(nn.Module):
     """Plain symmetric CLIP InfoNCE (the baseline / ablation): diagonal targets, no twins.
@@ -612,8 +689,12 @@ class ClipContrastiveLoss(nn.Module):
         super().__init__()
         self.gather = gather
 
-    def forward(self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor | float, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
-        """Return ``{"caption_loss", "loss"}``; image/text features (B, D)."""
+    def forward(self, image_features: Tensor | LossInputs, text_features: Tensor | None = None,
+                logit_scale: Tensor | float | None = None, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        """Return ``{"caption_loss", "loss"}``; image/text features (B, D), or one ``LossInputs``."""
+        if isinstance(image_features, LossInputs):
+            x = image_features
+            image_features, text_features, logit_scale = x.image_features, x.text_features, x.logit_scale
         if image_features.dim() != 2 or text_features.shape != image_features.shape:
             raise ValueError(
                 f"image_features and text_features must both be (B, D); got {tuple(image_features.shape)} "

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import config_hash, find_preset, load_config, to_dict, validate_config
+from .data import CulTwinBatch
+from .loss import LossInputs
 
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer, Progress
@@ -193,14 +196,14 @@ def itstime(step: int, every: int) -> bool:
 
 
 def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
-    """Validation: per-image twin accuracy (``cultureclip.inference.twin_accuracy``, the definition
-    eval_suite uses too) and N-way concept accuracy over the split's concepts."""
+    """Validation: per-image twin accuracy (``cultureclip.twins.twin_scores``, the definition eval_suite
+    uses too) and N-way concept accuracy over the split's concepts."""
     from PIL import Image
 
-    from .data import concept_prompts, twin_pairs, twins_by_concept
+    from .data import concept_prompts, twin_pairs
     from .image import to_rgb
     from .inference import Embedder
-    from .inference import twin_accuracy as per_image_twin_accuracy
+    from .twins import TwinIndex, concept_scores, twin_scores
 
     df = manifest.frame
     emb = Embedder(backbone, batch_size=batch_size)
@@ -208,9 +211,7 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
     backbone.eval()
     try:
         prompt_of = concept_prompts(df["concept_id"], df["concept_prompt"], df["concept_name"])
-        concepts = sorted(prompt_of)
-        bank = emb.embed_texts([prompt_of[c] for c in concepts])
-        idx = {c: i for i, c in enumerate(concepts)}
+        index = TwinIndex.build(prompt_of, twin_pairs(df["concept_id"], df["twin_concept_ids"]))
         feats = []
         for start in range(0, len(df), batch_size):
             ims = []
@@ -218,14 +219,11 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
                 with Image.open(manifest.root / p) as im:
                     ims.append(to_rgb(im))
             feats.append(emb.embed_images(ims))
-        feats = torch.cat(feats)
-        sims = feats @ bank.T  # (N, C)
-        own = torch.tensor([idx[str(c)] for c in df["concept_id"]])
-        twins = {idx[c]: [idx[t] for t in ts] for c, ts in
-                 twins_by_concept(twin_pairs(df["concept_id"], df["twin_concept_ids"])).items()}
-        tw = per_image_twin_accuracy(sims, own, twins)
+        sims = concept_scores(emb, torch.cat(feats), prompt_of)  # (N, C)
+        own = torch.from_numpy(index.labels(df["concept_id"]))
+        tw = twin_scores(sims, own, index.twins_of)
         acc = (sims.argmax(1) == own).float().mean().item()
-        return {"twin_acc": float(tw["twin_acc"]), "concept_acc": acc, "n_val": len(df), "n_twin": int(tw["rows"].numel())}
+        return {"twin_acc": tw.twin_acc, "concept_acc": acc, "n_val": len(df), "n_twin": int(tw.rows.numel())}
     finally:
         backbone.train(was_training)
 
@@ -427,8 +425,8 @@ def _dataset_and_sampler(cfg: TrainConfig, train_m, backbone, needs: frozenset[s
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
                              cache_images=cfg.data.cache_images,
                              twin_images="twin_images" in needs and cfg.loss.twin_negatives and cfg.loss.twin_images)
-    twin_ids = dataset.twin_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_ids]
-    sampler = TwinBatchSampler(dataset.concept_ids, twin_ids, cfg.data.batch_size, seed=cfg.seed,
+    twins = dataset.twin_concept_ids if cfg.data.twin_batching else [[] for _ in dataset.twin_concept_ids]
+    sampler = TwinBatchSampler(dataset.concept_ids, twins, cfg.data.batch_size, seed=cfg.seed,
                                per_side=cfg.data.per_side, num_replicas=accelerator.num_processes,
                                rank=accelerator.process_index, local=cfg.loss.negatives == "local")
     return dataset, sampler
@@ -489,7 +487,7 @@ def train_loop(run: TrainRun, progress: Progress) -> list[dict]:
     while not done:
         batches, usable = _epoch_batches(run, progress)
         for batch in _epoch_loader(run, progress.epoch, batches):
-            if batch.get("empty"):
+            if batch is None:  # every image of the batch was unreadable (and skipped)
                 continue
             losses = _optimizer_step(run, batch, progress)
             if not accelerator.sync_gradients:
@@ -547,14 +545,14 @@ def _epoch_loader(run: TrainRun, epoch: int, batches: list[list[int]]) -> torch.
                                        generator=torch.Generator().manual_seed(run.cfg.seed * 100003 + epoch))
 
 
-def _optimizer_step(run: TrainRun, batch: dict, progress: Progress) -> dict[str, torch.Tensor]:
+def _optimizer_step(run: TrainRun, batch: CulTwinBatch, progress: Progress) -> dict[str, torch.Tensor]:
     """Forward + backward of one micro-batch; the optimizer steps when accumulation is complete."""
     cfg, accelerator = run.cfg, run.accelerator
     with accelerator.accumulate(run.model):
         replay_rows = None
         if cfg.loss.keep_rows == "replay" and cfg.loss.w_keep > 0:
             replay_rows = torch.tensor([run.dataset.concept_ids[int(i)].startswith("replay:")
-                                        for i in batch["index"].tolist()], dtype=torch.bool)
+                                        for i in batch.index.tolist()], dtype=torch.bool)
         losses = _step_losses(run.model, run.backbone, batch, run.loss_fn, cfg, run.base_model, accelerator,
                               replay_rows)
         loss = losses["loss"]
@@ -681,35 +679,49 @@ def replay_distill_loss(image_features: torch.Tensor, text_features: torch.Tenso
     return kl / (2 * int(rows.sum()))
 
 
-def _twin_captions(batch: dict, cfg: TrainConfig, accelerator) -> list[str]:
+def _twin_captions(batch: CulTwinBatch, cfg: TrainConfig, accelerator) -> list[str]:
     """One twin caption per item (the item's own caption where it has no twin). ``sampled``: a caption
     of the twin concept that is not a caption of the softmax's batch (global or local, ``loss.negatives``); ``batch``: a caption of the twin
     concept already in the batch (a duplicate column, which the loss drops)."""
-    captions, has_twin = list(batch["captions"]), batch["has_twin"].tolist()
+    captions, has_twin = list(batch.captions), batch.has_twin.tolist()
     if cfg.loss.twin_caption_source == "batch":
         caption_in_batch: dict[int, str] = {}
-        for c, cap in zip(batch["concepts"].tolist(), captions):
+        for c, cap in zip(batch.concept_ids.tolist(), captions):
             caption_in_batch.setdefault(c, cap)
         return [caption_in_batch.get(tc, t) if h else c
-                for tc, t, c, h in zip(batch["twin_concepts"].tolist(), batch["twin_captions"], captions, has_twin)]
+                for tc, t, c, h in zip(batch.twin_concept_ids.tolist(), batch.twin_captions, captions, has_twin)]
     in_batch = set(_gather_list(accelerator, captions, cfg))  # the softmax's batch: independent of the split
     return [next((t for t in cands if t not in in_batch), first) if h else c
-            for cands, first, c, h in zip(batch["twin_caption_candidates"], batch["twin_captions"], captions, has_twin)]
+            for cands, first, c, h in zip(batch.twin_caption_candidates, batch.twin_captions, captions, has_twin)]
 
 
-def _new_twin_image_rows(batch: dict, accelerator, cfg: TrainConfig) -> torch.Tensor | None:
-    """Rows of ``batch["twin_images"]`` that are not images of the softmax's batch (nor repeats): the
+def _new_twin_image_rows(batch: CulTwinBatch, accelerator, cfg: TrainConfig) -> torch.Tensor | None:
+    """Rows of ``batch.twin_images`` that are not images of the softmax's batch (nor repeats): the
     only ones worth encoding (the loss would drop the others). None when there are none."""
-    seen = set(_gather_list(accelerator, batch["index"].tolist(), cfg))
+    seen = set(_gather_list(accelerator, batch.index.tolist(), cfg))
     rows = []
-    for j, r in enumerate(batch["twin_image_index"].tolist()):
+    for j, r in enumerate(batch.twin_image_index.tolist()):
         if r not in seen:
             seen.add(r)
             rows.append(j)
     return torch.tensor(rows, dtype=torch.long) if rows else None
 
 
-def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model, accelerator,
+def _text_groups(batch: CulTwinBatch, needs: frozenset[str], use_twins: bool, cfg: TrainConfig,
+                 accelerator) -> dict[str, list[str]]:
+    """The texts to encode, B per group, in the order captions, prompts, twin captions, twin prompts (an item
+    without a twin repeats its own caption / prompt, which the loss masks)."""
+    groups: dict[str, list[str]] = {"captions": list(batch.captions)}
+    if "prompts" in needs:
+        groups["prompts"] = list(batch.prompts)
+    if use_twins:
+        groups["twin_captions"] = _twin_captions(batch, cfg, accelerator)
+        groups["twin_prompts"] = [t if h else p for t, p, h in
+                                  zip(batch.twin_prompts, batch.prompts, batch.has_twin.tolist())]
+    return groups
+
+
+def _step_losses(model, unwrapped, batch: CulTwinBatch, loss_fn, cfg: TrainConfig, base_model, accelerator,
                  replay_rows: torch.Tensor | None = None) -> dict:
     """One forward + the loss. Builds only what the loss uses (``_loss_inputs``): always images and
     captions; concept prompts, twin captions/prompts (with the ids that drop duplicate columns), twin
@@ -719,62 +731,66 @@ def _step_losses(model, unwrapped, batch, loss_fn, cfg: TrainConfig, base_model,
     items of a concept), in the order captions, prompts, twin captions, twin prompts."""
     needs = _loss_inputs(loss_fn, cfg)
     device = accelerator.device
-    b = len(batch["captions"])
-    captions = list(batch["captions"])
-    use_twins = "twin_texts" in needs and cfg.loss.twin_negatives and bool(batch["has_twin"].any())
-    groups: dict[str, list[str]] = {"captions": captions}  # each group: b texts, one per item
-    if "prompts" in needs:
-        groups["prompts"] = list(batch["prompts"])
-    if use_twins:
-        groups["twin_captions"] = _twin_captions(batch, cfg, accelerator)
-        groups["twin_prompts"] = [t if h else p for t, p, h in
-                                  zip(batch["twin_prompts"], batch["prompts"], batch["has_twin"].tolist())]
+    b = len(batch.captions)
+    use_twins = "twin_texts" in needs and cfg.loss.twin_negatives and bool(batch.has_twin.any())
+    groups = _text_groups(batch, needs, use_twins, cfg, accelerator)
     texts = [t for group in groups.values() for t in group]
     unique = list(dict.fromkeys(texts))
     where = {t: i for i, t in enumerate(unique)}
     index = torch.tensor([where[t] for t in texts], device=device)
     tokens = unwrapped.tokenize(unique).to(device)
-    images = batch["images"].to(device)
+    images = batch.images.to(device)
     twin_rows = None
-    if use_twins and "twin_images" in needs and batch.get("twin_images") is not None and len(batch["twin_image_index"]):
+    if use_twins and "twin_images" in needs and batch.twin_images is not None and len(batch.twin_image_index):
         twin_rows = _new_twin_image_rows(batch, accelerator, cfg)
         if twin_rows is not None:
-            images = torch.cat([images, batch["twin_images"][twin_rows].to(device)])
+            images = torch.cat([images, batch.twin_images[twin_rows].to(device)])
     out = model(images, tokens)
     tf = out["text_features"][index]  # (len(texts), D): one gather, sliced per group below
     feats = {name: tf[i * b : (i + 1) * b] for i, name in enumerate(groups)}
-    kwargs = {"image_features": out["image_features"][:b], "text_features": feats["captions"],
-              "logit_scale": out["logit_scale"]}
+    x = LossInputs(image_features=out["image_features"][:b], text_features=feats["captions"],
+                   logit_scale=out["logit_scale"], prompt_features=feats.get("prompts"))
     if "concept_ids" in needs:
-        kwargs["concept_ids"] = batch["concepts"].to(device)
-    if "prompts" in needs:
-        kwargs["prompt_features"] = feats["prompts"]
+        x.concept_ids = batch.concept_ids.to(device)
     if use_twins:
-        kwargs["twin_text_features"] = feats["twin_captions"]
-        kwargs["twin_prompt_features"] = feats["twin_prompts"]
-        kwargs["twin_mask"] = batch["has_twin"].to(device)
-        kwargs["text_ids"] = torch.tensor([_text_id(t) for t in captions], device=device)
-        kwargs["twin_text_ids"] = torch.tensor([_text_id(t) for t in groups["twin_captions"]], device=device)
-        kwargs["twin_concept_ids"] = batch["twin_concepts"].to(device)
-        if "twin_images" in needs:
-            kwargs["image_ids"] = batch["index"].to(device)
-            kwargs["twin_image_ids"] = torch.zeros(0, dtype=torch.long, device=device)
-            if twin_rows is not None:
-                kwargs["twin_image_features"] = out["image_features"][b:]
-                kwargs["twin_image_concept_ids"] = batch["twin_image_concepts"][twin_rows].to(device)
-                kwargs["twin_image_ids"] = batch["twin_image_index"][twin_rows].to(device)
+        _add_twin_inputs(x, batch, groups, feats, needs, twin_rows, out["image_features"][b:], device)
     if "base" in needs and base_model is not None:
         with torch.no_grad():
-            kwargs["base_image_features"] = base_model.encode_image(images[:b])
-            kwargs["base_text_features"] = base_model.encode_text(unwrapped.tokenize(captions).to(device))
-    if replay_rows is None:
-        return loss_fn(**kwargs)
+            x.base_image_features = base_model.encode_image(images[:b])
+            x.base_text_features = base_model.encode_text(unwrapped.tokenize(groups["captions"]).to(device))
+    kwargs = {f.name: getattr(x, f.name) for f in dataclasses.fields(x) if getattr(x, f.name) is not None}
+    return loss_fn(**kwargs) if replay_rows is None else _replay_distilled(loss_fn, kwargs, replay_rows, cfg)
+
+
+def _replay_distilled(loss_fn, kwargs: dict[str, Any], replay_rows: torch.Tensor, cfg: TrainConfig) -> dict:
+    """``loss.keep_rows=replay``: the loss without its distillation inputs, plus ``w_keep`` x the
+    distillation on the replay rows alone (``replay_distill_loss``), reported as ``distill_loss``."""
     base_img, base_txt = kwargs.pop("base_image_features"), kwargs.pop("base_text_features")
     losses = dict(loss_fn(**kwargs))
     losses["distill_loss"] = replay_distill_loss(kwargs["image_features"], kwargs["text_features"], base_img, base_txt,
                                                  kwargs["logit_scale"], replay_rows)
     losses["loss"] = losses["loss"] + cfg.loss.w_keep * losses["distill_loss"]
     return losses
+
+
+def _add_twin_inputs(x: LossInputs, batch: CulTwinBatch, groups: dict[str, list[str]], feats: dict[str, torch.Tensor],
+                     needs: frozenset[str], twin_rows: torch.Tensor | None, twin_image_features: torch.Tensor,
+                     device) -> None:
+    """Twin caption / prompt slots with their mask and the ids that drop the ones already in the batch; the
+    new twin images (``twin_rows`` of ``batch.twin_images``, encoded as ``twin_image_features``) and theirs."""
+    x.twin_text_features, x.twin_prompt_features = feats["twin_captions"], feats["twin_prompts"]
+    x.twin_mask = batch.has_twin.to(device)
+    x.text_ids = torch.tensor([_text_id(t) for t in groups["captions"]], device=device)
+    x.twin_text_ids = torch.tensor([_text_id(t) for t in groups["twin_captions"]], device=device)
+    x.twin_concept_ids = batch.twin_concept_ids.to(device)
+    if "twin_images" not in needs:
+        return
+    x.image_ids = batch.index.to(device)
+    x.twin_image_ids = torch.zeros(0, dtype=torch.long, device=device)
+    if twin_rows is not None:
+        x.twin_image_features = twin_image_features
+        x.twin_image_concept_ids = batch.twin_image_concept_ids[twin_rows].to(device)
+        x.twin_image_ids = batch.twin_image_index[twin_rows].to(device)
 
 
 # --------------------------------------------------------------------------------------------------

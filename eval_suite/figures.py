@@ -165,7 +165,7 @@ def twin_scatter(
 ) -> go.Figure:
     """Per-image similarity to its own concept's prompt (y) vs its twin's (x), one trace per model.
 
-    ``points`` needs columns ``sim_own``, ``sim_twin`` (cosines, e.g. from ``Embedder.twin_scores``)
+    ``points`` needs columns ``sim_own``, ``sim_twin`` (cosines, e.g. ``cultureclip.twins.twin_scores``' own and best_twin)
     and ``model``; optional hover columns. Points above the dashed diagonal are images the model puts
     closer to their own concept; the legend shows each model's twin accuracy.
     """

@@ -33,7 +33,6 @@ __all__ = [
     "as_array",
     "winoground_scores",
     "twin_pair_scores",
-    "twin_accuracy",
     "topk_correct",
     "zero_shot_accuracy",
     "mean_per_class_recall",
@@ -128,29 +127,6 @@ def twin_pair_scores(scores: ArrayLike) -> dict[str, Any]:
         "group_score": _mean(per_pair["group"]),
         "per_pair": per_pair,
     }
-
-
-def twin_accuracy(own: ArrayLike, twin: ArrayLike | None = None) -> dict[str, Any]:
-    """Fraction of images closer to their own concept's prompt than to the twin's.
-
-    For several images per side of a twin pair: pass ``own`` (N,) and ``twin`` (N,) similarities, or a
-    single (N, 2) array [own, twin] as returned by ``Embedder.twin_scores``. Returns ``twin_acc``,
-    ``twin_margin`` (mean own - twin), ``correct`` (N,) bool and ``margin`` (N,).
-    """
-    o = as_array(own, "own")
-    if twin is None:
-        if o.ndim != 2 or o.shape[1] != 2:
-            raise ValueError(
-                f"pass own and twin similarities as two (N,) arrays or one (N, 2) array, got {tuple(o.shape)}"
-            )
-        o, t = o[:, 0], o[:, 1]
-    else:
-        t = as_array(twin, "twin")
-        if o.ndim != 1 or o.shape != t.shape:
-            raise ValueError(f"own and twin must both have shape (N,), got {tuple(o.shape)} and {tuple(t.shape)}")
-    margin = o - t
-    correct = margin > 0
-    return {"twin_acc": _mean(correct), "twin_margin": _mean(margin), "correct": correct, "margin": margin}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cultureclip.loss import LossInputs  # noqa: E402
 from cultureclip.train import TrainConfig, create_train_loss  # noqa: E402
 
 
@@ -42,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
                           prompt_features=mine["prompt_features"])
             result[f"{negatives}/{name}/loss"] = out["loss"].detach().reshape(1)
             if name == "twin":  # the caption softmax's columns: the items this rank's rows are contrasted with
-                tb = loss_fn.gather_batch(mine["image_features"], mine["text_features"], scale, mine["concept_ids"],
-                                          mine["prompt_features"])
+                tb = loss_fn.gather_batch(LossInputs(image_features=mine["image_features"],
+                                                     text_features=mine["text_features"], logit_scale=scale,
+                                                     concept_ids=mine["concept_ids"],
+                                                     prompt_features=mine["prompt_features"]))
                 result[f"{negatives}/columns"] = torch.tensor([tb.all_txt.shape[0]])
     final = os.path.join(args.out_dir, f"rank{rank}.safetensors")
     save_file({k: v.contiguous() for k, v in result.items()}, final + ".tmp")

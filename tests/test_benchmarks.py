@@ -365,6 +365,9 @@ def test_cultwin_twin_scores(fx):
     assert africa["metrics"]["twin_acc"] == 0.5 and africa["metrics"]["n_twin"] == 2  # merged twin-acc groups
     assert find_group(r.groups, category="flag", region="Europe") is not None
     assert names  # concept texts exist for all 5 concepts
+    per_item = r.samples["twin_acc"]  # per image, for paired comparisons; None: no twin in the split
+    assert len(per_item) == 10 and [per_item[i] for i, c in enumerate(d.concept_ids) if c == "tartan_black_watch"] == [None, None]
+    assert per_item[d.concept_ids.index("flag_chad")] == 0.0 and sum(v for v in per_item if v is not None) == 7
 
 
 def test_tiny_model_end_to_end_every_benchmark(fx, tiny_open_clip_dir):

@@ -116,9 +116,11 @@ def test_dataset_items_and_collate(ds_dir):
     chad = [it for it in items if it["caption"].startswith("a flag chad")][0]
     assert chad["has_twin"] and chad["twin_prompt"] == "a photo of flag romania" and "flag romania" in chad["twin_caption"]
     hanbok = [it for it in items if "hanbok" in it["caption"]][0]
-    assert not hanbok["has_twin"] and hanbok["twin_concept"] == -1
+    assert not hanbok["has_twin"] and hanbok["twin_concept_id"] == -1
     b = collate(items[:5] + [None])
-    assert b["images"].shape == (5, 3, 8, 8) and b["concepts"].dtype == torch.long and len(b["twin_captions"]) == 5
+    assert b.images.shape == (5, 3, 8, 8) and b.concept_ids.dtype == torch.long and len(b.twin_captions) == 5
+    assert b.twin_concept_ids[~b.has_twin].eq(-1).all() and b.twin_concept_ids[b.has_twin].ne(b.concept_ids[b.has_twin]).all()
+    assert collate([None, None]) is None  # every image skipped: no batch
 
 
 def test_mix_replay(tmp_path):
@@ -133,6 +135,42 @@ def test_mix_replay(tmp_path):
     assert all((tmp_path / "b") in __import__("pathlib").Path(p).parents for p in rep["image_path"])
     assert m.image_path(len(m) - 1).is_file() and m.image_path(0).is_file()
     assert mix_replay(a, b, 0.5, seed=0).frame.equals(m.frame)
+
+
+def test_a_concept_listing_itself_as_twin_is_refused(ds_dir):
+    """The self-twin check: a twin must be a different concept (the row is named)."""
+    _edit(ds_dir, lambda df: df.assign(twin_concept_ids=[[c, *t] if c == "kilt" else t
+                                                         for c, t in zip(df.concept_id, df.twin_concept_ids)]))
+    with pytest.raises(ManifestError, match=r"self-twins \(4 row\(s\)\):\n  row 20: concept 'kilt' lists itself as twin"):
+        read_manifest(ds_dir)
+
+
+def test_twin_pairs_are_sorted_present_and_never_self():
+    from cultureclip.data import twin_pairs
+
+    pairs = twin_pairs(["b", "a", "c", "a", "d"], [["a"], ["b", "zz"], ["c", "d"], "[]", "c"])
+    assert pairs == [("a", "b"), ("c", "d")]  # 'zz' names no row, 'c' lists itself; each pair once, sorted
+
+
+def test_an_empty_split_names_the_splits_present(ds_dir):
+    m = read_manifest(ds_dir)
+    assert len(m.split("val")) == 6
+    with pytest.raises(ManifestError, match=r"split 'dev' is empty in .*; splits present: \['test', 'train', 'val'\]"):
+        m.split("dev")
+
+
+def test_an_unreadable_twin_image_loses_only_that_negative_when_skipping(ds_dir):
+    import torch
+
+    for k in range(4):  # every image of Romania, Chad's twin
+        (ds_dir / "images" / f"flag_romania_{k}.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    m = read_manifest(ds_dir, check_images=False).split("train")
+    chad = next(i for i, c in enumerate(m.frame["concept_id"]) if c == "flag_chad")
+    strict = CulTwinDataset(m, lambda im: torch.zeros(3, 8, 8), twin_images=True)
+    with pytest.raises(ManifestError, match=r"unreadable image .*flag_romania_\d\.png.*skip_bad_images"):
+        strict[chad]
+    item = CulTwinDataset(m, lambda im: torch.zeros(3, 8, 8), twin_images=True, skip_bad_images=True)[chad]
+    assert item["has_twin"] and item["twin_prompt"] == "a photo of flag romania" and "twin_image" not in item
 
 
 def test_local_negatives_pack_each_twin_pair_into_one_process_batch():

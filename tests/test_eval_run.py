@@ -184,12 +184,12 @@ def test_results_carry_model_identity(setup, tmp_path):
 
 def test_twin_accuracy_is_one_definition(tmp_path, tiny_open_clip_dir):
     """Training validation and eval_suite report the same twin accuracy for the same model and split
-    (they once logged 0.740 and 0.752): both call cultureclip.inference.twin_accuracy."""
+    (they once logged 0.740 and 0.752): both call cultureclip.twins.twin_scores."""
     import torch
 
     from cultureclip.backbone import create_backbone
     from cultureclip.data import read_manifest
-    from cultureclip.inference import twin_accuracy
+    from cultureclip.twins import twin_scores
     from cultureclip.train import twin_accuracy as validation
     from eval_suite.benchmarks import create_benchmark
     from eval_suite.run import EvalConfig, run_sweep
@@ -207,11 +207,11 @@ def test_twin_accuracy_is_one_definition(tmp_path, tiny_open_clip_dir):
     assert sum(g["metrics"].get("n_twin", 0) for g in by_region) == val["n_twin"]
     # the definition itself: own beats EVERY twin (strictly); images without twins are left out
     sims = torch.tensor([[0.9, 0.8, 0.1], [0.5, 0.6, 0.0], [0.2, 0.1, 0.7], [0.3, 0.3, 0.9]])
-    tw = twin_accuracy(sims, torch.tensor([0, 0, 1, 2]), {0: [1], 1: [0, 2], 2: [1]})
-    assert tw["rows"].tolist() == [0, 1, 2, 3] and tw["correct"].tolist() == [True, False, False, True]
-    assert tw["margin"].tolist() == pytest.approx([0.1, -0.1, -0.6, 0.6])
-    none = twin_accuracy(sims, torch.tensor([0, 1]), {})
-    assert none["rows"].numel() == 0 and torch.isnan(none["twin_acc"])
+    tw = twin_scores(sims, torch.tensor([0, 0, 1, 2]), {0: [1], 1: [0, 2], 2: [1]})
+    assert tw.rows.tolist() == [0, 1, 2, 3] and tw.correct.tolist() == [True, False, False, True]
+    assert tw.margin.tolist() == pytest.approx([0.1, -0.1, -0.6, 0.6])
+    none = twin_scores(sims, torch.tensor([0, 1]), {})
+    assert none.rows.numel() == 0 and none.twin_acc != none.twin_acc  # NaN: no image has a twin
 
 
 def test_embedding_cache_key_is_the_same_in_every_process(tiny_open_clip_dir, tiny_hf_clip_dir):

@@ -68,7 +68,7 @@ def test_templates_without_exactly_one_placeholder_are_refused(emb, template, fo
     assert emb.label_bank(["x"], ["{{x}} {}"]).shape == (1, emb.backbone.embed_dim)
 
 
-def test_zero_shot_and_twin_scores(emb):
+def test_zero_shot_and_classify(emb):
     ims = _images(4, seed=1)
     feats = emb.embed_images(ims)
     bank = emb.label_bank(["gyoza", "jiaozi", "mandu"])
@@ -76,8 +76,6 @@ def test_zero_shot_and_twin_scores(emb):
     assert probs.shape == (4, 3) and torch.allclose(probs.sum(-1), torch.ones(4), atol=1e-5)
     expected = (emb.logit_scale() * feats @ bank.T).softmax(-1)
     assert torch.allclose(probs, expected, atol=1e-6)
-    ts = emb.twin_scores(feats, bank[[0, 0, 1, 1]], bank[[1, 1, 0, 0]])
-    assert torch.allclose(ts[:, 0], (feats * bank[[0, 0, 1, 1]]).sum(-1))
     top = classify(emb, ims[:2], ["gyoza", "jiaozi", "mandu"], top_k=2)
     assert len(top) == 2 and len(top[0]) == 2 and top[0][0][1] >= top[0][1][1]
 
@@ -153,6 +151,18 @@ def test_label_bank_hot_path_does_not_hash(fresh, monkeypatch):
     assert torch.allclose(flipped, -bank, atol=1e-5)
     fresh.label_bank(labels)
     assert len(probes) == 2 and texts == [3, 3]
+
+
+def test_cpu_embeddings_are_full_precision_unless_asked(emb):
+    """No autocast on the CPU without an amp_dtype: embeddings equal the backbone's own float32 forward."""
+    bb = emb.backbone
+    assert emb.amp_dtype is None
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(bb.encode_text(bb.tokenize(["hanbok", "kimono"])).float(), dim=-1)
+        ims = _images(2)
+        ref_img = torch.nn.functional.normalize(bb.encode_image(emb.preprocess(ims)).float(), dim=-1)
+    assert torch.allclose(emb.embed_texts(["hanbok", "kimono"]), ref, atol=1e-6)
+    assert torch.allclose(emb.embed_images(ims), ref_img, atol=1e-6)
 
 
 def test_texts_are_batched_shortest_first_and_returned_in_order(tiny_hf_clip_dir):

@@ -427,6 +427,41 @@ def test_two_processes_match_single_process(tmp_path):
     torch.testing.assert_close(torch.cat([r["grad/clip_text"] for r in ranks]), ref_txt.grad, atol=1e-5, rtol=0)
 
 
+def test_concept_bank_is_the_mean_prompt_of_each_concept_with_several_images():
+    """Several images per concept with different prompt features: each concept's column is the MEAN of its
+    items' prompts (a sum, or the first item's prompt, gives another loss), whatever the batch order."""
+    g = torch.Generator().manual_seed(3)
+    img = F.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    prompt = F.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    ids = torch.tensor([0, 1, 0, 0, 1])  # 3 images of concept 0, 2 of concept 1
+    scale = torch.tensor(7.0)
+    out = TwinContrastiveLoss(w_cap=0.0, w_con=1.0)(img, img.clone(), scale, ids, prompt_features=prompt)
+    bank = torch.stack([prompt[ids == 0].mean(0), prompt[ids == 1].mean(0)])  # (U, D)
+    expected = F.cross_entropy(scale * img @ bank.T, ids)
+    assert torch.allclose(out["concept_loss"], expected, atol=1e-5)
+    perm = torch.tensor([4, 2, 0, 3, 1])
+    again = TwinContrastiveLoss(w_cap=0.0, w_con=1.0)(img[perm], img[perm].clone(), scale, ids[perm],
+                                                      prompt_features=prompt[perm])
+    assert torch.allclose(again["concept_loss"], expected, atol=1e-5)
+
+
+def test_the_loss_takes_the_typed_batch_or_its_fields():
+    """`LossInputs` is forward's arguments as one value: the same losses either way, for both losses."""
+    from cultureclip.loss import LossInputs
+
+    img, txt = _features(4, 8, seed=5)
+    g = torch.Generator().manual_seed(6)
+    twin = _norm(torch.randn(4, 2, 8, generator=g))
+    fields = dict(image_features=img, text_features=txt, logit_scale=torch.tensor(10.0),
+                  concept_ids=torch.tensor([0, 1, 0, 2]), prompt_features=_norm(torch.randn(4, 8, generator=g)),
+                  twin_text_features=twin, twin_prompt_features=twin.flip(1), twin_mask=torch.tensor([[1, 0], [1, 1], [0, 0], [1, 0]]).bool())
+    for loss in (TwinContrastiveLoss(), ClipContrastiveLoss()):
+        a, b = loss(LossInputs(**fields)), loss(**fields)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(TypeError, match="twin_caption_features"):
+        TwinContrastiveLoss()(**fields, twin_caption_features=twin)  # a misspelt name is an error, not ignored
+
+
 @pytest.mark.slow  # ~10-20 s: starts two Python processes
 def test_negatives_option_sets_what_each_softmax_sees(tmp_path):
     """`loss.negatives`: with N processes, `global` contrasts each row with all N x B items (features

@@ -44,19 +44,6 @@ def test_winoground_bad_shape():
         M.winoground_scores(np.zeros((3, 2, 3)))
 
 
-def test_twin_accuracy_several_images_per_side():
-    own = [0.3, 0.2, 0.5, 0.4]
-    twin = [0.1, 0.25, 0.5, 0.3]  # third image is a tie -> not closer to its own concept
-    out = M.twin_accuracy(own, twin)
-    assert out["correct"].tolist() == [True, False, False, True]
-    assert out["twin_acc"] == 0.5
-    assert out["twin_margin"] == pytest.approx((0.2 - 0.05 + 0.0 + 0.1) / 4)
-    stacked = M.twin_accuracy(np.stack([own, twin], axis=1))  # Embedder.twin_scores layout (N, 2)
-    assert stacked["twin_acc"] == 0.5
-    with pytest.raises(ValueError, match="same|shape"):
-        M.twin_accuracy([0.1, 0.2], [0.1])
-
-
 # --------------------------------------------------------------------------------------------------
 # classification / multiple choice
 # --------------------------------------------------------------------------------------------------
@@ -279,3 +266,14 @@ def test_paired_bootstrap_identical_and_dominant():
     assert mixed["ci_low"] <= mixed["diff"] <= mixed["ci_high"]
     with pytest.raises(ValueError, match="same items"):
         M.paired_bootstrap(np.zeros(3), np.zeros(4))
+
+
+def test_bootstrap_needs_samples_and_paired_bootstrap_reports_the_fraction_better():
+    with pytest.raises(ValueError, match="at least one sample"):
+        M.bootstrap_ci([])
+    with pytest.raises(ValueError, match="at least one sample"):
+        M.bootstrap_ci(np.float64(1.0))
+    better = M.paired_bootstrap(np.full(30, 0.4), np.full(30, 0.9), n_boot=200)  # (base, tuned)
+    assert better["frac_better"] == 1.0 and better["diff"] == pytest.approx(0.5)
+    worse = M.paired_bootstrap(np.full(30, 0.4), np.full(30, 0.2), n_boot=200)
+    assert worse["frac_better"] == 0.0

@@ -468,3 +468,12 @@ def test_figures_cli_html(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "ablation_lines.html", "benchmark_bars.html", "delta_heatmap.html"
     ]
+
+
+def test_schema1_group_names_split_fields_at_the_first_equals_sign():
+    """A schema-1 name is "field=value|field=value": a value may hold "=" (an old parse with rpartition made
+    "category=food=drink" the field "category=food"); a part without "=" is a bare label."""
+    old = json.loads(OLD_RESULT)
+    old["groups"] = {"category=food=drink|region=Asia": {"twin_acc": 0.5, "n": 2}, "a=b=c": {"twin_acc": 1.0}}
+    got = {json.dumps(g["fields"], sort_keys=True) for g in R.upgrade_result(old)["groups"]}
+    assert got == {json.dumps({"category": "food=drink", "region": "Asia"}, sort_keys=True), json.dumps({"a": "b=c"})}

@@ -224,19 +224,19 @@ def test_step_feeds_new_twin_columns_with_identities(tiny_open_clip_dir, ds):
     bb = create_backbone(str(tiny_open_clip_dir))
     m = read_manifest(ds).split("train")
     dataset = CulTwinDataset(m, bb.preprocess_eval, seed=0, twin_images=True)
-    sampler = TwinBatchSampler(dataset.concept_ids, dataset.twin_ids, 6, seed=0)
+    sampler = TwinBatchSampler(dataset.concept_ids, dataset.twin_concept_ids, 6, seed=0)
     batch = collate([dataset[i] for i in next(iter(sampler))])
-    assert batch["has_twin"].any() and batch["twin_images"] is not None
+    assert batch.has_twin.any() and batch.twin_images is not None
     seen = {}
     cfg = load_config(TrainConfig, None, ["data.dataset=x"])
     _step_losses(bb, bb, batch, lambda **kw: seen.update(kw) or {"loss": torch.zeros(())}, cfg, None,
                  SimpleNamespace(device=torch.device("cpu")))
-    caps = {_text_id(c) for c in batch["captions"]}
-    has = batch["has_twin"]
-    for tid, h, cands in zip(seen["twin_text_ids"].tolist(), has.tolist(), batch["twin_caption_candidates"]):
+    caps = {_text_id(c) for c in batch.captions}
+    has = batch.has_twin
+    for tid, h, cands in zip(seen["twin_text_ids"].tolist(), has.tolist(), batch.twin_caption_candidates):
         if h and any(_text_id(c) not in caps for c in cands):
             assert tid not in caps  # a caption of the twin that the batch does not hold
     assert not set(seen["twin_image_ids"].tolist()) & set(seen["image_ids"].tolist())
     assert seen["twin_image_features"].shape[0] == len(seen["twin_image_ids"]) > 0
-    assert seen["image_features"].shape[0] == len(batch["captions"])
+    assert seen["image_features"].shape[0] == len(batch.captions)
     assert seen["twin_concept_ids"][has].ne(seen["concept_ids"][has]).all()

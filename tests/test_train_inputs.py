@@ -26,9 +26,9 @@ def bb_batch(tiny_open_clip_dir, tmp_path_factory):
     bb = create_backbone(str(tiny_open_clip_dir))
     m = read_manifest(ds).split("train")
     dataset = CulTwinDataset(m, bb.preprocess_eval, seed=0, twin_images=True)
-    batch = collate([dataset[i] for i in next(iter(TwinBatchSampler(dataset.concept_ids, dataset.twin_ids, 6, seed=0)))])
-    assert batch["has_twin"].any() and batch["twin_images"] is not None
-    assert set(batch["prompts"]) - set(batch["captions"])  # prompts are texts the captions do not hold
+    batch = collate([dataset[i] for i in next(iter(TwinBatchSampler(dataset.concept_ids, dataset.twin_concept_ids, 6, seed=0)))])
+    assert batch.has_twin.any() and batch.twin_images is not None
+    assert set(batch.prompts) - set(batch.captions)  # prompts are texts the captions do not hold
     return bb, batch
 
 
@@ -64,13 +64,13 @@ def test_clip_baseline_encodes_only_captions(bb_batch, text_tower):
     rec = Recording(ClipContrastiveLoss())
     with torch.no_grad():
         out = _step_losses(bb, bb, batch, rec, _cfg("loss.name=clip"), None, CPU)
-    captions = list(dict.fromkeys(batch["captions"]))
+    captions = list(dict.fromkeys(batch.captions))
     assert text_tower["texts"] == [captions]  # no prompts, no twin captions or prompts
     assert text_tower["rows"] == [len(captions)]
     assert set(rec.seen) == {"image_features", "text_features", "logit_scale"}
-    assert rec.seen["image_features"].shape[0] == len(batch["captions"])  # no twin images either
+    assert rec.seen["image_features"].shape[0] == len(batch.captions)  # no twin images either
     with torch.no_grad():  # the same loss as encoding the batch directly
-        ref = ClipContrastiveLoss()(bb.encode_image(batch["images"]), bb.encode_text(bb.tokenize(list(batch["captions"]))),
+        ref = ClipContrastiveLoss()(bb.encode_image(batch.images), bb.encode_text(bb.tokenize(list(batch.captions))),
                                     bb.logit_scale)
     assert out["loss"].item() == pytest.approx(ref["loss"].item(), abs=1e-5)
 
@@ -79,7 +79,7 @@ def test_plain_callable_gets_the_configured_losss_inputs(bb_batch, text_tower):
     bb, batch = bb_batch
     seen = {}
     _step_losses(bb, bb, batch, lambda **kw: seen.update(kw) or {"loss": torch.zeros(())}, _cfg("loss.name=clip"), None, CPU)
-    assert text_tower["texts"] == [list(dict.fromkeys(batch["captions"]))]
+    assert text_tower["texts"] == [list(dict.fromkeys(batch.captions))]
     assert set(seen) == {"image_features", "text_features", "logit_scale"}
 
 
@@ -91,19 +91,19 @@ def test_twin_loss_gets_everything(bb_batch, text_tower):
     kw = rec.seen
     assert set(kw) == TWIN_KEYS
     [texts] = text_tower["texts"]
-    has = batch["has_twin"].tolist()
-    twin_prompts = [t if h else p for t, p, h in zip(batch["twin_prompts"], batch["prompts"], has)]
-    assert texts[: len(set(batch["captions"]))] == list(dict.fromkeys(batch["captions"]))  # captions first
-    assert set(batch["prompts"]) | set(twin_prompts) <= set(texts)
+    has = batch.has_twin.tolist()
+    twin_prompts = [t if h else p for t, p, h in zip(batch.twin_prompts, batch.prompts, has)]
+    assert texts[: len(set(batch.captions))] == list(dict.fromkeys(batch.captions))  # captions first
+    assert set(batch.prompts) | set(twin_prompts) <= set(texts)
     assert len(texts) == len(set(texts)) == text_tower["rows"][0]  # each unique text once
-    b = len(batch["captions"])
+    b = len(batch.captions)
     with torch.no_grad():
         enc = lambda xs: bb.encode_text(bb.tokenize(list(xs)))  # noqa: E731
-        torch.testing.assert_close(kw["prompt_features"], enc(batch["prompts"]), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(kw["prompt_features"], enc(batch.prompts), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(kw["twin_prompt_features"], enc(twin_prompts), atol=1e-5, rtol=1e-4)
     assert kw["twin_text_features"].shape == kw["text_features"].shape == (b, bb.embed_dim)
     assert kw["twin_image_features"].shape[0] == len(kw["twin_image_ids"]) > 0
-    assert torch.equal(kw["concept_ids"], batch["concepts"]) and torch.equal(kw["twin_mask"], batch["has_twin"])
+    assert torch.equal(kw["concept_ids"], batch.concept_ids) and torch.equal(kw["twin_mask"], batch.has_twin)
 
 
 def test_distillation_gets_base_features_only_when_on(bb_batch):

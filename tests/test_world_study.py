@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cultureclip.twins import twin_groups
 from world import study as W
 
 INPUTS = W.WorldInputs("pre", "probe", "base_model", "ds")
@@ -130,7 +131,7 @@ def _split():
 
     ids = ["a", "a", "b", "b", "c"]
     pairs = [("a", "b")]
-    comp = W.twin_components(pairs)
+    comp = twin_groups(pairs)
     return W.TwinSplit([ImageRef(path="x")] * 5, ["a", "b", "c"], np.array([0, 0, 1, 1, 2]), pairs,
                        np.array([comp.get(c, -1) for c in ids]), np.array([0]))
 
@@ -146,6 +147,13 @@ def test_score_twin_per_image_and_pair():
     assert rec["pair_correct"] == [3] and rec["pair_n"] == [4]
     assert rec["concept_correct"] == [1.0, 0.0, 1.0, 0.0, 1.0]
     assert rec["pair_group"] == [1.0]
+
+
+def test_score_twin_counts_a_tie_with_the_twin_as_wrong():
+    """The one twin rule (cultureclip.twins.twin_scores): own concept strictly above every twin."""
+    sims = np.array([[0.5, 0.5, 0.0], [0.9, 0.1, 0.0], [0.4, 0.4, 0.9], [0.1, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    rec = W.score_twin(sims, _split())
+    assert rec["twin_correct"][:4] == [0.0, 1.0, 0.0, 1.0] and rec["pair_correct"] == [2] and rec["pair_n"] == [4]
 
 
 def test_held_out_phrasings_are_not_training_texts(tmp_path):

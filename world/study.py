@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from cultureclip.config import config_dir
+from cultureclip.twins import pair_matrices, twin_groups, twin_scores, twins_by_concept
 
 logger = logging.getLogger("world.study")
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,23 +249,6 @@ class EvalData:
     probe_split: dict[str, np.ndarray]  # "val" / "test" -> image indices
 
 
-def twin_components(pairs: list[tuple[str, str]]) -> dict[str, int]:
-    """Concept -> index of its connected look-alike set (union-find over the twin pairs)."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b in pairs:
-        parent[find(a)] = find(b)
-    roots = sorted({find(c) for c in parent})
-    return {c: roots.index(find(c)) for c in sorted(parent)}
-
-
 def phrase(template: str, facts: dict[str, str]) -> str:
     return template.format(**facts)
 
@@ -300,7 +284,7 @@ def load_eval_data(inputs: WorldInputs, cfg: StudyConfig) -> EvalData:
             raise RuntimeError(f"the world dataset has no {split} rows; rebuild it (python -m world.build --force)")
         concepts = sorted(set(df["concept_id"].astype(str)))
         pairs = twin_pairs(df["concept_id"], df["twin_concept_ids"])
-        comp = twin_components(pairs)
+        comp = twin_groups(pairs)
         ids = [str(c) for c in df["concept_id"]]
         twin[split] = TwinSplit([ImageRef(path=str(root / p)) for p in df["image_path"]], concepts,
                                 np.array([concepts.index(c) for c in ids]), pairs,
@@ -337,30 +321,26 @@ def phrasing_overlap(data: EvalData, pretrain: Path, dataset: Path) -> dict[str,
 def score_twin(sims: np.ndarray, split: TwinSplit) -> dict[str, Any]:
     """Per-image and per-pair twin scores from image x concept scores (N, C) (columns = split.concepts).
 
-    twin_correct (N,): own concept beats every twin present (NaN without a twin), as `eval_suite`'s
-    twin_acc; pair_group (P,): Winoground group score of the pair's mean 2x2 matrix; pair_correct/pair_n
-    (P,): images of the pair whose own concept beats the pair's other one; concept_correct (N,): N-way."""
+    twin_correct (N,): own concept beats every twin present, strictly (NaN without a twin): eval_suite's
+    twin_acc, `cultureclip.twins.twin_scores`; pair_group (P,): Winoground group score of the pair's mean 2x2
+    matrix (`cultureclip.twins.pair_matrices`); pair_correct/pair_n (P,): images of the pair whose own concept
+    beats the pair's other one (the same rule with that one twin); concept_correct (N,): N-way."""
     from eval_suite import metrics as M
 
     cidx = {c: i for i, c in enumerate(split.concepts)}
-    labels = split.labels
-    twins_of: dict[int, list[int]] = {}
-    for a, b in split.pairs:
-        twins_of.setdefault(cidx[a], []).append(cidx[b])
-        twins_of.setdefault(cidx[b], []).append(cidx[a])
-    own = sims[np.arange(len(labels)), labels]
+    labels = np.asarray(split.labels)
+    twins_of = {cidx[c]: [cidx[t] for t in ts] for c, ts in twins_by_concept(split.pairs).items()}
+    pairs = [(cidx[a], cidx[b]) for a, b in split.pairs]
+    tw = twin_scores(sims, labels, twins_of)
     twin_correct = np.full(len(labels), np.nan)
-    for i, lab in enumerate(labels):
-        if lab in twins_of:
-            twin_correct[i] = float(own[i] > sims[i, twins_of[lab]].max())
-    mats, pc, pn = [], [], []
-    for a, b in split.pairs:
-        ia, ib = labels == cidx[a], labels == cidx[b]
-        mats.append([[sims[ia, cidx[a]].mean(), sims[ia, cidx[b]].mean()],
-                     [sims[ib, cidx[a]].mean(), sims[ib, cidx[b]].mean()]])
-        pc.append(int((sims[ia, cidx[a]] > sims[ia, cidx[b]]).sum() + (sims[ib, cidx[b]] > sims[ib, cidx[a]]).sum()))
-        pn.append(int(ia.sum() + ib.sum()))
-    group = M.winoground_scores(np.array(mats))["group"].astype(float) if mats else np.zeros(0)
+    twin_correct[tw.rows.numpy()] = tw.correct.numpy().astype(float)
+    pc, pn = [], []
+    for a, b in pairs:
+        rows = np.flatnonzero((labels == a) | (labels == b))
+        pc.append(int(twin_scores(sims[rows], labels[rows], {a: [b], b: [a]}).correct.sum()))
+        pn.append(len(rows))
+    mats, _ = pair_matrices(sims, labels, pairs)
+    group = M.winoground_scores(mats)["group"].astype(float) if pairs else np.zeros(0)
     concept_correct = (sims.argmax(1) == labels).astype(float)
     return {"twin_correct": twin_correct.tolist(), "pair_group": group.tolist(), "pair_correct": pc, "pair_n": pn,
             "concept_correct": concept_correct.tolist()}

@@ -13,8 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from cultureclip.data import twins_by_concept
-from cultureclip.inference import twin_accuracy as per_image_twin_accuracy
+from cultureclip.twins import TwinIndex, concept_scores, pair_matrices, twin_scores
 
 from eval_suite import metrics as M
 from eval_suite.results import merge_groups
@@ -98,50 +97,45 @@ def score_twin(data: TwinData, feats: torch.Tensor, embedder: Any, *, ids: np.nd
     Per image: `concept_acc1/5` (N-way over the split's concepts) and `twin_acc` (own concept's
     prompt beats every twin's). Per pair (a, b): a 2x2 matrix of mean image-to-prompt similarity
     (images of a / b vs prompts of a / b) gives text/image/group scores (`eval_suite.metrics`)."""
-    concepts = sorted(data.concept_texts)
-    cidx = {c: i for i, c in enumerate(concepts)}
-    tfeats = embedder.embed_texts([data.concept_texts[c] for c in concepts]).float()  # (C, D)
-    sims = (feats @ tfeats.T).numpy()  # (N, C)
-    labels = np.array([cidx[c] for c in data.concept_ids])
-    ks = (1, 5) if len(concepts) >= 5 else (1,)
+    index = TwinIndex.build(data.concept_texts, data.pairs)
+    sims_t = concept_scores(embedder, feats, data.concept_texts)  # (N, C)
+    sims = sims_t.numpy()
+    labels = index.labels(data.concept_ids)
+    ks = (1, 5) if len(index.concepts) >= 5 else (1,)
     acc = M.zero_shot_accuracy(sims, labels, ks=ks)
     per_sample = {f"concept_acc{k}": acc["correct"][k].astype(float) for k in ks}
-    # twin accuracy per image (the one definition, cultureclip.inference.twin_accuracy): beats all its
-    # twins present in the split; images without a twin there are left out
-    twins_of = {cidx[c]: [cidx[t] for t in ts] for c, ts in twins_by_concept(data.pairs).items()}
     cross = [("region", "category")] if {"region", "category"} <= set(data.groups) else []
     out = _summarize(per_sample, data.groups, ids, n_boot, keep_samples, cross=cross)
-    per_image = per_image_twin_accuracy(torch.from_numpy(sims), torch.from_numpy(labels), twins_of)
-    if per_image["rows"].numel():
-        rows = per_image["rows"].numpy()
-        margin = per_image["margin"].numpy()
-        tw = {"correct": margin > 0, "twin_acc": float(per_image["twin_acc"]), "twin_margin": float(margin.mean())}
-        sub = {k: [v[r] for r in rows] for k, v in data.groups.items()}
-        tw_out = _summarize({"twin_acc": tw["correct"].astype(float)}, sub, ids[rows], n_boot, False, cross=cross)
-        out["metrics"] = {"twin_acc": tw["twin_acc"], "twin_margin": tw["twin_margin"], **out["metrics"],
-                          **{k: v for k, v in tw_out["metrics"].items() if k != "twin_acc"}}
-        out["groups"] = merge_groups(out["groups"], [
-            {"fields": g["fields"], "metrics": {"twin_acc": g["metrics"]["twin_acc"], "n_twin": g["n"]}}
-            for g in tw_out["groups"]])
-        if "ci" in tw_out:
-            out.setdefault("ci", {}).update(tw_out["ci"])
-        if "samples" in out:  # per image (None: no twin in the split), for paired comparisons of twin accuracy
-            per_item: list[float | None] = [None] * len(ids)
-            for r, ok in zip(rows.tolist(), tw["correct"].tolist()):
-                per_item[r] = float(ok)
-            out["samples"]["twin_acc"] = per_item
-        # pair-level Winoground scores
-        mats = []
-        for a, b in data.pairs:
-            ia, ib = labels == cidx[a], labels == cidx[b]
-            if ia.any() and ib.any():
-                mats.append([[sims[ia, cidx[a]].mean(), sims[ia, cidx[b]].mean()],
-                             [sims[ib, cidx[a]].mean(), sims[ib, cidx[b]].mean()]])
-        if mats:
-            wp = M.twin_pair_scores(np.array(mats))
+    # twin accuracy per image (cultureclip.twins.twin_scores): beats all its twins present in the split,
+    # strictly; images without a twin there are left out
+    tw = twin_scores(sims_t, labels, index.twins_of)
+    if tw.rows.numel():
+        _add_twin_accuracy(out, tw, data, ids, n_boot, cross)
+        mats, present = pair_matrices(sims, labels, index.pairs)  # pair-level Winoground scores
+        if present.any():
+            wp = M.twin_pair_scores(mats[present])
             out["metrics"].update({"twin_text_score": wp["text_score"], "twin_image_score": wp["image_score"],
-                                   "twin_group_score": wp["group_score"], "n_pairs": len(mats)})
+                                   "twin_group_score": wp["group_score"], "n_pairs": int(present.sum())})
     return out
+
+
+def _add_twin_accuracy(out: dict[str, Any], tw: Any, data: TwinData, ids: np.ndarray, n_boot: int, cross) -> None:
+    """`twin_acc`, `twin_margin` and the per-group twin accuracy (with `n_twin`) of the images with a twin."""
+    rows = tw.rows.numpy()
+    sub = {k: [v[r] for r in rows] for k, v in data.groups.items()}
+    tw_out = _summarize({"twin_acc": tw.correct.numpy().astype(float)}, sub, ids[rows], n_boot, False, cross=cross)
+    out["metrics"] = {"twin_acc": tw.twin_acc, "twin_margin": float(tw.margin.numpy().mean()), **out["metrics"],
+                      **{k: v for k, v in tw_out["metrics"].items() if k != "twin_acc"}}
+    out["groups"] = merge_groups(out["groups"], [
+        {"fields": g["fields"], "metrics": {"twin_acc": g["metrics"]["twin_acc"], "n_twin": g["n"]}}
+        for g in tw_out["groups"]])
+    if "ci" in tw_out:
+        out.setdefault("ci", {}).update(tw_out["ci"])
+    if "samples" in out:  # per image (None: no twin in the split), for paired comparisons of twin accuracy
+        per_item: list[float | None] = [None] * len(ids)
+        for r, ok in zip(rows.tolist(), tw.correct.tolist()):
+            per_item[r] = float(ok)
+        out["samples"]["twin_acc"] = per_item
 
 
 def score_ranking(data: RankingData, feats: torch.Tensor, embedder: Any, *, ids: np.ndarray,

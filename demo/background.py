@@ -63,6 +63,24 @@ class VisitorGate:
                 if self._active == 0:
                     self._cond.notify_all()
 
+    @contextmanager
+    def away(self) -> Iterator[None]:
+        """Inside a visitor's request that waits for background work it asked for (the Evaluate button's
+        progress loop): release the hold while waiting, else that work would pause for the very request
+        waiting on it."""
+        with self._cond:
+            held = self._active > 0
+            if held:
+                self._active -= 1
+                if self._active == 0:
+                    self._cond.notify_all()
+        try:
+            yield
+        finally:
+            if held:
+                with self._cond:
+                    self._active += 1
+
     def pause(self) -> float:
         """Called by background work between small steps: wait while a visitor's request is active (at most
         `max_pause_s`). Returns the seconds waited; a no-op (0.0) outside background threads."""

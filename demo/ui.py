@@ -676,7 +676,8 @@ def benchmarks_tab(services: DemoServices) -> None:
                 break
             progress(services.evaluator.state.progress, desc="evaluating")
             yield [gr.skip()] * 6 + [text] + [gr.skip()] * 5
-            time.sleep(0.5)
+            with services.gate.away():  # the evaluation must not pause for this request, which waits on it
+                time.sleep(0.5)
         yield _view(b, m, r, c, main) + _choices()
 
     inputs = [benchmarks, models, regions, categories, main_only]

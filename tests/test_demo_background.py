@@ -344,3 +344,31 @@ def test_the_first_answer_comes_before_the_full_catalog_bank(services, monkeypat
     for _, label in example_pairs(services, 8):
         c = concept_of_label(services, label)
         assert c.prompt in prompts and all(cs[t].prompt in prompts for t in c.twins)
+
+
+def test_a_request_waiting_on_background_work_releases_its_hold():
+    """The Evaluate button's progress loop waits for the live evaluation inside a request: while it waits
+    (gate.away) the evaluation must not pause for it (before: each evaluation step waited for the request that
+    waited on it; the endpoint took 240 s on the tiny test world)."""
+    import threading
+
+    from demo.background import VisitorGate, background_thread
+
+    gate = VisitorGate(max_pause_s=5.0)
+    waited: list[float] = []
+    with gate.visitor():
+        with gate.away():
+            assert gate.active == 0
+            t = background_thread(lambda: waited.append(gate.pause()), "test-away")
+            t.start()
+            t.join(timeout=10)
+        assert gate.active == 1
+    assert waited == [0.0]
+    # without away(), the background thread waits for the request
+    done = threading.Event()
+    with gate.visitor():
+        t = background_thread(lambda: (waited.append(gate.pause()), done.set()), "test-held")
+        t.start()
+        assert not done.wait(0.3)
+    t.join(timeout=10)
+    assert done.is_set() and waited[-1] > 0.2

@@ -156,3 +156,15 @@ def png_header(w: int, h: int) -> bytes:
 
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b""))
+
+
+def api_call(url: str, name: str, data: list) -> tuple[str, str]:
+    """A raw HTTP API call (what any client can send): ("complete" | "error" | "http", payload text)."""
+    import httpx
+
+    r = httpx.post(url + f"gradio_api/call/{name}", content=json.dumps({"data": data}),
+                   headers={"content-type": "application/json"}, timeout=60)
+    if r.status_code != 200:
+        return "http", f"{r.status_code} {r.text}"
+    text = httpx.get(url + f"gradio_api/call/{name}/{r.json()['event_id']}", timeout=120).text
+    return ("error" if "event: error" in text else "complete"), text

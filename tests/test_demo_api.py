@@ -8,6 +8,8 @@ import json
 import httpx
 import pytest
 
+from tests.demo_world import api_call
+
 OLD_NAMES = {"images", "typeds", "use_cats", "cats", "regs", "culs", "alphas", "top_ks", "q", "cat", "cul", "b", "m",
              "r", "c", "main", "a", "n", "k"}
 
@@ -17,13 +19,7 @@ def api(demo_app):
     return httpx.get(demo_app["url"] + "gradio_api/info", timeout=30).json()["named_endpoints"]
 
 
-def _call(url: str, name: str, data: list) -> tuple[str, str]:
-    r = httpx.post(url + f"gradio_api/call/{name}", content=json.dumps({"data": data}),
-                   headers={"content-type": "application/json"}, timeout=60)
-    if r.status_code != 200:
-        return "http", f"{r.status_code} {r.text}"
-    text = httpx.get(url + f"gradio_api/call/{name}/{r.json()['event_id']}", timeout=120).text
-    return ("error" if "event: error" in text else "complete"), text
+_call = api_call
 
 
 def _text(payload: str) -> str:

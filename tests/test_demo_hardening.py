@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo_world import png_header
+from tests.demo_world import api_call, png_header
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -228,17 +228,7 @@ def test_twin_explorer_heatmap_labels_and_colour_scale(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------
 
 
-def _call(url: str, name: str, data: list) -> tuple[str, str]:
-    """Raw HTTP API call (what any client can send): ("complete" | "error", payload text)."""
-    import httpx
-
-    r = httpx.post(url + f"gradio_api/call/{name}", content=json.dumps({"data": data}),
-                   headers={"content-type": "application/json"}, timeout=60)
-    if r.status_code != 200:
-        return "http", f"{r.status_code} {r.text}"
-    text = httpx.get(url + f"gradio_api/call/{name}/{r.json()['event_id']}", timeout=120).text
-    kind = "error" if "event: error" in text else "complete"
-    return kind, text
+_call = api_call
 
 
 def _files(root: Path) -> set[str]:

@@ -284,7 +284,8 @@ def train_config(settings: dict[str, Any], progress: bool):
     return cfg
 
 
-def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Nested settings dicts merged left to right (sections merged key by key, other values replaced)."""
     out: dict[str, Any] = {}
     for part in parts:
         for key, value in part.items():
@@ -326,11 +327,11 @@ def finetune_settings(name: str, base: Path, dataset: Path, run_dir: Path, prese
     """The world's fine-tuning recipe for variant `name` (section -> fields, for `train_config`)."""
     extra: dict[str, Any] = {}
     if replay is not None and preset.replay_ratio > 0:
-        extra = _merge(extra, {"data": {"replay_dataset": str(replay), "replay_ratio": preset.replay_ratio}})
+        extra = merge_settings(extra, {"data": {"replay_dataset": str(replay), "replay_ratio": preset.replay_ratio}})
     if preset.w_keep > 0:
-        extra = _merge(extra, {"loss": {"w_keep": preset.w_keep}})
+        extra = merge_settings(extra, {"loss": {"w_keep": preset.w_keep}})
     lr = preset.lora_lr if name == "lora" else preset.finetune_lr
-    return _merge({
+    return merge_settings({
         "model": {"spec": str(base)}, "lora": {"enabled": False},
         "data": {"dataset": str(dataset), "batch_size": preset.finetune_batch, "check_images": False,
                  "cache_images": True},

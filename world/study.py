@@ -130,14 +130,6 @@ def check_study_config(cfg: StudyConfig) -> None:
                 raise StudyConfigError(f"grid {grid}, variant {name}: {e}") from e
 
 
-def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.items():
-            out[key] = {**out.get(key, {}), **value} if isinstance(value, dict) else value
-    return out
-
-
 # --------------------------------------------------------------------------------------------------
 # What is trained
 # --------------------------------------------------------------------------------------------------
@@ -163,16 +155,17 @@ def train_config(cfg: StudyConfig, variant: dict[str, Any], choice: dict[str, An
                  run_dir: Path, steps_per_epoch: int, dataset: str | None = None):
     """The `TrainConfig` of one fine-tune: the recipe, the family's lr/epochs chosen on val (`choice`), the
     variant's overrides; step-matched runs get optim.max_steps = epochs x steps_per_epoch."""
+    from world.build import merge_settings
     from world.build import train_config as typed
 
     overrides = {k: v for k, v in variant.items() if k not in STUDY_KEYS}
-    settings = _merge(
+    settings = merge_settings(
         {"model": {"spec": inputs.base}, "data": {"dataset": dataset or inputs.dataset, "replay_dataset": inputs.pretrain},
          "optim": {"lr": choice["lr"], "epochs": choice["epochs"]},
          "out_dir": str(run_dir), "seed": seed, "mixed_precision": "no", "keep_last": 1, "log_every": 50},
         cfg.recipe, overrides)
     if cfg.step_matched:
-        settings = _merge(settings, {"optim": {"max_steps": int(settings["optim"]["epochs"]) * steps_per_epoch}})
+        settings = merge_settings(settings, {"optim": {"max_steps": int(settings["optim"]["epochs"]) * steps_per_epoch}})
     if settings["data"].get("replay_ratio", 0) <= 0:
         settings["data"]["replay_dataset"] = ""
     tc = typed(settings, progress=False)

@@ -123,15 +123,29 @@ class VisitorGate:
 class GateMiddleware:
     """ASGI middleware: every plain HTTP request (the page, its assets, config, uploads, files) holds the gate
     while it is served, so a page load is not slowed by background work either. Long-lived streams (the
-    queue's event stream, heartbeats) are left out: they would hold it for as long as a tab is open."""
+    queue's event stream, heartbeats, the REST API's result stream `GET /gradio_api/call/<name>/<event_id>`)
+    are left out: they would hold it for as long as a tab is open, or as long as a client waits for a result,
+    and the work behind that result (the event itself) already holds it through `DemoBlocks.process_api`.
+    Before, an API client waiting on `/evaluate` held the gate, so the live evaluation it waited for paused
+    for it at every transformer block (240 s instead of seconds on the test world)."""
 
     STREAMS = ("/queue/data", "/heartbeat", "/stream")
 
     def __init__(self, app: Any, gate: VisitorGate):
         self.app, self.gate = app, gate
 
+    @classmethod
+    def is_stream(cls, scope: dict) -> bool:
+        """A long-lived request that waits on work rather than doing any (see the class note)."""
+        path = scope.get("path", "")
+        if any(s in path for s in cls.STREAMS):
+            return True
+        parts = path.rstrip("/").split("/")
+        # GET .../call/<name>/<event_id>: the result stream (POST .../call/<name> starts the event: short)
+        return scope.get("method") == "GET" and len(parts) >= 3 and parts[-3] == "call"
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or any(s in scope.get("path", "") for s in self.STREAMS):
+        if scope.get("type") != "http" or self.is_stream(scope):
             await self.app(scope, receive, send)
             return
         with self.gate.visitor():

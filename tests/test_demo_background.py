@@ -372,3 +372,29 @@ def test_a_request_waiting_on_background_work_releases_its_hold():
         assert not done.wait(0.3)
     t.join(timeout=10)
     assert done.is_set() and waited[-1] > 0.2
+
+
+def test_an_api_client_waiting_for_a_result_does_not_hold_the_gate():
+    """The REST API's result stream (GET /gradio_api/call/<name>/<event_id>) only waits for the event, which
+    holds the gate itself while it runs. Before, it held the gate for the whole wait, so the live evaluation
+    behind `/evaluate` paused for the client waiting on it at every block (240 s on the tiny test world)."""
+    import asyncio
+
+    from demo.background import GateMiddleware, VisitorGate
+
+    gate = VisitorGate()
+    seen: list[int] = []
+
+    async def app(scope, receive, send):
+        seen.append(gate.active)
+
+    mw = GateMiddleware(app, gate)
+    for method, path, held in [("GET", "/gradio_api/call/evaluate/3f2a9c", 0),
+                               ("GET", "/gradio_api/queue/data", 0),
+                               ("POST", "/gradio_api/call/evaluate", 1),  # starting the event: short
+                               ("GET", "/", 1), ("GET", "/gradio_api/info", 1),
+                               ("GET", "/gradio_api/file=abc/call/x", 1)]:
+        seen.clear()
+        asyncio.run(mw({"type": "http", "method": method, "path": path}, None, None))
+        assert seen == [held], (method, path, seen)
+    assert gate.active == 0

@@ -41,6 +41,7 @@ COMMUNITY_COUNTRIES: dict[str, tuple[str, ...]] = {
     "ojibwe": ("CA", "US"), "plains_nations": ("US", "CA"), "pueblo": ("US",), "sami": ("NO", "SE", "FI", "RU"),
     "tibetan": ("CN",),
     "haida": ("CA", "US"), "wodaabe": ("NE", "TD"), "jewish": ("IL",), "garifuna": ("BZ", "HN", "GT", "NI"),
+    "manchu": ("CN",), "ryukyuan": ("JP",), "ainu": ("JP",),
     # a religion's festival (Eid al-Fitr): the countries its catalog entry lists
     "muslim": ("SA", "EG", "ID", "PK", "BD", "TR", "MY"),
     # the offline twin world (regional flags, Scottish clans and regiments)

@@ -152,8 +152,10 @@ def _while_loading(services: DemoServices, cand: Candidates) -> tuple[Candidates
     if not keep:
         raise DemoInputError(f"The catalog's {len(catalog):,} labels are still loading (about a minute after a "
                              "start) and none of these is ready yet: try again shortly, or type your own labels.")
+    own = len(keep) - ranked
+    mine = f" and your {own:,} own label{'s' * (own != 1)}" if own else ""
     note = (f"Ranked over {ranked:,} of the catalog's {len(catalog):,} labels (the examples' concepts and their "
-            f"twins); the other {len(catalog) - ranked:,} are still loading — ask again in a minute to rank them all.")
+            f"twins){mine}; the other {len(catalog) - ranked:,} are still loading — ask again in a minute to rank them all.")
     return cand.subset(keep), note
 
 
@@ -262,7 +264,7 @@ def classify_batch(
             bt = int(probs["base"][row].argmax())
             tt = int(probs["tuned"][row].argmax())
             notes = "".join(f"<br>ℹ️ {_md(x)}" for x in cand.notes + ([wise_note] if i in wise_refused else []))
-            count = f"{len(prompts):,} candidate labels." + (f"<br>⏳ {_md(loading)}" if loading else "")
+            count = f"⏳ {_md(loading)}" if loading else f"{len(prompts):,} candidate labels."  # the note says how many
             msg = _twin_flag(services, cand, bt, tt, tuned_name) + f"<br>{count}" + notes
             picks = tuple(Pick(cand.display[j], float(probs[key][row][j]), cand.concept_ids[j])
                           for key, j in (("base", bt), ("tuned", tt)))

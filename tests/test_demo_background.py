@@ -329,7 +329,8 @@ def test_the_first_answer_comes_before_the_full_catalog_bank(services, monkeypat
     r = classify(services, image, "a bowl of soup", True, top_k=5)
     assert r.ok, r.message
     assert f"Ranked over 2 of the catalog's {n:,} labels" in r.message and f"other {n - 2:,} are still loading" in r.message
-    assert "3 candidate labels" in r.notes  # the two first-bank concepts + the visitor's own label
+    assert "candidate labels." not in r.message  # one count, not two (the note says what was ranked)
+    assert "and your 1 own label;" in r.notes  # the two first-bank concepts + the visitor's own label
     assert set(r.base) <= {full.display[full.concept_ids.index(truth)], full.display[full.concept_ids.index(twin)],
                            "a bowl of soup"}
     assert {p.concept_id for p in r.picks} <= {truth, twin, None}

@@ -153,14 +153,14 @@ def run_visitors(base: str, tuned: str, image: Path, repeats: int, device: str |
             during.append(t)
             warm.append(t_warm)
     # an alpha the background has not reached yet: the base answers and the blend's progress is shown
-    late = [a for a in services.slider_alphas() if a not in services._blend_done][-1]
+    late = [a for a in services.blends.slider_alphas() if a not in services.blends.done_alphas()][-1]
     t_late, r_late = query(late)
     r: dict = {"warm_s": statistics.median(warm), "during_s": statistics.median(during) if during else float("nan"),
-               "during_n": len(during), "index_images": services._index_progress[1] // 2,
+               "during_n": len(during), "index_images": services.index.progress[1] // 2,
                "late_alpha": late, "late_s": t_late, "late_msg": r_late.message[:160]}
     assert services.wait_index(wait_s), "the index was not built"
     deadline = time.time() + wait_s
-    while not set(alphas) <= services._blend_done and time.time() < deadline:
+    while not set(alphas) <= services.blends.done_alphas() and time.time() < deadline:
         time.sleep(1.0)
     kept, built = [], []
     for a in alphas:  # precomputed and kept in memory (the default when the memory budget holds them)
@@ -169,15 +169,14 @@ def run_visitors(base: str, tuned: str, image: Path, repeats: int, device: str |
         assert res.ok and res.tuned, res.message
         kept.append(t)
     for a in alphas:  # after a restart, or evicted: the blend is built, its banks read from disk
-        with services._blend_lock:
-            services._blends.clear()
+        services.blends.forget()
         time.sleep(gap_s)
         t, res = query(a)
         assert res.ok and res.tuned, res.message
         built.append(t)
     r.update(alpha_s=statistics.median(kept), alpha_max_s=max(kept), alpha_built_s=statistics.median(built),
-             alpha_built_max_s=max(built), alphas=list(alphas), blend_s=services._blend_secs,
-             pauses=services.gate.pauses, kept=services.blend_cache_size)
+             alpha_built_max_s=max(built), alphas=list(alphas), blend_s=services.blends.seconds_per_alpha,
+             pauses=services.gate.pauses, kept=services.blends.cache_size)
     services.stop_background()  # nothing of this process may compete with the next measurements
     return r
 

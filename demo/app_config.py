@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .services import HUB_BASE, HUB_TUNED, WORLD_DIR, DemoConfig, DemoServices, ServiceError
+from .config import HUB_BASE, HUB_TUNED, WORLD_DIR, DemoConfig, ServiceError
+from .services import DemoServices
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def first_label_set(services: DemoServices, n_examples: int = 8, n_pairs: int = 
 
     cs = services.concepts()
     ids = {c for pair in featured_pairs(services)[:n_pairs] for c in pair}
-    if services.has_dataset and services._manifest is not None:
+    if services.has_dataset and services.data.manifest_loaded:
         ids |= {c.id for _, label in example_pairs(services, n_examples) if (c := concept_of_label(services, label))}
     ids |= {t for i in list(ids) for t in cs[i].twins}
     return sorted(cs[i].prompt for i in ids if i in cs)

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from cultureclip.fileio import atomic_write_bytes
 
-from .services import BlendNotReady, ConceptInfo, DemoServices, ServiceError, quantize_alpha
+from .blends import quantize_alpha
+from .config import BlendNotReady, ServiceError
+from .dataset import ConceptInfo
+from .services import DemoServices
 from .validation import MAX_LABELS, DemoInputError, clean_int, clean_query, load_image, parse_labels, scrub_paths
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,12 +1,14 @@
 """Live evaluation: the loaded models on the dataset's test split, in the background, with eval_suite.
 
 `LiveEvaluator.start()` runs the CulTwin benchmark adapter (`eval_suite.benchmarks.CulTwinBenchmark`,
-test split) for the base and the tuned model in one background thread: image features through
-`eval_suite.run.embed_benchmark` (on-disk embedding cache keyed by weights hash), metrics and bootstrap
-CIs through the adapter's scorer (`eval_suite.metrics`), one result JSON per model written by
-`eval_suite.run.score_and_write` (the `eval_suite.results` schema) under
-`<cache>/evaluations/<dataset key>/`. A result whose weights hash (`checkpoint_sha`) and settings match
-is reused, so a second click, or a restart, is instant.
+test split) for the base and the tuned model in one background thread, each through the sweep's own
+single evaluation, `eval_suite.run.evaluate_one`: image features (on-disk embedding cache keyed by weights
+hash), metrics and bootstrap CIs through the adapter's scorer (`eval_suite.metrics`), one result JSON per
+model (the `eval_suite.results` schema) under `<cache>/evaluations/<dataset key>/`. A result whose weights
+hash (`checkpoint_sha`) and settings match is reused, so a second click, or a restart, is instant.
+
+It gets the models (demo.models.Models), the dataset (demo.dataset.DemoData) and the cache folder, not the
+demo's services (which create it).
 
 Work is bounded: one evaluation runs at a time; a request during a run is queued (at most one queued
 run, further requests are answered "already queued").
@@ -21,10 +23,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import ServiceError
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .services import DemoServices
+    from .dataset import DemoData
+    from .models import Models
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +54,12 @@ class EvalState:
 
 
 class LiveEvaluator:
-    """Evaluates the services' base and tuned models on their dataset's test split (thread-safe)."""
+    """Evaluates the base and tuned models on the dataset's test split (thread-safe)."""
 
-    def __init__(self, services: "DemoServices", n_boot: int = N_BOOT, batch_size: int = 64):
-        self.services = services
+    def __init__(self, models: "Models", data: "DemoData", cache_dir: Path, n_boot: int = N_BOOT, batch_size: int = 64):
+        self.models = models
+        self.data = data
+        self.cache_dir = Path(cache_dir)
         self.n_boot = int(n_boot)
         self.batch_size = int(batch_size)
         self._lock = threading.Lock()
@@ -76,13 +83,11 @@ class LiveEvaluator:
 
     def results_dir(self) -> Path:
         """`<cache>/evaluations/<dataset key>/`: one folder per dataset (key: its resolved path)."""
-        root = self.services.dataset_root
+        root = self.data.root
         if root is None:
-            from .services import ServiceError
-
             raise ServiceError("no dataset is configured, so there is no test split to evaluate (pass --dataset)")
         key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
-        return self.services.cache_dir / "evaluations" / f"{Path(root).name}-{key}"
+        return self.cache_dir / "evaluations" / f"{Path(root).name}-{key}"
 
     def start(self) -> str:
         """Start an evaluation in the background (or queue one while another runs); returns what happened."""
@@ -158,8 +163,6 @@ class LiveEvaluator:
                 logger.exception("live evaluation failed")
                 from eval_suite.benchmarks import BenchmarkError
 
-                from .services import ServiceError
-
                 why = str(e)[:300] if isinstance(e, (BenchmarkError, ServiceError)) else "details in the server log"
                 self._set(status="error", message=f"Evaluation failed ({type(e).__name__}): {why}")
             with self._lock:
@@ -169,66 +172,61 @@ class LiveEvaluator:
                 self._state = replace(self._state, status="running", queued=False, progress=0.0,
                                       message="starting the queued evaluation…", started=time.monotonic())
 
-    @staticmethod
-    def _sha(emb: Any) -> str:
-        """The weights hash results are keyed by; memoized per model by `checkpoint_sha` itself (the label-bank
-        cache asks for the same one at startup), and recomputed there only after the weights change."""
-        from cultureclip.checkpoint import checkpoint_sha
-
-        return checkpoint_sha(emb.backbone)
-
     def _evaluate_all(self, compute: bool = True) -> list[Path]:
         """Result files for both models; compute=False returns [] unless both are cached."""
         from eval_suite.benchmarks import create_benchmark
-        from eval_suite.results import hash_config, model_tag, result_filename
-        from eval_suite.run import EvalConfig, _Dist, _existing_ok, embed_benchmark, score_and_write
+        from eval_suite.results import model_tag
+        from eval_suite.run import EvalConfig
 
-        svc = self.services
         out = self.results_dir()
-        cache = svc.cache_dir / "embeddings"
-        cfg = EvalConfig(models=[svc.config.base, svc.config.tuned], benchmarks=["cultwin"], out=str(out),
-                         batch_size=self.batch_size, num_workers=0, cache_dir=str(cache), n_boot=self.n_boot,
-                         progress=False)
-        roles = (("base", svc.config.base), ("tuned", svc.config.tuned))
-        tags = [model_tag(spec) for _, spec in roles]
-        if tags[0] == tags[1]:
-            tags = [f"{tags[0]}-base", f"{tags[1]}-tuned"]
+        specs = self.models.specs
+        cfg = EvalConfig(models=[specs["base"], specs["tuned"]], benchmarks=["cultwin"], out=str(out),
+                         batch_size=self.batch_size, num_workers=0, cache_dir=str(self.cache_dir / "embeddings"),
+                         n_boot=self.n_boot, progress=False)
+        tags = {which: model_tag(spec) for which, spec in specs.items()}
+        if tags["base"] == tags["tuned"]:
+            tags = {which: f"{tag}-{which}" for which, tag in tags.items()}
         files: list[Path] = []
-        for k, ((which, spec), tag) in enumerate(zip(roles, tags)):
-            name = svc.config.base_name if which == "base" else svc.config.tuned_name
-            self._set(message=f"{name}: loading the model and hashing its weights…", progress=k / 2)
-            emb = svc.embedder(which)
-            sha = self._sha(emb)
-            bench = create_benchmark("cultwin", root=str(svc.dataset_root), split="test")
-            fingerprint = bench.fingerprint()
-            ecfg = {"benchmark": BENCHMARK, "adapter": "cultwin", "split": "test", "n_boot": self.n_boot,
-                    "dataset_fingerprint": fingerprint, "precision": "fp32"}
-            path = out / result_filename(BENCHMARK, tag)
-            if _existing_ok(path, spec, hash_config({"benchmark": BENCHMARK, "task": bench.task, **ecfg})) \
-                    and _result_sha(path) == sha:
-                logger.info("live evaluation of %s: cached (%s)", spec, path)
-                files.append(path)
-                continue
-            if not compute:
+        for k, which in enumerate(("base", "tuned")):
+            bench = create_benchmark("cultwin", root=str(self.data.root), split="test")
+            got = self._evaluate_model(cfg, bench, which, k, out, tags[which], compute)
+            if got is None:
                 return []
-            n = len(bench.load().images)
+            files.append(got)
+        return files
 
-            def progress(done: int, total: int, k=k, name=name) -> None:
+    def _evaluate_model(self, cfg, bench, which: str, k: int, out: Path, tag: str, compute: bool) -> Path | None:
+        """One model's result file (`eval_suite.run.evaluate_one`), reused when cached; None when it is not and
+        compute=False."""
+        from cultureclip.checkpoint import checkpoint_sha, model_identity
+        from eval_suite.results import result_filename
+        from eval_suite.run import evaluate_one
+
+        name, spec = self.models.names[which], self.models.specs[which]
+        self._set(message=f"{name}: loading the model and hashing its weights…", progress=k / 2)
+        emb = self.models.embedder(which)
+        # memoized per model by checkpoint_sha itself (the label-bank cache asks for the same one at startup)
+        sha = checkpoint_sha(emb.backbone)
+        ecfg = {"benchmark": BENCHMARK, "adapter": "cultwin", "split": "test", "n_boot": self.n_boot,
+                "dataset_fingerprint": bench.fingerprint(), "precision": "fp32"}
+        path = out / result_filename(BENCHMARK, tag)
+        kw = dict(sha=sha, ecfg=ecfg, benchmark_name=BENCHMARK)
+        cached = evaluate_one(cfg, emb, bench, spec, path, compute=False, **kw)
+        if cached is not None or not compute:
+            return cached
+
+        def progress(done: int, total: int) -> None:
+            if done >= total:  # embedded: the scorer (bootstrap CIs) runs next
+                self._set(progress=(k + 0.95) / 2, message=f"{name}: scoring (bootstrap CIs)…")
+            else:
                 self._set(progress=(k + 0.9 * done / max(1, total)) / 2,
                           message=f"{name}: embedding test images {done}/{total}…")
 
-            self._set(message=f"{name}: embedding {n} test images…")
-            self._computed += 1
-            feats, valid, seconds = embed_benchmark(cfg, _Dist(), emb, bench, sha, callback=progress)
-            self._set(message=f"{name}: scoring (bootstrap CIs)…", progress=(k + 0.95) / 2)
-            from cultureclip.checkpoint import model_identity
-
-            identity = model_identity(emb.backbone, name=name, role=which, weights_sha=sha)
-            files.append(score_and_write(cfg, bench, emb, spec, sha, path, ecfg, feats, valid, seconds,
-                                         benchmark_name=BENCHMARK, identity=identity,
-                                         extra={"role": which, "dataset": Path(str(svc.dataset_root)).name,
-                                                "default_dataset": svc.is_default_dataset}))
-        return files
+        self._set(message=f"{name}: embedding {len(bench.load().images)} test images…")
+        self._computed += 1
+        identity = model_identity(emb.backbone, name=name, role=which, weights_sha=sha)
+        extra = {"role": which, "dataset": Path(str(self.data.root)).name, "default_dataset": self.data.is_default_dataset}
+        return evaluate_one(cfg, emb, bench, spec, path, identity=identity, extra=extra, callback=progress, **kw)
 
 
 def when(timestamp: str | None) -> str | None:
@@ -266,11 +264,3 @@ def _finished(files: list[Path], seconds: float | None) -> dict[str, Any]:
         msg = f"Evaluated both models on the dataset's test split{imgs} in {seconds:.0f} s."
     return dict(message=msg, seconds=seconds, from_cache=seconds is None, computed_at=computed, n_images=n)
 
-
-def _result_sha(path: Path) -> str | None:
-    from eval_suite.results import read_result
-
-    try:
-        return read_result(path).get("checkpoint_sha")
-    except Exception:  # noqa: BLE001 - unreadable: recompute
-        return None

@@ -19,7 +19,9 @@ from typing import Any, Callable
 import gradio as gr
 
 from . import handlers as H
-from .services import DemoServices, IndexNotReady, ServiceError, gpu, quantize_alpha
+from .blends import quantize_alpha
+from .config import IndexNotReady, ServiceError
+from .services import DemoServices, gpu
 from .validation import MAX_FILE_BYTES, DemoInputError, inside, scrub_paths
 
 logger = logging.getLogger(__name__)

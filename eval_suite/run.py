@@ -425,6 +425,38 @@ def score_and_write(cfg: EvalConfig, bench, embedder, spec: str, sha: str, path:
     return out
 
 
+def evaluate_one(cfg: EvalConfig, embedder, bench, spec: str, path: Path, *, sha: str | None = None,
+                 ecfg: dict[str, Any] | None = None, identity: dict[str, Any] | None = None, reuse: bool = False,
+                 compute: bool = True, benchmark_name: str | None = None, extra: dict[str, Any] | None = None,
+                 callback=None, dist: _Dist | None = None) -> Path | None:
+    """Evaluate one model (an `Embedder`, named by `spec`) on one benchmark adapter and write the result JSON
+    at `path` (atomically); returns the path, or None on a non-main process. The sweep and the demo's live
+    evaluation both evaluate through it.
+
+    sha: the weights hash (default: `checkpoint_sha`); ecfg: the settings that change the numbers (default:
+    `eval_config_for`); reuse: return `path` without computing when it already holds this model's result
+    with these settings and weights; compute=False: only look (None when no such result exists);
+    callback(done, total): embedding progress."""
+    from cultureclip.checkpoint import checkpoint_sha
+    from eval_suite.results import hash_config, read_result
+
+    sha = sha or checkpoint_sha(embedder.backbone)
+    ecfg = eval_config_for(cfg, bench) if ecfg is None else ecfg
+    name = benchmark_name or bench.name
+    if (reuse or not compute) and _existing_ok(path, spec, hash_config({"benchmark": name, "task": bench.task, **ecfg})) \
+            and read_result(path).get("checkpoint_sha") == sha:
+        logger.info("%s on %s: reused %s", spec, name, path)
+        return path
+    if not compute:
+        return None
+    dist = dist or _Dist()
+    feats, valid, seconds = embed_benchmark(cfg, dist, embedder, bench, sha, callback=callback)
+    if not dist.is_main:
+        return None
+    return score_and_write(cfg, bench, embedder, spec, sha, path, ecfg, feats, valid, seconds, world_size=dist.world,
+                           benchmark_name=benchmark_name, identity=identity, extra=extra)
+
+
 def run_sweep(cfg: EvalConfig) -> list[Path]:
     """Evaluate every model on every benchmark; returns the result files written (main process)."""
     import torch
@@ -465,11 +497,9 @@ def run_sweep(cfg: EvalConfig) -> list[Path]:
                 failures.append(f"{bench.name}: {exc}")
                 logger.error("%s", exc)
                 continue
-            feats, valid, seconds = embed_benchmark(cfg, dist, embedder, bench, sha)
-            if not dist.is_main:
-                continue
-            written.append(score_and_write(cfg, bench, embedder, spec, sha, path, ecfg, feats, valid, seconds,
-                                           world_size=dist.world, identity=identity))
+            done = evaluate_one(cfg, embedder, bench, spec, path, sha=sha, ecfg=ecfg, identity=identity, dist=dist)
+            if done is not None:
+                written.append(done)
         del embedder, backbone
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -143,7 +143,7 @@ def running_app(world: dict[str, Path], cache_dir: Path | None = None) -> Iterat
     url, demo = launch(services)
     try:
         assert services.wait_index(120), "the dataset index was not built in 2 minutes"
-        services.wait_blends(120)  # the WiSE-FT blends' banks too: no background work left at exit
+        services.blends.wait(120)  # the WiSE-FT blends' banks too: no background work left at exit
         yield {"url": url, "services": services, "demo": demo}
     finally:
         demo.close()

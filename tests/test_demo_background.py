@@ -46,9 +46,9 @@ def test_the_index_build_pauses_while_a_request_is_active(services):
     with services.gate.visitor():
         services.start_indexing()
         time.sleep(1.5)
-        assert services._index_progress[0] == 0, "the index build ran while a request was active"
+        assert services.index.progress[0] == 0, "the index build ran while a request was active"
         assert services.gate.pauses >= 1 and not services.wait_index(0)
-    assert services.wait_index(60) and services._index_progress[0] == services._index_progress[1] > 0
+    assert services.wait_index(60) and services.index.progress[0] == services.index.progress[1] > 0
 
 
 def test_a_background_forward_stops_between_transformer_blocks(services):
@@ -89,8 +89,8 @@ def test_a_background_forward_stops_between_transformer_blocks(services):
 
 def test_a_new_alpha_after_the_precompute_embeds_nothing(services, text_calls):
     services.warm_start([LABELS])
-    services.start_blends()
-    assert services.wait_blends(120)
+    services.blends.start()
+    assert services.blends.wait(120)
     text_calls.clear()
     for a in (0.3, 0.7, 0.1):
         emb = services.blended(a, LABELS)
@@ -106,20 +106,20 @@ def test_blend_banks_are_read_from_disk_after_a_restart(services, demo_world, te
     from tests.demo_world import make_services
 
     services.warm_start([LABELS])
-    services.start_blends()
-    assert services.wait_blends(120)
+    services.blends.start()
+    assert services.blends.wait(120)
     first = services.blended(0.4, LABELS).label_bank(LABELS)
     restarted = make_services(demo_world, cache_dir=services.config.cache_dir)
     restarted.check(load_models=False)
     restarted.warm_start([LABELS])  # the base and tuned banks: from disk too
     text_calls.clear()
-    restarted.start_blends()
-    assert restarted.wait_blends(60)
+    restarted.blends.start()
+    assert restarted.blends.wait(60)
     again = restarted.blended(0.4, LABELS).label_bank(LABELS)
     assert text_calls == [], "the restarted app embedded blend banks again"
     assert torch.equal(again, first)
     # keyed by the weights: another tuned model gets other banks
-    assert restarted.blend_key(0.4) == services.blend_key(0.4) != services.blend_key(0.5)
+    assert restarted.blends.key(0.4) == services.blends.key(0.4) != services.blends.key(0.5)
 
 
 def test_a_blend_that_is_not_ready_shows_progress_and_the_base_answers(services, demo_world):
@@ -130,7 +130,7 @@ def test_a_blend_that_is_not_ready_shows_progress_and_the_base_answers(services,
     cand = H.Candidates(display=list(LABELS), prompts=list(LABELS), concept_ids=[None] * len(LABELS))
     image = str(demo_world["dataset"] / "images/gyoza/gyoza_1.png")
     with services.gate.visitor():  # a request is active: the background precompute waits
-        services.start_blends()
+        services.blends.start()
         t0 = time.perf_counter()
         with pytest.raises(BlendNotReady, match=r"Preparing the WiSE-FT blend at α=0\.3.*40 label embeddings"):
             services.blended(0.3, LABELS)
@@ -141,17 +141,17 @@ def test_a_blend_that_is_not_ready_shows_progress_and_the_base_answers(services,
         few = H.Candidates(display=["gyoza", "jiaozi"], prompts=["gyoza", "jiaozi"], concept_ids=[None, None])
         r = H.classify_batch(services, [image], [few], [0.3], [2])[0]
         assert r.ok and len(r.tuned) == 2 and "WiSE-FT α=0.3" in r.message, r
-        assert services._blend_wanted[:1] == [0.3]  # the alpha a visitor asked for goes first
-    assert services.wait_blends(120)
+        assert services.blends.wanted_alphas()[:1] == [0.3]  # the alpha a visitor asked for goes first
+    assert services.blends.wait(120)
     r = H.classify_batch(services, [image], [cand], [0.3], [3])[0]
     assert r.ok and len(r.tuned) == 3 and "WiSE-FT α=0.3" in r.message, r
 
 
 def test_blend_copy_equals_wise_ft_and_shares_no_weights(services):
-    from demo.services import _blend_copy, blend_state_dicts
+    from demo.blends import blend_copy, blend_state_dicts
 
     base, tuned = services.base.get().backbone, services.tuned.get().backbone
-    bb = _blend_copy(base, tuned, 0.3)
+    bb = blend_copy(base, tuned, 0.3)
     ref = blend_state_dicts(base.state_dict(), tuned.state_dict(), 0.3)
     got = bb.state_dict()
     assert set(got) == set(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
@@ -220,10 +220,10 @@ def test_cold_start_embeds_a_first_bank_renders_alone_then_embeds_the_catalog(de
     import synth.world.dataset as wd
     from demo.app_config import build_services, parse_args
     from demo.background import is_background
-    from demo.services import DemoServices
+    from demo.models import Models
 
     order: list[str] = []
-    real_render, real_first, real_all = wd.ensure_world_dataset, DemoServices.warm_first, DemoServices._warm_all
+    real_render, real_first, real_all = wd.ensure_world_dataset, Models.warm_first, Models._warm_all
 
     full_started = threading.Event()
 
@@ -244,13 +244,13 @@ def test_cold_start_embeds_a_first_bank_renders_alone_then_embeds_the_catalog(de
         return real_all(self, *a, **kw)
 
     monkeypatch.setattr(wd, "ensure_world_dataset", render)
-    monkeypatch.setattr(DemoServices, "warm_first", first)
-    monkeypatch.setattr(DemoServices, "_warm_all", full)
+    monkeypatch.setattr(Models, "warm_first", first)
+    monkeypatch.setattr(Models, "_warm_all", full)
     s = build_services(parse_args(["--base", str(demo_world["base"]), "--tuned", str(demo_world["tuned"]),
                                    "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]))
     assert s.wait_warm(120)
     assert order == ["first bank", "render", "render done", "first bank", "full banks (background)"], order
-    assert s.is_default_dataset and len(s.manifest()) > 0 and s._warm_labels
+    assert s.is_default_dataset and len(s.manifest()) > 0 and s.models.warm_labels
 
 
 def test_every_request_of_the_served_app_holds_the_visitor_gate(demo_world, tmp_path):
@@ -287,9 +287,9 @@ def test_every_request_of_the_served_app_holds_the_visitor_gate(demo_world, tmp_
 
 def test_stopping_the_background_work_leaves_requests_to_build_blends(services):
     services.warm_start([LABELS])
-    services.start_blends()
+    services.blends.start()
     services.stop_background(60)
-    assert services._blend_thread is None
+    assert not services.blends.started
     emb = services.blended(0.3, LABELS)  # built on request now, never "not ready"
     assert emb.label_bank(LABELS).shape[0] == len(LABELS)
 

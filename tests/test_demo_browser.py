@@ -160,8 +160,8 @@ def test_twin_explorer_while_the_dataset_index_is_built(app_url):
     services = make_services(world, offline_world=True)
     services.check()
     gate = threading.Event()
-    real = services._embed_dataset
-    services._embed_dataset = lambda emb: gate.wait(120) and real(emb)
+    real = services.index._embed_dataset
+    services.index._embed_dataset = lambda emb: gate.wait(120) and real(emb)
     url, demo = launch(services)
     try:
         with sync_api.sync_playwright() as p:

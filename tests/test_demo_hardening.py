@@ -101,17 +101,17 @@ def test_user_text_is_shown_literally_in_markdown(services, demo_world):
 
 
 def test_wise_ft_blends_are_built_once_under_a_lock_and_every_alpha_is_cached(services, monkeypatch):
-    from demo import services as S
+    from demo import blends as B
 
     calls = []
-    real = S._blend_copy
+    real = B.blend_copy
 
     def slow_blend(base, tuned, alpha):
         calls.append(alpha)
         time.sleep(0.3)  # a real ViT-B/32 blend takes longer; concurrent misses overlap here
         return real(base, tuned, alpha)
 
-    monkeypatch.setattr(S, "_blend_copy", slow_blend)
+    monkeypatch.setattr(B, "blend_copy", slow_blend)
     services.tuned.get()
     services.base.get()
     got = []
@@ -125,7 +125,7 @@ def test_wise_ft_blends_are_built_once_under_a_lock_and_every_alpha_is_cached(se
     again = {a / 10: services.blended(a / 10) for a in range(11)}
     assert all(first[a] is again[a] for a in first), "a slider alpha was evicted and rebuilt"
     assert len(calls) == 9  # 0.1 ... 0.9 once each (0 is the base, 1 CultureCLIP)
-    assert services.blend_cache_size == 9
+    assert services.blends.cache_size == 9
 
 
 def test_blend_cache_is_bounded_by_its_memory_budget(demo_world):
@@ -135,21 +135,21 @@ def test_blend_cache_is_bounded_by_its_memory_budget(demo_world):
     s.check(load_models=False)
     for a in (0.1, 0.2, 0.3, 0.1):
         s.blended(a)
-    assert s.blend_cache_size == 1 and list(s._blends) == [0.1]
+    assert s.blends.cache_size == 1 and s.blends.kept_alphas() == [0.1]
 
 
 def test_dataset_index_is_built_in_the_background_not_in_a_request(services, monkeypatch):
     from demo import handlers as H
     from demo.services import IndexNotReady
 
-    real = services._embed_dataset
+    real = services.index._embed_dataset
     gate = threading.Event()
 
     def slow(emb):
         gate.wait(30)
         return real(emb)
 
-    monkeypatch.setattr(services, "_embed_dataset", slow)
+    monkeypatch.setattr(services.index, "_embed_dataset", slow)
     services.base.get(), services.tuned.get()  # the app loads its models at startup; only the index is timed
     services.start_indexing()
     t0 = time.perf_counter()

@@ -126,10 +126,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("package", ["eval_suite", "eval_suite.benchmarks"])
+@pytest.mark.parametrize("package", ["eval_suite", "eval_suite.benchmarks", "demo"])
 def test_no_import_cycles(package):
     """No circle in eval_suite: task shapes, readers and errors sit below the Benchmark base class, embedding
-    and scoring; the atlas frame layout (atlas_frames) sits below both the atlas and its figures."""
+    and scoring; the atlas frame layout (atlas_frames) sits below both the atlas and its figures. None in the
+    demo: its config and state holders sit below the services that compose them, and the live evaluation
+    gets the holders it needs, not the services."""
     cycles = _cycles(_module_graph(package))
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
@@ -143,3 +145,56 @@ def test_the_cycle_finder_finds_a_lazy_cycle(tmp_path, monkeypatch):
     (pkg / "c.py").write_text("import pkg.a\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert _cycles(_module_graph("pkg")) == [["pkg.a", "pkg.b", "pkg.a"]]
+
+
+def _private(name: str) -> bool:
+    return any(part.startswith("_") and not part.startswith("__") for part in name.split("."))
+
+
+def _private_uses(path: Path, top: str) -> list[str]:
+    """Private names (`_name`, a `_module` in the path) this file takes from another top-level package: imported
+    (`from eval_suite.run import _Dist`, `import cultureclip._x`), or read off an imported module
+    (`import eval_suite.run as R` ... `R._Dist`)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    foreign = lambda mod: mod.split(".")[0] in PACKAGES and mod.split(".")[0] != top  # noqa: E731
+    bad, modules = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if foreign(a.name):
+                    modules[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                    if _private(a.name):
+                        bad.append(f"{node.lineno}: import {a.name}")
+        elif isinstance(node, ast.ImportFrom) and not node.level and foreign(node.module or ""):
+            for a in node.names:
+                if _private(node.module) or _private(a.name):
+                    bad.append(f"{node.lineno}: from {node.module} import {a.name}")
+                modules[a.asname or a.name] = f"{node.module}.{a.name}"
+    for node in ast.walk(tree):  # attributes read off an imported foreign module (or a package's submodule)
+        if isinstance(node, ast.Attribute) and _private(node.attr) and not node.attr.startswith("__"):
+            chain, base = [node.attr], node.value
+            while isinstance(base, ast.Attribute):
+                chain.append(base.attr)
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in modules:
+                bad.append(f"{node.lineno}: {base.id}.{'.'.join(reversed(chain))} ({modules[base.id]})")
+    return bad
+
+
+def test_no_package_uses_another_packages_private_names():
+    """A `_name` is its package's own business: another package uses only its public API (so a private helper
+    can change without breaking a caller it does not know about). Tests and benches may reach in."""
+    bad = [f"{path.relative_to(ROOT)}:{use}" for top in PACKAGES for path in _sources(top)
+           for use in _private_uses(path, top)]
+    bad += [f"app.py:{use}" for use in _private_uses(ROOT / "app.py", "app")]
+    assert not bad, "private names used across packages (make them public or add a public API):\n" + "\n".join(bad)
+
+
+def test_the_private_name_checker_sees_every_form(tmp_path):
+    path = tmp_path / "x.py"
+    path.write_text("from eval_suite.run import EvalConfig, _Dist\nimport eval_suite.run as R\nfrom cultureclip import "
+                    "checkpoint\nfrom demo.services import _mine\n\n\ndef f():\n    import cultureclip._hidden\n"
+                    "    R._existing_ok(1)\n    checkpoint._memo.clear()\n    R.evaluate_one()\n    R.__doc__\n")
+    assert _private_uses(path, "demo") == [
+        "1: from eval_suite.run import _Dist", "8: import cultureclip._hidden",
+        "9: R._existing_ok (eval_suite.run)", "10: checkpoint._memo (cultureclip.checkpoint)"]

@@ -228,3 +228,37 @@ def test_embedding_cache_key_is_the_same_in_every_process(tiny_open_clip_dir, ti
                                env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=Path(__file__).parent.parent)
         assert there.returncode == 0, there.stderr[-2000:]
         assert there.stdout.strip().splitlines()[-1] == here
+
+
+def test_evaluate_one_is_the_sweeps_single_evaluation_and_reuses_a_current_result(setup, tmp_path, monkeypatch):
+    """eval_suite.run.evaluate_one: one (model, benchmark) -> the same result the sweep writes; with reuse (or
+    compute=False) a result of these weights and settings is returned without embedding anything, and a result
+    of other weights is not."""
+    import eval_suite.run as run
+    from cultureclip.backbone import create_backbone
+    from cultureclip.checkpoint import checkpoint_sha
+    from cultureclip.inference import Embedder
+
+    root, fx, model = setup
+    cfg = run.EvalConfig(models=[model], benchmarks=["crope"], out=str(tmp_path / "sweep"), roots={"crope": str(fx["crope"])},
+                         batch_size=4, num_workers=0, n_boot=20, progress=False)
+    [swept] = run.run_sweep(cfg)
+    bench = run.make_benchmark(cfg, "crope")
+    emb = Embedder(create_backbone(model, device="cpu"), batch_size=4)
+    path = tmp_path / "one" / swept.name
+    assert run.evaluate_one(cfg, emb, bench, model, path, compute=False) is None  # nothing there yet
+    assert run.evaluate_one(cfg, emb, bench, model, path) == path
+    mine, theirs = R.read_result(path), R.read_result(swept)
+    assert mine["config_hash"] == theirs["config_hash"] and mine["checkpoint_sha"] == theirs["checkpoint_sha"]
+    assert mine["metrics"] == theirs["metrics"]
+
+    def no_work(*a, **kw):
+        raise AssertionError("a current result was recomputed")
+
+    monkeypatch.setattr(run, "embed_benchmark", no_work)
+    assert run.evaluate_one(cfg, emb, bench, model, path, reuse=True) == path
+    assert run.evaluate_one(cfg, emb, bench, model, path, compute=False) == path
+    other = "0" * len(checkpoint_sha(emb.backbone))  # the same file for other weights: not reused
+    assert run.evaluate_one(cfg, emb, bench, model, path, sha=other, compute=False) is None
+    with pytest.raises(AssertionError, match="recomputed"):
+        run.evaluate_one(cfg, emb, bench, model, path, sha=other, reuse=True)

@@ -494,7 +494,7 @@ def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, cfg: StudyConfi
 
     from cultureclip.backbone import create_backbone
     from cultureclip.data import CulTwinDataset, read_manifest
-    from eval_suite.benchmarks.embedding import RefDataset, _image_size
+    from eval_suite.benchmarks.embedding import RefDataset, image_size
 
     torch.manual_seed(seed)
     bb = create_backbone(inputs.base)
@@ -503,7 +503,7 @@ def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, cfg: StudyConfi
     concepts = sorted(set(data.twin["test"].concepts) | set(data.twin["val"].concepts))
     cidx = {c: i for i, c in enumerate(concepts)}
     keep = [i for i, c in enumerate(ds.concept_ids) if c in cidx]
-    size = _image_size(bb)
+    size = image_size(bb)
     with torch.no_grad():
         dim = bb.encode_image(torch.zeros(1, 3, *size)).shape[1]
     head = torch.nn.Linear(dim, len(concepts))

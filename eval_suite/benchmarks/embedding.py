@@ -45,7 +45,8 @@ def _backbone(embedder: Any) -> Any:
     return bb
 
 
-def _image_size(backbone: Any) -> tuple[int, int]:
+def image_size(backbone: Any) -> tuple[int, int]:
+    """A backbone's input size as (height, width)."""
     size = getattr(backbone, "image_size", 224)
     if isinstance(size, (tuple, list)):
         return int(size[0]), int(size[-1])
@@ -84,7 +85,7 @@ def embed_image_refs(embedder: Any, refs: Sequence[ImageRef], batch_size: int | 
 
     bb = _backbone(embedder)
     bs = int(batch_size or getattr(embedder, "batch_size", 64))
-    ds = RefDataset(refs, bb.preprocess_eval, _image_size(bb))
+    ds = RefDataset(refs, bb.preprocess_eval, image_size(bb))
     sub = Subset(ds, list(indices)) if indices is not None else ds
     loader = DataLoader(sub, batch_size=bs, shuffle=False, num_workers=num_workers,
                         persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None)

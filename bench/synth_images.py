@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from cultureclip.steps import write_marker
     from synth.engine import atomic_write_json, atomic_write_jsonl, content_id, run_stage, ProcessInfo
     from synth.generators import DiffusersGenerator
     from synth.stages.images import ImageStage
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             out = tmp / f"run{k}"
             atomic_write_jsonl(out / "captions" / "shard-00000.jsonl", captions)
             atomic_write_json(out / "captions" / "fingerprint.json", {"fingerprint": "bench"})
-            atomic_write_json(out / "captions" / "shard-00000.done", {"fingerprint": "bench"})
+            write_marker(out / "captions" / "shard-00000.done", "bench")
             t = time.perf_counter()
             run_stage(stage, out, "images-bench", proc=ProcessInfo(), progress=False, expected={"captions": "bench"})
             return time.perf_counter() - t

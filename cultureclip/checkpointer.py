@@ -3,7 +3,8 @@
     <out_dir>/checkpoints/step_XXXXXXXX/   train_state.safetensors + train_state.json (model, optimizer,
                                            scheduler, step/epoch/batch, every process's RNG, last val
                                            metrics), meta.json (config, data fingerprint, file records),
-                                           DONE (written last: the folder is complete)
+                                           DONE (written last: a `cultureclip.steps` done-marker with
+                                           the run's fingerprint, the step and the file records)
     <out_dir>/model/                       the export, in the backbone's own format (cultureclip.checkpoint)
 
 A checkpoint is written to a temp folder and renamed into place; a resume checks every file against
@@ -19,7 +20,6 @@ import json
 import logging
 import random
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, file_records, load_state, save_model, save_state, verify_files
-from .fileio import atomic_write_text, make_readable, replace_dir
+from .fileio import atomic_write_text, make_readable, remove_path, replace_dir
+from .steps import fingerprint, read_marker, write_marker
 
 logger = logging.getLogger("cultureclip.train")  # one logger for the trainer's messages
 
@@ -125,8 +126,8 @@ class Checkpointer:
     # ---- find and verify -----------------------------------------------------------------------
 
     def complete(self, folder: Path | None = None) -> list[Path]:
-        """Complete checkpoint folders (DONE marker written last), oldest first."""
-        return [p for p in self.step_folders(folder) if (p / "DONE").is_file()]
+        """Complete checkpoint folders (a readable DONE marker, written last), oldest first."""
+        return [p for p in self.step_folders(folder) if read_marker(p / "DONE") is not None]
 
     def step_folders(self, folder: Path | None = None) -> list[Path]:
         """Every ``step_XXXXXXXX`` folder, complete or not, oldest first."""
@@ -152,19 +153,16 @@ class Checkpointer:
             size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
             logger.warning("removing %s (%.1f MB), left by a process of this run that was stopped while writing it",
                            shown(p), size / 1e6)
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+            remove_path(p, ignore_errors=True)
         return gone
 
     @staticmethod
     def read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         """(train state, meta) of one checkpoint folder, after checking every file against the size and
         sha256 recorded in its meta.json when it was written. Raises CheckpointError naming the bad file."""
-        if not (path / "DONE").is_file():
-            raise CheckpointError(f"{path} is incomplete (no DONE marker; the trainer renames a checkpoint into place "
-                                  "only once it is whole, so this one was copied or cut short outside it)")
+        if read_marker(path / "DONE") is None:
+            raise CheckpointError(f"{path} is incomplete (no DONE marker, or a torn one; the trainer renames a checkpoint "
+                                  "into place only once it is whole, so this one was copied or cut short outside it)")
         try:
             meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
             if not isinstance(meta, dict):
@@ -264,7 +262,7 @@ class Checkpointer:
         step = progress.step
         path = self.dir / f"step_{step:08d}"
         tmp = self.dir / f".tmp_step_{step:08d}"
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_state(tmp, "train_state", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -277,11 +275,16 @@ class Checkpointer:
                 # sizes + hashes, checked before a resume trusts this checkpoint
                 "files": file_records(tmp, STATE_FILES)}
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=2))
+        write_marker(tmp / "DONE", self.fingerprint(), {"step": step, "files": meta["files"]})
         make_readable(tmp)
-        (tmp / "DONE").write_text("ok\n")
         replace_dir(tmp, path)
         for old in self.complete()[: -self.keep_last] if self.keep_last > 0 else []:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_path(old, ignore_errors=True)
+
+    def fingerprint(self) -> str:
+        """The run's fingerprint in its checkpoints' markers: config, base model and data. A resume reads
+        any complete checkpoint (a changed config may continue a run); only other data is refused."""
+        return fingerprint({k: self.meta[k] for k in ("config", "base_spec", "data_fingerprint")})
 
     def last_good(self) -> str:
         """The newest complete checkpoint folder, for messages ("none" before the first)."""

@@ -16,8 +16,6 @@ the key, dots included (`names.runs/v1.2/model=tuned`). Entry values are coerced
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import types
 import typing
 from pathlib import Path
@@ -253,8 +251,3 @@ def _deep_update(dst: dict, src: dict) -> None:
             dst[k] = v
 
 
-def config_hash(cfg: Any) -> str:
-    """A short stable hash of a config (dataclass or dict)."""
-    data = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
-    blob = json.dumps(data, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]

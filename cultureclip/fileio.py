@@ -5,16 +5,20 @@ moved into place with os.replace; on any error the temp file is removed. Folders
 way: `atomic_dir` yields a temp folder beside the target and publishes it with `replace_dir` (the old
 folder is moved aside first and removed only once the new one is in place); `make_readable` gives such
 folders the modes of any saved model (0755 folders, 0644 files). Every file and folder the toolkit writes
-goes through these (tests/test_fileio.py checks that no module calls os.replace/os.rename itself).
+goes through these, and so does every folder removal or move (`remove_path`, `move_path`):
+tests/test_fileio.py checks that no other module calls os.replace/os.rename/Path.rename/shutil.rmtree/
+shutil.move itself. JSON files: `atomic_write_json` (sorted keys, UTF-8) and `read_json`.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -36,6 +40,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """``obj`` as JSON (indent 1, sorted keys, UTF-8, trailing newline), written atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path`` (UTF-8). Raises OSError / ValueError as `json` does; callers that treat a
+    missing or torn file as absent catch them (`cultureclip.steps.read_marker` does)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 @contextmanager
@@ -132,17 +147,22 @@ def atomic_dir(final: str | Path, keep_existing: bool = False) -> Iterator[Path]
         raise
 
 
-def remove_path(path: str | Path) -> None:
+def remove_path(path: str | Path, ignore_errors: bool = False) -> None:
     """Remove a file or a folder without ever deleting through a link.
 
     A symbolic link (to a file or to a folder) is unlinked and its target is left as it was; a real
     folder is removed with its contents (`shutil.rmtree` unlinks the links inside it, it does not
-    follow them); a missing path is nothing to do."""
+    follow them); a missing path is nothing to do. ``ignore_errors``: a file or folder that cannot be
+    removed (another process removing it too, permissions) is left as it is, without an error."""
     path = Path(path)
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-    elif path.is_dir():
-        shutil.rmtree(path)
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=ignore_errors)
+    except OSError:
+        if not ignore_errors:
+            raise
 
 
 def move_path(src: str | Path, dst: str | Path) -> Path:

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import config_hash, find_preset, load_config, to_dict, validate_config
+from .config import find_preset, load_config, to_dict, validate_config
 from .data import CulTwinBatch
 from .loss import LossInputs
+from .steps import fingerprint
 
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer, Progress
@@ -343,7 +344,7 @@ def setup(cfg: TrainConfig) -> TrainRun:
     optimizer, scheduler = _build_optimizer(cfg, backbone, data.total_steps)
     model, optimizer = accelerator.prepare(backbone, optimizer)
     checkpointer = Checkpointer(out, accelerator, cfg.keep_last, {
-        "config": to_dict(cfg), "config_hash": config_hash(cfg), "base_spec": cfg.model.spec,
+        "config": to_dict(cfg), "config_hash": fingerprint(to_dict(cfg), 16), "base_spec": cfg.model.spec,
         "data_fingerprint": data.data_fp,
     })
     return TrainRun(cfg=cfg, accelerator=accelerator, out=out, loss_fn=loss_fn, backbone=accelerator.unwrap_model(model),

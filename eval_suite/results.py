@@ -50,7 +50,6 @@ are read too and converted, so both can be tabulated together.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import math
@@ -62,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from cultureclip.fileio import atomic_write_text
+from cultureclip.steps import fingerprint
 
 import numpy as np
 
@@ -136,9 +136,9 @@ def result_filename(benchmark: str, tag: str) -> str:
 
 
 def hash_config(config: Mapping[str, Any] | None) -> str:
-    """Stable 16-hex hash of a JSON-serializable settings dict (key order does not matter)."""
-    text = json.dumps(_jsonable(config or {}), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A result's ``config_hash``: the 16-hex label of `cultureclip.steps.fingerprint` of its settings
+    (key order does not matter). ``--skip-existing`` compares it: the result file is the step's marker."""
+    return fingerprint(config or {}, 16)
 
 
 def collect_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:

@@ -6,10 +6,12 @@ A stage maps shard i of its input to shard i of its output (datatrove style). On
     <out>/<stage>/shard-00003.jsonl         records, one JSON per line, written atomically
     <out>/<stage>/shard-00003.rejected.jsonl    items dropped by a check, each with its reason
     <out>/<stage>/shard-00003.quarantine.jsonl  items a model failed to produce valid output for
-    <out>/<stage>/shard-00003.done          written LAST: the shard is complete (counts + fingerprint)
+    <out>/<stage>/shard-00003.done          written LAST: the shard is complete (a `cultureclip.steps`
+                                            done-marker: the stage fingerprint + counts produced)
     <out>/<stage>/work/<fp>/...             per-item caches (LLM responses, images) that survive a crash
 
-Item ids are content hashes, seeds derive from ids with hashlib, every file is written to a temp name
+Fingerprints, done-markers and the settings bytes behind content ids are `cultureclip.steps`'s (the
+one step mechanism). Item ids are content hashes, seeds derive from ids with hashlib, every file is written to a temp name
 and renamed, so a SIGKILL at any point leaves either the old file or the new one, never half of one.
 Processes split shards by ``index % world_size == rank`` and synchronise only through done-markers,
 so the same code runs alone, as N subprocesses with RANK/WORLD_SIZE, or under ``accelerate launch``.
@@ -20,14 +22,15 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Protocol
 
-from cultureclip.fileio import atomic_copy, atomic_write_bytes, atomic_write_text  # noqa: F401 - re-exported
+from cultureclip.fileio import (atomic_copy, atomic_write_bytes, atomic_write_json,  # noqa: F401 - re-exported
+                                atomic_write_text, read_json, remove_path)
+from cultureclip.steps import Marker, done, fingerprint, read_marker, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +38,9 @@ SHARD_DIGITS = 5
 
 
 # ----------------------------------------------------------------------------- ids, seeds, hashing
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: equal objects give equal bytes (for hashing)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
 def content_id(*parts: Any, length: int = 16) -> str:
-    """A stable id from content: hex sha256 of the canonical JSON of ``parts`` (first ``length`` chars)."""
-    return hashlib.sha256(canonical_json(list(parts)).encode("utf-8")).hexdigest()[:length]
+    """A stable id from content: the `cultureclip.steps.fingerprint` of ``parts`` (first ``length`` chars)."""
+    return fingerprint(list(parts), length)
 
 
 def seed_from_id(item_id: str) -> int:
@@ -59,13 +57,11 @@ def sha256_file(path: str | Path) -> str:
 
 
 # ----------------------------------------------------------------------------- atomic writes
-# atomic_write_bytes / atomic_write_text come from cultureclip.fileio (re-exported here)
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n")
-
-
+# atomic_write_bytes / atomic_write_text / atomic_write_json come from cultureclip.fileio (re-exported here)
 def atomic_write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(canonical_json(r) + "\n" for r in records))
+    """One JSON object per line (sorted keys, no whitespace, UTF-8), written atomically."""
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                               default=str) + "\n" for r in records))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -186,10 +182,6 @@ class StageContext:
                     disable=not self.progress or not sys.stderr.isatty())
 
 
-def fingerprint_of(settings: dict) -> str:
-    return hashlib.sha256(canonical_json(settings).encode("utf-8")).hexdigest()
-
-
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
@@ -199,19 +191,21 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix[:-1] or '<root>'}: {old!r} -> {new!r}"]
 
 
-def done_marker(out: Path, stage: str, index: int) -> dict | None:
-    p = out / stage / f"shard-{index:0{SHARD_DIGITS}d}.done"
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+def marker_path(out: Path, stage: str, index: int) -> Path:
+    return out / stage / f"shard-{index:0{SHARD_DIGITS}d}.done"
+
+
+def done_marker(out: Path, stage: str, index: int) -> Marker | None:
+    """The shard's done-marker as written (any fingerprint), or None when missing or torn."""
+    return read_marker(marker_path(out, stage, index))
 
 
 def stage_fingerprint(out: Path, stage: str) -> str | None:
     try:
-        return json.loads((out / stage / "fingerprint.json").read_text(encoding="utf-8"))["fingerprint"]
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        fp = read_json(out / stage / "fingerprint.json")["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    return fp if isinstance(fp, str) else None
 
 
 def wait_for_done(out: Path, stage: str, indices: Iterable[int], timeout: float,
@@ -230,8 +224,7 @@ def wait_for_done(out: Path, stage: str, indices: Iterable[int], timeout: float,
             raise UpstreamMissingError(
                 f"stage {stage!r} in {out} was made with other settings than the current config; "
                 f"rerun it (add {stage} to --stages, with --overwrite)")
-        missing = [i for i in indices
-                   if fp is None or (done_marker(out, stage, i) or {}).get("fingerprint") != fp]
+        missing = [i for i in indices if fp is None or done(marker_path(out, stage, i), fp, upgrade=False) is None]
         if not missing:
             return
         if time.monotonic() >= deadline:
@@ -268,7 +261,7 @@ def prepare_stage_dir(out: Path, stage: str, fingerprint: str, settings: dict, o
     fp_path = sdir / "fingerprint.json"
     old = None
     if fp_path.exists():
-        old = json.loads(fp_path.read_text(encoding="utf-8"))
+        old = read_json(fp_path)
     if old is not None and old.get("fingerprint") != fingerprint:
         if not overwrite:
             changes = _diff(old.get("settings", {}), settings)
@@ -283,7 +276,7 @@ def prepare_stage_dir(out: Path, stage: str, fingerprint: str, settings: dict, o
     if overwrite and proc.is_main and (sdir / "work").is_dir():
         for d in (sdir / "work").iterdir():  # caches of other settings: never reused, so drop them
             if d.is_dir() and d.name != fingerprint[:12]:
-                shutil.rmtree(d, ignore_errors=True)
+                remove_path(d, ignore_errors=True)
 
 
 def run_stage(stage: Stage, out: str | Path, fingerprint: str, *, proc: ProcessInfo | None = None,
@@ -316,8 +309,7 @@ def run_stage(stage: Stage, out: str | Path, fingerprint: str, *, proc: ProcessI
     for index, items in enumerate(shards):
         if not proc.owns(index):
             continue
-        marker = done_marker(out, stage.name, index)
-        if marker is not None and marker.get("fingerprint") == fingerprint:
+        if done(marker_path(out, stage.name, index), fingerprint) is not None:
             skipped += 1
             continue
         ts = time.monotonic()
@@ -325,8 +317,8 @@ def run_stage(stage: Stage, out: str | Path, fingerprint: str, *, proc: ProcessI
         atomic_write_jsonl(ctx.shard_path(index), res.records)
         atomic_write_jsonl(ctx.shard_path(index, ".rejected.jsonl"), res.rejected)
         atomic_write_jsonl(ctx.shard_path(index, ".quarantine.jsonl"), res.quarantined)
-        atomic_write_json(ctx.shard_path(index, ".done"), {
-            "fingerprint": fingerprint, "records": len(res.records), "rejected": len(res.rejected),
+        write_marker(marker_path(out, stage.name, index), fingerprint, {
+            "records": len(res.records), "rejected": len(res.rejected),
             "quarantined": len(res.quarantined), "items": len(items), "stats": res.stats,
             "seconds": round(time.monotonic() - ts, 3), "rank": proc.rank})
         computed += 1
@@ -342,12 +334,13 @@ def summarize(out: Path, stage: str, n_shards: int, fingerprint: str, proc: Proc
     s = StageSummary(stage, n_shards, 0, 0, 0, 0, 0, 0.0)
     for i in range(n_shards):
         m = done_marker(out, stage, i)
-        if not m or m.get("fingerprint") != fingerprint:
+        if m is None or m.fingerprint != fingerprint:
             continue
-        s.records += m["records"]
-        s.rejected += m["rejected"]
-        s.quarantined += m["quarantined"]
-        for k, v in (m.get("stats") or {}).items():
+        made = m.produced
+        s.records += made["records"]
+        s.rejected += made["rejected"]
+        s.quarantined += made["quarantined"]
+        for k, v in (made.get("stats") or {}).items():
             if isinstance(v, (int, float)):
                 s.stats[k] = s.stats.get(k, 0) + v
     return s

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .engine import (ProcessInfo, atomic_write_text, fingerprint_of, iter_records, process_info, run_stage,
-                     wait_for_done)
+from cultureclip.steps import fingerprint
+
+from .engine import ProcessInfo, atomic_write_text, iter_records, process_info, run_stage, wait_for_done
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class PlannedStage:
 
 
 def _below(up: PlannedStage, name: str, stage: Any) -> PlannedStage:
-    return PlannedStage(name, stage, fingerprint_of({name: stage.settings(), "upstream": up.fingerprint}),
+    return PlannedStage(name, stage, fingerprint({name: stage.settings(), "upstream": up.fingerprint}),
                         up.name, up.fingerprint)
 
 
@@ -289,7 +290,7 @@ def plan_concepts(cfg: SynthConfig, backend, curated_ids: set[str]) -> PlannedSt
     from .stages.concepts import ConceptStage
     c = cfg.concepts
     st = ConceptStage(backend, c.cultures, c.categories, c.titles, curated_ids, c.max_attempts, c.items_per_shard)
-    return PlannedStage("concepts", st, fingerprint_of({"concepts": st.settings()}))
+    return PlannedStage("concepts", st, fingerprint({"concepts": st.settings()}))
 
 
 def plan_twins(cfg: SynthConfig, backend, curated_ids: set[str], selection: list[dict], generated: list[dict],
@@ -306,7 +307,7 @@ def plan_twins(cfg: SynthConfig, backend, curated_ids: set[str], selection: list
         sources += selection
     st = TwinStage(backend, sources, curated_ids | {s["id"] for s in sources}, cfg.twins.max_attempts,
                    cfg.twins.items_per_shard)
-    return PlannedStage("twins", st, fingerprint_of({"twins": st.settings(),
+    return PlannedStage("twins", st, fingerprint({"twins": st.settings(),
                                                      "upstream": concepts.fingerprint if concepts else None}))
 
 
@@ -314,7 +315,7 @@ def generated_fingerprint(generation: dict[str, PlannedStage]) -> str | None:
     """One fingerprint for the generated concepts and twins the captions may include."""
     fp = generation["concepts"].fingerprint if "concepts" in generation else None
     if "twins" in generation:
-        fp = fingerprint_of([fp, generation["twins"].fingerprint])
+        fp = fingerprint([fp, generation["twins"].fingerprint])
     return fp
 
 
@@ -339,7 +340,7 @@ def plan_caption_chain(cfg: SynthConfig, concepts: list[dict], *, generated_fp: 
     c = cfg.captions
     cap = CaptionStage(concepts, backend or create_backend(asdict(cfg.llm)), c.n, c.max_words, c.max_attempts,
                        cfg.run.concepts_per_shard, c.require_culture, c.batch_size)
-    chain = [PlannedStage("captions", cap, fingerprint_of({
+    chain = [PlannedStage("captions", cap, fingerprint({
         "captions": cap.settings(), "generated": generated_fp if cfg.catalog.include_generated else None}))]
     if last == "captions":
         return chain

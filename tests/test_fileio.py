@@ -63,17 +63,39 @@ def test_replace_dir_moves_a_finished_folder_over_the_old_one(tmp_path):
     assert [p.name for p in (tmp_path / "dst").iterdir()] == ["a"] and sorted(p.name for p in tmp_path.iterdir()) == ["dst"]
 
 
-def test_no_module_renames_files_itself():
-    """Every file/folder publish goes through cultureclip.fileio (one atomic writer, one set of modes)."""
+def _moves_and_removals(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, call) of every folder/file move or tree removal a module makes itself: os.replace/os.rename,
+    shutil.rmtree/shutil.move, and Path.rename (`x.rename(target)`: one positional argument; pandas'
+    `df.rename(columns=...)` passes keywords)."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        owner, attr = node.func.value, node.func.attr
+        name = owner.id if isinstance(owner, ast.Name) else None
+        if (name, attr) in {("os", "replace"), ("os", "rename"), ("shutil", "rmtree"), ("shutil", "move")}:
+            found.append((node.lineno, f"{name}.{attr}"))
+        elif attr == "rename" and name != "os" and len(node.args) == 1 and not node.keywords:
+            found.append((node.lineno, "Path.rename"))
+    return found
+
+
+def test_the_move_and_removal_check_finds_each_form():
+    code = ("import os, shutil\nos.replace(a, b)\nos.rename(a, b)\nshutil.rmtree(d)\nshutil.move(a, b)\n"
+            "Path(a).rename(b)\ndf.rename(columns={'a': 'b'})\n")
+    assert [c for _, c in _moves_and_removals(ast.parse(code))] == [
+        "os.replace", "os.rename", "shutil.rmtree", "shutil.move", "Path.rename"]
+
+
+def test_no_module_moves_or_removes_folders_itself():
+    """Every file/folder publish, move and removal goes through cultureclip.fileio (one atomic writer, one
+    set of modes, removals that never follow a link)."""
     root = Path(__file__).resolve().parent.parent
     offenders = []
     for package in ("cultureclip", "eval_suite", "synth", "demo", "world"):
         for path in sorted((root / package).rglob("*.py")):
             if path.name == "fileio.py" and path.parent.name == "cultureclip":
                 continue
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("replace", "rename"):
-                    owner = node.func.value
-                    if isinstance(owner, ast.Name) and owner.id == "os":
-                        offenders.append(f"{path.relative_to(root)}:{node.lineno}")
-    assert not offenders, f"os.replace/os.rename outside cultureclip.fileio: {offenders}"
+            offenders += [f"{path.relative_to(root)}:{line} {call}"
+                          for line, call in _moves_and_removals(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not offenders, f"moves/removals outside cultureclip.fileio (use move_path/remove_path/replace_dir): {offenders}"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cultureclip.steps import read_marker
+
 from tests.fake_llm import caption_answer, caption_request, chat_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +91,7 @@ def test_smoke_end_to_end_rerun_and_one_shard(tmp_path):
     after = tree_bytes(tmp_path / "run")
     changed = {k for k in before if before[k] != after.get(k)} | (set(after) - set(before))
     assert changed == {"images/shard-00001.done"}  # its timing/counters; every output byte is the same
-    done = json.loads((tmp_path / "run" / "images" / "shard-00001.done").read_text())
+    done = read_marker(tmp_path / "run" / "images" / "shard-00001.done").produced
     assert done["stats"]["generated"] == 0 and done["stats"]["reused"] > 0  # item cache: nothing re-rendered
 
 

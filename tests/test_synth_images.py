@@ -70,7 +70,8 @@ def test_images_stage_with_tiny_sd_and_clip_filter(tiny_sd, tmp_path):
 
 def test_filter_drops_near_duplicates_and_blank_images(tmp_path):
     from PIL import Image
-    from synth.engine import StageContext, atomic_write_json, atomic_write_jsonl, fingerprint_of
+    from cultureclip.steps import fingerprint, write_marker
+    from synth.engine import StageContext, atomic_write_json, atomic_write_jsonl
     from synth.stages.filter import FilterConfig, FilterStage
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (64, 64, 3)).astype(np.uint8)
@@ -85,9 +86,9 @@ def test_filter_drops_near_duplicates_and_blank_images(tmp_path):
                      "concept_prompt": "p", "twin_prompts": []})
     atomic_write_jsonl(tmp_path / "images" / "shard-00000.jsonl", recs)
     atomic_write_json(tmp_path / "images" / "fingerprint.json", {"fingerprint": "f"})
-    atomic_write_json(tmp_path / "images" / "shard-00000.done", {"fingerprint": "f"})
+    write_marker(tmp_path / "images" / "shard-00000.done", "f")
     st = FilterStage(FilterConfig(clip_model=None))
-    res = st.process_shard(0, [0], StageContext(tmp_path, "filter", fingerprint_of({})))
+    res = st.process_shard(0, [0], StageContext(tmp_path, "filter", fingerprint({})))
     kept = {r["image_id"] for r in res.records}
     why = {r["image_id"]: r["check"] for r in res.rejected}
     assert kept == {"a1", "a3", "b1"}  # the same picture under another concept is not a duplicate

@@ -96,7 +96,8 @@ def test_smoke_world_cultureclip_beats_base(tmp_path):
 
 def _tiny_chain(out: Path, calls: list[str], rows: str = "a\nb\n") -> str:
     """Two chained build steps like world.build's: data, then a 'model' keyed on the data's content."""
-    from world.build import content_fp, run_step
+    from cultureclip.steps import content_fingerprint
+    from world.build import run_step
 
     def make_data():
         calls.append("data")
@@ -111,7 +112,7 @@ def _tiny_chain(out: Path, calls: list[str], rows: str = "a\nb\n") -> str:
         (out / "model" / "weights.bin").write_bytes(b"w")
         return str(out / "model")
 
-    return run_step("model", out / "model", make_model, {"step": "model", "deps": {"data": content_fp(Path(data))}}, out)
+    return run_step("model", out / "model", make_model, {"step": "model", "deps": {"data": content_fingerprint(Path(data))}}, out)
 
 
 def test_a_moved_or_copied_world_keeps_its_cache(tmp_path):

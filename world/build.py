@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cultureclip.fileio import atomic_write_text
+from cultureclip.steps import Marker, content_fingerprint, done, fingerprint, write_marker
 
 logger = logging.getLogger("world.build")
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,42 +73,17 @@ PRESETS = {
 }
 
 
-def _fp(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+MARKER = "DONE.json"  # a step folder's `cultureclip.steps` done-marker
 
 
-def content_fp(path: Path) -> str:
-    """Fingerprint of a file's or a folder's content: relative names and bytes (step markers and hidden
-    temp files left out). A moved, copied or symlinked world keeps it, so its cache stays valid."""
-    path = Path(path)
-    if path.is_file():
-        files = [(path.name, path)]
-    else:
-        files = sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
-                       if p.is_file() and p.name != "DONE.json"
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
-    if not files:
-        raise FileNotFoundError(f"{path.name}: nothing to fingerprint (an earlier step did not finish); rebuild with --force")
-    h = hashlib.sha256()
-    for rel, f in files:
-        h.update(rel.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()[:16]
+def _cached(folder: Path, settings: dict, force: bool) -> Marker | None:
+    """The step's done-marker when it holds the fingerprint of `settings` (a marker of an older build
+    with the same settings is upgraded in place), else None."""
+    return None if force else done(folder / MARKER, fingerprint(settings))
 
 
-def _cached(folder: Path, settings: dict, force: bool) -> bool:
-    marker = folder / "DONE.json"
-    if force or not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()).get("fingerprint") == _fp(settings)
-    except (OSError, ValueError):
-        return False
-
-
-def _mark(folder: Path, settings: dict, extra: dict | None = None) -> None:
-    from synth.engine import atomic_write_json
-
-    atomic_write_json(folder / "DONE.json", {"fingerprint": _fp(settings), "settings": settings, **(extra or {})})
+def _mark(folder: Path, settings: dict, produced: dict) -> None:
+    write_marker(folder / MARKER, fingerprint(settings), produced, settings)
 
 
 def _relative(result: Any, out: Path) -> Any:
@@ -131,9 +107,10 @@ def run_step(name: str, folder: Path, fn, settings: dict, out: Path, force: bool
     the stored result are relative to `out`, so a moved or copied world reuses every step."""
     from cultureclip.fileio import remove_path
 
-    if _cached(folder, settings, force):
+    marker = _cached(folder, settings, force)
+    if marker is not None:
         logger.info("%s: cached (%s)", name, folder.name)
-        return _resolve(json.loads((folder / "DONE.json").read_text()).get("result"), out)
+        return _resolve(marker.produced.get("result"), out)
     t0 = time.time()
     if clear or folder.is_symlink():
         remove_path(folder)
@@ -410,7 +387,7 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
           workers: int | None = None, inputs_only: bool = False) -> dict:
     """Build every artifact under `out`; returns a summary (paths, timings, headline numbers).
 
-    Every step is keyed on the preset fields it uses and on the content of its inputs (`content_fp`),
+    Every step is keyed on the preset fields it uses and on the content of its inputs (`content_fingerprint`),
     never on an absolute path: a world moved, copied or reached through a symlink is reused as it is.
     inputs_only: stop after the inputs every fine-tune needs, plus the study's general probe, and return
     their paths (``pretrain``, ``attributes``, ``probe``, ``base``, ``dataset``): what `world.study` builds on."""
@@ -429,7 +406,7 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     base_run = out / "runs" / "base"
     base = Path(step("base", base_run,
                      lambda: _publish(pretrain_base(pre, base_run, preset, seed, progress), out / "models" / "base"),
-                     {"data": content_fp(pre / "manifest.parquet")}))
+                     {"data": content_fingerprint(pre / "manifest.parquet")}))
     models = {"base": base}
 
     def make_dataset():
@@ -440,7 +417,7 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
         _copy_catalog(out / "dataset")
         return str(out / "dataset")
 
-    dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": content_fp(base)}, clear=False))
+    dataset = Path(step("dataset", out / "synth_done", make_dataset, {"base": content_fingerprint(base)}, clear=False))
     if inputs_only:
         probe = out / "probe"
         step("probe", probe, lambda: str(build_attribute_test(probe, preset, seed, preset.probe_images, 2 * 10**9)))
@@ -449,14 +426,15 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run
     # `workers` at a time in separate processes (small models use 2 processes better than 2 threads)
     names = ["cultureclip"] + list(preset.ablations)
-    deps = {"dataset": content_fp(dataset / "manifest.parquet"), "base": content_fp(base),
-            "replay": content_fp(pre / "manifest.parquet")}
+    deps = {"dataset": content_fingerprint(dataset / "manifest.parquet"), "base": content_fingerprint(base),
+            "replay": content_fingerprint(pre / "manifest.parquet")}
     todo = []
     for name in names:
         st = step_settings(f"finetune_{name}", preset, seed, deps)
         run_dir = out / "runs" / name
-        if _cached(run_dir, st, force):
-            models[name] = Path(_resolve(json.loads((run_dir / "DONE.json").read_text())["result"], out))
+        marker = _cached(run_dir, st, force)
+        if marker is not None:
+            models[name] = Path(_resolve(marker.produced["result"], out))
         else:
             todo.append((name, st, run_dir))
     if todo:
@@ -492,8 +470,8 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
         return str(results)
 
     step("eval", out / "eval_done", evaluate,
-         {"models": {m: content_fp(p) for m, p in models.items()}, "dataset": content_fp(dataset / "manifest.parquet"),
-          "attributes": content_fp(attr / "manifest.parquet")})
+         {"models": {m: content_fingerprint(p) for m, p in models.items()}, "dataset": content_fingerprint(dataset / "manifest.parquet"),
+          "attributes": content_fingerprint(attr / "manifest.parquet")})
     report = write_report(out, results)
     summary = {"models": {k: str(v) for k, v in models.items()}, "dataset": str(dataset), "results": str(results),
                "report": str(report), "timings_s": timings}

@@ -130,7 +130,8 @@ class ExportStage:
         gen = sorted({g for g in df["generator"]}) if len(df) else []
         gsettings = {k: v for k, v in json.loads(gen[0]).items() if k not in ("seed",)} if gen else {}
         reasons = Counter(r.get("check", "other") for r in rejected)
-        quarantined = sum((done_marker(out, "captions", i) or {}).get("quarantined", 0) for i in range(self.n_shards))
+        quarantined = sum(m.produced.get("quarantined", 0) for i in range(self.n_shards)
+                          if (m := done_marker(out, "captions", i)) is not None)
         pairs = twin_pairs(df["concept_id"], df["twin_concept_ids"])
         cross = pd_crosstab(df)
         parts = [

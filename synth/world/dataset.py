@@ -27,6 +27,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cultureclip.fileio import remove_path
+from cultureclip.steps import fingerprint
+
 logger = logging.getLogger(__name__)
 
 WORLD_DIR = Path(__file__).resolve().parent
@@ -67,10 +70,11 @@ def _renderer(size: int, recipe: Recipe):
 
 
 def dataset_key(size: int, recipe: Recipe = Recipe()) -> str:
-    """Cache key: resolution + world spec version + recipe + renderer settings."""
+    """Cache key: resolution + world spec version + recipe + renderer settings (`cultureclip.steps.fingerprint`;
+    a cache made before it used these settings bytes is rendered again once, under its new name)."""
     payload = {"size": int(size), "world": world_spec_version(), "recipe": asdict(recipe),
                "renderer": _renderer(size, recipe).settings(), "version": RECIPE_VERSION}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+    return fingerprint(payload, 12)
 
 
 def dataset_dir(cache_dir: str | os.PathLike, size: int, recipe: Recipe = Recipe()) -> Path:
@@ -117,7 +121,7 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
         logger.info("world dataset at %d px: %d images of %d concepts in %.1fs", size, info["images"],
                     info["concepts"], seconds)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_path(work, ignore_errors=True)
     return final
 
 

@@ -78,6 +78,7 @@ class Embedder:
         self._banks: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._bank_cache_size = bank_cache_size
         self._lock = threading.Lock()
+        weights.revision(backbone)  # track the weights from now on (cultureclip.weights), ~1 ms
 
     # -- helpers ---------------------------------------------------------------------------------
     def _autocast(self):

@@ -29,9 +29,11 @@ that tuple differs from the one seen last. Every way PyTorch can write a tracked
 Counters only grow and serials are never reused, so a changed tensor never looks unchanged (no ABA), and a
 forward pass, a `state_dict()` or reading `.data` writes nothing, so it never issues a new revision.
 
-Limit: a write that bypasses PyTorch's operators is invisible to version counters: through `.numpy()` or DLPack
-views, `untyped_storage()`, a tensor made with `set_()` on the weights' storage, or a native extension writing a
-raw pointer. Call `forget(module)` (or `Embedder.invalidate()`) after one. Tensors that cannot be tracked (other
+Limits: a write that bypasses PyTorch's operators is invisible to version counters: through `.numpy()` or
+DLPack views, `untyped_storage()`, a tensor made with `set_()` on the weights' storage, or a native extension
+writing a raw pointer. So is a write through a `.data` view taken before the module was first looked at and kept
+in a variable (tracking starts at the first look; an `Embedder` looks when it is created). Call
+`forget(module)` (or `Embedder.invalidate()`) after such a write. Tensors that cannot be tracked (other
 Parameter subclasses such as quantized weights, tensor subclasses) are read in full on every call instead: their
 bytes' digest is part of the revision, exact but a memory pass each. CLIP models built here have none.
 
@@ -146,7 +148,7 @@ def _content_digest(t: torch.Tensor) -> str:
 
 def _entry(t: torch.Tensor) -> tuple:
     """One tensor's part of the state: (serial, version, data pointer[, version of a tensor assigned to .data])."""
-    if type(t) not in (TrackedParameter, TrackedBuffer) and not _track(t):
+    if type(t) not in _TRACKED_TYPES and not _track(t):
         return (type(t).__name__, _content_digest(t))
     d = t.__dict__
     source = d.get(_SOURCE)
@@ -155,18 +157,31 @@ def _entry(t: torch.Tensor) -> tuple:
     return (d[_SERIAL], t._version, t.data_ptr(), source._version)
 
 
-def weights_state(module: nn.Module) -> tuple:
-    """What `revision` compares: one entry per parameter and buffer of `module`, with its name, in module order.
+_TRACKED_TYPES = (TrackedParameter, TrackedBuffer)
 
-    Tracks the tensors it has not seen (the first call on a model, a replaced tensor). A tensor shared by two
-    submodules appears twice, which a comparison does not mind."""
+
+def weights_state(module: nn.Module) -> tuple:
+    """What `revision` compares: every submodule's name and every parameter and buffer with its name and
+    `_entry`, depth first. Tracks the tensors it has not seen (the first call on a model, a replaced tensor).
+    A tensor shared by two modules appears twice, which a comparison does not mind; a module met again (shared,
+    or a cycle) is walked once."""
     out: list = []
-    for m in module.modules():
+    stack: list = [module]
+    seen: set[int] = set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
         for tensors in (m._parameters, m._buffers):
             for name, t in tensors.items():
                 if t is not None:
                     out.append(name)
                     out.append(_entry(t))
+        for name, child in m._modules.items():
+            if child is not None:
+                out.append(name)
+                stack.append(child)
     return tuple(out)
 
 

@@ -44,6 +44,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) bench/eval_throughput.py
 	HF_HUB_OFFLINE=1 $(PY) bench/synth_images.py
 	HF_HUB_OFFLINE=1 $(PY) bench/app_latency.py
+	HF_HUB_OFFLINE=1 $(PY) bench/weights_detector.py
 
 # Debian's chromium for the real-browser app test (Playwright drives it; no browser download).
 browser:

@@ -128,7 +128,7 @@ class DiskCachedEmbedder(Embedder):
         super().__init__(backbone, **kwargs)
         self.cache = cache
         self.min_labels = int(min_labels)
-        self._weights_hash: tuple[tuple, str] | None = None  # (weights fingerprint, hash)
+        self._weights_hash: tuple[int, str] | None = None  # (weights fingerprint, hash)
         if weights_key is not None:
             # the caller names these weights (e.g. a WiSE-FT blend: hash of its two models' hashes + alpha), which
             # spares a full pass over them; it holds while the weights stay as they are now
@@ -138,9 +138,10 @@ class DiskCachedEmbedder(Embedder):
 
     @property
     def weights_hash(self) -> str:
-        """`weights_hash(self.backbone)`, recomputed only when `weights_fingerprint()` changes (a cheap check
-        per call); the full weights hash inside is `checkpoint_sha`'s, memoized per model, so the app's
-        startup hashes each model's weights once for the label banks and the live evaluation together."""
+        """`weights_hash(self.backbone)`, recomputed exactly when `weights_fingerprint()` changes (any write to
+        the weights, `.data` writes included; ~1 ms per call); the full weights hash inside is `checkpoint_sha`'s,
+        memoized per model by the same detector, so the app's startup hashes each model's weights once for the
+        label banks and the live evaluation together."""
         fingerprint = self.weights_fingerprint()
         with self._lock:
             memo = self._weights_hash

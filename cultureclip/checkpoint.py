@@ -10,8 +10,6 @@ Training state (optimizer, scheduler, RNG, step) lives next to it in `train_stat
 from __future__ import annotations
 
 import json
-import threading
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .backbone import CHECKPOINT_META, ClipBackbone
 from .fileio import atomic_dir, atomic_path, atomic_write_text
+from .weights import memoized
 
 
 def save_model(backbone: ClipBackbone, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -132,30 +131,16 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-# checkpoint_sha's memo: backbone -> ((version key, probe digest), sha). Weak keys: a dropped model (a
-# WiSE-FT blend evicted from its cache) takes its entry with it; a deep copy is a new key.
-_SHA_MEMO: "weakref.WeakKeyDictionary[ClipBackbone, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
-_SHA_LOCK = threading.Lock()  # one full hash at a time: two threads asking for one model hash it once
-_PROBE_INDEX: dict = {}
-
-
 def checkpoint_sha(backbone: ClipBackbone) -> str:
-    """A stable hash of the weights (for result/embedding-cache keys): sha256 of every tensor's bytes.
+    """A stable hash of the weights (for result/embedding-cache keys): sha256 of every tensor's name and bytes
+    (state_dict order), its first 16 hex digits. Results, the disk label banks and the demo's evaluations are
+    keyed on these exact bytes, across processes.
 
-    Memoized per backbone object: hashing a ViT-B/32 takes seconds, and the app, the live evaluation and
-    the label-bank cache all ask for it. The hash is computed again only when the weights changed since:
-    a tensor replaced or written in place (`cultureclip.weights.version_key`) or a probed value differing
-    (`probe_digest`, for writes through `.data`); checking both costs ~10 ms."""
-    from .weights import probe_digest, version_key
-
-    with _SHA_LOCK:
-        key = (version_key(backbone.model), probe_digest(backbone.model, _PROBE_INDEX))
-        memo = _SHA_MEMO.get(backbone)
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        sha = _hash_weights(backbone)
-        _SHA_MEMO[backbone] = (key, sha)
-        return sha
+    Memoized per backbone object by `cultureclip.weights.memoized`: hashing a ViT-B/32 takes seconds, and the
+    app, the live evaluation and the label-bank cache all ask for it. It is hashed again exactly when a weight
+    changed since (any in-place write, `.data` writes included, or a replaced tensor): `weights.revision`,
+    ~1 ms per call. A deep copy (a WiSE-FT blend) is a new object, hashed on its own."""
+    return memoized(backbone, "checkpoint_sha", lambda: _hash_weights(backbone))
 
 
 def _hash_weights(backbone: ClipBackbone) -> str:

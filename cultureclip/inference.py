@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from .backbone import ClipBackbone
-from .weights import probe_digest, version_key
+from . import weights
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +78,7 @@ class Embedder:
         self._banks: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._bank_cache_size = bank_cache_size
         self._lock = threading.Lock()
-        self._weights_version = 0
-        self._probe_index: dict[tuple, torch.Tensor] = {}
-        self._fingerprint: tuple | None = None  # (version key, fingerprint) of the last weights_fingerprint()
+        weights.revision(backbone)  # track the weights from now on (cultureclip.weights), ~1 ms
 
     # -- helpers ---------------------------------------------------------------------------------
     def _autocast(self):
@@ -89,11 +87,12 @@ class Embedder:
         return nullcontext()
 
     def invalidate(self) -> None:
-        """Call after changing the backbone's weights in place (e.g. WiSE-FT blending)."""
+        """Drop the label banks and declare the weights changed (`cultureclip.weights.forget`). Needed only after
+        a write that bypasses PyTorch's operators (numpy/DLPack views, raw storage): every other change of the
+        weights, `.data` writes included, is seen by `weights_fingerprint()` on its own."""
+        weights.forget(self.backbone)
         with self._lock:
             self._banks.clear()
-            self._weights_version += 1
-            self._fingerprint = None
 
     def preprocess(self, images: Sequence[Image.Image | torch.Tensor]) -> torch.Tensor:
         """PIL images (or already preprocessed (3,H,W) tensors) -> (B, 3, H, W)."""
@@ -134,25 +133,12 @@ class Embedder:
         return feats[torch.argsort(torch.tensor(order))]
 
     # -- label banks -----------------------------------------------------------------------------
-    def weights_fingerprint(self) -> tuple:
-        """Changes whenever the backbone's weights change, in place or by replacement.
-
-        Per call only `cultureclip.weights.version_key` (each parameter/buffer's identity, storage pointer
-        and autograd version counter, which every in-place write through the tensor bumps: optimizer steps,
-        `load_state_dict`, `copy_` under no_grad): about a millisecond for a ViT-B/32, so it can sit on
-        the hot path of every classify. When that key changes, the fingerprint is rebuilt with a probe of a
-        few values per tensor (`probe_digest`). Writes through `.data` bypass the version counter and are
-        not seen here: call `invalidate()` after them."""
-        key = version_key(self.backbone)
-        with self._lock:
-            cached, version = self._fingerprint, self._weights_version
-        if cached is not None and cached[0] == key and cached[1][1] == version:
-            return cached[1]
-        fingerprint = (id(self.backbone), version, key, probe_digest(self.backbone, self._probe_index))
-        with self._lock:
-            if self._weights_version == version:
-                self._fingerprint = (key, fingerprint)
-        return fingerprint
+    def weights_fingerprint(self) -> int:
+        """A number that changes exactly when the backbone's weights change (`cultureclip.weights.revision`:
+        any in-place write, `.data` writes included, or a replaced tensor), the same detector that memoizes
+        `checkpoint_sha`. Reads version counters only, ~1 ms for a ViT-B/32, so it sits on the hot path of every
+        label-bank lookup; a forward pass never changes it."""
+        return weights.revision(self.backbone)
 
     def label_bank(self, labels: Sequence[str], templates: Sequence[str] = ("{}",)) -> torch.Tensor:
         """(L, D) class embeddings: mean over templates of normalized text embeddings, renormalized.

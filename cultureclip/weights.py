@@ -1,60 +1,243 @@
-"""Cheap ways to tell whether a module's weights changed, without a pass over them.
+"""The one weight-change detector: has any weight of a model changed since I last looked?
 
-`version_key(module)`: per parameter and buffer, its identity, storage pointer, autograd version counter,
-dtype and shape. Every in-place write through the tensor bumps its version counter (optimizer steps,
-`load_state_dict`, `copy_`/`add_` under `torch.no_grad()`), and replacing a tensor (`module.to(...)`,
-`param.data = other`) changes its identity or pointer, so an equal key means untouched weights, except for
-writes through `.data` (`param.data.copy_(x)`): they bypass the version counter.
+`revision(module)` returns a number that stays the same while no parameter or buffer of `module` changes and
+changes after any change; numbers are never reused in a process, so a revision can key a cache on its own.
+`memoized(module, name, compute)` keeps one value per (module, name) and recomputes it only on a new revision:
+`cultureclip.checkpoint.checkpoint_sha` (sha256 of the weights, which keys results, the disk label banks and the
+demo's evaluations) and the label banks of `cultureclip.inference.Embedder` both ask here, and nowhere else.
+`forget(module)` declares a change this module cannot see (see "Limit" below).
 
-`probe_digest(module)`: a digest of a few values per tensor (first, last and evenly spaced ones), which
-catches `.data` writes wherever they touch a probed value (a blend, a merge or a load touches them all).
-It reads ~8 values from each of a few hundred tensors: ~10 ms for a ViT-B/32, against seconds for hashing
-every weight (`cultureclip.checkpoint.checkpoint_sha`), which uses both to memoize its hash.
+How it is exact. The first time a module is looked at, each of its parameters (class exactly `nn.Parameter`)
+and buffers (exactly `torch.Tensor`) is *tracked*: its class is switched, in place, to a subclass that differs
+from its base in one thing, `.data`, and it gets a serial number. A revision is the tuple, over every tensor of
+the module in module order with its name, of (serial, autograd version counter, data pointer); it is computed
+on each call (pure Python over ~400 tensors for a ViT-B/32, ~1 ms) and a new revision number is issued when
+that tuple differs from the one seen last. Every way PyTorch can write a tracked tensor's elements moves it:
+- An in-place op through the tensor or through anything sharing its version counter (its views, `detach()`,
+  the tensors `state_dict()` returns): PyTorch bumps the counter on every in-place op (`add_` under no_grad,
+  optimizer steps, `load_state_dict`'s `copy_`, LoRA merges' `add_`, `nn.init`).
+- A write through `.data` (`p.data[i, j] += 1`, `p.data.copy_(x)`, peft's `weight.data += delta`): plain
+  PyTorch hands out a view with a fresh version counter, so the parameter's own counter never moves (this is
+  what a probe of a few values per tensor missed). A tracked tensor's `.data` is its `detach()` instead: the
+  same storage, sizes and no autograd history, but the shared counter, so the write bumps the parameter.
+- Assigning `.data` (`module.to(...)`, `p.data = x`): the tracked setter assigns as PyTorch does, gives the
+  tensor a new serial, and keeps `x`: later writes through `x` (which aliases the weights now) move `x`'s
+  counter, which the revision includes.
+- Replacing a tensor (`load_state_dict(assign=True)`, `module.weight = nn.Parameter(...)`, a LoRA adapter
+  added or merged away, `torch.utils.swap_tensors`): the new tensor is untracked, so it is tracked with a new
+  serial on the next call; a removed or renamed tensor changes the list itself.
+Counters only grow and serials are never reused, so a changed tensor never looks unchanged (no ABA), and a
+forward pass, a `state_dict()` or reading `.data` writes nothing, so it never issues a new revision.
+
+Limits: a write that bypasses PyTorch's operators is invisible to version counters: through `.numpy()` or
+DLPack views, `untyped_storage()`, a tensor made with `set_()` on the weights' storage, or a native extension
+writing a raw pointer. So is a write through a `.data` view taken before the module was first looked at and kept
+in a variable (tracking starts at the first look; an `Embedder` looks when it is created). Call
+`forget(module)` (or `Embedder.invalidate()`) after such a write. Tensors that cannot be tracked (other
+Parameter subclasses such as quantized weights, tensor subclasses) are read in full on every call instead: their
+bytes' digest is part of the revision, exact but a memory pass each. CLIP models built here have none.
+
+Side effect: on a tracked model a write through `.data` between a forward and its backward now raises PyTorch's
+"modified by an inplace operation" error instead of silently corrupting the gradient.
+
+Cost (bench/weights_detector.py, ViT-B/32): a revision ~1 ms against ~2 s for the sha256 of every weight; a
+vectorized digest of every weight (one memory pass) is ~0.2 s, too slow for a per-request check. Copies
+(`copy.deepcopy`, pickling) of tracked tensors come out as plain tensors: a copy is tracked by its own module.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
-PROBES = 8  # values probed per tensor by probe_digest
+T = TypeVar("T")
 
-
-def _tensors(module: torch.nn.Module):
-    """Every parameter and buffer, in one walk over the submodules (`parameters()` then `buffers()` would walk
-    them twice; a tensor shared by two modules is listed twice, which a key does not mind)."""
-    for m in module.modules():
-        for t in m._parameters.values():
-            if t is not None:
-                yield t
-        for t in m._buffers.values():
-            if t is not None:
-                yield t
+_SERIAL = "_cultureclip_serial"  # attribute names on tracked tensors
+_SOURCE = "_cultureclip_source"
+_serials = itertools.count(1)
+_revisions = itertools.count(1)
+_track_lock = threading.Lock()
 
 
-def version_key(module: torch.nn.Module) -> tuple:
-    """Changes when any parameter/buffer of `module` is replaced or written in place (not through `.data`).
-
-    Pure Python over the tensors' metadata: about a millisecond for a ViT-B/32 (400 tensors)."""
-    return tuple((id(t), t.data_ptr(), t._version, t.dtype, t.shape) for t in _tensors(module))
+def _plain_data(t: torch.Tensor) -> torch.Tensor:
+    return torch._C.TensorBase.data.__get__(t)
 
 
-def probe_digest(module: torch.nn.Module, index_cache: dict | None = None) -> str:
-    """A digest of `PROBES` evenly spaced values (first and last included) of every parameter/buffer.
+def _set_data(t: torch.Tensor, x: torch.Tensor) -> None:
+    """The tracked `.data` setter: assign as PyTorch does, then mark the change (see the module docstring)."""
+    torch._C.TensorBase.data.__set__(t, x)
+    if x is not t:
+        t.__dict__[_SERIAL] = next(_serials)
+        t.__dict__[_SOURCE] = x
 
-    `index_cache` (a dict the caller keeps) saves rebuilding the probe positions for each tensor size."""
-    cache = {} if index_cache is None else index_cache
-    probes = []
-    for t in _tensors(module):
-        flat = t.detach().reshape(-1)
-        if not flat.numel():
+
+class TrackedParameter(nn.Parameter):
+    """An `nn.Parameter` whose `.data` shares its version counter (so writes through it are seen)."""
+
+    @property
+    def data(self) -> torch.Tensor:
+        return self.detach()
+
+    @data.setter
+    def data(self, x: torch.Tensor) -> None:
+        _set_data(self, x)
+
+    def __deepcopy__(self, memo: dict) -> nn.Parameter:
+        if id(self) not in memo:
+            memo[id(self)] = nn.Parameter(self.detach().clone(memory_format=torch.preserve_format), self.requires_grad)
+        return memo[id(self)]
+
+    def __reduce_ex__(self, proto):  # pickles as a plain Parameter, without the tracking attributes
+        return torch._utils._rebuild_parameter, (self.detach(), self.requires_grad, {})
+
+
+class TrackedBuffer(torch.Tensor):
+    """A buffer whose `.data` shares its version counter; ops on it return plain tensors, as on a Parameter."""
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @property
+    def data(self) -> torch.Tensor:
+        return self.detach()
+
+    @data.setter
+    def data(self, x: torch.Tensor) -> None:
+        _set_data(self, x)
+
+    def __deepcopy__(self, memo: dict) -> torch.Tensor:
+        if id(self) not in memo:
+            memo[id(self)] = self.detach().clone(memory_format=torch.preserve_format).requires_grad_(self.requires_grad)
+        return memo[id(self)]
+
+    def __reduce_ex__(self, proto):
+        return torch.Tensor.__reduce_ex__(self.detach(), proto)
+
+
+_TRACKED = {nn.Parameter: TrackedParameter, torch.Tensor: TrackedBuffer}
+
+
+def _track(t: torch.Tensor) -> bool:
+    """Switch `t` to its tracked class (only exact `nn.Parameter`/`torch.Tensor`); False when it cannot be."""
+    with _track_lock:
+        cls = type(t)
+        if cls in (TrackedParameter, TrackedBuffer):
+            return True
+        tracked = _TRACKED.get(cls)
+        if tracked is None or t.is_meta:
+            return False
+        t.__class__ = tracked
+        t.__dict__[_SERIAL] = next(_serials)
+        t.__dict__.pop(_SOURCE, None)
+        return True
+
+
+def _content_digest(t: torch.Tensor) -> str:
+    """Every byte of a tensor that cannot be tracked (a memory pass): exact, for the rare untrackable tensor."""
+    try:
+        raw = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    except (RuntimeError, NotImplementedError, ValueError):  # no data to read (meta, uninitialized): no weights yet
+        return f"unreadable:{id(t)}:{t._version}"
+    return hashlib.blake2b(raw, digest_size=16).hexdigest() + f"|{t.dtype}|{tuple(t.shape)}"
+
+
+def _entry(t: torch.Tensor) -> tuple:
+    """One tensor's part of the state: (serial, version, data pointer[, version of a tensor assigned to .data])."""
+    if type(t) not in _TRACKED_TYPES and not _track(t):
+        return (type(t).__name__, _content_digest(t))
+    d = t.__dict__
+    source = d.get(_SOURCE)
+    if source is None:
+        return (d[_SERIAL], t._version, t.data_ptr())
+    return (d[_SERIAL], t._version, t.data_ptr(), source._version)
+
+
+_TRACKED_TYPES = (TrackedParameter, TrackedBuffer)
+
+
+def weights_state(module: nn.Module) -> tuple:
+    """What `revision` compares: every submodule's name and every parameter and buffer with its name and
+    `_entry`, depth first. Tracks the tensors it has not seen (the first call on a model, a replaced tensor).
+    A tensor shared by two modules appears twice, which a comparison does not mind; a module met again (shared,
+    or a cycle) is walked once."""
+    out: list = []
+    stack: list = [module]
+    seen: set[int] = set()
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
             continue
-        key = (flat.numel(), flat.device)
-        idx = cache.get(key)
-        if idx is None:  # evenly spaced positions, first and last included (exact integer maths)
-            n = min(PROBES, flat.numel())
-            idx = (torch.arange(n) * (flat.numel() - 1) // max(n - 1, 1)).to(flat.device)
-            cache[key] = idx
-        probes.append(flat[idx].float())
-    data = torch.cat(probes).cpu().numpy().tobytes() if probes else b""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+        seen.add(id(m))
+        for tensors in (m._parameters, m._buffers):
+            for name, t in tensors.items():
+                if t is not None:
+                    out.append(name)
+                    out.append(_entry(t))
+        for name, child in m._modules.items():
+            if child is not None:
+                out.append(name)
+                stack.append(child)
+    return tuple(out)
+
+
+class _ModuleState:
+    """Per module: the state seen last, its revision number, the memoized values."""
+
+    def __init__(self) -> None:
+        self.state: tuple | None = None
+        self.revision = 0
+        self.lock = threading.Lock()  # guards state/revision (held briefly)
+        self.compute_lock = threading.Lock()  # one memoized computation at a time per module
+        self.memo: dict[str, tuple[int, Any]] = {}
+
+
+# weak keys: a dropped model (a WiSE-FT blend evicted from its cache) takes its entry with it
+_STATES: "weakref.WeakKeyDictionary[nn.Module, _ModuleState]" = weakref.WeakKeyDictionary()
+_STATES_LOCK = threading.Lock()
+
+
+def _module_state(module: nn.Module) -> _ModuleState:
+    with _STATES_LOCK:
+        st = _STATES.get(module)
+        if st is None:
+            st = _STATES[module] = _ModuleState()
+        return st
+
+
+def revision(module: nn.Module) -> int:
+    """A number for the current weights of `module`: equal while none changed, new after any change (exact for
+    every write through PyTorch; see the module docstring), never reused in the process. ~1 ms for a ViT-B/32."""
+    st = _module_state(module)
+    state = weights_state(module)
+    with st.lock:
+        if st.state != state or not st.revision:
+            st.state, st.revision = state, next(_revisions)
+        return st.revision
+
+
+def forget(module: nn.Module) -> None:
+    """Declare the weights of `module` changed (after a write that bypasses PyTorch's operators: numpy or DLPack
+    views, raw storage): the next `revision` is new and every memoized value is recomputed."""
+    st = _module_state(module)
+    with st.lock:
+        st.state, st.revision = None, 0
+
+
+def memoized(module: nn.Module, name: str, compute: Callable[[], T]) -> T:
+    """`compute()` for the current weights of `module`, kept per (module, name) and recomputed only when
+    `revision(module)` changed. Two threads asking at once compute it once. `compute` must not hold a reference
+    to a module in what it returns (the memo would keep the model alive)."""
+    st = _module_state(module)
+    with st.compute_lock:
+        rev = revision(module)
+        hit = st.memo.get(name)
+        if hit is not None and hit[0] == rev:
+            return hit[1]
+        value = compute()
+        st.memo[name] = (rev, value)  # under the revision seen before computing: a write meanwhile recomputes
+        return value

@@ -131,26 +131,30 @@ def test_label_bank_of_no_labels_is_empty(fresh):
 
 
 def test_label_bank_hot_path_does_not_hash(fresh, monkeypatch):
-    """A cache hit checks version counters only; the value probe runs again only when a weight changed."""
-    import cultureclip.inference as inference
+    """A cache hit reads version counters only (never the weights); a write, `.data` included, re-embeds."""
+    import cultureclip.weights as weights
 
-    probes, texts = [], []
-    real_probe, real_embed = inference.probe_digest, fresh.embed_texts
-    monkeypatch.setattr(inference, "probe_digest", lambda *a, **k: probes.append(1) or real_probe(*a, **k))
+    reads, texts = [], []
+    real_read, real_embed = weights._content_digest, fresh.embed_texts
+    monkeypatch.setattr(weights, "_content_digest", lambda *a, **k: reads.append(1) or real_read(*a, **k))
     monkeypatch.setattr(fresh, "embed_texts", lambda t: texts.append(len(t)) or real_embed(t))
     labels = ["hanbok", "hanfu", "kimono"]
     bank = fresh.label_bank(labels)
-    assert len(probes) == 1 and texts == [3]
+    assert texts == [3]
     for _ in range(3):
         assert torch.equal(fresh.label_bank(labels), bank)
-    assert len(probes) == 1 and texts == [3]  # no change: no hashing, no embedding
+    assert texts == [3] and reads == []  # no change: no weight read, no embedding
     with torch.no_grad():
         fresh.backbone.model.text_projection.mul_(-1.0)  # in place: the version counter moves
     flipped = fresh.label_bank(labels)
-    assert len(probes) == 2 and texts == [3, 3]  # recomputed
+    assert texts == [3, 3]  # recomputed
     assert torch.allclose(flipped, -bank, atol=1e-5)
     fresh.label_bank(labels)
-    assert len(probes) == 2 and texts == [3, 3]
+    assert texts == [3, 3]
+    fresh.backbone.model.text_projection.data[1, 2] += 1.0  # one value, through .data (no autograd version bump)
+    moved = fresh.label_bank(labels)
+    assert texts == [3, 3, 3] and not torch.allclose(moved, flipped, atol=1e-6)
+    assert reads == []
 
 
 def test_cpu_embeddings_are_full_precision_unless_asked(emb):

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cultureclip.steps import read_marker
+
 # Every api_name that must return non-empty content with hub-default-like models and no dataset
 # (also the list a launched-app test against a real-size hub cache should call; see
 # test_every_tab_api_returns_content for the arguments of each).
@@ -72,7 +74,7 @@ def test_world_dataset_is_built_once_atomically_and_valid(tmp_path, monkeypatch)
     assert frame["concept_id"].nunique() == 86 and len(frame) == 86 * 2
     assert (frame["split"] == "test").any() and frame["twin_concept_ids"].map(len).sum() > 0
     assert Image.open(path / frame["image_path"].iloc[0]).size == (32, 32)
-    info = json.loads((path / D.INFO_FILE).read_text())
+    info = read_marker(path / D.INFO_FILE).produced
     assert info["size"] == 32 and info["world_spec_version"] == D.world_spec_version()
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no build folder left behind
     mtime = (path / "manifest.parquet").stat().st_mtime_ns

@@ -165,6 +165,27 @@ def test_checkpoint_without_done_is_named_when_resume_falls_back(ref, tmp_path, 
         train(_cfg(ref["model"], ref["ds"], run), resume="auto")
 
 
+def test_checkpoint_markers_old_and_torn(ref, tmp_path, caplog):
+    """A checkpoint's DONE is a cultureclip.steps marker (the run's fingerprint, the step, the file records);
+    a checkpoint written before it (DONE reads "ok") still resumes; a torn DONE is an incomplete checkpoint."""
+    from cultureclip.steps import read_marker
+
+    run = _copy(ref, tmp_path / "run")
+    ckpts = run / "checkpoints"
+    marker = read_marker(ckpts / "step_00000006" / "DONE")
+    meta = json.loads((ckpts / "step_00000006" / "meta.json").read_text())
+    assert len(marker.fingerprint) == 64 and marker.produced == {"step": 6, "files": meta["files"]}
+    assert {read_marker(ck / "DONE").fingerprint for ck in ckpts.glob("step_*")} == {marker.fingerprint}
+    (ckpts / "step_00000006" / "DONE").write_text('{"format": "cultureclip-step/1", "fingerp')  # torn
+    for ck in ("step_00000002", "step_00000004"):
+        (ckpts / ck / "DONE").write_text("ok\n")  # as the trainer wrote them before cultureclip.steps
+    with caplog.at_level(logging.WARNING, logger="cultureclip.train"):
+        s = train(_cfg(ref["model"], ref["ds"], run), resume="auto")
+    warn = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("step_00000006" in m and "torn" in m and "step_00000004" in m for m in warn), warn
+    assert s["step"] == STEPS and len(s["losses"]) == 2  # resumed from the old-format step 4
+
+
 def test_resume_removes_a_killed_exports_temp_folder(ref, tmp_path, caplog):
     """A process killed while exporting leaves `out_dir/.model.<random>.tmp` (~600 MB for ViT-B/32); a
     checkpoint write leaves `checkpoints/.tmp_step_N`; `--resume auto` removes this run's leftovers."""

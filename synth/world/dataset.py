@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -28,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cultureclip.fileio import remove_path
-from cultureclip.steps import fingerprint
+from cultureclip.steps import done, fingerprint, write_marker
 
 logger = logging.getLogger(__name__)
 
@@ -69,21 +68,26 @@ def _renderer(size: int, recipe: Recipe):
     return WorldRenderer(difficulty=recipe.difficulty, params=params)
 
 
+def dataset_settings(size: int, recipe: Recipe = Recipe()) -> dict:
+    """What a dataset depends on: resolution + world spec version + recipe + renderer settings."""
+    return {"size": int(size), "world": world_spec_version(), "recipe": asdict(recipe),
+            "renderer": _renderer(size, recipe).settings(), "version": RECIPE_VERSION}
+
+
 def dataset_key(size: int, recipe: Recipe = Recipe()) -> str:
-    """Cache key: resolution + world spec version + recipe + renderer settings (`cultureclip.steps.fingerprint`;
-    a cache made before it used these settings bytes is rendered again once, under its new name)."""
-    payload = {"size": int(size), "world": world_spec_version(), "recipe": asdict(recipe),
-               "renderer": _renderer(size, recipe).settings(), "version": RECIPE_VERSION}
-    return fingerprint(payload, 12)
+    """Cache key: the `cultureclip.steps.fingerprint` of `dataset_settings` (12 chars; a cache made before
+    the steps module hashed other bytes and is rendered again once, under its new name)."""
+    return fingerprint(dataset_settings(size, recipe), 12)
 
 
 def dataset_dir(cache_dir: str | os.PathLike, size: int, recipe: Recipe = Recipe()) -> Path:
     return Path(cache_dir) / f"world-{int(size)}px-{dataset_key(size, recipe)}"
 
 
-def is_complete(folder: Path) -> bool:
-    """A published dataset: its info file (written before the rename) and manifest are present."""
-    return (folder / INFO_FILE).is_file() and (folder / "manifest.parquet").is_file()
+def is_complete(folder: Path, settings: dict) -> bool:
+    """A published dataset of these settings: its info file (a `cultureclip.steps` done-marker written before
+    the rename, what was built under ``produced``) holds their fingerprint, and its manifest is there."""
+    return done(folder / INFO_FILE, fingerprint(settings)) is not None and (folder / "manifest.parquet").is_file()
 
 
 def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe = Recipe(),
@@ -92,8 +96,8 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
     size = int(size)
     if not 16 <= size <= 1024:
         raise ValueError(f"image size must be between 16 and 1024 px, got {size}")
-    final = dataset_dir(cache_dir, size, recipe)
-    if is_complete(final):
+    final, settings = dataset_dir(cache_dir, size, recipe), dataset_settings(size, recipe)
+    if is_complete(final, settings):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     work = final.parent / f".build-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
@@ -109,14 +113,12 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
                 "images": int(len(frame)), "concepts": int(frame["concept_id"].nunique()),
                 "splits": {k: int(v) for k, v in frame["split"].value_counts().sort_index().items()},
                 "build_seconds": seconds}
-        from cultureclip.fileio import atomic_write_text
-
-        atomic_write_text(work / "dataset" / INFO_FILE, json.dumps(info, indent=1) + "\n")
+        write_marker(work / "dataset" / INFO_FILE, fingerprint(settings), info, settings)
         from cultureclip.fileio import make_readable, replace_dir
 
         make_readable(work / "dataset")
         replace_dir(work / "dataset", final, keep_existing=True)  # atomic publish; a lost race keeps the winner's
-        if not is_complete(final):
+        if not is_complete(final, settings):
             raise RuntimeError(f"the world dataset {final.name} was published incomplete; delete it and retry")
         logger.info("world dataset at %d px: %d images of %d concepts in %.1fs", size, info["images"],
                     info["concepts"], seconds)

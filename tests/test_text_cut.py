@@ -1,0 +1,84 @@
+"""The training forward's cut text pass (``ClipBackbone.encode_text_cut``): texts encoded in groups of similar
+length, each stopped after its pooled token, give the embeddings and gradients of the full 77-token pass, for
+both backbones; where the cut would not be exact (bidirectional text towers, last-token pooling) it is not made."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from cultureclip.backbone import create_backbone, length_buckets
+from cultureclip.testing import save_hf_clip, save_open_clip
+
+TEXTS = ["gyoza", "a photo of jiaozi, a Chinese dumpling with pleated edges, steaming on a bamboo tray at a "
+         "night market in Xi'an", "", "a photo of momo", "momo", "a carved wooden mask painted red and gold",
+         "a photo of gyoza"]
+
+
+@pytest.fixture(scope="module", params=["open_clip", "hf"])
+def backbone(request, tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp(request.param)
+    if request.param == "open_clip":
+        return create_backbone(str(save_open_clip(folder, "tiny", seed=0)))
+    return create_backbone(str(save_hf_clip(folder, "tiny", seed=0)))
+
+
+def _grads(bb, feats):
+    bb.zero_grad(set_to_none=True)
+    (feats * torch.linspace(-1, 1, feats.numel()).reshape(feats.shape)).sum().backward()
+    return {n: p.grad.clone() for n, p in bb.named_parameters() if p.grad is not None}
+
+
+def test_cut_pass_gives_the_full_pass_embeddings_and_gradients(backbone):
+    bb = backbone.train()
+    tokens = bb.tokenize(TEXTS)
+    ends = bb._text_ends(tokens)
+    assert ends is not None and int(ends.max()) + 1 < tokens.shape[1]  # there is padding to cut
+    full = bb(texts=tokens, cut_texts=False)["text_features"]
+    g_full = _grads(bb, full)
+    cut = bb(texts=tokens)["text_features"]
+    g_cut = _grads(bb, cut)
+    assert torch.allclose(cut, full, atol=1e-5, rtol=0)
+    assert g_cut.keys() == g_full.keys()
+    for name, g in g_full.items():
+        assert torch.allclose(g_cut[name], g, atol=1e-5, rtol=1e-4), name
+
+
+def test_cut_pass_runs_short_and_long_texts_apart(backbone, monkeypatch):
+    bb = backbone.eval()
+    tokens = bb.tokenize(["x"] * 40 + [TEXTS[1]] * 2)
+    widths = []
+    encode = type(bb).encode_text
+    monkeypatch.setattr(type(bb), "encode_text", lambda self, t, normalize=True: (widths.append(t.shape), encode(self, t, normalize))[1])
+    with torch.no_grad():
+        cut = bb(texts=tokens)["text_features"]
+    assert [w[0] for w in widths] == [40, 2]  # the short prompts are not padded to the long caption
+    assert widths[0][1] == 3 and widths[1][1] < tokens.shape[1]  # start, "x", end; the caption's own length
+    with torch.no_grad():
+        assert torch.allclose(cut, bb.encode_text(tokens), atol=1e-5, rtol=0)
+
+
+def test_open_clip_without_a_causal_single_token_pool_is_not_cut(tmp_path):
+    bb = create_backbone(str(save_open_clip(tmp_path, "tiny", seed=0)))
+    tokens = bb.tokenize(TEXTS)
+    bb.model.text_pool_type = "last"  # pools the last column: the padding matters
+    assert bb._text_ends(tokens) is None
+    with torch.no_grad():
+        assert torch.equal(bb(texts=tokens)["text_features"], bb.encode_text(tokens))
+    bb._cut_ok = None
+    bb.model.text_pool_type = "argmax"
+    bb.model.attn_mask = torch.zeros_like(bb.model.attn_mask)  # bidirectional: every column sees the padding
+    assert bb._text_ends(tokens) is None
+
+
+def test_length_buckets_minimise_tokens_plus_calls():
+    assert length_buckets([], 10) == []
+    # one long text among short ones: two calls beat padding every short text to the long one
+    assert length_buckets([5, 5, 40, 5], overhead=10) == [([0, 1, 3], 5), ([2], 40)]
+    # a call costs more than the tokens it would save: one group at the longest length
+    assert length_buckets([5, 6, 7], overhead=10) == [([0, 1, 2], 7)]
+    groups = length_buckets([3, 9, 9, 30, 31, 3, 77], overhead=0)
+    assert sorted(r for rows, _ in groups for r in rows) == list(range(7))
+    assert all(n == max([3, 9, 9, 30, 31, 3, 77][r] for r in rows) for rows, n in groups)

@@ -82,3 +82,50 @@ def test_length_buckets_minimise_tokens_plus_calls():
     groups = length_buckets([3, 9, 9, 30, 31, 3, 77], overhead=0)
     assert sorted(r for rows, _ in groups for r in rows) == list(range(7))
     assert all(n == max([3, 9, 9, 30, 31, 3, 77][r] for r in rows) for rows, n in groups)
+
+
+def test_twin_step_loss_and_gradients_equal_the_full_length_pass(backbone, tmp_path):
+    """The default twin step (prompts, sampled twin captions, twin images) through ``_step_losses``: the same
+    losses and parameter gradients whether the text pass is cut or runs all 77 (here 32) columns."""
+    from types import SimpleNamespace
+
+    from cultureclip.config import load_config
+    from cultureclip.data import CulTwinDataset, TwinBatchSampler, collate, read_manifest
+    from cultureclip.loss import TwinContrastiveLoss
+    from cultureclip.train import TrainConfig, _step_losses
+    from tests.cultwin_fixture import make_tiny_cultwin
+
+    bb = backbone.train()
+    m = read_manifest(make_tiny_cultwin(tmp_path / "ds", per_concept=4)).split("train")
+    dataset = CulTwinDataset(m, bb.preprocess_eval, seed=0, twin_images=True)
+    batch = collate([dataset[i] for i in next(iter(TwinBatchSampler(dataset.concept_ids, dataset.twin_concept_ids, 6, seed=0)))])
+    cfg = load_config(TrainConfig, None, ["data.dataset=x"])
+    cpu = SimpleNamespace(device=torch.device("cpu"))
+    widths = []
+
+    def full(images, texts):
+        return bb(images, texts, cut_texts=False)
+
+    def cut(images, texts):
+        out = bb(images, texts)
+        widths.append((texts.shape[1], int(bb._text_ends(texts).max()) + 1))
+        return out
+
+    results = {}
+    for name, model in (("full", full), ("cut", cut)):
+        torch.manual_seed(0)
+        losses = _step_losses(model, bb, batch, TwinContrastiveLoss(), cfg, None, cpu)
+        bb.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        results[name] = ({k: float(v) for k, v in losses.items()},
+                         {n: p.grad.clone() for n, p in bb.named_parameters() if p.grad is not None})
+    assert widths[0][1] < widths[0][0]  # the cut pass ran fewer columns than the context length
+    (loss_full, g_full), (loss_cut, g_cut) = results["full"], results["cut"]
+    assert loss_full.keys() == loss_cut.keys() and loss_full["concept_loss"] > 0
+    for k, v in loss_full.items():
+        assert loss_cut[k] == pytest.approx(v, rel=1e-6, abs=1e-6), k
+    assert g_cut.keys() == g_full.keys()
+    worst = max(float((g_cut[n] - g).abs().max() / g.abs().max().clamp_min(1e-12)) for n, g in g_full.items())
+    print(f"cut vs full text pass: losses {loss_cut} vs {loss_full}; largest gradient difference "
+          f"{worst:.2e} of the parameter's largest gradient")
+    assert worst < 1e-4

@@ -636,9 +636,11 @@ class ClipBackbone(nn.Module):
         back[order] = torch.arange(order.numel(), device=order.device)
         return feats[back]
 
-    # per extra forward call of ``encode_text_cut``, the cost in tokens of a text row: on a CPU a call costs
-    # about what a few rows do; on a GPU a small call is bound by kernel launches (an estimate: fewer cuts)
-    CUT_OVERHEAD_TOKENS = {"cpu": 64, "cuda": 4096}
+    # what one more forward call of ``encode_text_cut`` costs, in text tokens (rows x columns): on a CPU a
+    # call's fixed cost is that of a few tokens (64 is generous); on a GPU the extra kernel launches of a
+    # call (~1 ms) outweigh the columns saved at any usual batch, so there it is one call cut at the
+    # batch's longest text (an estimate: not measured on a GPU yet)
+    CUT_OVERHEAD_TOKENS = {"cpu": 64, "cuda": 1 << 20}
 
     def forward(self, images: torch.Tensor | None = None, texts: torch.Tensor | None = None,
                 cut_texts: bool = True) -> dict[str, torch.Tensor]:

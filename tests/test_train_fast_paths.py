@@ -1,6 +1,10 @@
-"""The training forward's cut text pass (``ClipBackbone.encode_text_cut``): texts encoded in groups of similar
-length, each stopped after its pooled token, give the embeddings and gradients of the full 77-token pass, for
-both backbones; where the cut would not be exact (bidirectional text towers, last-token pooling) it is not made."""
+"""The training step's fast paths give what the plain ones give, up to float rounding.
+
+- The cut text pass (``ClipBackbone.encode_text_cut``): texts encoded in groups of similar length, each stopped
+  after its pooled token, give the embeddings and gradients of the full 77-token pass, for both backbones (the
+  HF backbone already cut at the batch's longest text: ``test_hf_text_padding_trim_is_exact``); where the cut
+  would not be exact (bidirectional text towers, last-token pooling) it is not made.
+- The fused AdamW of ``_build_optimizer``: the updates of torch's default per-tensor AdamW."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -129,3 +133,36 @@ def test_twin_step_loss_and_gradients_equal_the_full_length_pass(backbone, tmp_p
     print(f"cut vs full text pass: losses {loss_cut} vs {loss_full}; largest gradient difference "
           f"{worst:.2e} of the parameter's largest gradient")
     assert worst < 1e-4
+
+
+def test_fused_adamw_makes_the_default_adamw_updates(tmp_path):
+    import copy
+
+    from cultureclip.config import load_config
+    from cultureclip.train import TrainConfig, _build_optimizer
+
+    bb = create_backbone(str(save_open_clip(tmp_path, "tiny", seed=0)))
+    ref_bb = copy.deepcopy(bb)
+    cfg = load_config(TrainConfig, None, ["data.dataset=x", "optim.warmup_steps=0", "optim.lr=1e-3"])
+    opt, _ = _build_optimizer(cfg, bb, 10)
+    assert all(g["fused"] for g in opt.param_groups)
+    ref_opt = torch.optim.AdamW([{**{k: v for k, v in g.items() if k not in ("params", "fused")},
+                                  "params": [dict(ref_bb.named_parameters())[n] for n in names]}
+                                 for g, names in zip(opt.param_groups, _group_names(bb, opt))])
+    assert not any(g["fused"] for g in ref_opt.param_groups)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for (_, p), (_, q) in zip(bb.named_parameters(), ref_bb.named_parameters()):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref_opt.step()
+    start = dict(create_backbone(str(tmp_path)).named_parameters())
+    for (n, p), (_, q) in zip(bb.named_parameters(), ref_bb.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-6), n
+        assert not torch.equal(p, start[n]), n  # every parameter moved
+
+
+def _group_names(bb, opt):
+    name_of = {id(p): n for n, p in bb.named_parameters()}
+    return [[name_of[id(p)] for p in g["params"]] for g in opt.param_groups]

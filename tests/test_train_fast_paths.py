@@ -121,7 +121,7 @@ def test_twin_step_loss_and_gradients_equal_the_full_length_pass(backbone, tmp_p
         losses = _step_losses(model, bb, batch, TwinContrastiveLoss(), cfg, None, cpu)
         bb.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        results[name] = ({k: float(v) for k, v in losses.items()},
+        results[name] = ({k: float(v.detach()) for k, v in losses.items()},
                          {n: p.grad.clone() for n, p in bb.named_parameters() if p.grad is not None})
     assert widths[0][1] < widths[0][0]  # the cut pass ran fewer columns than the context length
     (loss_full, g_full), (loss_cut, g_cut) = results["full"], results["cut"]

@@ -443,6 +443,15 @@ def _redraw_replay(run: "TrainRun", epoch: int) -> None:
     run.mix_epoch = epoch
 
 
+def _fused_adamw_ok(params: list[nn.Parameter]) -> bool:
+    """Whether torch's fused AdamW runs on these parameters: floating point, on a device with its kernel (the
+    model is still on the CPU here; accelerate moves it to one of these)."""
+    return bool(params) and all(p.is_floating_point() and p.device.type in FUSED_ADAMW_DEVICES for p in params)
+
+
+FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
 def _build_optimizer(cfg: TrainConfig, backbone, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW (no weight decay on gains, biases, embeddings, logit scale) + warmup/decay schedule."""
     decay, no_decay = [], []
@@ -450,9 +459,12 @@ def _build_optimizer(cfg: TrainConfig, backbone, total_steps: int) -> tuple[torc
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "logit_scale" in n_ or "embedding" in n_ or "token" in n_ else decay).append(p)
+    # fused: one kernel over all parameters (on the CPU ~6x faster than torch's default per-tensor loop, which
+    # took ~10% of a ViT-S-32 step; the same update up to float rounding, tests/test_train_inputs.py)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2), eps=cfg.optim.eps,
+        fused=_fused_adamw_ok(decay + no_decay),
     )
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.optim, total_steps))
 

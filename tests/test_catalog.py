@@ -726,3 +726,22 @@ def test_no_bare_url_sources_and_no_mirrors(shipped):
         for cite in c.citations:
             assert not (cite.note or "").startswith(("http://", "https://")), (c.id, cite.note)
             assert not any(h in (cite.url or "") for h in MIRROR_HOSTS), (c.id, cite.url)
+
+
+# Copies of a page kept where no better page could be read: the citation says it was read through a copy and
+# where, so a reader knows the URL is not the publisher's own.
+COPY_HOSTS = {"monkhaus.com": "monkhaus.com", "memim.com": "memim.com", "scribd.com": "scribd.com",
+              "yumpu.com": "yumpu.com", "flipbuilder.com": "flipbuilder.com", "docslib.org": "docslib.org",
+              "doczz.net": "doczz.net", "dayfr.com": "dayfr.com", "ich.unesco.org/debug/": "/debug/"}
+
+
+def test_citations_read_through_a_copy_say_so(shipped):
+    seen = 0
+    for c in shipped:
+        for cite in c.read_sources:
+            for host, named in COPY_HOSTS.items():
+                if host in cite.url:
+                    seen += 1
+                    said = f"{cite.title or ''} {cite.supports}"
+                    assert "copy" in said and named in said, (c.id, cite.url)
+    assert seen  # the shipped catalog still keeps some copies, so the rule is exercised

@@ -47,8 +47,8 @@ class Preset:
     flag_renders: int = 30  # per concept, pretraining
     attribute_test: int = 600
     probe_images: int = 16000  # world.study's general probe (val and test parts), built only for the study
-    domain_images: int = 24  # per concept, world.study's second test domain (world.domain), built only for it
-    domain_probe: int = 5000  # culture-free designs of the second domain (its general probe)
+    domain_images: int = 20  # per concept, world.study's second test domain (world.domain), built only for it
+    domain_probe: int = 4000  # culture-free designs of the second domain (its general probe)
     captions: int = 10
     images_per_caption: int = 2
     difficulty: float = 0.5

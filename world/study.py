@@ -29,6 +29,7 @@ study resumes. Runs go to `--workers` processes with one torch thread each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -483,7 +484,9 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
         tuned = create_backbone(summary["export"])
         rec.update(evaluate_backbone(tuned, data, ("val",) if job.kind == "tune" else ("val", "test", "shift")))
         if job.wise and cfg.wise_alphas:
-            rec["wise"] = wise_choice(tuned, create_backbone(inputs.base), data, cfg)
+            base_rec = record_path(out_p, Job("base", "", "base", 0, (), ()))
+            base_val = json.loads(base_rec.read_text())["val"]["probe"] if base_rec.is_file() else None
+            rec["wise"] = wise_choice(tuned, create_backbone(inputs.base), data, cfg, base_val)
         remove_path(work / "checkpoints")  # optimizer states: not needed after export
     rec["seconds"] = round(time.time() - t0, 1)
     _write_json(rec_path, rec)
@@ -491,7 +494,7 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
     return job.run
 
 
-def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig) -> dict[str, Any]:
+def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig, base_val_probe: list | None = None) -> dict[str, Any]:
     """WiSE-FT alphas scored on val; the alpha chosen there (best val twin accuracy, headline phrasing,
     with no significant paired drop on the val probe: alpha 0, the base, always qualifies) is read once
     on test."""
@@ -499,7 +502,9 @@ def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig) -> dict[str, Any]
 
     base_state = base.state_dict()
     tuned_state = {k: v.clone() for k, v in tuned.state_dict().items()}
-    base_probe = np.array(evaluate_backbone(base, data, ("val",))["val"]["probe"])
+    if base_val_probe is None:  # the base run's record has it (the base is the study's first run)
+        base_val_probe = evaluate_backbone(base, data, ("val",))["val"]["probe"]
+    base_probe = np.array(base_val_probe)
     curve, best = {}, (0.0, -1.0)
     for alpha in sorted(set(cfg.wise_alphas) | {1.0}):
         tuned.load_state_dict(wise_ft(base_state, tuned_state, alpha))
@@ -1045,23 +1050,32 @@ def grid_jobs(cfg: StudyConfig, choices: dict[str, dict], grids: list[str] | Non
     return jobs
 
 
-def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, workers: int, t0: float) -> None:
-    jobs = [j for j in jobs if not record_path(out, j).is_file()]
-    logger.info("%d job(s) to run with %d worker(s)", len(jobs), workers)
+def _pool(workers: int):
+    """`workers` spawned processes (one torch thread each), or None for in-process runs; one pool serves
+    every phase of a study, so the workers import torch and open_clip once."""
     if workers <= 1:
+        return contextlib.nullcontext(None)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
+
+def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, pool, t0: float) -> None:
+    from concurrent.futures import as_completed
+
+    jobs = [j for j in jobs if not record_path(out, j).is_file()]
+    logger.info("%d job(s) to run %s", len(jobs), "in the worker processes" if pool else "in this process")
+    if pool is None:
         for j in jobs:
             run_job(j, str(out), inputs, cfg)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
-        futures = {ex.submit(run_job, j, str(out), inputs, cfg): j for j in jobs}
-        for f in as_completed(futures):
-            try:
-                logger.info("finished %s (%.0fs since start)", f.result(), time.time() - t0)
-            except Exception:  # noqa: BLE001 - one failed run must not lose the others
-                logger.exception("run %s failed", futures[f].run)
+    futures = {pool.submit(run_job, j, str(out), inputs, cfg): j for j in jobs}
+    for f in as_completed(futures):
+        try:
+            logger.info("finished %s (%.0fs since start)", f.result(), time.time() - t0)
+        except Exception:  # noqa: BLE001 - one failed run must not lose the others
+            logger.exception("run %s failed", futures[f].run)
 
 
 def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, grids: list[str] | None = None,
@@ -1075,13 +1089,14 @@ def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, gr
     logger.info("world inputs ready in %.0fs", time.time() - t0)
     first = [Job("base", "", "base", 0, (), ())]
     first += [Job("oracle", "oracle", "oracle", s, (), ()) for s in cfg.oracle.get("seeds", [])]
-    _run_all(first + tuning_jobs(cfg), out, inputs, cfg, workers, t0)
-    choices = choose_settings(out, cfg)
-    logger.info("chosen on val: %s", {k: (v["lr"], v["epochs"]) for k, v in choices.items()})
-    jobs = grid_jobs(cfg, choices, grids)
-    if any(json.loads(dict(j.variant).get("captions", '"context"')) == "plain" for j in jobs):
-        plain_caption_dataset(inputs, out)
-    _run_all(jobs, out, inputs, cfg, workers, t0)
+    with _pool(workers) as pool:
+        _run_all(first + tuning_jobs(cfg), out, inputs, cfg, pool, t0)
+        choices = choose_settings(out, cfg)
+        logger.info("chosen on val: %s", {k: (v["lr"], v["epochs"]) for k, v in choices.items()})
+        jobs = grid_jobs(cfg, choices, grids)
+        if any(json.loads(dict(j.variant).get("captions", '"context"')) == "plain" for j in jobs):
+            plain_caption_dataset(inputs, out)
+        _run_all(jobs, out, inputs, cfg, pool, t0)
     summary = build_report(out, inputs, cfg)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "summary.json", summary)

@@ -450,11 +450,13 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     if inputs_only:
         probe = out / "probe"
         step("probe", probe, lambda: str(build_attribute_test(probe, preset, seed, preset.probe_images, 2 * 10**9)))
+        from synth.world import CATALOG_PATH
         from synth.world.shift import SHIFT_VERSION
         from world.domain import build_domain
 
-        domain = out / "domain"
-        step("domain", domain, lambda: str(build_domain(domain, preset, seed)), {"shift_version": SHIFT_VERSION})
+        domain = out / "domain"  # its twin links come from the catalog: keyed on its content too
+        step("domain", domain, lambda: str(build_domain(domain, preset, seed)),
+             {"shift_version": SHIFT_VERSION, "catalog": content_fp(CATALOG_PATH)})
         return {"pretrain": str(pre), "attributes": str(attr), "probe": str(probe), "base": str(base),
                 "dataset": str(dataset), "domain": str(domain), "timings_s": timings}
     # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run

@@ -1131,8 +1131,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("world", "synth", "cultureclip"):
         logging.getLogger(name).setLevel(logging.INFO)
-    out = Path(args.out or ROOT / "artifacts" / ("world-study-quick" if args.quick else "world-study"))
-    world_dir = Path(args.world or (out / "world" if args.quick else ROOT / "artifacts" / "world"))
+    # absolute (not resolved: a symlinked folder stays one): world.build stores a step's result relative
+    # to the world only when it is given an absolute path, so a relative --out failed on its first rerun
+    out = Path(args.out or ROOT / "artifacts" / ("world-study-quick" if args.quick else "world-study")).absolute()
+    world_dir = Path(args.world or (out / "world" if args.quick else ROOT / "artifacts" / "world")).absolute()
     try:
         cfg = load_study_config(args.config or CONFIGS["quick" if args.quick else "full"])
         if args.grid and set(args.grid) - set(cfg.grids):

@@ -54,7 +54,7 @@ clean-world:
 	rm -rf artifacts/world
 
 # The seeded ablation study on the offline twin world (configs/world/study.yaml -> artifacts/world-study/:
-# results.md/csv, diffs.md/csv (paired differences), choices.json (what val chose), pareto_val.html/png,
+# results.md/csv, diffs.md/csv (paired differences; both per test domain: rendered, and shifted = world.domain), choices.json (what val chose), pareto_val.html/png,
 # summary.json); reuses artifacts/world's inputs when built. STUDY_ARGS="--quick" for the smoke-world
 # version (configs/world/study_quick.yaml) in minutes; STUDY_ARGS="--grid ingredients" for one grid.
 world-study: install

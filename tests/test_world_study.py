@@ -250,3 +250,19 @@ def test_constrained_target_is_chosen_on_val_and_compared_paired():
     d = diffs[("ingredients/cultureclip - ingredients/plain", "twin_acc")]
     assert d["seeds"] == 3 and d["value"] == 50.0 and (d["lo"], d["hi"]) == (50.0, 50.0) and d["claimable"]
     # (one twin group and identical seeds: every draw is the same; images without a twin are no cluster)
+
+
+def test_cli_hands_the_build_absolute_folders(tmp_path, monkeypatch):
+    """world.build stores a step's result relative to the world only when given an absolute folder: the
+    study's CLI makes a relative --out / --world absolute, so a rerun finds every cached step."""
+    seen = {}
+
+    def fake_run_study(out, cfg, world_dir, *args, **kwargs):
+        seen.update(out=out, world=world_dir)
+        raise RuntimeError("stop here")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(W, "run_study", fake_run_study)
+    assert W.main(["--quick", "--out", "rel/study"]) == 2
+    assert seen["out"] == tmp_path / "rel" / "study" and seen["world"] == tmp_path / "rel" / "study" / "world"
+    assert W.main(["--quick", "--out", "rel/study", "--world", "w"]) == 2 and seen["world"] == tmp_path / "w"

@@ -17,7 +17,8 @@ wherever the world folder now lies):
 5. evaluation with `eval_suite` (twin accuracy, N-way concept accuracy, general attribute accuracy on
    held-out generic designs), then tables and figures.
 `world.study` asks for the inputs of steps 1-3 only (``inputs_only``), plus its general probe: 16,000
-more held-out generic designs (step ``probe``), split by the study into val and test parts.
+more held-out generic designs (step ``probe``), split by the study into val and test parts, and its
+second test domain (step ``domain``, `world.domain`: the concepts and generic designs drawn another way).
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ class Preset:
     flag_renders: int = 30  # per concept, pretraining
     attribute_test: int = 600
     probe_images: int = 16000  # world.study's general probe (val and test parts), built only for the study
+    domain_images: int = 20  # per concept, world.study's second test domain (world.domain), built only for it
+    domain_probe: int = 4000  # culture-free designs of the second domain (its general probe)
     captions: int = 10
     images_per_caption: int = 2
     difficulty: float = 0.5
@@ -66,7 +69,8 @@ class Preset:
 
 PRESETS = {
     "full": Preset(),
-    "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, probe_images=400, captions=6, images_per_caption=3,
+    "smoke": Preset(generic_train=1000, flag_renders=12, attribute_test=200, probe_images=400, domain_images=12,
+                    domain_probe=300, captions=6, images_per_caption=3,
                     pretrain_epochs=4, finetune_epochs=16, ablations=[], replay_ratio=0.5,
                     flags=["flag_chad", "flag_romania", "flag_indonesia", "flag_monaco", "flag_norway",
                            "flag_iceland", "flag_senegal", "flag_mali", "flag_ireland", "flag_cote_divoire"]),
@@ -129,6 +133,7 @@ STEP_FIELDS = {
     "pretrain_data": ("size", "generic_train", "flag_renders", "difficulty", "flags"),
     "attributes": ("size", "attribute_test", "difficulty"),
     "probe": ("size", "probe_images", "difficulty"),
+    "domain": ("size", "domain_images", "domain_probe", "flags"),
     "base": ("arch", "pretrain_epochs", "pretrain_batch", "pretrain_lr"),
     "dataset": ("size", "captions", "images_per_caption", "difficulty", "flags"),
     "finetune": ("arch", "finetune_epochs", "finetune_batch", "finetune_lr", "replay_ratio", "w_keep", "lora_lr"),
@@ -389,8 +394,9 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
 
     Every step is keyed on the preset fields it uses and on the content of its inputs (`content_fingerprint`),
     never on an absolute path: a world moved, copied or reached through a symlink is reused as it is.
-    inputs_only: stop after the inputs every fine-tune needs, plus the study's general probe, and return
-    their paths (``pretrain``, ``attributes``, ``probe``, ``base``, ``dataset``): what `world.study` builds on."""
+    inputs_only: stop after the inputs every fine-tune needs, plus the study's general probe and second
+    test domain, and return their paths (``pretrain``, ``attributes``, ``probe``, ``base``, ``dataset``,
+    ``domain``): what `world.study` builds on."""
     preset = PRESETS[preset_name]
     workers = workers or min(2, os.cpu_count() or 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -421,8 +427,15 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     if inputs_only:
         probe = out / "probe"
         step("probe", probe, lambda: str(build_attribute_test(probe, preset, seed, preset.probe_images, 2 * 10**9)))
+        from synth.world import CATALOG_PATH
+        from synth.world.shift import SHIFT_VERSION
+        from world.domain import build_domain
+
+        domain = out / "domain"  # its twin links come from the catalog: keyed on its content too
+        step("domain", domain, lambda: str(build_domain(domain, preset, seed)),
+             {"shift_version": SHIFT_VERSION, "catalog": content_fp(CATALOG_PATH)})
         return {"pretrain": str(pre), "attributes": str(attr), "probe": str(probe), "base": str(base),
-                "dataset": str(dataset), "timings_s": timings}
+                "dataset": str(dataset), "domain": str(domain), "timings_s": timings}
     # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run
     # `workers` at a time in separate processes (small models use 2 processes better than 2 threads)
     names = ["cultureclip"] + list(preset.ablations)

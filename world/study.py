@@ -29,6 +29,7 @@ study resumes. Runs go to `--workers` processes with one torch thread each.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -141,6 +142,7 @@ class WorldInputs:
     probe: str  # the general probe (held-out culture-free designs; split into val and test parts)
     base: str
     dataset: str
+    domain: str = ""  # the second test domain (world.domain: twins/ and probe/ drawn another way); "" none
 
 
 def world_inputs(world_dir: Path, preset: str, seed: int = 0, progress: bool = False) -> WorldInputs:
@@ -148,7 +150,7 @@ def world_inputs(world_dir: Path, preset: str, seed: int = 0, progress: bool = F
     from world.build import build
 
     got = build(world_dir, preset, seed, progress=progress, inputs_only=True)
-    return WorldInputs(got["pretrain"], got["probe"], got["base"], got["dataset"])
+    return WorldInputs(got["pretrain"], got["probe"], got["base"], got["dataset"], got.get("domain", ""))
 
 
 def train_config(cfg: StudyConfig, variant: dict[str, Any], choice: dict[str, Any], seed: int, inputs: WorldInputs,
@@ -240,6 +242,17 @@ class EvalData:
     probe_texts: list[str]  # every candidate caption of the probe (sorted)
     probe_labels: np.ndarray  # (M,) index into probe_texts
     probe_split: dict[str, np.ndarray]  # "val" / "test" -> image indices
+    # the second test domain's general probe (twin["shift"] is its twin split); empty without one
+    shift_probe_images: list = field(default_factory=list)
+    shift_probe_texts: list[str] = field(default_factory=list)
+    shift_probe_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+
+# the test domains every reported row is read on: split key -> what the table calls it
+DOMAINS = {"test": "rendered", "shift": "shifted"}
+DOMAIN_NOTE = ("rendered: the world's renderer, as in training (its test split); shifted: the same concepts and "
+               "probe designs painted, printed on objects or far away in clutter, another colour pipeline "
+               "(world.domain; never trained on, never used for a choice)")
 
 
 def phrase(template: str, facts: dict[str, str]) -> str:
@@ -270,18 +283,34 @@ def load_eval_data(inputs: WorldInputs, cfg: StudyConfig) -> EvalData:
     root = Path(inputs.dataset)
     frame = pd.read_parquet(root / "manifest.parquet")
     facts = concept_facts(root, frame)
+
+    def twin_split(df, folder: Path) -> TwinSplit:
+        concepts = sorted(set(df["concept_id"].astype(str)))
+        pairs = twin_pairs(df["concept_id"], df["twin_concept_ids"])
+        comp = twin_groups(pairs)
+        ids = [str(c) for c in df["concept_id"]]
+        return TwinSplit([ImageRef(path=str(folder / p)) for p in df["image_path"]], concepts,
+                         np.array([concepts.index(c) for c in ids]), pairs,
+                         np.array([comp.get(c, -1) for c in ids]), np.array([comp[a] for a, _ in pairs]))
+
     twin = {}
     for split in ("val", "test"):
         df = frame[frame["split"] == split]
         if df.empty:
             raise RuntimeError(f"the world dataset has no {split} rows; rebuild it (python -m world.build --force)")
-        concepts = sorted(set(df["concept_id"].astype(str)))
-        pairs = twin_pairs(df["concept_id"], df["twin_concept_ids"])
-        comp = twin_groups(pairs)
-        ids = [str(c) for c in df["concept_id"]]
-        twin[split] = TwinSplit([ImageRef(path=str(root / p)) for p in df["image_path"]], concepts,
-                                np.array([concepts.index(c) for c in ids]), pairs,
-                                np.array([comp.get(c, -1) for c in ids]), np.array([comp[a] for a, _ in pairs]))
+        twin[split] = twin_split(df, root)
+    shift_probe: tuple = ([], [], np.zeros(0, dtype=int))
+    if inputs.domain:
+        droot = Path(inputs.domain)
+        df = pd.read_parquet(droot / "twins" / "manifest.parquet")
+        keep = set(twin["test"].concepts)  # the concepts (and twins) the rendered test split has
+        df = df[df["concept_id"].astype(str).isin(keep)].copy()
+        df["twin_concept_ids"] = [[t for t in ts if t in keep] for ts in df["twin_concept_ids"]]
+        twin["shift"] = twin_split(df, droot / "twins")
+        sp = pd.read_parquet(droot / "probe" / "manifest.parquet")
+        st = sorted(set(sp["caption"]))
+        shift_probe = ([ImageRef(path=str(droot / "probe" / p)) for p in sp["image_path"]], st,
+                       np.array([st.index(c) for c in sp["caption"]]))
     texts = {name: {c: phrase(t, f) for c, f in facts.items()} for name, t in cfg.phrasings.items() if t != "mean"}
     train = frame[frame["split"] == "train"]
     captions = {str(c): sorted(set(g["caption"])) for c, g in train.groupby("concept_id")}
@@ -293,7 +322,7 @@ def load_eval_data(inputs: WorldInputs, cfg: StudyConfig) -> EvalData:
     order = np.random.default_rng([0, 17]).permutation(len(attr))
     n_val = int(round(cfg.probe_val_fraction * len(attr)))
     return EvalData(twin, texts, captions, [ImageRef(path=str(attr_root / p)) for p in attr["image_path"]], probe_texts,
-                    labels, {"val": np.sort(order[:n_val]), "test": np.sort(order[n_val:])})
+                    labels, {"val": np.sort(order[:n_val]), "test": np.sort(order[n_val:])}, *shift_probe)
 
 
 def phrasing_overlap(data: EvalData, pretrain: Path, dataset: Path) -> dict[str, dict[str, int]]:
@@ -347,7 +376,8 @@ def _normalize(x):
 
 def evaluate_backbone(backbone, data: EvalData, splits: tuple[str, ...] = ("val", "test")) -> dict[str, Any]:
     """Zero-shot scores of a CLIP backbone per split: the twin metrics with every phrasing, and the
-    general probe's per-image correctness (its half of the probe)."""
+    general probe's per-image correctness (its half of the probe; for "shift", the second domain's
+    probe against its own candidate captions)."""
     import torch
 
     from cultureclip.inference import Embedder
@@ -366,18 +396,25 @@ def evaluate_backbone(backbone, data: EvalData, splits: tuple[str, ...] = ("val"
         col = {c: i for i, c in enumerate(concepts)}
         probe_text = _normalize(emb.embed_texts(data.probe_texts))
         for split in splits:
+            if split == "shift" and "shift" not in data.twin:
+                continue
             sp = data.twin[split]
             feats, valid = embed_image_refs(emb, sp.images, progress=False)
             if not valid.all():
                 raise RuntimeError(f"{int((~valid).sum())} unreadable {split} twin images")
             cols = [col[c] for c in sp.concepts]
             twin = {name: score_twin((_normalize(feats) @ t[cols].T).numpy(), sp) for name, t in text_sets.items()}
-            idx = data.probe_split[split]
-            pf, pvalid = embed_image_refs(emb, [data.probe_images[i] for i in idx], progress=False)
+            if split == "shift":
+                refs, texts, labels = data.shift_probe_images, _normalize(emb.embed_texts(data.shift_probe_texts)), \
+                    data.shift_probe_labels
+            else:
+                idx = data.probe_split[split]
+                refs, texts, labels = [data.probe_images[i] for i in idx], probe_text, data.probe_labels[idx]
+            pf, pvalid = embed_image_refs(emb, refs, progress=False)
             if not pvalid.all():
                 raise RuntimeError(f"{int((~pvalid).sum())} unreadable probe images")
-            pred = (_normalize(pf) @ probe_text.T).argmax(1).numpy()
-            out[split] = {"twin": twin, "probe": (pred == data.probe_labels[idx]).astype(float).tolist()}
+            pred = (_normalize(pf) @ texts.T).argmax(1).numpy()
+            out[split] = {"twin": twin, "probe": (pred == labels).astype(float).tolist()}
     return out
 
 
@@ -428,7 +465,7 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
     t0 = time.time()
     rec: dict[str, Any] = {"kind": job.kind, "grid": job.grid, "name": job.name, "seed": job.seed}
     if job.kind == "base":
-        rec.update(evaluate_backbone(create_backbone(inputs.base), data))
+        rec.update(evaluate_backbone(create_backbone(inputs.base), data, ("val", "test", "shift")))
     elif job.kind == "oracle":
         rec.update(train_oracle(inputs, data, job.seed, cfg))
     else:
@@ -445,9 +482,11 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
         rec["settings"] = {"lr": tc.optim.lr, "epochs": tc.optim.epochs, "max_steps": tc.optim.max_steps,
                            "steps": summary["step"]}
         tuned = create_backbone(summary["export"])
-        rec.update(evaluate_backbone(tuned, data, ("val",) if job.kind == "tune" else ("val", "test")))
+        rec.update(evaluate_backbone(tuned, data, ("val",) if job.kind == "tune" else ("val", "test", "shift")))
         if job.wise and cfg.wise_alphas:
-            rec["wise"] = wise_choice(tuned, create_backbone(inputs.base), data, cfg)
+            base_rec = record_path(out_p, Job("base", "", "base", 0, (), ()))
+            base_val = json.loads(base_rec.read_text())["val"]["probe"] if base_rec.is_file() else None
+            rec["wise"] = wise_choice(tuned, create_backbone(inputs.base), data, cfg, base_val)
         remove_path(work / "checkpoints")  # optimizer states: not needed after export
     rec["seconds"] = round(time.time() - t0, 1)
     _write_json(rec_path, rec)
@@ -455,7 +494,7 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
     return job.run
 
 
-def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig) -> dict[str, Any]:
+def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig, base_val_probe: list | None = None) -> dict[str, Any]:
     """WiSE-FT alphas scored on val; the alpha chosen there (best val twin accuracy, headline phrasing,
     with no significant paired drop on the val probe: alpha 0, the base, always qualifies) is read once
     on test."""
@@ -463,7 +502,9 @@ def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig) -> dict[str, Any]
 
     base_state = base.state_dict()
     tuned_state = {k: v.clone() for k, v in tuned.state_dict().items()}
-    base_probe = np.array(evaluate_backbone(base, data, ("val",))["val"]["probe"])
+    if base_val_probe is None:  # the base run's record has it (the base is the study's first run)
+        base_val_probe = evaluate_backbone(base, data, ("val",))["val"]["probe"]
+    base_probe = np.array(base_val_probe)
     curve, best = {}, (0.0, -1.0)
     for alpha in sorted(set(cfg.wise_alphas) | {1.0}):
         tuned.load_state_dict(wise_ft(base_state, tuned_state, alpha))
@@ -477,9 +518,9 @@ def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig) -> dict[str, Any]
             best = (alpha, twin)
     alpha = best[0]
     tuned.load_state_dict(wise_ft(base_state, tuned_state, alpha))
-    test = evaluate_backbone(tuned, data, ("test",))["test"]
+    read = evaluate_backbone(tuned, data, ("test", "shift"))
     tuned.load_state_dict(tuned_state)
-    return {"val_curve": curve, "alpha": alpha, "test": test}
+    return {"val_curve": curve, "alpha": alpha, **read}
 
 
 def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, cfg: StudyConfig) -> dict[str, Any]:
@@ -549,7 +590,7 @@ def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, cfg: StudyConfi
                 break
     bb.model.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
-    return {"val": {"twin": {"head": logits("val")}}, "test": {"twin": {"head": logits("test")}},
+    return {**{split: {"twin": {"head": logits(split)}} for split in ("val", "test", "shift") if split in data.twin},
             "settings": {"epochs": best_state[2], "val_curve": curve}}
 
 
@@ -654,7 +695,9 @@ def rows_of(recs: dict[str, dict]) -> dict[str, list[dict]]:
         key = r["kind"] if r["kind"] in ("base", "oracle") else f"{r['grid']}/{r['name']}"
         rows.setdefault(key, []).append(r)
         if "wise" in r:
-            rows.setdefault(key + "+wise", []).append({**r, "test": r["wise"]["test"], "alpha": r["wise"]["alpha"]})
+            read = {d: r["wise"][d] for d in DOMAINS if d in r["wise"]}
+            rows.setdefault(key + "+wise", []).append({**{k: v for k, v in r.items() if k not in DOMAINS}, **read,
+                                                       "alpha": r["wise"]["alpha"]})
     return {k: sorted(v, key=lambda r: r["seed"]) for k, v in rows.items()}
 
 
@@ -710,6 +753,48 @@ def row_label(key: str, recs: list[dict]) -> str:
     return key
 
 
+def results_table(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig):
+    """The results table (one line per row and test domain, `domain` column first) and the per-domain
+    summaries {split: {row key: summary}}. A row is read on a domain when all its records have it; its
+    general-probe difference is paired with the base's on the same domain's probe."""
+    import pandas as pd
+
+    table, summaries = [], {}
+    for split, domain in DOMAINS.items():
+        if split not in data.twin or split not in rows["base"][0]:
+            continue
+        base_probe = np.array(rows["base"][0][split]["probe"], dtype=float)
+        ref = row_summary(rows["oracle"], data, cfg, split) if "oracle" in rows and split in rows["oracle"][0] else None
+        own = summaries.setdefault(split, {})
+        for key, rr in rows.items():
+            if not all(split in r for r in rr):
+                continue
+            s = own[key] = row_summary(rr, data, cfg, split)
+            line = {"domain": domain, "row": row_label(key, rr), "seeds": s["seeds"], "twin_acc": _fmt(s["twin_acc"]),
+                    "group_score": _fmt(s["group_score"]), "concept_acc1": _fmt(s["concept_acc1"])}
+            for ph in cfg.phrasings:
+                if f"twin_acc[{ph}]" in s and ph != cfg.headline:
+                    line[f"twin_acc {ph}"] = f"{s[f'twin_acc[{ph}]'][0]:.1f}"
+            if "probe_acc" in s:
+                line["probe_acc"] = _fmt(s["probe_acc"])
+                if key != "base":
+                    pr = np.array([r[split]["probe"] for r in rr], dtype=float)
+                    d = paired_probe_diff(pr, base_probe, cfg.n_boot)
+                    s["probe_diff"] = tuple(100 * x for x in d)
+                    s["probe_diff_half_width"] = 50 * (d[2] - d[1])
+                    line["probe_diff_vs_base"] = f"{_fmt(s['probe_diff'])} (±{s['probe_diff_half_width']:.1f})"
+            if ref and key != "oracle":
+                line["twin_acc / reference"] = f"{100 * s['twin_acc'][0] / ref['twin_acc'][0]:.0f}%"
+            per_seed = s.get(f"twin_acc_per_seed[{cfg.headline}]") or s.get("twin_acc_per_seed[head]", [])
+            line["per seed"] = " / ".join(f"{x:.1f}" for x in per_seed)
+            table.append(line)
+    df = pd.DataFrame(table)
+    first = ["domain", "row", "seeds", "twin_acc"] + [c for c in df.columns if c.startswith("twin_acc ") and "/" not in c]
+    last = ["group_score", "concept_acc1", "probe_acc", "probe_diff_vs_base", "twin_acc / reference", "per seed"]
+    df = df[[c for c in first + last if c in df.columns]].rename(columns={"twin_acc": f"twin_acc {cfg.headline} (headline)"})
+    return df, summaries
+
+
 def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, Any]:
     """results.md/.csv, diffs.md/.csv, choices.json, pareto (val) and summary.json under `out`."""
     import pandas as pd
@@ -721,37 +806,10 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
     rows = rows_of(recs)
     if "base" not in rows:
         raise RuntimeError("the base has no record yet; run the study (the base is its first run)")
-    base_probe = np.array(rows["base"][0]["test"]["probe"], dtype=float)
-    table, summaries = [], {}
-    ref = row_summary(rows["oracle"], data, cfg) if "oracle" in rows else None
-    for key, rr in rows.items():
-        s = row_summary(rr, data, cfg)
-        summaries[key] = s
-        line = {"row": row_label(key, rr), "seeds": s["seeds"], "twin_acc": _fmt(s["twin_acc"]),
-                "group_score": _fmt(s["group_score"]), "concept_acc1": _fmt(s["concept_acc1"])}
-        for ph in cfg.phrasings:
-            if f"twin_acc[{ph}]" in s and ph != cfg.headline:
-                line[f"twin_acc {ph}"] = f"{s[f'twin_acc[{ph}]'][0]:.1f}"
-        if "probe_acc" in s:
-            line["probe_acc"] = _fmt(s["probe_acc"])
-            if key != "base":
-                pr = np.array([r["test"]["probe"] for r in rr], dtype=float)
-                d = paired_probe_diff(pr, base_probe, cfg.n_boot)
-                s["probe_diff"] = tuple(100 * x for x in d)
-                s["probe_diff_half_width"] = 50 * (d[2] - d[1])
-                line["probe_diff_vs_base"] = f"{_fmt(s['probe_diff'])} (±{s['probe_diff_half_width']:.1f})"
-        if ref and key not in ("oracle",):
-            line["twin_acc / reference"] = f"{100 * s['twin_acc'][0] / ref['twin_acc'][0]:.0f}%"
-        per_seed = s.get(f"twin_acc_per_seed[{cfg.headline}]") or s.get("twin_acc_per_seed[head]", [])
-        line["per seed"] = " / ".join(f"{x:.1f}" for x in per_seed)
-        table.append(line)
-    df = pd.DataFrame(table)
-    first = ["row", "seeds", "twin_acc"] + [c for c in df.columns if c.startswith("twin_acc ") and "/" not in c]
-    last = ["group_score", "concept_acc1", "probe_acc", "probe_diff_vs_base", "twin_acc / reference", "per seed"]
-    df = df[[c for c in first + last if c in df.columns]].rename(columns={"twin_acc": f"twin_acc {cfg.headline} (headline)"})
+    df, summaries = results_table(rows, data, cfg)
     df.to_csv(out / "results.csv", index=False)
     (out / "results.md").write_text(_markdown(df) + "\n")
-    diffs = claimed_differences(rows, data, cfg)
+    diffs = [d for split in DOMAINS if split in data.twin for d in claimed_differences(rows, data, cfg, split)]
     pd.DataFrame(diffs).to_csv(out / "diffs.csv", index=False)
     (out / "diffs.md").write_text(_markdown(pd.DataFrame(diffs)) + "\n" if diffs else "(no pairs finished)\n")
     choices = json.loads((out / "choices.json").read_text()) if (out / "choices.json").is_file() else {}
@@ -765,18 +823,23 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
             write_figure(fig, out / "pareto_val.png")
         except FigureExportError as e:
             logger.warning("PNG skipped: %s", e)
-    summary = {"rows": {k: {c: v for c, v in s.items()} for k, s in summaries.items()}, "differences": diffs,
-               "choices": choices, "targets": targets(rows, summaries, data, cfg), "n_runs": len(recs),
+    summary = {"rows": dict(summaries["test"]), "rows_shifted": dict(summaries.get("shift", {})), "differences": diffs,
+               "domains": DOMAIN_NOTE, "choices": choices, "targets": targets(rows, summaries["test"], data, cfg,
+                                                                              summaries.get("shift")),
+               "n_runs": len(recs),
                "phrasing_overlap": phrasing_overlap(data, Path(inputs.pretrain), Path(inputs.dataset)),
-               "probe_test_images": int(len(data.probe_split["test"]))}
+               "probe_test_images": int(len(data.probe_split["test"])),
+               "shift_probe_images": int(len(data.shift_probe_images))}
     _write_json(out / "summary.json", summary)
     return summary
 
 
-def claimed_differences(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig) -> list[dict]:
+def claimed_differences(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig,
+                        split: str = "test") -> list[dict]:
     """CultureCLIP minus every other row, and each extra pair of the config (`differences`), on twin
-    accuracy (headline) and group score, paired over twin groups and the seeds both rows have."""
-    sp = data.twin["test"]
+    accuracy (headline) and group score, paired over twin groups and the seeds both rows have, on one
+    test domain (`split`: "test" rendered, "shift" the second domain)."""
+    sp = data.twin[split]
     out = []
     cc_key = next((k for k in rows if k.endswith("/cultureclip")), None)
     pairs = [(cc_key, k) for k in rows if cc_key and k not in ("base", "oracle", cc_key)]
@@ -788,18 +851,21 @@ def claimed_differences(rows: dict[str, list[dict]], data: EvalData, cfg: StudyC
             continue
         a = [r for r in a if r["seed"] in seeds]
         b = [r for r in b if r["seed"] in seeds]
+        if not all(split in r for r in a + b):
+            continue
         for metric, field_, cl in (("twin_acc", "twin_correct", sp.groups), ("group_score", "pair_group", sp.pair_groups)):
-            va = np.array([_twin(r, "test", cfg.headline)[field_] for r in a], dtype=float)
-            vb = np.array([_twin(r, "test", cfg.headline)[field_] for r in b], dtype=float)
+            va = np.array([_twin(r, split, cfg.headline)[field_] for r in a], dtype=float)
+            vb = np.array([_twin(r, split, cfg.headline)[field_] for r in b], dtype=float)
             d, lo, hi = paired_diff(va, vb, cl, cfg.n_boot)
-            out.append({"difference": f"{key_a} - {key}", "metric": metric, "seeds": len(seeds),
+            out.append({"domain": DOMAINS[split], "difference": f"{key_a} - {key}", "metric": metric, "seeds": len(seeds),
                         "value": round(100 * d, 1), "lo": round(100 * lo, 1), "hi": round(100 * hi, 1),
                         "significant": bool(lo > 0 or hi < 0),
                         "claimable": bool(len(seeds) >= cfg.claim_seeds and (lo > 0 or hi < 0))})
     return out
 
 
-def targets(rows: dict[str, list[dict]], summaries: dict[str, dict], data: EvalData, cfg: StudyConfig) -> list[dict]:
+def targets(rows: dict[str, list[dict]], summaries: dict[str, dict], data: EvalData, cfg: StudyConfig,
+            shifted: dict[str, dict] | None = None) -> list[dict]:
     """The restated target: among rows with >= claim_seeds seeds whose *val* probe shows no significant
     paired drop against the base, the best *val* twin accuracy (headline); its test numbers, whether
     CultureCLIP's best beats plain fine-tuning's best (paired, test), and its fraction of the reference."""
@@ -852,6 +918,12 @@ def targets(rows: dict[str, list[dict]], summaries: dict[str, dict], data: EvalD
         frac = 100 * s["twin_acc"][0] / summaries["oracle"]["twin_acc"][0]
         out.append({"target": "moonshot: under the constraint, >= 90% of the converged reference's twin accuracy",
                     "value": round(frac, 1), "met": frac >= 90})
+    if shifted and best_cc[0] in shifted and "base" in shifted:
+        sh, b = shifted[best_cc[0]], shifted["base"]
+        out.append({"target": "the same row on the shifted domain (never trained on): twin accuracy vs the base's, "
+                              "general-probe difference",
+                    "value": f"{best_cc[0]}: twin {_fmt(sh['twin_acc'])} vs base {_fmt(b['twin_acc'])}, probe diff "
+                             f"{_fmt(sh.get('probe_diff'))}", "met": None})
     return out
 
 
@@ -978,23 +1050,32 @@ def grid_jobs(cfg: StudyConfig, choices: dict[str, dict], grids: list[str] | Non
     return jobs
 
 
-def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, workers: int, t0: float) -> None:
-    jobs = [j for j in jobs if not record_path(out, j).is_file()]
-    logger.info("%d job(s) to run with %d worker(s)", len(jobs), workers)
+def _pool(workers: int):
+    """`workers` spawned processes (one torch thread each), or None for in-process runs; one pool serves
+    every phase of a study, so the workers import torch and open_clip once."""
     if workers <= 1:
+        return contextlib.nullcontext(None)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
+
+def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, pool, t0: float) -> None:
+    from concurrent.futures import as_completed
+
+    jobs = [j for j in jobs if not record_path(out, j).is_file()]
+    logger.info("%d job(s) to run %s", len(jobs), "in the worker processes" if pool else "in this process")
+    if pool is None:
         for j in jobs:
             run_job(j, str(out), inputs, cfg)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
-        futures = {ex.submit(run_job, j, str(out), inputs, cfg): j for j in jobs}
-        for f in as_completed(futures):
-            try:
-                logger.info("finished %s (%.0fs since start)", f.result(), time.time() - t0)
-            except Exception:  # noqa: BLE001 - one failed run must not lose the others
-                logger.exception("run %s failed", futures[f].run)
+    futures = {pool.submit(run_job, j, str(out), inputs, cfg): j for j in jobs}
+    for f in as_completed(futures):
+        try:
+            logger.info("finished %s (%.0fs since start)", f.result(), time.time() - t0)
+        except Exception:  # noqa: BLE001 - one failed run must not lose the others
+            logger.exception("run %s failed", futures[f].run)
 
 
 def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, grids: list[str] | None = None,
@@ -1004,17 +1085,18 @@ def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, gr
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     inputs = world_inputs(world_dir, cfg.preset, 0, progress)
-    _write_json(out / "inputs.json", {k: _relative(v, out) for k, v in dataclasses.asdict(inputs).items()})
+    _write_json(out / "inputs.json", {k: _relative(v, out) if v else "" for k, v in dataclasses.asdict(inputs).items()})
     logger.info("world inputs ready in %.0fs", time.time() - t0)
     first = [Job("base", "", "base", 0, (), ())]
     first += [Job("oracle", "oracle", "oracle", s, (), ()) for s in cfg.oracle.get("seeds", [])]
-    _run_all(first + tuning_jobs(cfg), out, inputs, cfg, workers, t0)
-    choices = choose_settings(out, cfg)
-    logger.info("chosen on val: %s", {k: (v["lr"], v["epochs"]) for k, v in choices.items()})
-    jobs = grid_jobs(cfg, choices, grids)
-    if any(json.loads(dict(j.variant).get("captions", '"context"')) == "plain" for j in jobs):
-        plain_caption_dataset(inputs, out)
-    _run_all(jobs, out, inputs, cfg, workers, t0)
+    with _pool(workers) as pool:
+        _run_all(first + tuning_jobs(cfg), out, inputs, cfg, pool, t0)
+        choices = choose_settings(out, cfg)
+        logger.info("chosen on val: %s", {k: (v["lr"], v["epochs"]) for k, v in choices.items()})
+        jobs = grid_jobs(cfg, choices, grids)
+        if any(json.loads(dict(j.variant).get("captions", '"context"')) == "plain" for j in jobs):
+            plain_caption_dataset(inputs, out)
+        _run_all(jobs, out, inputs, cfg, pool, t0)
     summary = build_report(out, inputs, cfg)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "summary.json", summary)
@@ -1049,14 +1131,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("world", "synth", "cultureclip"):
         logging.getLogger(name).setLevel(logging.INFO)
-    out = Path(args.out or ROOT / "artifacts" / ("world-study-quick" if args.quick else "world-study"))
-    world_dir = Path(args.world or (out / "world" if args.quick else ROOT / "artifacts" / "world"))
+    # absolute (not resolved: a symlinked folder stays one): world.build stores a step's result relative
+    # to the world only when it is given an absolute path, so a relative --out failed on its first rerun
+    out = Path(args.out or ROOT / "artifacts" / ("world-study-quick" if args.quick else "world-study")).absolute()
+    world_dir = Path(args.world or (out / "world" if args.quick else ROOT / "artifacts" / "world")).absolute()
     try:
         cfg = load_study_config(args.config or CONFIGS["quick" if args.quick else "full"])
         if args.grid and set(args.grid) - set(cfg.grids):
             raise StudyConfigError(f"--grid {sorted(set(args.grid) - set(cfg.grids))}: grids are {sorted(cfg.grids)}")
         if args.report_only:
-            inputs = WorldInputs(**{k: str(out / v) for k, v in json.loads((out / "inputs.json").read_text()).items()})
+            inputs = WorldInputs(**{k: str(out / v) if v else "" for k, v in json.loads((out / "inputs.json").read_text()).items()})
             summary = build_report(out, inputs, cfg)
         else:
             summary = run_study(out, cfg, world_dir, args.workers, args.grid)

@@ -136,6 +136,18 @@ def test_a_moved_or_copied_world_keeps_its_cache(tmp_path):
     assert calls == ["data", "model"]
 
 
+def test_a_world_given_by_a_relative_path_reuses_its_steps(tmp_path, monkeypatch):
+    """`python -m world.build --out w`: results are stored relative to the world, not to the working folder
+    (failed before: a relative result was stored as `w/model` and read back as `w/w/model`)."""
+    calls: list[str] = []
+    monkeypatch.chdir(tmp_path)
+    out = Path("w")
+    assert _tiny_chain(out, calls) == str(out / "model") and calls == ["data", "model"]
+    calls.clear()
+    again = _tiny_chain(out, calls)
+    assert calls == [] and Path(again).resolve() == (tmp_path / "w" / "model").resolve()
+
+
 def test_a_symlinked_step_folder_is_unlinked_not_emptied(tmp_path):
     """A step that must rerun never deletes through a link: the link goes, its target survives."""
     from world.build import run_step

@@ -92,8 +92,8 @@ def _mark(folder: Path, settings: dict, produced: dict) -> None:
 
 def _relative(result: Any, out: Path) -> Any:
     """A step's result as stored in its marker: a path under `out` relative to it (the world can move)."""
-    if isinstance(result, (str, Path)) and Path(result).is_absolute():
-        rel = os.path.relpath(result, out)
+    if isinstance(result, (str, Path)):  # a relative path is relative to the working folder, like a relative `out`
+        rel = os.path.relpath(os.path.abspath(result), os.path.abspath(out))
         if not rel.startswith(".."):
             return rel
     return result

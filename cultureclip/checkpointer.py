@@ -30,6 +30,7 @@ import torch
 
 from .checkpoint import CheckpointError, file_records, load_state, save_model, save_state, verify_files
 from .fileio import atomic_write_text, make_readable, remove_path, replace_dir
+from .lora import has_lora, merge_lora
 from .steps import fingerprint, read_marker, write_marker
 
 logger = logging.getLogger("cultureclip.train")  # one logger for the trainer's messages
@@ -295,7 +296,6 @@ class Checkpointer:
     def export(self, backbone: Any, progress: Progress, name: str) -> Path:
         """The trained model in the backbone's own format at ``out_dir/model`` (LoRA merged), with the
         run's name, config, data fingerprint and last val metrics. Main process only."""
-        from .lora import has_lora, merge_lora
 
         final = copy.deepcopy(backbone).cpu()
         if has_lora(final):

@@ -30,6 +30,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+from cultureclip.backbone import write_clip_tokenizer_files
+
 OPEN_CLIP_SIZES: dict[str, dict[str, Any]] = {
     "tiny": {
         "embed_dim": 32,
@@ -186,7 +188,6 @@ def save_hf_clip(folder: str | Path, size: str = "tiny", seed: int = 0, image_si
     centre-crop to the image size). `with_tokenizer` / `with_processor=False` leave those files out."""
     from transformers import CLIPImageProcessor
 
-    from cultureclip.backbone import write_clip_tokenizer_files
 
     folder = Path(folder)
     model = build_hf_clip(size, seed, image_size, text_config, vision_config)

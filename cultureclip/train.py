@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import dataclasses
 import hashlib
+import io
 import json
 import logging
 import math
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,10 +29,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import find_preset, load_config, to_dict, validate_config
-from .data import CulTwinBatch
-from .loss import LossInputs
+from .backbone import BackboneError, create_backbone
+from .checkpoint import CheckpointError
+from .checkpointer import Checkpointer, shown, truncate_jsonl
+from .config import ConfigError, find_preset, load_config, to_dict, validate_config
+from .data import (
+    CulTwinBatch,
+    CulTwinDataset,
+    ManifestError,
+    TwinBatchSampler,
+    collate,
+    concept_prompts,
+    mix_replay,
+    read_manifest,
+    twin_pairs,
+)
+from .fileio import atomic_write_text
+from .image import to_rgb
+from .inference import Embedder
+from .lora import apply_lora, lock_tower
+from .loss import LossInputs, create_loss
 from .steps import fingerprint
+from .twins import TwinIndex, concept_scores, twin_scores
 
 if TYPE_CHECKING:
     from .checkpointer import Checkpointer, Progress
@@ -160,10 +179,6 @@ class TrainError(ValueError):
 def user_errors() -> tuple[type[BaseException], ...]:
     """The error types that mean "fix your config, data, paths or settings" (one line, exit 2 from the
     CLI); anything else is a bug in our code and keeps its traceback."""
-    from .backbone import BackboneError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data import ManifestError
 
     return (ConfigError, TrainError, ManifestError, CheckpointError, BackboneError, NonFiniteLossError)
 
@@ -201,10 +216,6 @@ def twin_accuracy(backbone, manifest, batch_size: int = 64) -> dict[str, float]:
     uses too) and N-way concept accuracy over the split's concepts."""
     from PIL import Image
 
-    from .data import concept_prompts, twin_pairs
-    from .image import to_rgb
-    from .inference import Embedder
-    from .twins import TwinIndex, concept_scores, twin_scores
 
     df = manifest.frame
     emb = Embedder(backbone, batch_size=batch_size)
@@ -263,7 +274,6 @@ class TrainRun:
 
 def create_train_loss(cfg: TrainConfig) -> nn.Module:
     """The configured loss (``cfg.loss``); a bad weight is a TrainError naming the setting."""
-    from .loss import create_loss
 
     try:
         gather = cfg.loss.negatives == "global"
@@ -309,8 +319,6 @@ def setup(cfg: TrainConfig) -> TrainRun:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from .checkpointer import Checkpointer, shown
-    from .fileio import atomic_write_text
 
     # ---- config, loss, accelerator, seed, output folder ----------------------------------------
     cfg = validate_config(cfg)  # a config built in code gets the checks a loaded one had
@@ -357,8 +365,6 @@ def setup(cfg: TrainConfig) -> TrainRun:
 def _build_model(cfg: TrainConfig, needs: frozenset[str], device: torch.device) -> tuple[Any, nn.Module | None, list]:
     """(backbone with LoRA / tower locking applied, frozen copy of the base if the loss uses ``base``,
     trainable parameters)."""
-    from .backbone import create_backbone
-    from .lora import apply_lora, lock_tower
 
     backbone = create_backbone(cfg.model.spec, device="cpu")
     backbone.info["base_spec"] = cfg.model.spec
@@ -392,13 +398,11 @@ class _Data:
 def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) -> _Data:
     """Manifest (+ replay rows), val split, dataset (twin images only if the loss uses them), this
     process's twin-aware batch sampler, and the run's length in optimizer steps."""
-    from .data import CulTwinDataset, TwinBatchSampler, read_manifest
 
     manifest = read_manifest(cfg.data.dataset, check_images=cfg.data.check_images, skip_bad_images=cfg.data.skip_bad_images)
     own = train_m = manifest.split(cfg.data.train_split)
     mix = None
     if cfg.data.replay_dataset:
-        from .data import mix_replay
 
         replay = read_manifest(cfg.data.replay_dataset, check_images=cfg.data.check_images,
                                skip_bad_images=cfg.data.skip_bad_images).split(cfg.data.replay_split)
@@ -420,7 +424,6 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
 
 def _dataset_and_sampler(cfg: TrainConfig, train_m, backbone, needs: frozenset[str], accelerator) -> tuple[Any, Any]:
     """The train rows' dataset (twin images only if the loss uses them) and this process's sampler."""
-    from .data import CulTwinDataset, TwinBatchSampler
 
     transform = backbone.preprocess_train if cfg.data.augment else backbone.preprocess_eval
     dataset = CulTwinDataset(train_m, transform, seed=cfg.seed, skip_bad_images=cfg.data.skip_bad_images,
@@ -435,7 +438,6 @@ def _dataset_and_sampler(cfg: TrainConfig, train_m, backbone, needs: frozenset[s
 
 def _redraw_replay(run: "TrainRun", epoch: int) -> None:
     """data.replay_resample: this epoch's replay rows (seeded by the epoch; epoch 0 = the run's first draw)."""
-    from .data import mix_replay
 
     own, replay, needs = run.mix
     mixed = mix_replay(own, replay, run.cfg.data.replay_ratio, seed=run.cfg.seed, epoch=epoch)
@@ -549,7 +551,6 @@ def _epoch_batches(run: TrainRun, progress: Progress) -> tuple[list[list[int]], 
 
 
 def _epoch_loader(run: TrainRun, epoch: int, batches: list[list[int]]) -> torch.utils.data.DataLoader:
-    from .data import collate
 
     return torch.utils.data.DataLoader(run.dataset, batch_sampler=batches, collate_fn=collate,
                                        num_workers=run.cfg.data.num_workers,
@@ -613,7 +614,6 @@ def _validate(run: TrainRun, progress: Progress) -> None:
 
 def finish(run: TrainRun, progress: Progress, history: list[dict]) -> dict[str, Any]:
     """Export (main process), log.csv over every step of the run (across resumes), the summary."""
-    from .checkpointer import truncate_jsonl
 
     cfg, accelerator = run.cfg, run.accelerator
     accelerator.wait_for_everyone()
@@ -631,9 +631,7 @@ def finish(run: TrainRun, progress: Progress, history: list[dict]) -> dict[str, 
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    import io
 
-    from .fileio import atomic_write_text
 
     keys = sorted({k for r in rows for k in r})
     buf = io.StringIO()

@@ -10,6 +10,8 @@ import logging
 
 import pandas as pd
 
+from eval_suite.geo import iso3_codes
+
 logger = logging.getLogger(__name__)
 
 
@@ -47,7 +49,6 @@ def concept_frame(atlas: pd.DataFrame, metric: str = "prompt_cos") -> pd.DataFra
 
 def culture_frame(atlas: pd.DataFrame, metric: str = "prompt_cos") -> pd.DataFrame:
     """Mean value per country (ISO alpha-3; a community counts for each country it lives in)."""
-    from eval_suite.geo import iso3_codes
 
     per = concept_frame(atlas, metric)
     per["iso3"] = per["culture"].map(iso3_codes)

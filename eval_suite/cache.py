@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from cultureclip.fileio import atomic_path
+from cultureclip.image import POLICY_VERSION
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,7 +32,6 @@ def preprocess_signature(backbone: Any) -> str:
     Memory addresses in the repr (``<function to_rgb at 0x7f...>``) are dropped: they differ between
     processes, and the key must not (ranks of one run exchange features through it; later runs reuse it).
     """
-    from cultureclip.image import POLICY_VERSION
 
     text = (f"{getattr(backbone, 'image_size', '')}|{_ADDRESS.sub('', repr(backbone.preprocess_eval))}"
             f"|rgb{POLICY_VERSION}")  # the image policy's pixels change with its version
@@ -74,7 +76,6 @@ class EmbeddingCache:
         import torch
         from safetensors.torch import save_file
 
-        from cultureclip.fileio import atomic_path
 
         p = self.path(key, part)
         with atomic_path(p) as tmp:

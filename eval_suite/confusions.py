@@ -22,12 +22,19 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from cultureclip.backbone import BackboneError, create_backbone, default_device
+from cultureclip.fileio import atomic_write_text
+from cultureclip.inference import Embedder
+from eval_suite import figures
 from eval_suite.atlas_frames import atlas_labels, col, concept_frame, culture_frame, delta_col  # noqa: F401 - re-exported
+from eval_suite.results import model_tag
+from synth.catalog import CatalogError, load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +57,6 @@ class AtlasConcept(Protocol):
 
 def concepts_from_catalog(catalog: Any) -> dict[str, AtlasConcept]:
     """Atlas concepts from a `synth.catalog.Catalog` (the prompt is the catalog's concept prompt)."""
-    from types import SimpleNamespace
 
     return {c.id: SimpleNamespace(id=c.id, name=c.name, prompt=catalog.concept_prompt(c.id), culture=c.culture,
                                   culture_name=c.culture_name, region=c.region, category=c.category)
@@ -159,8 +165,6 @@ def display_table(atlas: pd.DataFrame, top: int | None = None, digits: int = 3) 
 def write_atlas(atlas: pd.DataFrame, out_dir: str | Path, title: str = "Cultural confusion atlas",
                 metric: str = "prompt_cos", top: int = 50) -> list[Path]:
     """`confusion_atlas.csv` (every pair) and a self-contained `confusion_atlas.html` (table + figures)."""
-    from cultureclip.fileio import atomic_write_text
-    from eval_suite import figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,10 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if len(args.models) > 2:
         ap.error("give one or two models (base first, then the tuned one)")
-    from cultureclip.backbone import BackboneError, create_backbone, default_device
-    from cultureclip.inference import Embedder
-    from eval_suite.results import model_tag
-    from synth.catalog import CatalogError, load_catalog
 
     try:
         catalog = load_catalog(args.catalog) if args.catalog else load_catalog()

@@ -7,6 +7,7 @@ in the frame and shown as percent (``scale``).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cultureclip.fileio import atomic_path
 from eval_suite import tables as T
+from eval_suite.atlas_frames import atlas_labels, col, concept_frame, culture_frame, delta_col
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -245,7 +248,6 @@ def _switchable(fig: go.Figure, names: Sequence[str]) -> go.Figure:
 
 def _atlas_series(atlas: pd.DataFrame, metric: str) -> list[tuple[str, str, bool]]:
     """(column, button name, is_delta) for each model's metric, plus the difference with two models."""
-    from eval_suite.atlas_frames import atlas_labels, col, delta_col
 
     labels = atlas_labels(atlas)
     out = [(col(metric, lab), lab, False) for lab in labels]
@@ -259,7 +261,6 @@ def atlas_heatmap(atlas: pd.DataFrame, metric: str = "prompt_cos", rows: str = "
     """Region x category heatmap of the confusion atlas (``eval_suite.confusions``): the mean of
     `metric` over the twin-pair sides of each cell; buttons switch between models and their difference.
     ``label``: the metric's name in titles (default: its column name)."""
-    from eval_suite.atlas_frames import concept_frame
 
     go = _go()
     label = label or metric
@@ -290,7 +291,6 @@ def atlas_map(atlas: pd.DataFrame, metric: str = "prompt_cos", label: str | None
     """World map (plotly choropleth, ISO alpha-3) of the mean `metric` of each country's twin pairs;
     buttons switch between models and their difference. The browser fetches the country outlines from
     plotly's CDN: where it cannot, use :func:`atlas_countries`."""
-    from eval_suite.atlas_frames import culture_frame
 
     go = _go()
     label = label or metric
@@ -319,7 +319,6 @@ def atlas_countries(atlas: pd.DataFrame, metric: str = "prompt_cos", label: str 
     """The countries whose twin pairs are most confusable, ranked (the map's numbers without a map, so it
     needs no outlines from a CDN): one row per country, a dot per model joined by a line, the first model's
     most confusable first; the `top` first of them."""
-    from eval_suite.atlas_frames import atlas_labels, col, culture_frame
 
     go = _go()
     label = label or metric
@@ -362,7 +361,6 @@ def write_figure(fig: go.Figure, path: str | os.PathLike[str], include_plotlyjs:
     Raises :class:`FigureExportError` with the fix if static export is impossible here; nothing is
     left half-written (temp file + rename).
     """
-    from cultureclip.fileio import atomic_path
 
     p = Path(path)
     suffix = p.suffix.lower()
@@ -423,7 +421,6 @@ def write_figures(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m eval_suite.figures results/ --out figures/ [--base A --tuned B] [--formats html png]``."""
-    import argparse
 
     ap = argparse.ArgumentParser(prog="python -m eval_suite.figures", description="plot a results folder")
     ap.add_argument("results", help="folder of <benchmark>__<model>.json results")

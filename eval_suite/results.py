@@ -54,17 +54,17 @@ import json
 import logging
 import math
 import os
+import platform
 import re
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from cultureclip.fileio import atomic_write_text
-from cultureclip.steps import fingerprint
-
 import numpy as np
 
+from cultureclip.fileio import atomic_write_text
+from cultureclip.steps import fingerprint
 from eval_suite import metrics as M
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,6 @@ def hash_config(config: Mapping[str, Any] | None) -> str:
 
 def collect_versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
     """Installed versions of the packages that can change numbers (read from metadata, no imports)."""
-    import platform
 
     out = {"python": platform.python_version()}
     for name in packages:

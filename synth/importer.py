@@ -26,6 +26,7 @@ bytes.
 from __future__ import annotations
 
 import argparse
+import csv
 import fnmatch
 import hashlib
 import io
@@ -35,10 +36,24 @@ import os
 import re
 import sys
 from collections import Counter
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
+
+from cultureclip.data import MANIFEST_COLUMNS, ManifestError, read_manifest, twin_pairs
+from cultureclip.fileio import atomic_path
+
+from .engine import (
+    atomic_copy,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    content_id,
+    remove_stale_temps,
+)
+from .stages.concepts import slugify as _slug
+from .stages.export import assign_splits
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +148,6 @@ def _jsonl_rows(path: Path) -> Iterator[dict]:
 
 
 def _csv_rows(path: Path) -> Iterator[dict]:
-    import csv
     with open(path, encoding="utf-8-sig", newline="") as f:
         yield from csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
 
@@ -365,7 +379,6 @@ def _twin_values(v: Any) -> list[str]:
 
 
 def slugify(text: str) -> str:
-    from .stages.concepts import slugify as _slug
     return _slug(text)
 
 
@@ -418,7 +431,6 @@ class ImageStore:
         """-> (relative path in <out>, sha256). Same source file: hashed once."""
         from PIL import Image
 
-        from .engine import atomic_copy, atomic_write_bytes
         path, data, shown = self.locate(value, root)
         key = str(path) if path is not None else None
         if key is not None and (key, concept_id) in self._by_src:
@@ -567,8 +579,6 @@ def _record(row: dict, side: dict[str, str], src: Source, root: Path, opts: Impo
 
 def finish(raw: list[dict], opts: ImportOptions, rep: ImportReport) -> list[dict]:
     """Concept attributes made consistent, twins resolved to concept ids (symmetric), splits, ids -> rows."""
-    from .engine import content_id
-    from .stages.export import assign_splits
 
     raw = sorted(raw, key=lambda r: (r["concept_id"], r["sha256"], r["caption"]))
     attrs: dict[str, dict] = {}
@@ -627,11 +637,8 @@ def write_dataset(rows: list[dict], opts: ImportOptions, rep: ImportReport, sett
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cultureclip.data import MANIFEST_COLUMNS, read_manifest
 
-    from cultureclip.fileio import atomic_path
 
-    from .engine import atomic_write_bytes, atomic_write_json, atomic_write_text
 
     cols = list(MANIFEST_COLUMNS)
     schema = pa.schema([(c, pa.list_(pa.string()) if c == "twin_concept_ids" else pa.string()) for c in cols])
@@ -649,7 +656,6 @@ def write_dataset(rows: list[dict], opts: ImportOptions, rep: ImportReport, sett
 
 
 def card(rows: list[dict], rep: ImportReport, settings: dict) -> str:
-    from cultureclip.data import twin_pairs
 
     def table(counts: Counter, head: str) -> str:
         return "\n".join([f"| {head} | images |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in sorted(counts.items())])
@@ -669,7 +675,6 @@ def card(rows: list[dict], rep: ImportReport, settings: dict) -> str:
 
 def import_table(sources: list[Source], opts: ImportOptions) -> ImportReport:
     """Import `sources` into opts.out (see the module docstring). Returns the report."""
-    from .engine import remove_stale_temps
     out = opts.out
     if out.exists() and any(out.iterdir()) and not (out / "import.json").is_file() and not opts.overwrite:
         raise ImporterError(f"{out} is not empty and holds no earlier import (import.json); choose a new --out "
@@ -799,7 +804,6 @@ def options_from_args(a: argparse.Namespace) -> tuple[ImportOptions, list[str] |
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from cultureclip.data import ManifestError
     try:
         opts, files = options_from_args(a)
         sources = open_sources(a.sources, files, a.hf_cache)

@@ -16,9 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cultureclip.config import ConfigError, find_preset, load_config, validate_config
 from cultureclip.steps import fingerprint
 
+from .catalog import Catalog, load_catalog
+from .catalog.schema import Twin, parse_concept
 from .engine import ProcessInfo, atomic_write_text, iter_records, process_info, run_stage, wait_for_done
+from .generators import create_generator
+from .llm import create_backend
+from .stages.captions import CaptionStage
+from .stages.concepts import ConceptStage
+from .stages.export import ExportStage
+from .stages.filter import FilterConfig, FilterStage, TransformersVLMJudge
+from .stages.images import ImageStage
+from .stages.twins import TwinStage
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +169,6 @@ class SynthConfig:
 # ----------------------------------------------------------------------------- concepts
 def _concept_dicts(concepts: dict) -> list[dict]:
     """Catalog Concept objects -> dicts carrying the prompts the later stages need."""
-    from .catalog import Catalog
     cat = Catalog(dict(concepts))
     out = []
     for c in concepts.values():
@@ -173,13 +183,11 @@ def _concept_dicts(concepts: dict) -> list[dict]:
 @functools.lru_cache(maxsize=4)
 def _curated(paths: tuple[str, ...]):
     """The curated catalog, loaded and validated once per process."""
-    from .catalog import load_catalog
     return load_catalog(list(paths)) if paths else load_catalog()
 
 
 def select_concepts(cfg: SynthConfig, generated: list[dict] | None = None) -> list[dict]:
     """The concepts to caption: the curated catalog filtered by cfg.catalog (+ generated ones when asked)."""
-    from .catalog.schema import Twin, parse_concept
     c = cfg.catalog
     concepts = dict(_curated(tuple(c.paths or ())).concepts)
     keep = sorted(concepts)
@@ -287,7 +295,6 @@ def _below(up: PlannedStage, name: str, stage: Any) -> PlannedStage:
 
 
 def plan_concepts(cfg: SynthConfig, backend, curated_ids: set[str]) -> PlannedStage:
-    from .stages.concepts import ConceptStage
     c = cfg.concepts
     st = ConceptStage(backend, c.cultures, c.categories, c.titles, curated_ids, c.max_attempts, c.items_per_shard)
     return PlannedStage("concepts", st, fingerprint({"concepts": st.settings()}))
@@ -297,7 +304,6 @@ def plan_twins(cfg: SynthConfig, backend, curated_ids: set[str], selection: list
                concepts: PlannedStage | None) -> PlannedStage:
     """The twins stage. selection: the catalog concepts (twins.source catalog/all); generated: the concepts
     stage's records (twins.source generated/all)."""
-    from .stages.twins import TwinStage
     sources: list[dict] = []
     if cfg.twins.source in ("generated", "all"):
         if concepts is None:
@@ -327,12 +333,6 @@ def plan_caption_chain(cfg: SynthConfig, concepts: list[dict], *, generated_fp: 
     backend/generator/embedder/vlm: objects to use instead of building them from cfg (tests, notebooks).
     The caption stage is planned with cfg.llm whether or not it runs, so a later job that runs only the
     image stages expects exactly the fingerprint the captions job wrote."""
-    from .generators import create_generator
-    from .llm import create_backend
-    from .stages.captions import CaptionStage
-    from .stages.export import ExportStage
-    from .stages.filter import FilterConfig, FilterStage, TransformersVLMJudge
-    from .stages.images import ImageStage
 
     order = ("captions", "images", "filter", "export")
     if last not in order:
@@ -371,9 +371,7 @@ def run(cfg: SynthConfig, stages: list[str], overwrite: bool = False, proc: Proc
     """Run the requested stages in pipeline order; returns {stage: StageSummary}.
 
     objects: backend, generator, embedder, vlm to use instead of building them from cfg."""
-    from cultureclip.config import validate_config
 
-    from .llm import create_backend
 
     bad = [s for s in stages if s not in STAGES]
     if bad:
@@ -444,7 +442,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cultureclip.config import ConfigError, find_preset, load_config
     args, _ = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,6 +11,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from cultureclip.backbone import write_clip_tokenizer_files
+from cultureclip.config import find_preset, load_config
+
+from .run import SynthConfig
+
 
 def build_tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
     """Save a ~3M-parameter random Stable Diffusion pipeline (64x64 px, 32-dim text encoder) to ``folder``."""
@@ -18,7 +23,6 @@ def build_tiny_sd_pipeline(folder: str | Path, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from cultureclip.backbone import write_clip_tokenizer_files
 
     folder = Path(folder)
     with tempfile.TemporaryDirectory() as tok_dir:
@@ -79,7 +83,5 @@ def build_tiny_causal_lm(folder: str | Path, seed: int = 0, with_chat_template: 
 
 def smoke_config(out: str | Path, *overrides: str):
     """The ``configs/synth/smoke.yaml`` preset with ``out`` and overrides applied (progress bars off)."""
-    from cultureclip.config import find_preset, load_config
 
-    from .run import SynthConfig
     return load_config(SynthConfig, find_preset("synth", "smoke"), [f"out={out}", "run.progress=false", *overrides])

@@ -27,15 +27,29 @@ import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cultureclip.fileio import atomic_write_text
+from cultureclip.config import load_config, validate_config
+from cultureclip.fileio import atomic_write_bytes, atomic_write_text, move_path, remove_path
 from cultureclip.steps import Marker, content_fingerprint, done, fingerprint, write_marker
+from cultureclip.train import TrainConfig, train
+from eval_suite.run import EvalConfig, run_sweep
+from eval_suite.tables import load_frame, summary_table, to_markdown, write_table
+from synth.run import SynthConfig
+from synth.run import run as synth_run
+from synth.world import CATALOG_PATH, SYNTH_PRESET
+from synth.world import specs as S
+from synth.world.render import WorldRenderer, generic_sample
+from synth.world.shift import SHIFT_VERSION
+from world.domain import build_domain
+from world.rows import manifest_row, world_concepts, write_manifest
 
 logger = logging.getLogger("world.build")
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,8 +123,6 @@ def run_step(name: str, folder: Path, fn, settings: dict, out: Path, force: bool
     (preset fields and the *content* fingerprints of its inputs: no absolute path), else `folder` is
     cleared (`clear`; a symlinked folder is unlinked, its target untouched) and `fn()` runs. Paths in
     the stored result are relative to `out`, so a moved or copied world reuses every step."""
-    from cultureclip.fileio import remove_path
-
     marker = _cached(folder, settings, force)
     if marker is not None:
         logger.info("%s: cached (%s)", name, folder.name)
@@ -147,46 +159,14 @@ def step_settings(step: str, preset: "Preset", seed: int, deps: dict | None = No
             "deps": deps or {}}
 
 
-def world_concepts(preset: Preset) -> dict:
-    """The world's catalog concepts (optionally restricted to preset.flags + their twins)."""
-    from synth.catalog import load_catalog
-    from synth.world import CATALOG_PATH
-
-    cat = load_catalog([str(CATALOG_PATH)])
-    keep = set(cat.concepts)
-    if preset.flags:
-        keep = set(preset.flags) | {t for f in preset.flags for t in cat.concepts[f].twin_ids}
-    return {k: v for k, v in cat.concepts.items() if k in keep}
-
-
 # --------------------------------------------------------------------------------------------------
 # Step 1: pretraining data (and the held-out generic attribute test)
 # --------------------------------------------------------------------------------------------------
 
 
-def _write_manifest(rows: list[dict], folder: Path) -> None:
-    import pandas as pd
-
-    from cultureclip.fileio import atomic_path
-
-    with atomic_path(folder / "manifest.parquet") as tmp:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-
-
-def _row(image_id, rel, concept, caption, prompt, split, folder: Path, generator: dict, **extra) -> dict:
-    return {"image_id": image_id, "image_path": rel, "concept_id": concept, "concept_name": extra.get("name", concept),
-            "culture": extra.get("culture", ""), "region": extra.get("region", ""), "category": extra.get("category", "generic"),
-            "caption": caption, "concept_prompt": prompt, "twin_concept_ids": [], "split": split,
-            "generator": json.dumps(generator), "scores": "{}",
-            "sha256": hashlib.sha256((folder / rel).read_bytes()).hexdigest()}
-
-
 def build_pretrain_data(out: Path, preset: Preset, seed: int, progress: bool = True) -> Path:
     import numpy as np
     from tqdm.auto import tqdm
-
-    from synth.world import specs as S
-    from synth.world.render import WorldRenderer, generic_sample
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     concepts = world_concepts(preset)
@@ -200,7 +180,7 @@ def build_pretrain_data(out: Path, preset: Preset, seed: int, progress: bool = T
         rel = f"images/generic_{i:06d}.png"
         img.save(out / rel)
         cid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]  # same caption = same positive
-        rows.append(_row(f"g{i}", rel, cid, cap, cap, "train", out, {"model": "generic_sample", "seed": i}))
+        rows.append(manifest_row(f"g{i}", rel, cid, cap, cap, "train", out, {"model": "generic_sample", "seed": i}))
         bar.update(1)
     for cid in sorted(concepts):
         c = concepts[cid]
@@ -220,10 +200,10 @@ def build_pretrain_data(out: Path, preset: Preset, seed: int, progress: bool = T
             else:
                 cap = f"{appearance}, the flag of {said}"
             pid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]
-            rows.append(_row(f"{cid}-{k}", rel, pid, cap, cap, "train", out, {"model": "WorldRenderer", "seed": s}))
+            rows.append(manifest_row(f"{cid}-{k}", rel, pid, cap, cap, "train", out, {"model": "WorldRenderer", "seed": s}))
             bar.update(1)
     bar.close()
-    _write_manifest(rows, out)
+    write_manifest(rows, out)
     return out
 
 
@@ -231,8 +211,6 @@ def build_attribute_test(out: Path, preset: Preset, seed: int, n: int | None = N
     """Held-out generic designs (new seeds) as a CulTwin-format set: concept = appearance caption.
     n/offset: another set of the same kind (the study's probe: preset.probe_images from seed offset 2e9,
     disjoint from the pretraining data and the attribute test)."""
-    from synth.world.render import generic_sample
-
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(preset.attribute_test if n is None else n):
@@ -240,8 +218,8 @@ def build_attribute_test(out: Path, preset: Preset, seed: int, n: int | None = N
         rel = f"images/attr_{i:05d}.png"
         img.save(out / rel)
         cid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]
-        rows.append(_row(f"a{i}", rel, cid, cap, cap, "test", out, {"model": "generic_sample", "seed": i}, name=cap))
-    _write_manifest(rows, out)
+        rows.append(manifest_row(f"a{i}", rel, cid, cap, cap, "test", out, {"model": "generic_sample", "seed": i}, name=cap))
+    write_manifest(rows, out)
     return out
 
 
@@ -253,9 +231,6 @@ def build_attribute_test(out: Path, preset: Preset, seed: int, n: int | None = N
 def train_config(settings: dict[str, Any], progress: bool):
     """A typed `TrainConfig` from section -> {field: value} (e.g. {"optim": {"lr": 1e-3}, "seed": 0});
     choices are checked as when a YAML loads."""
-    from cultureclip.config import validate_config
-    from cultureclip.train import TrainConfig
-
     cfg = TrainConfig(progress=progress)
     for key, value in settings.items():
         if isinstance(value, dict):
@@ -276,8 +251,6 @@ def merge_settings(*parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(settings: dict[str, Any], progress: bool) -> dict:
-    from cultureclip.train import train
-
     return train(train_config(settings, progress))
 
 
@@ -336,17 +309,11 @@ def finetune(name: str, base: Path, dataset: Path, run_dir: Path, preset: Preset
 
 def _copy_catalog(dataset: Path) -> None:
     """Ship the world's catalog inside the dataset (dataset/catalog/), where the demo looks for concept facts."""
-    from synth.world import CATALOG_PATH
-
-    from cultureclip.fileio import atomic_write_bytes
-
     atomic_write_bytes(dataset / "catalog" / "world.yaml", CATALOG_PATH.read_bytes())
 
 
 def _publish(exported: Path, dest: Path) -> str:
     """Move a run's exported model folder to models/<name> (its folder name becomes the results tag)."""
-    from cultureclip.fileio import move_path
-
     return str(move_path(exported, dest))
 
 
@@ -354,10 +321,6 @@ def synth_config(out: Path, preset: Preset, reference: Path | None):
     """The world's typed `SynthConfig`: the `configs/synth/world.yaml` preset with this build's fields set
     (output folders, caption and image counts, image size, renderer difficulty, concepts, reference CLIP);
     choices are checked as when a YAML loads."""
-    from cultureclip.config import load_config, validate_config
-    from synth.run import SynthConfig
-    from synth.world import SYNTH_PRESET
-
     cfg = load_config(SynthConfig, SYNTH_PRESET)
     cfg = dataclasses.replace(
         cfg,
@@ -376,8 +339,6 @@ def synth_config(out: Path, preset: Preset, reference: Path | None):
 def _finetune_job(job: tuple) -> tuple[str, float]:
     """One fine-tune in its own process (spawned): 1 torch thread, no progress bar."""
     import torch
-
-    from cultureclip.fileio import remove_path
 
     name, base, dataset, run_dir, preset, seed, replay, dest = job
     torch.set_num_threads(1)
@@ -416,8 +377,6 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     models = {"base": base}
 
     def make_dataset():
-        from synth.run import run as synth_run
-
         cfg = synth_config(out, preset, base)
         synth_run(cfg, ["captions", "images", "filter", "export"], overwrite=True)
         _copy_catalog(out / "dataset")
@@ -427,13 +386,9 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     if inputs_only:
         probe = out / "probe"
         step("probe", probe, lambda: str(build_attribute_test(probe, preset, seed, preset.probe_images, 2 * 10**9)))
-        from synth.world import CATALOG_PATH
-        from synth.world.shift import SHIFT_VERSION
-        from world.domain import build_domain
-
         domain = out / "domain"  # its twin links come from the catalog: keyed on its content too
         step("domain", domain, lambda: str(build_domain(domain, preset, seed)),
-             {"shift_version": SHIFT_VERSION, "catalog": content_fp(CATALOG_PATH)})
+             {"shift_version": SHIFT_VERSION, "catalog": content_fingerprint(CATALOG_PATH)})
         return {"pretrain": str(pre), "attributes": str(attr), "probe": str(probe), "base": str(base),
                 "dataset": str(dataset), "domain": str(domain), "timings_s": timings}
     # fine-tunes: independent runs, 1 torch thread each (deterministic whatever the core count), run
@@ -451,9 +406,6 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
         else:
             todo.append((name, st, run_dir))
     if todo:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
         t0 = time.time()
         jobs = [(n, str(base), str(dataset), str(r), preset, seed, str(pre), str(out / "models" / n)) for n, _, r in todo]
         workers = max(1, min(workers, len(jobs)))
@@ -471,8 +423,6 @@ def build(out: Path, preset_name: str = "full", seed: int = 0, force: bool = Fal
     results = out / "results"
 
     def evaluate():
-        from eval_suite.run import EvalConfig, run_sweep
-
         specs = {str(p): n for n, p in models.items()}
         run_sweep(EvalConfig(
             models=list(specs), benchmarks=["cultwin", "world_attributes"],
@@ -517,8 +467,6 @@ def headline_table(results: Path):
 
 def write_report(out: Path, results: Path) -> Path:
     """Tables (Markdown/CSV) and figures for the README from the results folder."""
-    from eval_suite.tables import load_frame, summary_table, to_markdown, write_table
-
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
     frame = load_frame(results)

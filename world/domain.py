@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from synth.world import shift
+from world.rows import manifest_row, world_concepts, write_manifest
+
 SEED_OFFSET = 3 * 10**9  # the probe's seeds: disjoint from the pretraining data, attribute test and probe
 
 
 def build_domain(out: Path, preset, seed: int) -> Path:
-    from synth.world import shift
-    from world.build import _row, _write_manifest, world_concepts
-
     concepts = world_concepts(preset)
     twins, probe = Path(out) / "twins", Path(out) / "probe"
     (twins / "images").mkdir(parents=True, exist_ok=True)
@@ -36,13 +36,13 @@ def build_domain(out: Path, preset, seed: int) -> Path:
             s = int(rng.integers(2**31))
             rel = f"images/{cid}_{k:03d}.png"
             shift.draw_concept(cid, s, preset.size, preset.size, style).save(twins / rel)
-            row = _row(f"{cid}-shift-{k}", rel, cid, c.name, c.name, "test", twins,  # scored with the study's phrasings
+            row = manifest_row(f"{cid}-shift-{k}", rel, cid, c.name, c.name, "test", twins,  # scored with the study's phrasings
                        {"model": "shift", "style": style, "seed": s, "version": shift.SHIFT_VERSION},
                        name=c.name, culture=c.culture, region=c.region, category=c.category)
             row["twin_concept_ids"] = sorted(t for t in c.twin_ids if t in concepts)
             rows.append(row)
             i += 1
-    _write_manifest(rows, twins)
+    write_manifest(rows, twins)
     rows = []
     for j in range(preset.domain_probe):
         style = shift.STYLES[j % len(shift.STYLES)]
@@ -50,8 +50,8 @@ def build_domain(out: Path, preset, seed: int) -> Path:
         rel = f"images/probe_{j:05d}.png"
         img.save(probe / rel)
         cid = "cap_" + hashlib.sha1(cap.encode()).hexdigest()[:12]
-        rows.append(_row(f"p{j}", rel, cid, cap, cap, "test", probe,
+        rows.append(manifest_row(f"p{j}", rel, cid, cap, cap, "test", probe,
                          {"model": "shift", "style": style, "seed": j, "version": shift.SHIFT_VERSION}, name=cap))
-    _write_manifest(rows, probe)
+    write_manifest(rows, probe)
     (Path(out) / "domain.json").write_text(json.dumps({"styles": list(shift.STYLES), "version": shift.SHIFT_VERSION}))
     return Path(out)

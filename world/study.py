@@ -30,21 +30,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import itertools
 import json
 import logging
 import math
+import multiprocessing as mp
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cultureclip.backbone import create_backbone
 from cultureclip.config import config_dir
+from cultureclip.data import CulTwinDataset, read_manifest, twin_pairs
+from cultureclip.fileio import atomic_copy, atomic_path, atomic_write_text, remove_path
+from cultureclip.inference import Embedder
+from cultureclip.lora import wise_ft
+from cultureclip.train import train
 from cultureclip.twins import pair_matrices, twin_groups, twin_scores, twins_by_concept
+from eval_suite import metrics as M
+from eval_suite.benchmarks.base import ImageRef
+from eval_suite.benchmarks.embedding import RefDataset, embed_image_refs, image_size
+from eval_suite.figures import FigureExportError, write_figure
+from synth.catalog import load_catalog
+from synth.llm import STYLES
+from synth.world import CATALOG_PATH
+from world.build import build, merge_settings
+from world.build import train_config as typed
 
 logger = logging.getLogger("world.study")
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +166,6 @@ class WorldInputs:
 
 def world_inputs(world_dir: Path, preset: str, seed: int = 0, progress: bool = False) -> WorldInputs:
     """The world's inputs from `world.build` (cached steps are reused)."""
-    from world.build import build
 
     got = build(world_dir, preset, seed, progress=progress, inputs_only=True)
     return WorldInputs(got["pretrain"], got["probe"], got["base"], got["dataset"], got.get("domain", ""))
@@ -157,8 +175,6 @@ def train_config(cfg: StudyConfig, variant: dict[str, Any], choice: dict[str, An
                  run_dir: Path, steps_per_epoch: int, dataset: str | None = None):
     """The `TrainConfig` of one fine-tune: the recipe, the family's lr/epochs chosen on val (`choice`), the
     variant's overrides; step-matched runs get optim.max_steps = epochs x steps_per_epoch."""
-    from world.build import merge_settings
-    from world.build import train_config as typed
 
     overrides = {k: v for k, v in variant.items() if k not in STUDY_KEYS}
     settings = merge_settings(
@@ -178,7 +194,6 @@ def train_config(cfg: StudyConfig, variant: dict[str, Any], choice: dict[str, An
 
 def steps_per_epoch(inputs: WorldInputs, batch_size: int) -> int:
     """Optimizer steps in one epoch of the train split alone (no replay): the step-matching unit."""
-    from cultureclip.data import read_manifest
 
     n = len(read_manifest(inputs.dataset, check_images=False).split("train").frame)
     return max(1, math.ceil(n / batch_size))
@@ -188,7 +203,6 @@ def plain_caption(caption: str, name: str) -> str:
     """A world caption without its context: the photo style kept, the demonym, feature and scene dropped
     ("a close-up photo of Chadian flag of Chad, vertical tricolour ... in soft light" -> "a close-up photo
     of flag of Chad")."""
-    from synth.llm import STYLES
 
     style = next((s for s in sorted(STYLES, key=len, reverse=True) if caption.startswith(s + " ")), "a photo of")
     return f"{style} {name}"
@@ -203,7 +217,6 @@ def plain_caption_dataset(inputs: WorldInputs, out: Path) -> Path:
     its folder. Built once per study, before the runs that use it."""
     import pandas as pd
 
-    from cultureclip.fileio import atomic_copy, atomic_path
 
     folder = out / PLAIN_DATASET
     src = Path(inputs.dataset)
@@ -261,8 +274,6 @@ def phrase(template: str, facts: dict[str, str]) -> str:
 
 def concept_facts(dataset: Path, frame) -> dict[str, dict[str, str]]:
     """Concept -> {prompt, name, culture_name, kind} from the dataset's manifest and its catalog copy."""
-    from synth.catalog import load_catalog
-    from synth.world import CATALOG_PATH
 
     shipped = Path(dataset) / "catalog" / "world.yaml"
     cat = load_catalog([str(shipped if shipped.is_file() else CATALOG_PATH)])
@@ -277,8 +288,6 @@ def concept_facts(dataset: Path, frame) -> dict[str, dict[str, str]]:
 def load_eval_data(inputs: WorldInputs, cfg: StudyConfig) -> EvalData:
     import pandas as pd
 
-    from cultureclip.data import twin_pairs
-    from eval_suite.benchmarks.base import ImageRef
 
     root = Path(inputs.dataset)
     frame = pd.read_parquet(root / "manifest.parquet")
@@ -347,7 +356,6 @@ def score_twin(sims: np.ndarray, split: TwinSplit) -> dict[str, Any]:
     twin_acc, `cultureclip.twins.twin_scores`; pair_group (P,): Winoground group score of the pair's mean 2x2
     matrix (`cultureclip.twins.pair_matrices`); pair_correct/pair_n (P,): images of the pair whose own concept
     beats the pair's other one (the same rule with that one twin); concept_correct (N,): N-way."""
-    from eval_suite import metrics as M
 
     cidx = {c: i for i, c in enumerate(split.concepts)}
     labels = np.asarray(split.labels)
@@ -380,8 +388,6 @@ def evaluate_backbone(backbone, data: EvalData, splits: tuple[str, ...] = ("val"
     probe against its own candidate captions)."""
     import torch
 
-    from cultureclip.inference import Embedder
-    from eval_suite.benchmarks.embedding import embed_image_refs
 
     backbone.eval()
     emb = Embedder(backbone, batch_size=128)
@@ -439,7 +445,6 @@ class Job:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from cultureclip.fileio import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(obj))
@@ -454,8 +459,6 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
     import torch
 
     torch.set_num_threads(1)
-    from cultureclip.backbone import create_backbone
-    from cultureclip.fileio import remove_path
 
     out_p = Path(out)
     rec_path = record_path(out_p, job)
@@ -469,7 +472,6 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
     elif job.kind == "oracle":
         rec.update(train_oracle(inputs, data, job.seed, cfg))
     else:
-        from cultureclip.train import train
 
         variant = {k: json.loads(v) for k, v in job.variant}
         lr, epochs = job.choice
@@ -498,7 +500,6 @@ def wise_choice(tuned, base, data: EvalData, cfg: StudyConfig, base_val_probe: l
     """WiSE-FT alphas scored on val; the alpha chosen there (best val twin accuracy, headline phrasing,
     with no significant paired drop on the val probe: alpha 0, the base, always qualifies) is read once
     on test."""
-    from cultureclip.lora import wise_ft
 
     base_state = base.state_dict()
     tuned_state = {k: v.clone() for k, v in tuned.state_dict().items()}
@@ -528,14 +529,10 @@ def train_oracle(inputs: WorldInputs, data: EvalData, seed: int, cfg: StudyConfi
     split's concept labels (the fine-tunes' renders and augmentation), early-stopped on val twin
     accuracy (patience in epochs); scored with the head's logits in place of prompt similarities, under
     the phrasing key "head". A reference for what the tower can separate, not a bound."""
-    import copy
 
     import torch
     import torch.nn.functional as F
 
-    from cultureclip.backbone import create_backbone
-    from cultureclip.data import CulTwinDataset, read_manifest
-    from eval_suite.benchmarks.embedding import RefDataset, image_size
 
     torch.manual_seed(seed)
     bb = create_backbone(inputs.base)
@@ -815,7 +812,6 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
     choices = json.loads((out / "choices.json").read_text()) if (out / "choices.json").is_file() else {}
     points = pareto_points(recs, cfg)
     if points:
-        from eval_suite.figures import FigureExportError, write_figure
 
         fig = pareto_figure(points)
         write_figure(fig, out / "pareto_val.html")
@@ -1055,14 +1051,11 @@ def _pool(workers: int):
     every phase of a study, so the workers import torch and open_clip once."""
     if workers <= 1:
         return contextlib.nullcontext(None)
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
 
 
 def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, pool, t0: float) -> None:
-    from concurrent.futures import as_completed
 
     jobs = [j for j in jobs if not record_path(out, j).is_file()]
     logger.info("%d job(s) to run %s", len(jobs), "in the worker processes" if pool else "in this process")
@@ -1105,7 +1098,6 @@ def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, gr
 
 def _relative(path: str, out: Path) -> str:
     """A world input's path relative to the study folder (the pair can move together)."""
-    import os
 
     return os.path.relpath(Path(path).resolve(), Path(out).resolve())
 

@@ -16,11 +16,32 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from eval_suite.benchmarks.embedding import embed_image_refs
 from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
-from eval_suite.benchmarks.readers import (IMAGE_EXTS, WDS_IMAGE_EXTS, find_parquet, hf_features, is_wds_root,
-                                           read_classnames_templates, read_lines, read_parquet_rows, read_wds)
-from eval_suite.benchmarks.tasks import (BenchmarkResult, ChoiceData, ClassificationData, ImageRef, RankingData,
-                                         RetrievalData, TaskData, TwinData, image_ref_from_hf, null_ref)
+from eval_suite.benchmarks.readers import (
+    IMAGE_EXTS,
+    WDS_IMAGE_EXTS,
+    find_parquet,
+    hf_features,
+    is_wds_root,
+    read_classnames_templates,
+    read_lines,
+    read_parquet_rows,
+    read_wds,
+)
+from eval_suite.benchmarks.scoring import MAIN_METRIC, SCORERS
+from eval_suite.benchmarks.tasks import (
+    BenchmarkResult,
+    ChoiceData,
+    ClassificationData,
+    ImageRef,
+    RankingData,
+    RetrievalData,
+    TaskData,
+    TwinData,
+    image_ref_from_hf,
+    null_ref,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -145,7 +166,6 @@ class Benchmark:
     # ---------- scoring ----------
     @property
     def main_metric(self) -> str:
-        from eval_suite.benchmarks.scoring import MAIN_METRIC
 
         return self.main or MAIN_METRIC[type(self.load())]
 
@@ -158,8 +178,6 @@ class Benchmark:
         keyword arguments of `eval_suite.results.make_result`, which adds the model's). `image_features`
         (N, D) / `valid` (N,) may come from the runner (cached, multi-process); otherwise images are
         embedded here."""
-        from eval_suite.benchmarks.embedding import embed_image_refs
-        from eval_suite.benchmarks.scoring import SCORERS
 
         data = self.load()
         if image_features is None:

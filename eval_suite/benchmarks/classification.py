@@ -25,6 +25,7 @@ Formats (see the README table "Where each benchmark comes from" for sources and 
 """
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import logging
@@ -38,12 +39,28 @@ import numpy as np
 from cultureclip.inference import check_templates
 from eval_suite.benchmarks.base import Benchmark
 from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, require_columns, show_path
-from eval_suite.benchmarks.readers import (IMAGE_EXTS, find_parquet, hf_features, is_wds_root,
-                                           read_classnames_templates, read_lines, read_parquet_rows, read_wds,
-                                           require_parquet_columns, require_wds_member)
+from eval_suite.benchmarks.imagenet_meta import (
+    WNID_RE,
+    imagenet_classnames,
+    imagenet_wnids,
+    is_imagenet_classlabel,
+    openai_templates,
+    warn_if_id_like,
+    wnid_classnames,
+)
+from eval_suite.benchmarks.readers import (
+    IMAGE_EXTS,
+    find_parquet,
+    hf_features,
+    is_wds_root,
+    read_classnames_templates,
+    read_lines,
+    read_parquet_rows,
+    read_wds,
+    require_parquet_columns,
+    require_wds_member,
+)
 from eval_suite.benchmarks.tasks import ClassificationData, ImageRef, image_ref_from_hf, null_ref
-from eval_suite.benchmarks.imagenet_meta import (WNID_RE, imagenet_classnames, imagenet_wnids, is_imagenet_classlabel,
-                                                 openai_templates, warn_if_id_like, wnid_classnames)
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +298,6 @@ def _json_list(value) -> list:
         try:
             out = json.loads(value)
         except json.JSONDecodeError:
-            import ast
 
             out = ast.literal_eval(value)
         return list(out) if isinstance(out, (list, tuple)) else [out]

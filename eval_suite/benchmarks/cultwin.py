@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cultureclip.data import concept_prompts, twin_pairs
+from cultureclip.data import concept_prompts, read_manifest, twin_pairs
 from eval_suite.benchmarks.base import Benchmark
 from eval_suite.benchmarks.errors import BenchmarkError, BenchmarkNotFoundError, show_path
 from eval_suite.benchmarks.tasks import ImageRef, TwinData
@@ -20,7 +20,6 @@ from eval_suite.benchmarks.tasks import ImageRef, TwinData
 
 def _read_manifest(path: Path):
     """The validated manifest frame (images are not opened here: the runner counts unreadable ones)."""
-    from cultureclip.data import read_manifest
 
     return read_manifest(path, check_images=False).frame
 

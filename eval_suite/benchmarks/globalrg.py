@@ -22,6 +22,7 @@ concepts of the same region, regions with >= 4 concepts); the official box accur
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import random
@@ -58,7 +59,6 @@ def _read_gold(path: Path) -> list[dict]:
                                      "GlobalRG authors on request: see https://globalrg.github.io)")
     if path.suffix == ".jsonl":
         return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-    import csv
 
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))

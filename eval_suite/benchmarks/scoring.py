@@ -14,15 +14,13 @@ import numpy as np
 import torch
 
 from cultureclip.twins import TwinIndex, concept_scores, pair_matrices, twin_scores
-
 from eval_suite import metrics as M
-from eval_suite.results import merge_groups
 from eval_suite.benchmarks.tasks import ChoiceData, ClassificationData, RankingData, RetrievalData, TwinData
+from eval_suite.results import merge_groups, summarize_samples
 
 
 def _summarize(per_sample: dict[str, np.ndarray], labels: dict[str, list], ids: np.ndarray, n_boot: int,
                keep_samples: bool, cross=()) -> dict[str, Any]:
-    from eval_suite.results import summarize_samples
 
     return summarize_samples(per_sample, labels=labels or None, ids=[int(i) for i in ids], n_boot=n_boot,
                              keep_samples=keep_samples, cross=cross)

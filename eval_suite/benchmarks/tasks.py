@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cultureclip.image import to_rgb
 from eval_suite.benchmarks.errors import BenchmarkError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,7 +56,6 @@ class ImageRef:
         (`cultureclip.image.to_rgb`: composited onto white)."""
         from PIL import Image
 
-        from cultureclip.image import to_rgb
 
         img = Image.open(io.BytesIO(self.read_bytes()))
         img.load()

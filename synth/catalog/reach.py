@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from . import _shared_label_problems
 from .regions import COUNTRIES, SUBREGIONS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +47,6 @@ REACH_FLOORS: dict[str, float] = {
 
 def reach_report(catalog: "Catalog", floors: dict[str, float] | None = None) -> dict:
     """Every reach measure and every item that misses its floor (JSON-serialisable)."""
-    from . import _shared_label_problems
 
     floors = {**REACH_FLOORS, **(floors or {})}
     concepts = list(catalog)

@@ -14,9 +14,12 @@ from typing import Any, Protocol, Sequence
 
 from PIL import Image
 
+from cultureclip.backbone import create_backbone, default_device
 from cultureclip.image import to_rgb
+from cultureclip.inference import Embedder
 
 from ..engine import ShardResult, StageContext
+from ..llm import _resolve_device, _resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,6 @@ class TransformersVLMJudge:
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from ..llm import _resolve_device, _resolve_dtype
         if self._model is None:
             self.device = _resolve_device(self.device_pref)
             self._model = AutoModelForImageTextToText.from_pretrained(
@@ -125,8 +127,6 @@ class FilterStage:
     @property
     def embedder(self):
         if self._embedder is None and self.cfg.clip_model:
-            from cultureclip.backbone import create_backbone, default_device
-            from cultureclip.inference import Embedder
             device = default_device() if self.cfg.device == "auto" else self.cfg.device
             self._embedder = Embedder(create_backbone(self.cfg.clip_model, device=device),
                                       batch_size=self.cfg.batch_size)

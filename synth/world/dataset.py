@@ -23,11 +23,16 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from cultureclip.fileio import remove_path
+from cultureclip.config import load_config, validate_config
+from cultureclip.data import read_manifest
+from cultureclip.fileio import make_readable, remove_path, replace_dir
 from cultureclip.steps import done, fingerprint, write_marker
+from synth.run import SynthConfig, run
+from synth.world import CATALOG_PATH, SYNTH_PRESET
+from synth.world.render import RenderParams, WorldRenderer
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +64,6 @@ def world_spec_version() -> str:
 
 
 def _renderer(size: int, recipe: Recipe):
-    from synth.world.render import RenderParams, WorldRenderer
 
     # the design texture is sampled per pixel: keep it at least as wide as the image so 224 px renders
     # are as sharp as the 48 px ones (160 px is the world build's default)
@@ -106,7 +110,6 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
     try:
         _build(work, size, recipe, progress)
         seconds = round(time.perf_counter() - t0, 2)
-        from cultureclip.data import read_manifest
 
         frame = read_manifest(work / "dataset", check_images=True).frame  # the one validator, before publishing
         info = {"size": size, "key": final.name, "world_spec_version": world_spec_version(), "recipe": asdict(recipe),
@@ -114,7 +117,6 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
                 "splits": {k: int(v) for k, v in frame["split"].value_counts().sort_index().items()},
                 "build_seconds": seconds}
         write_marker(work / "dataset" / INFO_FILE, fingerprint(settings), info, settings)
-        from cultureclip.fileio import make_readable, replace_dir
 
         make_readable(work / "dataset")
         replace_dir(work / "dataset", final, keep_existing=True)  # atomic publish; a lost race keeps the winner's
@@ -130,11 +132,7 @@ def ensure_world_dataset(cache_dir: str | os.PathLike, size: int, recipe: Recipe
 def synth_config(work: Path, size: int, recipe: Recipe, progress: bool = False):
     """The typed `SynthConfig` of a demo dataset: the `configs/synth/world.yaml` preset with this build's
     fields set (no key=value strings: any folder name works); choices checked as when a YAML loads."""
-    from dataclasses import replace
 
-    from cultureclip.config import load_config, validate_config
-    from synth.run import SynthConfig
-    from synth.world import CATALOG_PATH, SYNTH_PRESET
 
     cfg = load_config(SynthConfig, SYNTH_PRESET)
     return validate_config(replace(
@@ -151,8 +149,6 @@ def synth_config(work: Path, size: int, recipe: Recipe, progress: bool = False):
 
 def _build(work: Path, size: int, recipe: Recipe, progress: bool) -> None:
     """synth.run with the world config: captions -> images -> filter (blank images only) -> export."""
-    from synth.run import run
-    from synth.world import CATALOG_PATH
 
     cfg = synth_config(work, size, recipe, progress)
     run(cfg, ["captions", "images", "filter", "export"], overwrite=True, generator=_renderer(size, recipe))

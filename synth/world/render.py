@@ -22,6 +22,7 @@ from PIL import Image, ImageFilter
 from synth.generators import ImageRequest
 
 from . import specs as S
+from .tartans import describe_sett
 
 log = logging.getLogger(__name__)
 
@@ -498,7 +499,6 @@ def generic_tartan(rng: np.random.Generator) -> tuple[S.TartanDesign, str]:
     2-3 broad ground stripes (12-48 threads) with up to 2 thin line colours (2-6 threads) between
     them; the caption is computed from the woven thread shares (`tartans.describe_sett`).
     """
-    from .tartans import describe_sett
 
     names = list(PALETTE)
     order = [names[i] for i in rng.permutation(len(names))]

@@ -23,7 +23,17 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from . import specs as S
-from .render import RenderParams, _grid, _homography, _smooth_noise, _texture, generic_design, generic_tartan, rasterize
+from .render import (
+    GENERIC_TARTAN_P,
+    RenderParams,
+    _grid,
+    _homography,
+    _smooth_noise,
+    _texture,
+    generic_design,
+    generic_tartan,
+    rasterize,
+)
 
 SHIFT_VERSION = 1
 STYLES = ("painted", "printed", "distant")
@@ -202,7 +212,6 @@ def draw_concept(concept_id: str, seed: int, width: int, height: int, style: str
 def draw_generic(seed: int, width: int, height: int, style: str) -> tuple[Image.Image, str]:
     """A random culture-free design (as `render.generic_sample` draws them, same caption grammar) drawn
     in `style`, with its caption: the general probe of the shifted domain."""
-    from .render import GENERIC_TARTAN_P
 
     seed64 = int(seed) & 0xFFFFFFFFFFFFFFFF
     rng = np.random.default_rng(seed64)

@@ -161,14 +161,6 @@ class DemoServices:
     def tuned(self) -> ModelHolder:
         return self.models.tuned
 
-    @property
-    def wise_base(self) -> ModelHolder:
-        return self.models.wise_base
-
-    @property
-    def bank_cache(self) -> Any:
-        return self.models.bank_cache
-
     def embedder(self, which: str) -> "Embedder":
         return self.models.embedder(which)
 
@@ -206,10 +198,6 @@ class DemoServices:
     @property
     def dataset_root(self) -> Path | None:
         return self.data.root
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.config.cache_dir  # type: ignore[return-value]
 
     def manifest(self) -> "pd.DataFrame":
         return self.data.manifest()

@@ -165,7 +165,7 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
             services.base.get(), services.tuned.get(), services.concepts()  # fail fast; concepts: catalog only
             warm_start(services, start=False)  # the first bank now (a few seconds), the full ones after the render
             notes = services.check(load_models=True)  # renders the default dataset, alone on the CPU
-            services.warm_first(first_label_set(services))  # the gallery's examples, now that they are known
+            services.models.warm_first(first_label_set(services))  # the gallery's examples, now that they are known
             # the full banks start with the dataset index once the page is built (ui.build_demo: start_indexing)
         else:
             notes = services.check(load_models=preload)

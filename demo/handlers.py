@@ -502,7 +502,7 @@ def pair_preview(services: DemoServices, value: str | None, n_per_side: int = 4)
     images (they need no model), no similarity figures, and the index progress as the note. The browser
     shows it instead of an error and fills in the rest when the index is ready (`pair_view`)."""
     p = _pair_basics(services, value, n_per_side)
-    status = services.index_status()
+    status = services.index.status()
     if services.wait_index(0):  # the build has ended, so it failed: the status says why
         note = f"❌ {status}"
     else:
@@ -711,7 +711,7 @@ def model_names(services: DemoServices, frame: "pd.DataFrame") -> dict[str, str]
 
 def benchmark_choices(services: DemoServices) -> dict[str, list[str]]:
     """Filter choices for the benchmarks tab (result ids; empty lists without results)."""
-    frame = services.dashboard_frame()
+    frame = services.results.dashboard_frame()
     if frame is None:
         return {"benchmark": [], "model": [], "region": [], "category": []}
 
@@ -724,7 +724,7 @@ def benchmark_choices(services: DemoServices) -> dict[str, list[str]]:
 def benchmark_dropdowns(services: DemoServices) -> dict[str, list[tuple[str, str]]]:
     """`benchmark_choices` as (name people read, id) pairs for the dropdowns."""
     ch = benchmark_choices(services)
-    frame = services.dashboard_frame()
+    frame = services.results.dashboard_frame()
     names = model_names(services, frame) if frame is not None else {}
     return {"benchmark": [(benchmark_name(b), b) for b in ch["benchmark"]],
             "model": [(names.get(m, m), m) for m in ch["model"]],
@@ -794,7 +794,7 @@ def _result_samples(services: DemoServices) -> "dict[tuple[str, str, str], pd.Da
     from eval_suite.results import read_result
 
     files = [Path(f) for f in (services.evaluator.state.files if services.has_dataset else ())]
-    for folder in getattr(services, "results_folders", []):
+    for folder in services.results.folders:
         files += sorted(Path(folder).glob("*.json"))
     key = []
     for f in files:
@@ -918,10 +918,10 @@ def benchmark_view(
     a CSV of the rows (with each model's spec)."""
     import pandas as pd
 
-    frame = services.dashboard_frame()
+    frame = services.results.dashboard_frame()
     if frame is None:
-        if services.results_error:
-            logger.info("Benchmarks tab: %s", services.results_error)
+        if services.results.error:
+            logger.info("Benchmarks tab: %s", services.results.error)
         return BenchmarkView(pd.DataFrame(), None, None, None, empty_state(services), empty_comparison(services))
     names = model_names(services, frame)
     sel = frame

@@ -86,7 +86,7 @@ class DemoServices:
             if self.is_default_dataset:
                 self.manifest()  # render the default dataset now (cached on disk), not on the first request
                 notes.append(f"No --dataset: the twin explorer, confusion map and search use the bundled world's "
-                             f"flags and tartans rendered at {self.default_image_size()} px ({self.dataset_root}).")
+                             f"flags and tartans rendered at {self.models.image_size()} px ({self.dataset_root}).")
             if self.has_dataset and not self.config.eval_on_start and self.evaluator.load_cached():
                 notes.append("Benchmarks: showing the cached live evaluation of these exact weights.")
         else:  # still fail fast on specs that cannot work: unparsable, or a local folder that is missing
@@ -109,7 +109,7 @@ class DemoServices:
         if cfg.results is not None and not cfg.results.is_dir():
             raise ServiceError(f"results folder {str(cfg.results)!r} does not exist; pass --results with a folder of eval JSONs")
         if self.results.configured:
-            self.results_frame()
+            self.results.published()
             notes += [f"Benchmarks: {p}" for p in self.results.problems]
         else:
             notes.append("No published results (--results DIR or --results-repo owner/name[/folder]): the benchmarks "
@@ -161,26 +161,12 @@ class DemoServices:
     def tuned(self) -> ModelHolder:
         return self.models.tuned
 
-    @property
-    def wise_base(self) -> ModelHolder:
-        return self.models.wise_base
-
-    @property
-    def bank_cache(self) -> Any:
-        return self.models.bank_cache
-
     def embedder(self, which: str) -> "Embedder":
         return self.models.embedder(which)
-
-    def default_image_size(self) -> int:
-        return self.models.image_size()
 
     def warm_start(self, label_sets: list[list[str]], templates: tuple[str, ...] = ("{}",),
                    first: Sequence[str] | None = None, start: bool = True) -> None:
         self.models.warm_start(label_sets, templates, first, start)
-
-    def warm_first(self, prompts: Sequence[str], templates: tuple[str, ...] = ("{}",)) -> None:
-        self.models.warm_first(prompts, templates)
 
     def starter_prompts(self) -> frozenset[str] | None:
         return self.models.starter_prompts()
@@ -207,10 +193,6 @@ class DemoServices:
     def dataset_root(self) -> Path | None:
         return self.data.root
 
-    @property
-    def cache_dir(self) -> Path:
-        return self.config.cache_dir  # type: ignore[return-value]
-
     def manifest(self) -> "pd.DataFrame":
         return self.data.manifest()
 
@@ -228,9 +210,6 @@ class DemoServices:
 
     def wait_index(self, timeout: float | None = None) -> bool:
         return self.index.wait(timeout)
-
-    def index_status(self) -> str:
-        return self.index.status()
 
     def concept_bank(self, which_or_embedder) -> tuple[list[str], "torch.Tensor"]:
         """(concept ids, (C, D) prompt embeddings) for every concept, cached by the Embedder."""
@@ -257,23 +236,9 @@ class DemoServices:
                                self.twin_pairs())
 
     # -- results (demo.results, demo.live_eval) --------------------------------------------------------
-    def results_frame(self) -> "pd.DataFrame | None":
-        return self.results.published()
-
-    @property
-    def results_error(self) -> str | None:
-        return self.results.error
-
-    @property
-    def results_folders(self) -> list[Path]:
-        return self.results.folders
-
     @property
     def evaluator(self) -> "LiveEvaluator":
         return self.results.evaluator
-
-    def dashboard_frame(self) -> "pd.DataFrame | None":
-        return self.results.dashboard_frame()
 
     # -- description ---------------------------------------------------------------------------------
     def banner(self) -> str:
@@ -288,7 +253,7 @@ class DemoServices:
         if c.dataset:
             parts.append(f"dataset: `{c.dataset.name}`")
         elif self.is_default_dataset and self.data.root_ready:
-            parts.append(f"dataset: the bundled world's flags and tartans, rendered at {self.default_image_size()} px")
+            parts.append(f"dataset: the bundled world's flags and tartans, rendered at {self.models.image_size()} px")
         text = " · ".join(parts)
         if c.offline_world:
             return (

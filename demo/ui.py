@@ -654,7 +654,7 @@ def benchmarks_tab(services: DemoServices) -> None:
     def poll(b, m, r, c, main):
         text, running = H.evaluation_status(services)
         if running:
-            return [H.empty_state(services) if services.dashboard_frame() is None else gr.skip()] + [gr.skip()] * 5 \
+            return [H.empty_state(services) if services.results.dashboard_frame() is None else gr.skip()] + [gr.skip()] * 5 \
                 + [text, gr.skip()] + [gr.skip()] * 4 + [gr.Timer(active=True)]
         return _view(b, m, r, c, main) + _choices() + [gr.Timer(active=False)]
 

@@ -92,7 +92,7 @@ def test_default_dataset_feeds_twin_explorer_confusion_map_and_search(services):
 
     from demo import handlers as H
 
-    assert services.is_default_dataset and services.default_image_size() == IMAGE_SIZE
+    assert services.is_default_dataset and services.models.image_size() == IMAGE_SIZE
     df = services.manifest()
     assert df["concept_id"].nunique() == 86
     for p in df["abs_path"].head(5):

@@ -13,7 +13,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cultureclip.backbone import hub_reachable, spec_cached
+
 from .config import HUB_BASE, HUB_TUNED, WORLD_DIR, DemoConfig, ServiceError
+from .handlers import build_candidates, concept_of_label, example_pairs, featured_pairs
 from .services import DemoServices
 
 logger = logging.getLogger(__name__)
@@ -89,8 +92,6 @@ def choose_models(hub: bool | None = None, base: str = HUB_BASE, tuned: str = HU
     with persistent storage, a machine that downloaded them once); else the offline world.
 
     hub: whether the hub is reachable (None: check, in <= 3 s; always False with HF_HUB_OFFLINE=1)."""
-    from cultureclip.backbone import hub_reachable, spec_cached
-
     if hub is None:
         hub = hub_reachable()
     if hub:
@@ -181,8 +182,6 @@ def build_services(args: argparse.Namespace, hub: bool | None = None) -> DemoSer
 def warm_label_sets(services: DemoServices) -> list[list[str]]:
     """The label lists the first queries embed: Recognize's default candidates (every catalog concept)
     and the concept bank of the twin explorer / confusion map (the same prompts, by concept id)."""
-    from .handlers import build_candidates
-
     cs = services.concepts()
     if not cs:
         return []
@@ -193,8 +192,6 @@ def first_label_set(services: DemoServices, n_examples: int = 8, n_pairs: int = 
     """The catalog prompts embedded before the app serves: the concepts of the example gallery (once the dataset
     is there; else the first featured twin pairs, which it shows) and every twin of them, so a picked example's
     truth and its twin are always ranked."""
-    from .handlers import concept_of_label, example_pairs, featured_pairs
-
     cs = services.concepts()
     ids = {c for pair in featured_pairs(services)[:n_pairs] for c in pair}
     if services.has_dataset and services.data.manifest_loaded:

@@ -16,6 +16,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from cultureclip.backbone import spec_format
+from cultureclip.bankcache import DiskCachedEmbedder, weights_hash
+from cultureclip.lora import wise_ft
+
+from .background import background_thread
 from .config import BlendNotReady, ServiceError
 from .models import Models, blank_image
 
@@ -32,8 +37,6 @@ LAYOUT_FIX = ("Pass --wise-base with the base weights in the tuned model's forma
 
 def blend_state_dicts(base: dict, tuned: dict, alpha: float) -> dict:
     """WiSE-FT (cultureclip.lora.wise_ft); layout mismatches become a ServiceError that says what to pass."""
-    from cultureclip.lora import wise_ft
-
     try:
         return wise_ft(base, tuned, alpha)
     except ValueError as e:
@@ -133,8 +136,6 @@ class Blends:
 
         Decided from the spec formats before the models load, and from their parameter names and
         shapes once both are loaded (two HF CLIPs of different sizes cannot be blended either)."""
-        from cultureclip.backbone import spec_format
-
         base_h, tuned_h = self.models.wise_base, self.models.tuned
         bf = base_h.get().backbone.kind if base_h.loaded else spec_format(base_h.spec)
         tf = tuned_h.get().backbone.kind if tuned_h.loaded else spec_format(tuned_h.spec)
@@ -249,8 +250,6 @@ class Blends:
     def key(self, a: float) -> str | None:
         """The name of the blend's weights for the label-bank cache: its two models' weights hashes and alpha
         (None when a model has no disk cache)."""
-        from cultureclip.bankcache import weights_hash
-
         tuned, base = self.models.tuned.get(), self.models.wise_base.get()
         if self.models.bank_cache is None:
             return None
@@ -261,8 +260,6 @@ class Blends:
         return h.hexdigest()
 
     def _build(self, a: float) -> "Embedder":
-        from cultureclip.bankcache import DiskCachedEmbedder
-
         tuned, base = self.models.tuned.get(), self.models.wise_base.get()
         if base.backbone.kind != tuned.backbone.kind:
             raise ServiceError(f"WiSE-FT cannot blend a {base.backbone.kind} base with a {tuned.backbone.kind} "
@@ -282,8 +279,6 @@ class Blends:
         """Embed the label banks of every slider alpha's blend in a background thread, after the dataset index
         (an alpha a visitor asks for goes first), onto disk by weights hash: a new alpha then answers in about
         a second, and a restart reads them back. Yields to visitors' requests like all background work."""
-        from .background import background_thread
-
         if not self.available()[0]:
             return
         with self._cond:

@@ -1,17 +1,18 @@
 """`cultureclip-app` / `python app.py`: parse flags/env, fail fast on bad models or folders, serve the app."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
+
+from demo.app_config import ConfigError, build_services, parse_args
+from demo.starting import StartingPage
+from demo.ui import build_demo, launch_kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    import logging
-
-    from demo.app_config import ConfigError, build_services, parse_args
-
     args = parse_args(argv)
     # the model choice, loading and warm-start progress go to the log (and to the starting page)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -19,14 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     port = args.port or int(os.environ.get("GRADIO_SERVER_PORT") or 7860)
     page = None
     if os.environ.get("CULTURECLIP_STARTING_PAGE", "1") != "0":
-        from demo.starting import StartingPage
-
         # visitors get a page with the startup's progress at once, not a refused connection for a minute
         page = StartingPage(host, port).start()
     try:
         services = build_services(args)
-        from demo.ui import build_demo, launch_kwargs
-
         demo = build_demo(services)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cultureclip.bankcache import default_cache_dir
+
 # The exact base the paper fine-tuned, in the same (transformers CLIPModel) format as its released
 # checkpoint, so WiSE-FT blends the two loaded models key by key.
 HUB_BASE = "hf:openai/clip-vit-base-patch32"
@@ -60,6 +62,4 @@ class DemoConfig:
         if self.cache_dir:
             self.cache_dir = Path(self.cache_dir).expanduser()
         else:
-            from cultureclip.bankcache import default_cache_dir  # torch: loaded with the first config, not on import
-
             self.cache_dir = default_cache_dir()

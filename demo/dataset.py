@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cultureclip.data import ManifestError, read_manifest, twin_pairs, twins_by_concept
+from synth.world.dataset import ensure_world_dataset
+
 from .config import DemoConfig, ServiceError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,8 +79,6 @@ class DemoData:
         return self._root
 
     def _render_default(self) -> Path:
-        from synth.world.dataset import ensure_world_dataset
-
         try:
             return ensure_world_dataset(self.config.cache_dir / "datasets", self.image_size())  # type: ignore[operator]
         except ServiceError:
@@ -102,8 +103,6 @@ class DemoData:
         return self._manifest
 
     def _read_manifest(self) -> "pd.DataFrame":
-        from cultureclip.data import ManifestError, read_manifest
-
         root = self.root
         if root is None:
             raise ServiceError("no dataset configured (pass --dataset)")
@@ -192,8 +191,6 @@ class DemoData:
         return out
 
     def _manifest_concepts(self) -> dict[str, ConceptInfo]:
-        from cultureclip.data import twin_pairs, twins_by_concept
-
         df = self.manifest()
         twins_of = twins_by_concept(twin_pairs(df["concept_id"], df["twin_concept_ids"]))
         out: dict[str, ConceptInfo] = {}

@@ -6,15 +6,24 @@ figures, markdown). Bad input raises `DemoInputError`; the UI layer turns it int
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
+import math
 import re
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cultureclip.backbone import hub_reachable
 from cultureclip.fileio import atomic_write_bytes
+from demo.live_eval import when
+from eval_suite import figures
+from eval_suite import tables as T
+from eval_suite.confusions import atlas_labels, col
+from eval_suite.results import model_tag, read_result
 
 from .blends import quantize_alpha
 from .config import BlendNotReady, ServiceError
@@ -298,8 +307,6 @@ def concept_of_label(services: DemoServices, label: str | None) -> ConceptInfo |
 
 
 def _h(text: Any) -> str:
-    import html
-
     # `$` and `{` too: gr.HTML fills a template, and data must never read as one
     return html.escape(" ".join(str(text).split()), quote=True).replace("$", "&#36;").replace("{", "&#123;")
 
@@ -574,6 +581,7 @@ def pair_view(services: DemoServices, value: str | None, n_per_side: int = 4) ->
     if points:
         try:
             import pandas as pd
+
             from eval_suite.figures import twin_scatter
 
             scatter = twin_scatter(pd.DataFrame(points), title=f"{ca.name} vs {cb.name}: own vs twin similarity")
@@ -680,8 +688,6 @@ def metric_name(m: Any) -> str:
 def model_roles(services: DemoServices, frame: "pd.DataFrame") -> dict[str, str]:
     """{result tag: "base" | "tuned"} for the loaded models' results, joined on data (the spec each result
     records, or its model_identity role when no result has the loaded spec), never guessed from names."""
-    from eval_suite.results import model_tag
-
     out: dict[str, str] = {}
     for spec, role in ((services.config.base, "base"), (services.config.tuned, "tuned")):
         rows = frame[(frame["model"] == spec) | (frame["model_tag"] == model_tag(spec))]
@@ -791,8 +797,6 @@ def _result_samples(services: DemoServices) -> "dict[tuple[str, str, str], pd.Da
     (the live evaluation's do), for the paired-bootstrap interval of the difference."""
     import pandas as pd
 
-    from eval_suite.results import read_result
-
     files = [Path(f) for f in (services.evaluator.state.files if services.has_dataset else ())]
     for folder in services.results.folders:
         files += sorted(Path(folder).glob("*.json"))
@@ -839,11 +843,7 @@ def comparison_table(services: DemoServices, frame: "pd.DataFrame", main_only: b
     """Base and tuned side by side (values in %), the difference in points and its 95% interval (paired
     bootstrap over the items both models saw, from the results' per-item values; "—" where they keep none).
     No rows when the results do not have both loaded models."""
-    import math
-
     import pandas as pd
-
-    from eval_suite import tables as T
 
     roles = model_roles(services, frame)
     if sorted(set(roles.values())) != ["base", "tuned"]:
@@ -886,8 +886,6 @@ def comparison_table(services: DemoServices, frame: "pd.DataFrame", main_only: b
 
 def _models_note(services: DemoServices, frame: "pd.DataFrame") -> str:
     """Which model each name is: its spec, weights hash and when its results were computed (a details row)."""
-    from demo.live_eval import when
-
     names = model_names(services, frame)
     roles = model_roles(services, frame)
     lines = []
@@ -972,8 +970,6 @@ def benchmark_view(
 def _benchmark_figures(services: DemoServices, frame: "pd.DataFrame", names: dict[str, str]) -> tuple[Any, Any]:
     """Bars of each benchmark's main metric per model and the tuned − base heatmap by region × category,
     with model and benchmark names people read (legend, axes, titles)."""
-    from eval_suite import figures
-
     named = frame.assign(model_tag=frame["model_tag"].astype(str).map(names),
                          benchmark=frame["benchmark"].astype(str).map(benchmark_name))
     order = [n for n in (services.config.base_name, services.config.tuned_name) if n in set(named["model_tag"])]
@@ -1007,8 +1003,6 @@ def _benchmark_figures(services: DemoServices, frame: "pd.DataFrame", names: dic
 
 
 def _html_text(text: str) -> str:
-    import html
-
     return html.escape(str(text), quote=False)
 
 
@@ -1035,8 +1029,6 @@ def evaluation_status(services: DemoServices) -> tuple[str, bool]:
         eta = ""
         started = getattr(st, "started", None)
         if started and st.progress >= 0.05:
-            import time
-
             left = (time.monotonic() - started) * (1 - st.progress) / st.progress
             eta = f" · about {max(1, round(left / 60))} min left" if left >= 60 else f" · about {max(5, round(left, -1)):.0f} s left"
         return (f"⏳ Evaluating {_md(names)} on the dataset's test split: `{bar}` {st.progress:.0%}{eta} · "
@@ -1052,8 +1044,6 @@ def _base_tuned_tags(services: DemoServices, frame) -> tuple[str | None, str | N
     First the results of the loaded models (their spec, as recorded in each result's ``model``), then
     results whose ``model_identity`` carries the role ``base`` / ``tuned``. None when neither matches.
     """
-    from eval_suite.results import model_tag
-
     found: list[str | None] = []
     for spec, role in ((services.config.base, "base"), (services.config.tuned, "tuned")):
         rows = frame[(frame["model"] == spec) | (frame["model_tag"] == model_tag(spec))]
@@ -1095,8 +1085,6 @@ def atlas_table(atlas: "pd.DataFrame", metric: str, names: Sequence[str], digits
     difference, rounded to `digits` (as float64: a float32 0.983 would reach the page as 0.9829999804496765)."""
     import pandas as pd
 
-    from eval_suite.confusions import atlas_labels, col
-
     labels = atlas_labels(atlas)
     out = pd.DataFrame({"rank": atlas["rank"], "pair": atlas["pair"],
                         "cultures": atlas["culture_name_a"] + " / " + atlas["culture_name_b"],
@@ -1112,9 +1100,6 @@ def atlas_table(atlas: "pd.DataFrame", metric: str, names: Sequence[str], digits
 def atlas_view(services: DemoServices, metric: str | None = "prompt cosine", query: str | None = "",
                top: int = 100) -> AtlasView:
     """The confusion atlas: text-text similarity of every twin pair's prompts and names, base vs tuned."""
-    from eval_suite import figures
-    from eval_suite.confusions import atlas_labels, col
-
     key = ATLAS_METRICS.get(str(metric), str(metric))
     if key not in ATLAS_METRICS.values():
         raise DemoInputError(f"Unknown atlas metric {metric!r}: pick one of {', '.join(ATLAS_METRICS)}.")
@@ -1159,9 +1144,6 @@ def atlas_view(services: DemoServices, metric: str | None = "prompt cosine", que
 def _atlas_world(services: DemoServices, atlas: "pd.DataFrame", metric: str, label: str) -> Any:
     """The world map when the browser can fetch plotly's country outlines (they come from its CDN: the hub is
     reachable, so is the internet), else the countries ranked, which needs nothing from outside."""
-    from cultureclip.backbone import hub_reachable
-    from eval_suite import figures
-
     if not services.config.offline_world and hub_reachable():
         return figures.atlas_map(atlas, metric=metric, label=label)
     return figures.atlas_countries(atlas, metric=metric, label=label)

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .background import background_thread, is_background
 from .config import IndexNotReady, ServiceError
 from .dataset import DemoData
 from .models import Models, blank_image
+from .validation import DemoInputError, load_image
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -65,8 +67,6 @@ class ImageIndex:
     def start(self) -> None:
         """Embed the dataset images for both models in a background thread (once), so no request waits minutes
         for it; progress is logged and shown by `status`. Without a dataset there is nothing to do."""
-        from .background import background_thread
-
         if not self.data.has_dataset:
             self._done.set()
             return
@@ -116,8 +116,6 @@ class ImageIndex:
     def _embed_dataset(self, emb: "Embedder") -> "torch.Tensor":
         import torch
 
-        from .background import is_background
-
         paths = self.data.manifest().head(self.max_images)["abs_path"].tolist()
         # in the background: small batches, each a point where a visitor's request goes first
         chunk = max(1, min(emb.batch_size, BACKGROUND_BATCH) if is_background() else emb.batch_size)
@@ -139,8 +137,6 @@ class ImageIndex:
 
 
 def _load_or_blank(path: str):
-    from .validation import DemoInputError, load_image
-
     try:
         return load_image(path)
     except DemoInputError as e:

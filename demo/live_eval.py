@@ -15,6 +15,7 @@ run, further requests are answered "already queued").
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import threading
@@ -22,6 +23,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cultureclip.checkpoint import checkpoint_sha, model_identity
+from eval_suite.benchmarks import BenchmarkError, create_benchmark
+from eval_suite.results import model_tag, read_result, result_filename
+from eval_suite.run import EvalConfig, evaluate_one
+from eval_suite.tables import frame_from_results
 
 from .config import ServiceError
 
@@ -138,9 +145,6 @@ class LiveEvaluator:
         with self._lock:
             if self._frame is not None and self._frame_files == files:
                 return self._frame
-        from eval_suite.results import read_result
-        from eval_suite.tables import frame_from_results
-
         frame = frame_from_results([read_result(f) for f in files if Path(f).is_file()])
         with self._lock:
             self._frame, self._frame_files = frame, files
@@ -161,8 +165,6 @@ class LiveEvaluator:
                 self._set(status="done", progress=1.0, files=tuple(str(f) for f in files), **_finished(files, took))
             except Exception as e:  # noqa: BLE001 - reported in the UI; details in the log
                 logger.exception("live evaluation failed")
-                from eval_suite.benchmarks import BenchmarkError
-
                 why = str(e)[:300] if isinstance(e, (BenchmarkError, ServiceError)) else "details in the server log"
                 self._set(status="error", message=f"Evaluation failed ({type(e).__name__}): {why}")
             with self._lock:
@@ -174,10 +176,6 @@ class LiveEvaluator:
 
     def _evaluate_all(self, compute: bool = True) -> list[Path]:
         """Result files for both models; compute=False returns [] unless both are cached."""
-        from eval_suite.benchmarks import create_benchmark
-        from eval_suite.results import model_tag
-        from eval_suite.run import EvalConfig
-
         out = self.results_dir()
         specs = self.models.specs
         cfg = EvalConfig(models=[specs["base"], specs["tuned"]], benchmarks=["cultwin"], out=str(out),
@@ -198,10 +196,6 @@ class LiveEvaluator:
     def _evaluate_model(self, cfg, bench, which: str, k: int, out: Path, tag: str, compute: bool) -> Path | None:
         """One model's result file (`eval_suite.run.evaluate_one`), reused when cached; None when it is not and
         compute=False."""
-        from cultureclip.checkpoint import checkpoint_sha, model_identity
-        from eval_suite.results import result_filename
-        from eval_suite.run import evaluate_one
-
         name, spec = self.models.names[which], self.models.specs[which]
         self._set(message=f"{name}: loading the model and hashing its weights…", progress=k / 2)
         emb = self.models.embedder(which)
@@ -231,8 +225,6 @@ class LiveEvaluator:
 
 def when(timestamp: str | None) -> str | None:
     """An ISO 8601 result timestamp as people read it: "2026-12-04 23:10 UTC"."""
-    import datetime as dt
-
     if not timestamp:
         return None
     try:
@@ -246,8 +238,6 @@ def when(timestamp: str | None) -> str | None:
 
 def _finished(files: list[Path], seconds: float | None) -> dict[str, Any]:
     """The done state's fields: from the cache (when they were computed) or just computed (how long it took)."""
-    from eval_suite.results import read_result
-
     stamps, n = [], None
     for f in files:
         try:

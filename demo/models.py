@@ -11,6 +11,11 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from cultureclip.backbone import BackboneError, create_backbone, default_device
+from cultureclip.bankcache import BankCache, DiskCachedEmbedder
+from cultureclip.inference import Embedder
+
+from .background import background_thread
 from .config import DemoConfig, ServiceError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,9 +50,6 @@ class ModelHolder:
         return self._embedder
 
     def _load(self) -> "Embedder":
-        from cultureclip.backbone import BackboneError, create_backbone, default_device
-        from cultureclip.inference import Embedder
-
         device = self.device or default_device()
         logger.info("loading %s model %s on %s", self.role, self.spec, device)
         try:
@@ -59,8 +61,6 @@ class ModelHolder:
         if self.gate is not None:
             self.gate.install(bb)
         if self.bank_cache is not None:
-            from cultureclip.bankcache import DiskCachedEmbedder
-
             return DiskCachedEmbedder(bb, self.bank_cache, batch_size=self.batch_size)
         return Embedder(bb, batch_size=self.batch_size)
 
@@ -76,8 +76,6 @@ class Models:
     """The base and tuned models (and the WiSE-FT base), their names, and the warm start of their label banks."""
 
     def __init__(self, config: DemoConfig, gate: Any):
-        from cultureclip.bankcache import BankCache
-
         c = config
         self.names = {"base": c.base_name, "tuned": c.tuned_name}
         self.specs = {"base": c.base, "tuned": c.tuned}
@@ -128,8 +126,6 @@ class Models:
         Without `first`, everything is embedded before this returns."""
         self.warm_labels = [list(labels) for labels in label_sets if labels]
         if first is not None:
-            from .background import background_thread
-
             self._warm_done.clear()
             self.warm_first(first, templates)
             self._warm_thread = background_thread(lambda: self._warm_all(label_sets, templates), "label-banks")

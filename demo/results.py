@@ -11,6 +11,7 @@ from .config import DemoConfig
 from .dataset import DemoData
 from .live_eval import LiveEvaluator
 from .models import Models
+from .results_sources import load_published
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,8 +53,6 @@ class DemoResults:
             return self._frame
         with self._lock:
             if self._frame is None and self.error is None:
-                from .results_sources import load_published
-
                 pub = load_published(self.config.results, self.config.results_repo)
                 self.problems, self.folders = pub.problems, pub.folders
                 if pub.frame is None:

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cultureclip.backbone import hub_reachable
+from eval_suite.results import read_results
+from eval_suite.tables import frame_from_results
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
@@ -58,8 +62,6 @@ def fetch_results_repo(spec: str, online: bool | None = None) -> Path:
 
     rs = RepoSpec.parse(spec)
     if online is None:
-        from cultureclip.backbone import hub_reachable
-
         online = hub_reachable()
     patterns = [f"{rs.folder}/*.json"] if rs.folder else ["*.json"]
     kw = dict(repo_id=rs.repo_id, repo_type="dataset", revision=rs.revision, allow_patterns=patterns)
@@ -97,9 +99,6 @@ class Published:
 
 def load_published(local: Path | None, repo: str | None) -> Published:
     """Every published result: the local folder's and the repo's (a model/benchmark in both keeps its newest)."""
-    from eval_suite.results import read_results
-    from eval_suite.tables import frame_from_results
-
     results, problems = [], []
     sources: list[tuple[str, Path | None]] = []
     if local is not None:

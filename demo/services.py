@@ -20,6 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cultureclip.backbone import BackboneError, parse_spec
+from eval_suite.confusions import confusion_atlas
+
 from .background import VisitorGate
 from .blends import Blends, blend_state_dicts, quantize_alpha  # noqa: F401 - re-exported: the demo's vocabulary
 from .config import HUB_BASE, HUB_TUNED, WORLD_DIR, BlendNotReady, DemoConfig, IndexNotReady, ServiceError  # noqa: F401
@@ -119,8 +122,6 @@ class DemoServices:
         return notes
 
     def _check_specs(self) -> None:
-        from cultureclip.backbone import BackboneError, parse_spec
-
         for role, spec in (("base", self.config.base), ("CultureCLIP", self.config.tuned)):
             try:
                 ms = parse_spec(str(spec))
@@ -227,8 +228,6 @@ class DemoServices:
         return self.memo.get("atlas", self._build_atlas)
 
     def _build_atlas(self) -> "pd.DataFrame":
-        from eval_suite.confusions import confusion_atlas
-
         names = [self.config.base_name, self.config.tuned_name]
         if names[0] == names[1]:
             names = [f"{names[0]} (base)", f"{names[1]} (tuned)"]

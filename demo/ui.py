@@ -6,7 +6,10 @@ limits (`launch_kwargs`).
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import json
 import logging
 import os
 import re
@@ -19,6 +22,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from . import handlers as H
+from .background import GateMiddleware
 from .blends import quantize_alpha
 from .config import IndexNotReady, ServiceError
 from .services import DemoServices, gpu
@@ -322,9 +326,6 @@ class UploadImage(gr.Image):
             return None
         url = getattr(payload, "url", None)
         if url and url.startswith("data:"):
-            import base64
-            import binascii
-
             head, _, data = url.partition(",")
             if len(data) > MAX_FILE_BYTES * 4 // 3 + 4:
                 return DATA_URL_TOO_LARGE
@@ -590,8 +591,6 @@ def _plot(fig: Any) -> Any:
     """A plotly figure for gr.Plot without plotly's toolbar, which covers the figure's title on a phone."""
     if fig is None:
         return None
-    import json
-
     from gradio.components.plot import PlotData
 
     spec = json.loads(fig.to_json())
@@ -806,8 +805,6 @@ def build_demo(services: DemoServices) -> gr.Blocks:
 
 def _gate_middleware(services: DemoServices):
     from starlette.middleware import Middleware
-
-    from .background import GateMiddleware
 
     return Middleware(GateMiddleware, gate=services.gate)
 

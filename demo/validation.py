@@ -5,6 +5,7 @@ its message (never a traceback) while the app keeps serving.
 """
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import os
@@ -179,8 +180,6 @@ def release_memory() -> None:
         _LIBC = False
         if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
             try:
-                import ctypes
-
                 _LIBC = ctypes.CDLL("libc.so.6")
             except OSError:
                 _LIBC = False

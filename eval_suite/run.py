@@ -36,6 +36,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cultureclip.backbone import create_backbone, default_device
+from cultureclip.checkpoint import checkpoint_sha, model_identity
+from cultureclip.config import ConfigError, find_preset, load_config, validate_config
+from cultureclip.inference import Embedder
+from eval_suite.benchmarks import BENCHMARKS, BenchmarkError, create_benchmark
+from eval_suite.benchmarks.classification import templates_option
+from eval_suite.benchmarks.embedding import embed_image_refs
+from eval_suite.cache import EmbeddingCache, cache_key, preprocess_signature
+from eval_suite.results import (
+    ResultError,
+    hash_config,
+    make_result,
+    model_tag,
+    read_result,
+    result_filename,
+    write_result,
+)
+
 logger = logging.getLogger(__name__)
 
 Protocol = Literal["official", "paper"]  # the protocols benchmarks define (`Benchmark.protocols`)
@@ -257,8 +275,6 @@ def alias_overrides(args: argparse.Namespace) -> list[str]:
 
 def preset_path(name: str) -> Path:
     """`--config NAME` (a preset in configs/eval/, installed with the package) or a YAML path."""
-    from cultureclip.config import ConfigError, find_preset
-
     try:
         return find_preset("eval", name)
     except ConfigError as e:
@@ -269,16 +285,11 @@ def check_eval_config(cfg: EvalConfig) -> EvalConfig:
     """Check a config however it was built (loaded or in code): field types and choices, and root names.
 
     Raises `cultureclip.config.ConfigError` naming the field and the valid choices."""
-    from cultureclip.config import ConfigError, validate_config
-
     cfg = validate_config(cfg)
     unknown = sorted(set(cfg.roots) - root_names())
     if unknown:
         raise ConfigError(f"roots (--root NAME=PATH, roots.NAME=PATH or the preset's roots) names no benchmark: "
                           f"{unknown}; choose from {sorted(root_names())}")
-    from eval_suite.benchmarks import BenchmarkError
-    from eval_suite.benchmarks.classification import templates_option
-
     for name, opts in cfg.options.items():  # prompt templates are checked here, not at the first embedding
         if opts.get("templates"):
             try:
@@ -290,16 +301,12 @@ def check_eval_config(cfg: EvalConfig) -> EvalConfig:
 
 def load_eval_config(config: str | None = None, overrides: list[str] | None = None) -> EvalConfig:
     """Defaults <- preset YAML <- `key=value` overrides, checked (`check_eval_config`)."""
-    from cultureclip.config import load_config
-
     return check_eval_config(load_config(EvalConfig, preset_path(config) if config else None, overrides))
 
 
 def resolve_config(args: argparse.Namespace) -> EvalConfig:
     """The sweep's config from parsed arguments (preset, flags as overrides, overrides); SystemExit with the
     reason when it does not load."""
-    from cultureclip.config import ConfigError
-
     try:
         cfg = load_eval_config(args.config, alias_overrides(args))
     except ConfigError as exc:
@@ -314,8 +321,6 @@ def resolve_config(args: argparse.Namespace) -> EvalConfig:
 # the sweep
 # ---------------------------------------------------------------------------------------------
 def make_benchmark(cfg: EvalConfig, name: str):
-    from eval_suite.benchmarks import BENCHMARKS, create_benchmark
-
     cls = BENCHMARKS.get(name)
     proto = cfg.protocols.get(name) or (cfg.protocol if cls and cfg.protocol in cls.protocols else None)
     options = dict(cfg.options.get(name, {}))
@@ -327,8 +332,6 @@ def make_benchmark(cfg: EvalConfig, name: str):
 
 def root_names() -> set[str]:
     """Names `--root NAME=PATH` accepts: every benchmark, plus the extra roots some need (worldcuisines_kb)."""
-    from eval_suite.benchmarks import BENCHMARKS
-
     return set(BENCHMARKS) | {r for cls in BENCHMARKS.values() for r in cls.root_options.values()}
 
 
@@ -341,8 +344,6 @@ def eval_config_for(cfg: EvalConfig, bench) -> dict[str, Any]:
 
 
 def _existing_ok(path: Path, model: str, config_hash: str) -> bool:
-    from eval_suite.results import ResultError, read_result
-
     if not path.is_file():
         return False
     try:
@@ -359,9 +360,6 @@ def embed_benchmark(cfg: EvalConfig, dist: _Dist, embedder, bench, model_sha: st
     callback(done, total) is called after each batch (e.g. a progress display)."""
     import numpy as np
     import torch
-
-    from eval_suite.benchmarks.embedding import embed_image_refs
-    from eval_suite.cache import EmbeddingCache, cache_key, preprocess_signature
 
     data = bench.load()
     n = len(data.images)
@@ -406,8 +404,6 @@ def score_and_write(cfg: EvalConfig, bench, embedder, spec: str, sha: str, path:
 
     benchmark_name overrides the adapter's name in the result (e.g. the demo's live evaluation);
     identity is the model's `cultureclip.checkpoint.model_identity` (recorded with its train config)."""
-    from eval_suite.results import make_result, write_result
-
     t0 = time.perf_counter()
     scored = bench.evaluate(embedder, image_features=feats, valid=valid, n_boot=cfg.n_boot)
     fields = scored.result_fields()
@@ -437,9 +433,6 @@ def evaluate_one(cfg: EvalConfig, embedder, bench, spec: str, path: Path, *, sha
     `eval_config_for`); reuse: return `path` without computing when it already holds this model's result
     with these settings and weights; compute=False: only look (None when no such result exists);
     callback(done, total): embedding progress."""
-    from cultureclip.checkpoint import checkpoint_sha
-    from eval_suite.results import hash_config, read_result
-
     sha = sha or checkpoint_sha(embedder.backbone)
     ecfg = eval_config_for(cfg, bench) if ecfg is None else ecfg
     name = benchmark_name or bench.name
@@ -460,11 +453,6 @@ def evaluate_one(cfg: EvalConfig, embedder, bench, spec: str, path: Path, *, sha
 def run_sweep(cfg: EvalConfig) -> list[Path]:
     """Evaluate every model on every benchmark; returns the result files written (main process)."""
     import torch
-
-    from cultureclip.backbone import create_backbone, default_device
-    from cultureclip.checkpoint import checkpoint_sha, model_identity
-    from cultureclip.inference import Embedder
-    from eval_suite.results import hash_config, model_tag, result_filename
 
     cfg = check_eval_config(cfg)  # a config built in code gets the checks a loaded one had
     dist = _Dist()
@@ -523,8 +511,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.list:
-        from eval_suite.benchmarks import BENCHMARKS
-
         for name, cls in sorted(BENCHMARKS.items()):
             hubs = ",".join(h for h in (cls.hub_id, *cls.hub_alternatives) if h) or "-"
             extra = "".join(f" root:{r}" for r in cls.root_options.values())

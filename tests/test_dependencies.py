@@ -126,7 +126,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("package", ["eval_suite", "eval_suite.benchmarks", "demo"])
+@pytest.mark.parametrize("package", ["cultureclip", "synth", "eval_suite", "demo", "world"])
 def test_no_import_cycles(package):
     """No circle in eval_suite: task shapes, readers and errors sit below the Benchmark base class, embedding
     and scoring; the atlas frame layout (atlas_frames) sits below both the atlas and its figures. None in the
@@ -198,3 +198,48 @@ def test_the_private_name_checker_sees_every_form(tmp_path):
     assert _private_uses(path, "demo") == [
         "1: from eval_suite.run import _Dist", "8: import cultureclip._hidden",
         "9: R._existing_ok (eval_suite.run)", "10: checkpoint._memo (cultureclip.checkpoint)"]
+
+
+# heavy or optional third-party libraries a function may import when it needs them (a CLI's --help, a module
+# that runs without the optional extra); everything else (the standard library, our own modules) at the top
+LAZY_OK = {"torch", "torchvision", "open_clip", "open_clip_train", "transformers", "diffusers", "gradio",
+           "gradio_client", "plotly", "kaleido", "pandas", "pyarrow", "PIL", "numpy", "huggingface_hub",
+           "safetensors", "peft", "spaces", "webdataset", "accelerate", "datasets", "playwright", "tqdm", "yaml",
+           "httpx", "starlette", "uvicorn", "fastapi", "ctypes", "psutil", "openai", "requests", "matplotlib",
+           "tokenizers"}
+
+
+def _function_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of each import inside a function body, except the optional ones in a `try` that catches
+    ImportError (or a broader exception)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    optional: set[int] = set()
+    for t in ast.walk(tree):
+        if isinstance(t, ast.Try) and any(h.type is None or any(k in ast.unparse(h.type) for k in (
+                "ImportError", "ModuleNotFoundError", "Exception")) for h in t.handlers):
+            optional |= {id(n) for s in t.body for n in ast.walk(s)}
+    found: dict[int, tuple[int, str]] = {}
+    for func in ast.walk(tree):
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) and func.name != "__getattr__":
+            for node in ast.walk(func):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in optional:
+                    mod = ("." * node.level + (node.module or "")) if isinstance(node, ast.ImportFrom) \
+                        else node.names[0].name
+                    found[id(node)] = (node.lineno, mod)
+    return sorted(found.values())
+
+
+def test_imports_sit_at_module_top():
+    """A module's dependencies are read at its top (ARCHITECTURE.md's arrows are checked on them): only heavy or
+    optional third-party libraries are imported inside functions."""
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod} inside a function" for top in PACKAGES for p in _sources(top)
+           for line, mod in _function_imports(p)
+           if mod.startswith(".") or mod.split(".")[0] not in LAZY_OK]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_top_import_checker_sees_lazy_project_imports(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("import os\n\n\ndef f():\n    import json\n    from .x import y\n    import torch\n    try:\n"
+                    "        import peft\n    except ImportError:\n        peft = None\n")
+    assert _function_imports(path) == [(5, "json"), (6, ".x"), (7, "torch")]

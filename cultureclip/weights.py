@@ -46,10 +46,12 @@ vectorized digest of every weight (one memory pass) is ~0.2 s, too slow for a pe
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -77,6 +79,11 @@ def _set_data(t: torch.Tensor, x: torch.Tensor) -> None:
         t.__dict__[_SOURCE] = x
 
 
+def _user_state(t: torch.Tensor) -> dict:
+    """A tracked tensor's attributes other than the tracking ones (what a copy or a pickle carries)."""
+    return {k: v for k, v in t.__dict__.items() if k not in (_SERIAL, _SOURCE)}
+
+
 class TrackedParameter(nn.Parameter):
     """An `nn.Parameter` whose `.data` shares its version counter (so writes through it are seen)."""
 
@@ -88,13 +95,16 @@ class TrackedParameter(nn.Parameter):
     def data(self, x: torch.Tensor) -> None:
         _set_data(self, x)
 
-    def __deepcopy__(self, memo: dict) -> nn.Parameter:
+    def __deepcopy__(self, memo: dict) -> nn.Parameter:  # as nn.Parameter's, which copies no attributes
         if id(self) not in memo:
             memo[id(self)] = nn.Parameter(self.detach().clone(memory_format=torch.preserve_format), self.requires_grad)
         return memo[id(self)]
 
-    def __reduce_ex__(self, proto):  # pickles as a plain Parameter, without the tracking attributes
-        return torch._utils._rebuild_parameter, (self.detach(), self.requires_grad, {})
+    def __reduce_ex__(self, proto):  # pickles as a plain Parameter, with its attributes but not the tracking ones
+        state = _user_state(self)
+        if not state:
+            return torch._utils._rebuild_parameter, (self.detach(), self.requires_grad, OrderedDict())
+        return torch._utils._rebuild_parameter_with_state, (self.detach(), self.requires_grad, OrderedDict(), state)
 
 
 class TrackedBuffer(torch.Tensor):
@@ -110,13 +120,17 @@ class TrackedBuffer(torch.Tensor):
     def data(self, x: torch.Tensor) -> None:
         _set_data(self, x)
 
-    def __deepcopy__(self, memo: dict) -> torch.Tensor:
+    def __deepcopy__(self, memo: dict) -> torch.Tensor:  # a plain tensor, with the attributes as torch copies them
         if id(self) not in memo:
-            memo[id(self)] = self.detach().clone(memory_format=torch.preserve_format).requires_grad_(self.requires_grad)
+            new = self.detach().clone(memory_format=torch.preserve_format).requires_grad_(self.requires_grad)
+            new.__dict__.update(copy.deepcopy(_user_state(self), memo))
+            memo[id(self)] = new
         return memo[id(self)]
 
     def __reduce_ex__(self, proto):
-        return torch.Tensor.__reduce_ex__(self.detach(), proto)
+        plain = self.detach()
+        plain.__dict__.update(_user_state(self))
+        return plain.__reduce_ex__(proto)
 
 
 _TRACKED = {nn.Parameter: TrackedParameter, torch.Tensor: TrackedBuffer}

@@ -259,3 +259,18 @@ def test_renaming_a_submodule_is_a_change_and_cycles_are_walked_once():
     m.add_module("loop", m)  # a module graph with a cycle (nn.Module allows it)
     looped = weights.revision(m)
     assert weights.revision(m) == looped != renamed
+
+
+def test_copies_and_pickles_keep_the_tensors_own_attributes():
+    m = nn.Linear(2, 2)
+    m.register_buffer("scale", torch.ones(2))
+    m.weight.note, m.scale.note = "w", "s"
+    weights.revision(m)
+    twin = copy.deepcopy(m)
+    assert twin.scale.note == "s" and not hasattr(twin.scale, weights._SERIAL)
+    func, args = m.weight.__reduce_ex__(2)  # what pickle would rebuild (no unpickling of arbitrary state here)
+    w = func(*args)
+    assert type(w) is nn.Parameter and w.note == "w" and not hasattr(w, weights._SERIAL)
+    func, args = m.scale.__reduce_ex__(2)
+    s = func(*args)
+    assert type(s) is torch.Tensor and s.note == "s" and torch.equal(s, m.scale)

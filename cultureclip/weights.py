@@ -5,12 +5,12 @@ changes after any change; numbers are never reused in a process, so a revision c
 `memoized(module, name, compute)` keeps one value per (module, name) and recomputes it only on a new revision:
 `cultureclip.checkpoint.checkpoint_sha` (sha256 of the weights, which keys results, the disk label banks and the
 demo's evaluations) and the label banks of `cultureclip.inference.Embedder` both ask here, and nowhere else.
-`forget(module)` declares a change this module cannot see (see "Limit" below).
+`forget(module)` declares a change this module cannot see (see "Limits" below).
 
 How it is exact. The first time a module is looked at, each of its parameters (class exactly `nn.Parameter`)
 and buffers (exactly `torch.Tensor`) is *tracked*: its class is switched, in place, to a subclass that differs
-from its base in one thing, `.data`, and it gets a serial number. A revision is the tuple, over every tensor of
-the module in module order with its name, of (serial, autograd version counter, data pointer); it is computed
+from its base in one thing, `.data`, and it gets a serial number. A revision is the tuple, over the module tree
+(submodule names) and every tensor with its name, of (serial, autograd version counter, data pointer); it is computed
 on each call (pure Python over ~400 tensors for a ViT-B/32, ~1 ms) and a new revision number is issued when
 that tuple differs from the one seen last. Every way PyTorch can write a tracked tensor's elements moves it:
 - An in-place op through the tensor or through anything sharing its version counter (its views, `detach()`,
@@ -34,8 +34,9 @@ DLPack views, `untyped_storage()`, a tensor made with `set_()` on the weights' s
 writing a raw pointer. So is a write through a `.data` view taken before the module was first looked at and kept
 in a variable (tracking starts at the first look; an `Embedder` looks when it is created). Call
 `forget(module)` (or `Embedder.invalidate()`) after such a write. Tensors that cannot be tracked (other
-Parameter subclasses such as quantized weights, tensor subclasses) are read in full on every call instead: their
-bytes' digest is part of the revision, exact but a memory pass each. CLIP models built here have none.
+Parameter subclasses such as quantized weights, tensor subclasses, tensors made under `torch.inference_mode`) are
+read in full on every call instead: their bytes' digest is part of the revision, exact but a memory pass each.
+CLIP models built here have none.
 
 Side effect: on a tracked model a write through `.data` between a forward and its backward now raises PyTorch's
 "modified by an inplace operation" error instead of silently corrupting the gradient.
@@ -143,7 +144,7 @@ def _track(t: torch.Tensor) -> bool:
         if cls in (TrackedParameter, TrackedBuffer):
             return True
         tracked = _TRACKED.get(cls)
-        if tracked is None or t.is_meta:
+        if tracked is None or t.is_meta or t.is_inference():  # inference tensors have no version counter
             return False
         t.__class__ = tracked
         t.__dict__[_SERIAL] = next(_serials)

@@ -274,3 +274,15 @@ def test_copies_and_pickles_keep_the_tensors_own_attributes():
     func, args = m.scale.__reduce_ex__(2)
     s = func(*args)
     assert type(s) is torch.Tensor and s.note == "s" and torch.equal(s, m.scale)
+
+
+def test_inference_mode_buffers_are_read_not_tracked():
+    """A tensor made under torch.inference_mode has no version counter: it is hashed on each call instead."""
+    m = nn.Linear(2, 2)
+    with torch.inference_mode():
+        m.register_buffer("cache", torch.ones(3))
+    rev = weights.revision(m)
+    assert type(m.cache) is torch.Tensor and weights.revision(m) == rev
+    with torch.inference_mode():
+        m.cache[0] = 2.0
+    assert weights.revision(m) != rev

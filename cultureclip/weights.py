@@ -8,8 +8,12 @@ demo's evaluations) and the label banks of `cultureclip.inference.Embedder` both
 `forget(module)` declares a change this module cannot see (see "Limits" below).
 
 How it is exact. The first time a module is looked at, each of its parameters (class exactly `nn.Parameter`)
-and buffers (exactly `torch.Tensor`) is *tracked*: its class is switched, in place, to a subclass that differs
-from its base in one thing, `.data`, and it gets a serial number. A revision is the tuple, over the module tree
+and buffers (exactly `torch.Tensor`) is *tracked*: it gets a serial number, and its `.data` changes in one
+thing (below). For parameters that is done by a `.data` property on `nn.Parameter`, installed once per process
+when the first parameter is tracked, which behaves exactly as PyTorch's for every untracked parameter; they keep
+their class, because PyTorch's dispatch exempts exact Parameters from its per-op `__torch_function__` check and
+a subclass measured up to 1.2x slower on op-bound forwards (bench/weights_detector.py). Buffers, used by few
+ops, are switched in place to the subclass `TrackedBuffer`. A revision is the tuple, over the module tree
 (submodule names) and every tensor with its name, of (serial, autograd version counter, data pointer); it is computed
 on each call (pure Python over ~400 tensors for a ViT-B/32, ~1 ms) and a new revision number is issued when
 that tuple differs from the one seen last. Every way PyTorch can write a tracked tensor's elements moves it:
@@ -41,9 +45,11 @@ CLIP models built here have none.
 Side effect: on a tracked model a write through `.data` between a forward and its backward now raises PyTorch's
 "modified by an inplace operation" error instead of silently corrupting the gradient.
 
-Cost (bench/weights_detector.py, ViT-B/32): a revision ~1 ms against ~2 s for the sha256 of every weight; a
-vectorized digest of every weight (one memory pass) is ~0.2 s, too slow for a per-request check. Copies
-(`copy.deepcopy`, pickling) of tracked tensors come out as plain tensors: a copy is tracked by its own module.
+Cost (bench/weights_detector.py, ViT-B/32, 2 shared cores under load): a revision 0.4-0.5 ms against 1.5-1.8 s
+for the sha256 of every weight; reading every weight once takes over a second and a vectorized digest in torch
+ops ~10 s, so no content check can sit on a per-request path. Deep copies of tracked tensors come out untracked
+(a copy is tracked by its own module); a pickled parameter carries its tracking attributes (an unpickled one
+counts as tracked, which only means its `.data` writes are seen).
 """
 from __future__ import annotations
 
@@ -52,7 +58,6 @@ import hashlib
 import itertools
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -68,58 +73,44 @@ _revisions = itertools.count(1)
 _track_lock = threading.Lock()
 
 
-def _plain_data(t: torch.Tensor) -> torch.Tensor:
-    return torch._C.TensorBase.data.__get__(t)
+_PLAIN_DATA = torch._C.TensorBase.data  # PyTorch's own `.data` descriptor
 
 
-def _set_data(t: torch.Tensor, x: torch.Tensor) -> None:
-    """The tracked `.data` setter: assign as PyTorch does, then mark the change (see the module docstring)."""
-    torch._C.TensorBase.data.__set__(t, x)
-    if x is not t:
-        t.__dict__[_SERIAL] = next(_serials)
-        t.__dict__[_SOURCE] = x
+def is_tracked(t: torch.Tensor) -> bool:
+    """Whether `t` is tracked (its `.data` shares its version counter)."""
+    return _SERIAL in t.__dict__ and type(t) in _TRACKED_TYPES
+
+
+def _data_get(t: torch.Tensor) -> torch.Tensor:
+    """`.data`: a tracked tensor's `detach()` (same storage, shared version counter), else PyTorch's `.data`."""
+    return t.detach() if _SERIAL in t.__dict__ else _PLAIN_DATA.__get__(t)
+
+
+def _data_set(t: torch.Tensor, x: torch.Tensor) -> None:
+    """`.data = x`: as PyTorch assigns; a tracked tensor then gets a new serial and keeps `x` (it aliases `x`)."""
+    _PLAIN_DATA.__set__(t, x)
+    d = t.__dict__
+    if _SERIAL in d and x is not t:
+        d[_SERIAL] = next(_serials)
+        d[_SOURCE] = x
+
+
+_TRACKED_DATA = property(_data_get, _data_set, doc="The tensor's data; see cultureclip.weights.")
 
 
 def _user_state(t: torch.Tensor) -> dict:
-    """A tracked tensor's attributes other than the tracking ones (what a copy or a pickle carries)."""
+    """A tracked buffer's attributes other than the tracking ones (what a copy or a pickle carries)."""
     return {k: v for k, v in t.__dict__.items() if k not in (_SERIAL, _SOURCE)}
 
 
-class TrackedParameter(nn.Parameter):
-    """An `nn.Parameter` whose `.data` shares its version counter (so writes through it are seen)."""
-
-    @property
-    def data(self) -> torch.Tensor:
-        return self.detach()
-
-    @data.setter
-    def data(self, x: torch.Tensor) -> None:
-        _set_data(self, x)
-
-    def __deepcopy__(self, memo: dict) -> nn.Parameter:  # as nn.Parameter's, which copies no attributes
-        if id(self) not in memo:
-            memo[id(self)] = nn.Parameter(self.detach().clone(memory_format=torch.preserve_format), self.requires_grad)
-        return memo[id(self)]
-
-    def __reduce_ex__(self, proto):  # pickles as a plain Parameter, with its attributes but not the tracking ones
-        state = _user_state(self)
-        if not state:
-            return torch._utils._rebuild_parameter, (self.detach(), self.requires_grad, OrderedDict())
-        return torch._utils._rebuild_parameter_with_state, (self.detach(), self.requires_grad, OrderedDict(), state)
-
-
 class TrackedBuffer(torch.Tensor):
-    """A buffer whose `.data` shares its version counter; ops on it return plain tensors, as on a Parameter."""
+    """A buffer whose `.data` shares its version counter; ops on it return plain tensors, as on a Parameter.
+
+    (A subclass costs PyTorch's dispatch a `__torch_function__` look-up per op it is passed to: fine for the few
+    ops a model runs on its buffers, which is why parameters are not subclassed.)"""
 
     __torch_function__ = torch._C._disabled_torch_function_impl
-
-    @property
-    def data(self) -> torch.Tensor:
-        return self.detach()
-
-    @data.setter
-    def data(self, x: torch.Tensor) -> None:
-        _set_data(self, x)
+    data = _TRACKED_DATA
 
     def __deepcopy__(self, memo: dict) -> torch.Tensor:  # a plain tensor, with the attributes as torch copies them
         if id(self) not in memo:
@@ -134,21 +125,28 @@ class TrackedBuffer(torch.Tensor):
         return plain.__reduce_ex__(proto)
 
 
-_TRACKED = {nn.Parameter: TrackedParameter, torch.Tensor: TrackedBuffer}
+def _install_parameter_data() -> None:
+    """Give `nn.Parameter` the tracked `.data` (once per process, when the first parameter is tracked): it
+    behaves as PyTorch's for every untracked parameter and costs nothing on the ops a model runs."""
+    if nn.Parameter.__dict__.get("data") is not _TRACKED_DATA:
+        nn.Parameter.data = _TRACKED_DATA
 
 
 def _track(t: torch.Tensor) -> bool:
-    """Switch `t` to its tracked class (only exact `nn.Parameter`/`torch.Tensor`); False when it cannot be."""
+    """Track `t` (exact `nn.Parameter`: a serial; exact `torch.Tensor`: a serial and the class TrackedBuffer);
+    False when it cannot be (other classes, meta and inference tensors, which have no version counter)."""
     with _track_lock:
         cls = type(t)
-        if cls in (TrackedParameter, TrackedBuffer):
-            return True
-        tracked = _TRACKED.get(cls)
-        if tracked is None or t.is_meta or t.is_inference():  # inference tensors have no version counter
+        if cls not in (nn.Parameter, torch.Tensor, TrackedBuffer) or t.is_meta or t.is_inference():
             return False
-        t.__class__ = tracked
-        t.__dict__[_SERIAL] = next(_serials)
-        t.__dict__.pop(_SOURCE, None)
+        if cls is nn.Parameter:
+            _install_parameter_data()
+        elif cls is torch.Tensor:
+            t.__class__ = TrackedBuffer
+        d = t.__dict__
+        if _SERIAL not in d:
+            d[_SERIAL] = next(_serials)
+            d.pop(_SOURCE, None)
         return True
 
 
@@ -163,16 +161,19 @@ def _content_digest(t: torch.Tensor) -> str:
 
 def _entry(t: torch.Tensor) -> tuple:
     """One tensor's part of the state: (serial, version, data pointer[, version of a tensor assigned to .data])."""
-    if type(t) not in _TRACKED_TYPES and not _track(t):
-        return (type(t).__name__, _content_digest(t))
     d = t.__dict__
+    serial = d.get(_SERIAL)
+    if serial is None or type(t) not in _TRACKED_TYPES:
+        if not _track(t):
+            return (type(t).__name__, _content_digest(t))
+        serial = d[_SERIAL]
     source = d.get(_SOURCE)
     if source is None:
-        return (d[_SERIAL], t._version, t.data_ptr())
-    return (d[_SERIAL], t._version, t.data_ptr(), source._version)
+        return (serial, t._version, t.data_ptr())
+    return (serial, t._version, t.data_ptr(), source._version)
 
 
-_TRACKED_TYPES = (TrackedParameter, TrackedBuffer)
+_TRACKED_TYPES = (nn.Parameter, TrackedBuffer)
 
 
 def weights_state(module: nn.Module) -> tuple:

@@ -13,8 +13,8 @@
   vectorized digest       a multilinear hash over every weight's int32 view, in torch ops (idea (b) of issue 19)
   op dispatch             F.linear on a 4x4 layer, tracked / plain weight + bias: the per-op cost, worst case
                           (goal 1.00x; a Parameter subclass, tried first, measured 1.19x and 1.20x on forwards)
-  text forward            encode_text of 8 prompts on two deep copies, one tracked, in paired rounds:
-                          tracked / plain, goal 1.00x (tracking must not slow the model)
+  text forward            encode_text of 8 prompts on two deep copies, one tracked, in paired rounds, 1 torch
+                          thread: tracked / plain, goal 1.00x (tracking must not slow the model)
 Goal: revision <= 2 ms and <= 1% of the sha256; a bank hit within 2x of the revision plus the copy.
 Medians over --repeats (the content passes over fewer). Prints a markdown table; --out writes it too.
 
@@ -142,11 +142,14 @@ def run(fmt: str, n_labels: int, repeats: int, content_repeats: int, size: str =
         assert all(weights.is_tracked(p) for p in tracked.parameters())
         tokens = bb.tokenize(labels[:8])
         tracked_ms, plain_ms = [], []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # on a shared machine, 2-thread forwards measured 50x slower and skewed either way
         with torch.no_grad():
             for i in range(max(4, repeats // 5)):  # paired rounds, order alternating: load drifts hit both alike
                 for model in ((tracked, plain) if i % 2 == 0 else (plain, tracked)):
                     ms = _median_ms(lambda: model.encode_text(tokens), 1)  # noqa: B023
                     (tracked_ms if model is tracked else plain_ms).append(ms)
+        torch.set_num_threads(threads)
         rows.append(("text forward, 8 prompts, tracked model", statistics.median(tracked_ms)))
         rows.append(("text forward, 8 prompts, plain copy", statistics.median(plain_ms)))
         rows.append(("text forward, tracked / plain, median of paired rounds (ratio)",

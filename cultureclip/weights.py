@@ -11,9 +11,9 @@ How it is exact. The first time a module is looked at, each of its parameters (c
 and buffers (exactly `torch.Tensor`) is *tracked*: it gets a serial number, and its `.data` changes in one
 thing (below). For parameters that is done by a `.data` property on `nn.Parameter`, installed once per process
 when the first parameter is tracked, which behaves exactly as PyTorch's for every untracked parameter; they keep
-their class, because PyTorch's dispatch exempts exact Parameters from its per-op `__torch_function__` check and
-a subclass measured up to 1.2x slower on op-bound forwards (bench/weights_detector.py). Buffers, used by few
-ops, are switched in place to the subclass `TrackedBuffer`. A revision is the tuple, over the module tree
+their class, because PyTorch's dispatch exempts exact Parameters from its per-op `__torch_function__` check: a
+subclass costs ~0.3 us per tensor argument of every op (bench/weights_detector.py), a few percent of a GPU
+forward at batch 1. Buffers, used by few ops, are switched in place to the subclass `TrackedBuffer`. A revision is the tuple, over the module tree
 (submodule names) and every tensor with its name, of (serial, autograd version counter, data pointer); it is computed
 on each call (pure Python over ~400 tensors for a ViT-B/32, ~1 ms) and a new revision number is issued when
 that tuple differs from the one seen last. Every way PyTorch can write a tracked tensor's elements moves it:
@@ -45,11 +45,11 @@ CLIP models built here have none.
 Side effect: on a tracked model a write through `.data` between a forward and its backward now raises PyTorch's
 "modified by an inplace operation" error instead of silently corrupting the gradient.
 
-Cost (bench/weights_detector.py, ViT-B/32, 2 shared cores under load): a revision 0.4-0.5 ms against 1.5-1.8 s
-for the sha256 of every weight; reading every weight once takes over a second and a vectorized digest in torch
-ops ~10 s, so no content check can sit on a per-request path. Deep copies of tracked tensors come out untracked
-(a copy is tracked by its own module); a pickled parameter carries its tracking attributes (an unpickled one
-counts as tracked, which only means its `.data` writes are seen).
+Cost (bench/weights_detector.py, ViT-B/32, 2 shared cores under load): a revision ~0.3 ms against ~0.4 s for the
+sha256 of every weight; one read of every weight takes 70-80 ms and a vectorized digest in torch ops 2.5-4.5 s, so
+no content check can sit on a per-request path. Deep copies of tracked tensors come out untracked (a copy is
+tracked by its own module); a pickled parameter carries its tracking attributes (an unpickled one counts as
+tracked, which only means its `.data` writes are seen).
 """
 from __future__ import annotations
 

@@ -85,8 +85,8 @@ def op_overhead(rounds: int = 30, number: int = 5000) -> dict[str, float]:
     for i in range(rounds):
         for key in list(layers)[:: 1 if i % 2 == 0 else -1]:
             layer = layers[key]
-            times[key].append(timeit.timeit(lambda: torch.nn.functional.linear(x, layer.weight, layer.bias),  # noqa: B023
-                                            number=number) / number)
+            call = lambda: torch.nn.functional.linear(x, layer.weight, layer.bias)  # noqa: B023, E731
+            times[key].append(timeit.timeit(call, number=number) / number)
     torch.set_num_threads(threads)
     plain = min(times["plain"])
     return {"tracked": min(times["tracked"]) / plain, "subclass": min(times["subclass"]) / plain,

@@ -12,11 +12,12 @@ and buffers (exactly `torch.Tensor`) is *tracked*: it gets a serial number, and 
 thing (below). For parameters that is done by a `.data` property on `nn.Parameter`, installed once per process
 when the first parameter is tracked, which behaves exactly as PyTorch's for every untracked parameter; they keep
 their class, because PyTorch's dispatch exempts exact Parameters from its per-op `__torch_function__` check: a
-subclass costs ~0.3 us per tensor argument of every op (bench/weights_detector.py), a few percent of a GPU
-forward at batch 1. Buffers, used by few ops, are switched in place to the subclass `TrackedBuffer`. A revision is the tuple, over the module tree
-(submodule names) and every tensor with its name, of (serial, autograd version counter, data pointer); it is computed
-on each call (pure Python over ~400 tensors for a ViT-B/32, ~1 ms) and a new revision number is issued when
-that tuple differs from the one seen last. Every way PyTorch can write a tracked tensor's elements moves it:
+subclass costs ~0.3 us per tensor argument of every op (bench/weights_detector.py; estimated a few percent of a
+batch-1 GPU forward). Buffers, used by few ops, are switched in place to the subclass `TrackedBuffer`.
+A revision is the tuple, over the module tree (submodule names) and every tensor with its name, of (serial,
+autograd version counter, data pointer); it is computed on each call (pure Python over 300-400 tensors for a
+ViT-B/32, ~0.3 ms) and a new revision number is issued when that tuple differs from the one seen last.
+Every way PyTorch can write a tracked tensor's elements moves it:
 - An in-place op through the tensor or through anything sharing its version counter (its views, `detach()`,
   the tensors `state_dict()` returns): PyTorch bumps the counter on every in-place op (`add_` under no_grad,
   optimizer steps, `load_state_dict`'s `copy_`, LoRA merges' `add_`, `nn.init`).
@@ -227,7 +228,7 @@ def _module_state(module: nn.Module) -> _ModuleState:
 
 def revision(module: nn.Module) -> int:
     """A number for the current weights of `module`: equal while none changed, new after any change (exact for
-    every write through PyTorch; see the module docstring), never reused in the process. ~1 ms for a ViT-B/32."""
+    every write through PyTorch; see the module docstring), never reused in the process. ~0.3 ms for a ViT-B/32."""
     st = _module_state(module)
     state = weights_state(module)
     with st.lock:

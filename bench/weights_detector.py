@@ -11,7 +11,10 @@
   sha256 of the weights   `checkpoint_sha`'s full pass (done once per model, and again after a write)
   one read of the weights a sum over every weight: the floor of any exact content check
   vectorized digest       a multilinear hash over every weight's int32 view, in torch ops (idea (b) of issue 19)
-  text forward, tracked   encode_text of 8 prompts on the tracked model / on a plain deep copy: goal 1.00x
+  op dispatch             F.linear on a 4x4 layer, tracked / plain weight + bias: the per-op cost, worst case
+                          (goal 1.00x), and the same for a Parameter subclass (the design tried first)
+  text forward            encode_text of 8 prompts on two deep copies, one tracked, in paired rounds, 1 torch
+                          thread: tracked / plain, goal 1.00x (tracking must not slow the model)
 Goal: revision <= 2 ms and <= 1% of the sha256; a bank hit within 2x of the revision plus the copy.
 Medians over --repeats (the content passes over fewer). Prints a markdown table; --out writes it too.
 
@@ -57,6 +60,37 @@ def vectorized_digest(module: torch.nn.Module, coef: torch.Tensor) -> int:
             block = x[i : i + BLOCK].to(torch.int64)
             h = (h * 1_000_003 + int((block * coef[: block.numel()]).sum())) % prime
     return h
+
+
+class _SubclassParameter(torch.nn.Parameter):
+    """The design not taken: tracked parameters as an nn.Parameter subclass."""
+
+
+def op_overhead(rounds: int = 30, number: int = 5000) -> dict[str, float]:
+    """F.linear's time on a 4x4 layer (weight + bias), min over rounds in alternating order (the first of a pair
+    measured slower either way), relative to plain parameters: tracked ones, and a Parameter subclass (PyTorch's
+    dispatch exempts exact Parameters from its per-op `__torch_function__` check, not subclasses)."""
+    import timeit
+
+    from cultureclip import weights
+
+    layers = {"plain": torch.nn.Linear(4, 4), "tracked": torch.nn.Linear(4, 4), "subclass": torch.nn.Linear(4, 4)}
+    weights.revision(layers["tracked"])
+    for p in layers["subclass"].parameters():
+        p.__class__ = _SubclassParameter
+    x = torch.randn(2, 4)
+    times: dict[str, list[float]] = {k: [] for k in layers}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for i in range(rounds):
+        for key in list(layers)[:: 1 if i % 2 == 0 else -1]:
+            layer = layers[key]
+            call = lambda: torch.nn.functional.linear(x, layer.weight, layer.bias)  # noqa: B023, E731
+            times[key].append(timeit.timeit(call, number=number) / number)
+    torch.set_num_threads(threads)
+    plain = min(times["plain"])
+    return {"tracked": min(times["tracked"]) / plain, "subclass": min(times["subclass"]) / plain,
+            "subclass_us": 1e6 * (min(times["subclass"]) - plain)}
 
 
 def one_read(module: torch.nn.Module) -> float:
@@ -112,16 +146,30 @@ def run(fmt: str, n_labels: int, repeats: int, content_repeats: int, size: str =
         coef = torch.randint(-(2**62), 2**62, (BLOCK,), dtype=torch.int64, generator=torch.Generator().manual_seed(0))
         rows.append(("vectorized digest of every weight (idea b)",
                      _median_ms(lambda: vectorized_digest(bb, coef), content_repeats)))
-        plain = copy.deepcopy(bb)  # copies come out untracked
-        assert all(type(p) is torch.nn.Parameter for p in plain.parameters())
+        ops = op_overhead()
+        rows.append(("op dispatch, F.linear with tracked / plain weight + bias (ratio)", ops["tracked"]))
+        rows.append(("op dispatch, F.linear with a Parameter subclass / plain, the design not taken (ratio)",
+                     ops["subclass"]))
+        rows.append(("  the subclass's extra cost per F.linear call, in microseconds (us)", ops["subclass_us"]))
+        # two deep copies (fresh memory alike: the loaded model's weights may still be file-backed), one tracked
+        plain, tracked = copy.deepcopy(bb), copy.deepcopy(bb)
+        weights.revision(tracked)
+        assert not any(weights.is_tracked(p) for p in plain.parameters())
+        assert all(weights.is_tracked(p) for p in tracked.parameters())
         tokens = bb.tokenize(labels[:8])
+        tracked_ms, plain_ms = [], []
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # on a shared machine, 2-thread forwards measured 50x slower and skewed either way
         with torch.no_grad():
-            t_tracked, t_plain = [], []
-            for _ in range(max(3, repeats // 5)):  # interleaved, so load drifts hit both alike
-                t_tracked.append(_median_ms(lambda: bb.encode_text(tokens), 1))
-                t_plain.append(_median_ms(lambda: plain.encode_text(tokens), 1))
-        rows.append(("text forward, 8 prompts, tracked model", statistics.median(t_tracked)))
-        rows.append(("text forward, 8 prompts, plain copy", statistics.median(t_plain)))
+            for i in range(max(4, repeats // 5)):  # paired rounds, order alternating: load drifts hit both alike
+                for model in ((tracked, plain) if i % 2 == 0 else (plain, tracked)):
+                    ms = _median_ms(lambda: model.encode_text(tokens), 1)  # noqa: B023
+                    (tracked_ms if model is tracked else plain_ms).append(ms)
+        torch.set_num_threads(threads)
+        rows.append(("text forward, 8 prompts, tracked model", statistics.median(tracked_ms)))
+        rows.append(("text forward, 8 prompts, plain copy", statistics.median(plain_ms)))
+        rows.append(("text forward, tracked / plain, median of paired rounds (ratio)",
+                     statistics.median(a / b for a, b in zip(tracked_ms, plain_ms))))
     return rows
 
 
@@ -130,8 +178,9 @@ def table(fmt: str, rows: list[tuple[str, float]], size: str = "ViT-B-32") -> st
     sha = dict(rows)["sha256 of every weight (checkpoint_sha's full pass)"]
     lines = [f"### weight-change detector, {size} ({fmt}), {torch.get_num_threads()} torch threads", "",
              "| measure | ms | x revision |", "|---|---:|---:|"]
-    lines += [f"| {name} | {ms:.2f} | {ms / rev:.1f} |" for name, ms in rows]
-    fwd = dict(rows)["text forward, 8 prompts, tracked model"] / dict(rows)["text forward, 8 prompts, plain copy"]
+    lines += [f"| {name} | {ms:.3f}x | |" if "(ratio)" in name else f"| {name} | {ms:.2f} us | |" if "(us)" in name
+              else f"| {name} | {ms:.2f} | {ms / rev:.1f} |" for name, ms in rows]
+    fwd = dict(rows)["text forward, tracked / plain, median of paired rounds (ratio)"]
     lines += ["", f"revision / sha256: {100 * rev / sha:.3f}% (goal <= 1%); revision {rev:.2f} ms (goal <= 2 ms); "
               f"forward tracked / plain: {fwd:.2f}x (goal 1.00x)"]
     return "\n".join(lines)

@@ -139,7 +139,7 @@ class DiskCachedEmbedder(Embedder):
     @property
     def weights_hash(self) -> str:
         """`weights_hash(self.backbone)`, recomputed exactly when `weights_fingerprint()` changes (any write to
-        the weights, `.data` writes included; ~1 ms per call); the full weights hash inside is `checkpoint_sha`'s,
+        the weights, `.data` writes included; ~0.3 ms per call); the full weights hash inside is `checkpoint_sha`'s,
         memoized per model by the same detector, so the app's startup hashes each model's weights once for the
         label banks and the live evaluation together."""
         fingerprint = self.weights_fingerprint()

@@ -139,7 +139,7 @@ def checkpoint_sha(backbone: ClipBackbone) -> str:
     Memoized per backbone object by `cultureclip.weights.memoized`: hashing a ViT-B/32 takes seconds, and the
     app, the live evaluation and the label-bank cache all ask for it. It is hashed again exactly when a weight
     changed since (any in-place write, `.data` writes included, or a replaced tensor): `weights.revision`,
-    ~1 ms per call. A deep copy (a WiSE-FT blend) is a new object, hashed on its own."""
+    ~0.3 ms per call. A deep copy (a WiSE-FT blend) is a new object, hashed on its own."""
     return memoized(backbone, "checkpoint_sha", lambda: _hash_weights(backbone))
 
 

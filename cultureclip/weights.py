@@ -5,14 +5,19 @@ changes after any change; numbers are never reused in a process, so a revision c
 `memoized(module, name, compute)` keeps one value per (module, name) and recomputes it only on a new revision:
 `cultureclip.checkpoint.checkpoint_sha` (sha256 of the weights, which keys results, the disk label banks and the
 demo's evaluations) and the label banks of `cultureclip.inference.Embedder` both ask here, and nowhere else.
-`forget(module)` declares a change this module cannot see (see "Limit" below).
+`forget(module)` declares a change this module cannot see (see "Limits" below).
 
 How it is exact. The first time a module is looked at, each of its parameters (class exactly `nn.Parameter`)
-and buffers (exactly `torch.Tensor`) is *tracked*: its class is switched, in place, to a subclass that differs
-from its base in one thing, `.data`, and it gets a serial number. A revision is the tuple, over every tensor of
-the module in module order with its name, of (serial, autograd version counter, data pointer); it is computed
-on each call (pure Python over ~400 tensors for a ViT-B/32, ~1 ms) and a new revision number is issued when
-that tuple differs from the one seen last. Every way PyTorch can write a tracked tensor's elements moves it:
+and buffers (exactly `torch.Tensor`) is *tracked*: it gets a serial number, and its `.data` changes in one
+thing (below). For parameters that is done by a `.data` property on `nn.Parameter`, installed once per process
+when the first parameter is tracked, which behaves exactly as PyTorch's for every untracked parameter; they keep
+their class, because PyTorch's dispatch exempts exact Parameters from its per-op `__torch_function__` check: a
+subclass costs ~0.3 us per tensor argument of every op (bench/weights_detector.py; estimated a few percent of a
+batch-1 GPU forward). Buffers, used by few ops, are switched in place to the subclass `TrackedBuffer`.
+A revision is the tuple, over the module tree (submodule names) and every tensor with its name, of (serial,
+autograd version counter, data pointer); it is computed on each call (pure Python over 300-400 tensors for a
+ViT-B/32, ~0.3 ms) and a new revision number is issued when that tuple differs from the one seen last.
+Every way PyTorch can write a tracked tensor's elements moves it:
 - An in-place op through the tensor or through anything sharing its version counter (its views, `detach()`,
   the tensors `state_dict()` returns): PyTorch bumps the counter on every in-place op (`add_` under no_grad,
   optimizer steps, `load_state_dict`'s `copy_`, LoRA merges' `add_`, `nn.init`).
@@ -34,18 +39,22 @@ DLPack views, `untyped_storage()`, a tensor made with `set_()` on the weights' s
 writing a raw pointer. So is a write through a `.data` view taken before the module was first looked at and kept
 in a variable (tracking starts at the first look; an `Embedder` looks when it is created). Call
 `forget(module)` (or `Embedder.invalidate()`) after such a write. Tensors that cannot be tracked (other
-Parameter subclasses such as quantized weights, tensor subclasses) are read in full on every call instead: their
-bytes' digest is part of the revision, exact but a memory pass each. CLIP models built here have none.
+Parameter subclasses such as quantized weights, tensor subclasses, tensors made under `torch.inference_mode`) are
+read in full on every call instead: their bytes' digest is part of the revision, exact but a memory pass each.
+CLIP models built here have none.
 
 Side effect: on a tracked model a write through `.data` between a forward and its backward now raises PyTorch's
 "modified by an inplace operation" error instead of silently corrupting the gradient.
 
-Cost (bench/weights_detector.py, ViT-B/32): a revision ~1 ms against ~2 s for the sha256 of every weight; a
-vectorized digest of every weight (one memory pass) is ~0.2 s, too slow for a per-request check. Copies
-(`copy.deepcopy`, pickling) of tracked tensors come out as plain tensors: a copy is tracked by its own module.
+Cost (bench/weights_detector.py, ViT-B/32, 2 shared cores under load): a revision ~0.3 ms against ~0.4 s for the
+sha256 of every weight; one read of every weight takes 70-80 ms and a vectorized digest in torch ops 2.5-4.5 s, so
+no content check can sit on a per-request path. Deep copies of tracked tensors come out untracked (a copy is
+tracked by its own module); a pickled parameter carries its tracking attributes (an unpickled one counts as
+tracked, which only means its `.data` writes are seen).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import threading
@@ -65,75 +74,80 @@ _revisions = itertools.count(1)
 _track_lock = threading.Lock()
 
 
-def _plain_data(t: torch.Tensor) -> torch.Tensor:
-    return torch._C.TensorBase.data.__get__(t)
+_PLAIN_DATA = torch._C.TensorBase.data  # PyTorch's own `.data` descriptor
 
 
-def _set_data(t: torch.Tensor, x: torch.Tensor) -> None:
-    """The tracked `.data` setter: assign as PyTorch does, then mark the change (see the module docstring)."""
-    torch._C.TensorBase.data.__set__(t, x)
-    if x is not t:
-        t.__dict__[_SERIAL] = next(_serials)
-        t.__dict__[_SOURCE] = x
+def is_tracked(t: torch.Tensor) -> bool:
+    """Whether `t` is tracked (its `.data` shares its version counter)."""
+    return _SERIAL in t.__dict__ and type(t) in _TRACKED_TYPES
 
 
-class TrackedParameter(nn.Parameter):
-    """An `nn.Parameter` whose `.data` shares its version counter (so writes through it are seen)."""
+def _data_get(t: torch.Tensor) -> torch.Tensor:
+    """`.data`: a tracked tensor's `detach()` (same storage, shared version counter), else PyTorch's `.data`."""
+    return t.detach() if _SERIAL in t.__dict__ else _PLAIN_DATA.__get__(t)
 
-    @property
-    def data(self) -> torch.Tensor:
-        return self.detach()
 
-    @data.setter
-    def data(self, x: torch.Tensor) -> None:
-        _set_data(self, x)
+def _data_set(t: torch.Tensor, x: torch.Tensor) -> None:
+    """`.data = x`: as PyTorch assigns; a tracked tensor then gets a new serial and keeps `x` (it aliases `x`)."""
+    _PLAIN_DATA.__set__(t, x)
+    d = t.__dict__
+    if _SERIAL in d and x is not t:
+        d[_SERIAL] = next(_serials)
+        d[_SOURCE] = x
 
-    def __deepcopy__(self, memo: dict) -> nn.Parameter:
-        if id(self) not in memo:
-            memo[id(self)] = nn.Parameter(self.detach().clone(memory_format=torch.preserve_format), self.requires_grad)
-        return memo[id(self)]
 
-    def __reduce_ex__(self, proto):  # pickles as a plain Parameter, without the tracking attributes
-        return torch._utils._rebuild_parameter, (self.detach(), self.requires_grad, {})
+_TRACKED_DATA = property(_data_get, _data_set, doc="The tensor's data; see cultureclip.weights.")
+
+
+def _user_state(t: torch.Tensor) -> dict:
+    """A tracked buffer's attributes other than the tracking ones (what a copy or a pickle carries)."""
+    return {k: v for k, v in t.__dict__.items() if k not in (_SERIAL, _SOURCE)}
 
 
 class TrackedBuffer(torch.Tensor):
-    """A buffer whose `.data` shares its version counter; ops on it return plain tensors, as on a Parameter."""
+    """A buffer whose `.data` shares its version counter; ops on it return plain tensors, as on a Parameter.
+
+    (A subclass costs PyTorch's dispatch a `__torch_function__` look-up per op it is passed to: fine for the few
+    ops a model runs on its buffers, which is why parameters are not subclassed.)"""
 
     __torch_function__ = torch._C._disabled_torch_function_impl
+    data = _TRACKED_DATA
 
-    @property
-    def data(self) -> torch.Tensor:
-        return self.detach()
-
-    @data.setter
-    def data(self, x: torch.Tensor) -> None:
-        _set_data(self, x)
-
-    def __deepcopy__(self, memo: dict) -> torch.Tensor:
+    def __deepcopy__(self, memo: dict) -> torch.Tensor:  # a plain tensor, with the attributes as torch copies them
         if id(self) not in memo:
-            memo[id(self)] = self.detach().clone(memory_format=torch.preserve_format).requires_grad_(self.requires_grad)
+            new = self.detach().clone(memory_format=torch.preserve_format).requires_grad_(self.requires_grad)
+            new.__dict__.update(copy.deepcopy(_user_state(self), memo))
+            memo[id(self)] = new
         return memo[id(self)]
 
     def __reduce_ex__(self, proto):
-        return torch.Tensor.__reduce_ex__(self.detach(), proto)
+        plain = self.detach()
+        plain.__dict__.update(_user_state(self))
+        return plain.__reduce_ex__(proto)
 
 
-_TRACKED = {nn.Parameter: TrackedParameter, torch.Tensor: TrackedBuffer}
+def _install_parameter_data() -> None:
+    """Give `nn.Parameter` the tracked `.data` (once per process, when the first parameter is tracked): it
+    behaves as PyTorch's for every untracked parameter and costs nothing on the ops a model runs."""
+    if nn.Parameter.__dict__.get("data") is not _TRACKED_DATA:
+        nn.Parameter.data = _TRACKED_DATA
 
 
 def _track(t: torch.Tensor) -> bool:
-    """Switch `t` to its tracked class (only exact `nn.Parameter`/`torch.Tensor`); False when it cannot be."""
+    """Track `t` (exact `nn.Parameter`: a serial; exact `torch.Tensor`: a serial and the class TrackedBuffer);
+    False when it cannot be (other classes, meta and inference tensors, which have no version counter)."""
     with _track_lock:
         cls = type(t)
-        if cls in (TrackedParameter, TrackedBuffer):
-            return True
-        tracked = _TRACKED.get(cls)
-        if tracked is None or t.is_meta:
+        if cls not in (nn.Parameter, torch.Tensor, TrackedBuffer) or t.is_meta or t.is_inference():
             return False
-        t.__class__ = tracked
-        t.__dict__[_SERIAL] = next(_serials)
-        t.__dict__.pop(_SOURCE, None)
+        if cls is nn.Parameter:
+            _install_parameter_data()
+        elif cls is torch.Tensor:
+            t.__class__ = TrackedBuffer
+        d = t.__dict__
+        if _SERIAL not in d:
+            d[_SERIAL] = next(_serials)
+            d.pop(_SOURCE, None)
         return True
 
 
@@ -148,16 +162,19 @@ def _content_digest(t: torch.Tensor) -> str:
 
 def _entry(t: torch.Tensor) -> tuple:
     """One tensor's part of the state: (serial, version, data pointer[, version of a tensor assigned to .data])."""
-    if type(t) not in _TRACKED_TYPES and not _track(t):
-        return (type(t).__name__, _content_digest(t))
     d = t.__dict__
+    serial = d.get(_SERIAL)
+    if serial is None or type(t) not in _TRACKED_TYPES:
+        if not _track(t):
+            return (type(t).__name__, _content_digest(t))
+        serial = d[_SERIAL]
     source = d.get(_SOURCE)
     if source is None:
-        return (d[_SERIAL], t._version, t.data_ptr())
-    return (d[_SERIAL], t._version, t.data_ptr(), source._version)
+        return (serial, t._version, t.data_ptr())
+    return (serial, t._version, t.data_ptr(), source._version)
 
 
-_TRACKED_TYPES = (TrackedParameter, TrackedBuffer)
+_TRACKED_TYPES = (nn.Parameter, TrackedBuffer)
 
 
 def weights_state(module: nn.Module) -> tuple:
@@ -211,7 +228,7 @@ def _module_state(module: nn.Module) -> _ModuleState:
 
 def revision(module: nn.Module) -> int:
     """A number for the current weights of `module`: equal while none changed, new after any change (exact for
-    every write through PyTorch; see the module docstring), never reused in the process. ~1 ms for a ViT-B/32."""
+    every write through PyTorch; see the module docstring), never reused in the process. ~0.3 ms for a ViT-B/32."""
     st = _module_state(module)
     state = weights_state(module)
     with st.lock:

@@ -132,7 +132,7 @@ def test_checkpoint_sha_is_memoized_and_follows_the_weights(backbone, monkeypatc
         proj.add_(1e-3)  # in place: the version counter moves
     changed = checkpoint_sha(bb)
     assert changed != sha and counts[id(bb)] == 2
-    proj.data.copy_(torch.randn_like(proj))  # through .data (no version bump): the value probe sees it
+    proj.data.copy_(torch.randn_like(proj))  # through .data: a tracked parameter's .data shares its version counter
     assert checkpoint_sha(bb) not in (sha, changed) and counts[id(bb)] == 3
     other = copy.deepcopy(bb)  # a new object (a WiSE-FT blend is one) is hashed on its own
     assert checkpoint_sha(other) == checkpoint_sha(bb) and counts[id(other)] == 1 and counts[id(bb)] == 3

@@ -189,12 +189,13 @@ def test_concurrent_callers_hash_once(bb, monkeypatch):
     assert len(set(out)) == 1 and len(out) == 4 and calls == [1]
 
 
-def test_copies_and_pickles_of_tracked_weights_are_plain(bb):
-    """Tracking belongs to one model: a deep copy (a WiSE-FT blend) or a pickle carries plain tensors, and the
-    copy's own hash equals the original's."""
+def test_copies_of_tracked_weights_are_plain(bb):
+    """Tracking belongs to one model: a deep copy (a WiSE-FT blend) carries plain tensors, its own hash equals
+    the original's, and a pickled state dict loads with weights_only."""
     checkpoint_sha(bb)
-    assert all(type(p) is weights.TrackedParameter for p in bb.parameters())
+    assert all(weights.is_tracked(p) and type(p) is nn.Parameter for p in bb.parameters())
     twin = copy.deepcopy(bb)
+    assert not any(weights.is_tracked(p) for p in twin.parameters())
     assert all(type(p) is nn.Parameter for p in twin.parameters())
     assert all(type(b) is torch.Tensor for b in twin.buffers())
     assert checkpoint_sha(twin) == checkpoint_sha(bb)
@@ -259,3 +260,45 @@ def test_renaming_a_submodule_is_a_change_and_cycles_are_walked_once():
     m.add_module("loop", m)  # a module graph with a cycle (nn.Module allows it)
     looped = weights.revision(m)
     assert weights.revision(m) == looped != renamed
+
+
+def test_copies_and_pickles_of_buffers_keep_their_own_attributes():
+    m = nn.Linear(2, 2)
+    m.register_buffer("scale", torch.ones(2))
+    m.scale.note = "s"
+    weights.revision(m)
+    twin = copy.deepcopy(m)
+    assert twin.scale.note == "s" and not hasattr(twin.scale, weights._SERIAL)
+    func, args = m.scale.__reduce_ex__(2)  # what pickle would rebuild (no unpickling of arbitrary state here)
+    s = func(*args)
+    assert type(s) is torch.Tensor and s.note == "s" and torch.equal(s, m.scale)
+
+
+def test_inference_mode_buffers_are_read_not_tracked():
+    """A tensor made under torch.inference_mode has no version counter: it is hashed on each call instead."""
+    m = nn.Linear(2, 2)
+    with torch.inference_mode():
+        m.register_buffer("cache", torch.ones(3))
+    rev = weights.revision(m)
+    assert type(m.cache) is torch.Tensor and weights.revision(m) == rev
+    with torch.inference_mode():
+        m.cache[0] = 2.0
+    assert weights.revision(m) != rev
+
+
+def test_untracked_parameters_keep_pytorchs_data(bb):
+    """The `.data` property on nn.Parameter is PyTorch's for a parameter no module here tracks."""
+    checkpoint_sha(bb)  # installs it
+    free = nn.Parameter(torch.zeros(2, 2))
+    assert not weights.is_tracked(free)
+    free.data[0, 0] += 1.0  # PyTorch's .data: a view with its own version counter
+    assert free._version == 0 and free[0, 0] == 1.0
+    free.data = torch.ones(3)  # and its setter
+    assert free.shape == (3,) and not weights.is_tracked(free)
+
+
+def test_tracking_costs_no_dispatch_on_parameters():
+    """Parameters keep their exact class: PyTorch's per-op `__torch_function__` check skips them."""
+    m = nn.Linear(2, 2)
+    weights.revision(m)
+    assert type(m.weight) is nn.Parameter and weights.is_tracked(m.weight)

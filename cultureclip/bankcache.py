@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .backbone import ClipBackbone
+from .checkpoint import checkpoint_sha
 from .fileio import atomic_write_bytes
 from .inference import Embedder, check_templates
 
@@ -40,8 +41,6 @@ def default_cache_dir() -> Path:
 def weights_hash(backbone: ClipBackbone) -> str:
     """The weights hash results use (`cultureclip.checkpoint.checkpoint_sha`), joined with the backbone's kind,
     context length and its tokenizer's ids for a probe text (a bank depends on the tokenizer too)."""
-    from .checkpoint import checkpoint_sha
-
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{backbone.kind}|ctx={backbone.context_length}|{checkpoint_sha(backbone)}".encode())
     h.update(backbone.tokenize([PROBE_TEXT]).cpu().numpy().tobytes())

@@ -9,6 +9,7 @@ Training state (optimizer, scheduler, RNG, step) lives next to it in `train_stat
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,6 @@ def verify_files(folder: str | Path, records: dict[str, dict[str, Any]]) -> None
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -145,8 +144,6 @@ def checkpoint_sha(backbone: ClipBackbone) -> str:
 
 def _hash_weights(backbone: ClipBackbone) -> str:
     """The full pass behind `checkpoint_sha` (not memoized)."""
-    import hashlib
-
     h = hashlib.sha256()
     for k, v in sorted(backbone.model.state_dict().items()):
         h.update(k.encode())

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cultureclip.data import ManifestError, read_manifest, twin_pairs, twins_by_concept
+from synth.catalog import DATA_DIR, load_catalog
+from synth.world import CATALOG_PATH
 from synth.world.dataset import ensure_world_dataset
 
 from .config import DemoConfig, ServiceError
@@ -145,17 +147,12 @@ class DemoData:
 
     def _load_catalog(self):
         try:
-            from synth.catalog import load_catalog
-
             if self.config.catalog:
                 return load_catalog(self.config.catalog, include_generated=True)
             ds = self.config.dataset
             if ds is not None and (ds / "catalog").is_dir():
                 return load_catalog(ds / "catalog", include_generated=True)
             if self.is_default_dataset:  # the curated catalog + the world's concepts (the default dataset's)
-                from synth.catalog import DATA_DIR
-                from synth.world import CATALOG_PATH
-
                 return load_catalog([DATA_DIR, CATALOG_PATH])
             return load_catalog()
         except Exception as e:  # noqa: BLE001 - the catalog only adds detail; the manifest suffices

@@ -587,6 +587,17 @@ def twin_tab(services: DemoServices) -> None:
     return pair, browse_pair, outputs + [refresh]
 
 
+def fixed_decimals(frame: Any, decimals: int) -> Any:
+    """A results table shown with the same number of decimals in every float column (67.0 shows as "67.0",
+    not "67", next to 67.4); the values stay numbers for sorting, the CSV and the API."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame) or frame.empty:
+        return frame
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    return frame.style.format(f"{{:.{decimals}f}}", subset=floats, na_rep="—") if floats else frame
+
+
 def _plot(fig: Any) -> Any:
     """A plotly figure for gr.Plot without plotly's toolbar, which covers the figure's title on a phone."""
     if fig is None:
@@ -637,7 +648,8 @@ def benchmarks_tab(services: DemoServices) -> None:
     def _view(b, m, r, c, main):
         v = H.benchmark_view(services, b, m, r, c, bool(main))
         dl = gr.DownloadButton("Download CSV", value=v.csv_path, visible=v.csv_path is not None)
-        return [v.message, v.comparison, v.table, _plot(v.bars), _plot(v.heatmap), dl, H.evaluation_status(services)[0],
+        return [v.message, fixed_decimals(v.comparison, 1), fixed_decimals(v.table, 2), _plot(v.bars), _plot(v.heatmap),
+                dl, H.evaluation_status(services)[0],
                 v.models]
 
     def _choices():
@@ -715,7 +727,7 @@ def atlas_tab(services: DemoServices) -> None:
     @_safe
     def show(metric, query, rows):
         v = H.atlas_view(services, metric, query, int(rows))
-        return v.message, v.table, _plot(v.heatmap), _plot(v.world), v.legend
+        return v.message, fixed_decimals(v.table, H.ATLAS_DIGITS), _plot(v.heatmap), _plot(v.world), v.legend
 
     outs = [message, table, heat, world, legend]
     go.click(show, [metric, query, top], outs, api_name="atlas", concurrency_limit=1)

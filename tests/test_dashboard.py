@@ -138,3 +138,18 @@ def test_atlas_values_are_rounded_as_the_page_receives_them(tmp_path):
         text = json.dumps(table.select_dtypes("number").to_dict("list"))
         assert not re.search(r"\d\.\d{4,}", text), text
     assert atlas_table(atlas, "prompt_cos", ["Base CLIP", "CultureCLIP"])["Base CLIP"].tolist() == [0.983, 0.512]
+
+
+def test_result_tables_show_a_constant_number_of_decimals():
+    """67.0 shows as "67.0" next to 67.4 (before: gradio showed "67" and "21"); the values stay numbers."""
+    import gradio as gr
+    import pandas as pd
+
+    from demo.ui import fixed_decimals
+
+    frame = pd.DataFrame({"group": ["all items", "region: Asia"], "Base CLIP %": [21.0, 67.4],
+                          "Δ points": [-4.8, float("nan")], "n": [600, 71]})
+    out = gr.Dataframe(interactive=False).postprocess(fixed_decimals(frame, 1))
+    assert out.data[0][1] == 21.0 and isinstance(out.data[0][1], float)
+    assert [row[1:] for row in out.metadata["display_value"]] == [["21.0", "-4.8", "600"], ["67.4", "—", "71"]]
+    assert fixed_decimals(pd.DataFrame(), 1).empty and fixed_decimals(None, 1) is None

@@ -211,8 +211,11 @@ LAZY_OK = {"torch", "torchvision", "open_clip", "open_clip_train", "transformers
 
 def _function_imports(path: Path) -> list[tuple[int, str]]:
     """(line, module) of each import inside a function body, except the optional ones in a `try` that catches
-    ImportError (or a broader exception)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    ImportError (or a broader exception) and deliberate ones marked `# lazy: <reason>` (the app's entry point
+    imports the app after its starting page is up)."""
+    text = path.read_text()
+    tree = ast.parse(text, filename=str(path))
+    lines = text.splitlines()
     optional: set[int] = set()
     for t in ast.walk(tree):
         if isinstance(t, ast.Try) and any(h.type is None or any(k in ast.unparse(h.type) for k in (
@@ -222,7 +225,8 @@ def _function_imports(path: Path) -> list[tuple[int, str]]:
     for func in ast.walk(tree):
         if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)) and func.name != "__getattr__":
             for node in ast.walk(func):
-                if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in optional:
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in optional \
+                        and "# lazy:" not in lines[node.lineno - 1]:  # a deliberate one, with its reason
                     mod = ("." * node.level + (node.module or "")) if isinstance(node, ast.ImportFrom) \
                         else node.names[0].name
                     found[id(node)] = (node.lineno, mod)
@@ -241,5 +245,5 @@ def test_imports_sit_at_module_top():
 def test_the_top_import_checker_sees_lazy_project_imports(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("import os\n\n\ndef f():\n    import json\n    from .x import y\n    import torch\n    try:\n"
-                    "        import peft\n    except ImportError:\n        peft = None\n")
+                    "        import peft\n    except ImportError:\n        peft = None\n    import z  # lazy: why\n")
     assert _function_imports(path) == [(5, "json"), (6, ".x"), (7, "torch")]

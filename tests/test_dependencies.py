@@ -247,3 +247,34 @@ def test_the_top_import_checker_sees_lazy_project_imports(tmp_path):
     path.write_text("import os\n\n\ndef f():\n    import json\n    from .x import y\n    import torch\n    try:\n"
                     "        import peft\n    except ImportError:\n        peft = None\n    import z  # lazy: why\n")
     assert _function_imports(path) == [(5, "json"), (6, ".x"), (7, "torch")]
+
+
+# ARCHITECTURE.md's arrows at module level: the other packages' modules each package may import (a new
+# arrow is a decision: add it here and there together)
+CROSS_MODULES = {
+    "demo": {"cultureclip.backbone", "cultureclip.bankcache", "cultureclip.checkpoint", "cultureclip.data",
+             "cultureclip.fileio", "cultureclip.image", "cultureclip.inference", "cultureclip.lora", "eval_suite",
+             "eval_suite.benchmarks", "eval_suite.confusions", "eval_suite.figures", "eval_suite.results",
+             "eval_suite.run", "eval_suite.tables", "synth.catalog", "synth.world"},
+    "eval_suite": {"cultureclip.backbone", "cultureclip.checkpoint", "cultureclip.config", "cultureclip.data",
+                   "cultureclip.fileio", "cultureclip.image", "cultureclip.inference", "cultureclip.steps",
+                   "cultureclip.twins", "synth.catalog"},
+    "synth": {"cultureclip.backbone", "cultureclip.config", "cultureclip.data", "cultureclip.fileio",
+              "cultureclip.image", "cultureclip.inference", "cultureclip.steps"},
+    "world": {"cultureclip.backbone", "cultureclip.config", "cultureclip.data", "cultureclip.fileio",
+              "cultureclip.inference", "cultureclip.lora", "cultureclip.steps", "cultureclip.train",
+              "cultureclip.twins", "eval_suite", "eval_suite.benchmarks", "eval_suite.figures", "eval_suite.run",
+              "eval_suite.tables", "synth.catalog", "synth.llm", "synth.run", "synth.world"},
+    "cultureclip": set(),
+}
+
+
+def test_each_package_imports_only_the_modules_architecture_md_names():
+    bad = []
+    for top, allowed in CROSS_MODULES.items():
+        for path in _sources(top):
+            for line, mod in _imports(path):
+                head = mod.split(".")[0]
+                if head in PACKAGES and head != top and ".".join(mod.split(".")[:2]) not in allowed:
+                    bad.append(f"{path.relative_to(ROOT)}:{line} imports {mod}")
+    assert not bad, "imports ARCHITECTURE.md does not name (add the arrow there and here, or remove it):\n" + "\n".join(bad)

@@ -403,7 +403,6 @@ def _build_data(cfg: TrainConfig, backbone, needs: frozenset[str], accelerator) 
     own = train_m = manifest.split(cfg.data.train_split)
     mix = None
     if cfg.data.replay_dataset:
-
         replay = read_manifest(cfg.data.replay_dataset, check_images=cfg.data.check_images,
                                skip_bad_images=cfg.data.skip_bad_images).split(cfg.data.replay_split)
         train_m = mix_replay(train_m, replay, cfg.data.replay_ratio, seed=cfg.seed)
@@ -551,7 +550,6 @@ def _epoch_batches(run: TrainRun, progress: Progress) -> tuple[list[list[int]], 
 
 
 def _epoch_loader(run: TrainRun, epoch: int, batches: list[list[int]]) -> torch.utils.data.DataLoader:
-
     return torch.utils.data.DataLoader(run.dataset, batch_sampler=batches, collate_fn=collate,
                                        num_workers=run.cfg.data.num_workers,
                                        # own generator: creating a loader must not consume the global RNG
@@ -631,8 +629,6 @@ def finish(run: TrainRun, progress: Progress, history: list[dict]) -> dict[str, 
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-
-
     keys = sorted({k for r in rows for k in r})
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys)

@@ -656,7 +656,6 @@ def write_dataset(rows: list[dict], opts: ImportOptions, rep: ImportReport, sett
 
 
 def card(rows: list[dict], rep: ImportReport, settings: dict) -> str:
-
     def table(counts: Counter, head: str) -> str:
         return "\n".join([f"| {head} | images |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in sorted(counts.items())])
     concepts = {r["concept_id"] for r in rows}

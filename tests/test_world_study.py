@@ -266,3 +266,29 @@ def test_cli_hands_the_build_absolute_folders(tmp_path, monkeypatch):
     assert W.main(["--quick", "--out", "rel/study"]) == 2
     assert seen["out"] == tmp_path / "rel" / "study" and seen["world"] == tmp_path / "rel" / "study" / "world"
     assert W.main(["--quick", "--out", "rel/study", "--world", "w"]) == 2 and seen["world"] == tmp_path / "w"
+
+
+def test_a_run_is_skipped_only_when_its_marker_matches_its_settings(tmp_path):
+    """A study run is keyed by what made it (the job, the study settings, the inputs' content), not by its name:
+    before, any record.json of that name was reused, even one made with another lr or recipe."""
+    import dataclasses
+    import json
+
+    from cultureclip.steps import write_marker
+
+    cfg = W.load_study_config(W.CONFIGS["quick"])
+    job = W.Job("finetune", "ingredients", "plain", 0, (("loss", '"clip"'),), (1e-3, 4))
+    inputs_fp = {"pretrain": "a", "probe": "b", "dataset": "c", "domain": "", "base": "d"}
+    fp = W.job_fingerprint(job, cfg, inputs_fp)
+    assert fp == W.job_fingerprint(job, cfg, dict(inputs_fp))  # stable
+    other_lr = dataclasses.replace(job, choice=(3e-4, 4))
+    other_recipe = dataclasses.replace(cfg, recipe={**cfg.recipe, "optim": {**cfg.recipe["optim"], "warmup_steps": 9}})
+    assert len({fp, W.job_fingerprint(other_lr, cfg, inputs_fp), W.job_fingerprint(job, other_recipe, inputs_fp),
+                W.job_fingerprint(job, cfg, {**inputs_fp, "dataset": "changed"})}) == 4
+    rec = W.record_path(tmp_path, job)
+    rec.parent.mkdir(parents=True)
+    rec.write_text(json.dumps({"kind": "finetune"}))
+    assert not W.job_done(tmp_path, job, fp)  # a record without its marker (or an old study's) is rerun
+    write_marker(rec.parent / W.MARKER, fp, {"record": rec.name})
+    assert W.job_done(tmp_path, job, fp)
+    assert not W.job_done(tmp_path, other_lr, W.job_fingerprint(other_lr, cfg, inputs_fp))

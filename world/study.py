@@ -23,8 +23,9 @@ Twin accuracy is scored with several phrasings of each concept: the concept prom
 trains on, the base's pretraining alt-text, two phrasings no training step used, and the mean of the
 concept's train captions; the headline is a held-out phrasing.
 
-Every run writes `runs/<grid>/<run>/record.json` (atomic) and is skipped on rerun, so an interrupted
-study resumes. Runs go to `--workers` processes with one torch thread each.
+Every run writes `runs/<grid>/<run>/record.json` (atomic), then a `cultureclip.steps` marker beside it holding
+the run's fingerprint (the job, every study setting, the inputs' content); a rerun skips exactly the runs whose
+marker matches, so an interrupted study resumes and a changed setting reruns what it changes. Runs go to `--workers` processes with one torch thread each.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ from cultureclip.data import CulTwinDataset, read_manifest, twin_pairs
 from cultureclip.fileio import atomic_copy, atomic_path, atomic_write_text, remove_path
 from cultureclip.inference import Embedder
 from cultureclip.lora import wise_ft
+from cultureclip.steps import content_fingerprint, done, fingerprint, write_marker
 from cultureclip.train import train
 from cultureclip.twins import pair_matrices, twin_groups, twin_scores, twins_by_concept
 from eval_suite import metrics as M
@@ -445,7 +447,6 @@ class Job:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(obj))
 
@@ -454,15 +455,43 @@ def record_path(out: Path, job: Job) -> Path:
     return out / "runs" / job.run / "record.json"
 
 
-def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
-    """One evaluated run (base, oracle, or fine-tune + its WiSE-FT alphas); writes its record.json."""
+MARKER = "DONE.json"  # beside record.json: a cultureclip.steps marker holding the run's fingerprint
+
+
+def inputs_fingerprint(inputs: WorldInputs) -> dict[str, str]:
+    """The world inputs by content, not place: their manifests (which hold every image's sha256) and the base
+    model's folder. Computed once per study run (the parent), passed to every job."""
+    def manifests(folder: str) -> list[str]:
+        return sorted(str(p) for p in Path(folder).rglob("manifest.parquet")) if folder else []
+
+    out = {k: fingerprint([content_fingerprint(m) for m in manifests(v)])
+           for k, v in dataclasses.asdict(inputs).items() if k != "base"}
+    out["base"] = content_fingerprint(inputs.base)
+    return out
+
+
+def job_fingerprint(job: Job, cfg: StudyConfig, inputs_fp: dict[str, str]) -> str:
+    """What a run's record depends on: the job (kind, variant, lr/epochs, seed), every study setting and the
+    inputs' content. A rerun skips a run only when its marker holds this fingerprint (before: whenever a
+    record.json of that name existed, whatever settings had made it)."""
+    return fingerprint({"job": job, "study": dataclasses.replace(cfg, grids={}), "inputs": inputs_fp})
+
+
+def job_done(out: Path, job: Job, fp: str) -> bool:
+    return record_path(out, job).is_file() and done(record_path(out, job).parent / MARKER, fp) is not None
+
+
+def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig, fp: str = "") -> str:
+    """One evaluated run (base, oracle, or fine-tune + its WiSE-FT alphas); writes its record.json and, last,
+    its marker (`fp`: job_fingerprint; computed here when not given)."""
     import torch
 
     torch.set_num_threads(1)
 
     out_p = Path(out)
     rec_path = record_path(out_p, job)
-    if rec_path.is_file():
+    fp = fp or job_fingerprint(job, cfg, inputs_fingerprint(inputs))
+    if job_done(out_p, job, fp):
         return job.run
     data = load_eval_data(inputs, cfg)
     t0 = time.time()
@@ -472,7 +501,6 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
     elif job.kind == "oracle":
         rec.update(train_oracle(inputs, data, job.seed, cfg))
     else:
-
         variant = {k: json.loads(v) for k, v in job.variant}
         lr, epochs = job.choice
         work = rec_path.parent / "train"
@@ -492,6 +520,7 @@ def run_job(job: Job, out: str, inputs: WorldInputs, cfg: StudyConfig) -> str:
         remove_path(work / "checkpoints")  # optimizer states: not needed after export
     rec["seconds"] = round(time.time() - t0, 1)
     _write_json(rec_path, rec)
+    write_marker(rec_path.parent / MARKER, fp, {"record": rec_path.name})
     logger.info("%s done in %.0fs", job.run, time.time() - t0)
     return job.run
 
@@ -812,7 +841,6 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
     choices = json.loads((out / "choices.json").read_text()) if (out / "choices.json").is_file() else {}
     points = pareto_points(recs, cfg)
     if points:
-
         fig = pareto_figure(points)
         write_figure(fig, out / "pareto_val.html")
         try:
@@ -1056,14 +1084,15 @@ def _pool(workers: int):
 
 
 def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, pool, t0: float) -> None:
-
-    jobs = [j for j in jobs if not record_path(out, j).is_file()]
+    inputs_fp = inputs_fingerprint(inputs)
+    fps = {j: job_fingerprint(j, cfg, inputs_fp) for j in jobs}
+    jobs = [j for j in jobs if not job_done(out, j, fps[j])]
     logger.info("%d job(s) to run %s", len(jobs), "in the worker processes" if pool else "in this process")
     if pool is None:
         for j in jobs:
-            run_job(j, str(out), inputs, cfg)
+            run_job(j, str(out), inputs, cfg, fps[j])
         return
-    futures = {pool.submit(run_job, j, str(out), inputs, cfg): j for j in jobs}
+    futures = {pool.submit(run_job, j, str(out), inputs, cfg, fps[j]): j for j in jobs}
     for f in as_completed(futures):
         try:
             logger.info("finished %s (%.0fs since start)", f.result(), time.time() - t0)

@@ -166,7 +166,6 @@ class Benchmark:
     # ---------- scoring ----------
     @property
     def main_metric(self) -> str:
-
         return self.main or MAIN_METRIC[type(self.load())]
 
     def evaluate(self, embedder: Any, image_features: "torch.Tensor | None" = None,

@@ -298,7 +298,6 @@ def _json_list(value) -> list:
         try:
             out = json.loads(value)
         except json.JSONDecodeError:
-
             out = ast.literal_eval(value)
         return list(out) if isinstance(out, (list, tuple)) else [out]
     return list(value)

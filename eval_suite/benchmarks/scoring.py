@@ -21,7 +21,6 @@ from eval_suite.results import merge_groups, summarize_samples
 
 def _summarize(per_sample: dict[str, np.ndarray], labels: dict[str, list], ids: np.ndarray, n_boot: int,
                keep_samples: bool, cross=()) -> dict[str, Any]:
-
     return summarize_samples(per_sample, labels=labels or None, ids=[int(i) for i in ids], n_boot=n_boot,
                              keep_samples=keep_samples, cross=cross)
 

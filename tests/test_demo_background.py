@@ -217,7 +217,7 @@ def test_the_starting_page_answers_while_the_app_loads(monkeypatch, caplog):
 def test_cold_start_embeds_a_first_bank_renders_alone_then_embeds_the_catalog(demo_world, tmp_path, monkeypatch):
     """Cold start: the first, small label bank before the default dataset's render, the render alone on the CPU
     (torch at the same time slowed it ~2x on 2 cores), the full catalog banks after it, in the background."""
-    import synth.world.dataset as wd
+    import demo.dataset as wd  # where the demo calls synth.world.dataset.ensure_world_dataset from
     from demo.app_config import build_services, parse_args
     from demo.background import is_background
     from demo.models import Models

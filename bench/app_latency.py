@@ -90,10 +90,13 @@ def run_app(base: str, tuned: str, image: Path, repeats: int, device: str | None
         t0 = time.perf_counter()
         ck._hash_weights = timed_pass
         try:
-            services = build_services(parse_args(flags + list(extra)))
+            services = build_services(parse_args(flags + ["--no-eval-on-start"] + list(extra)))
         finally:
             ck._hash_weights = full_pass
-        return services, time.perf_counter() - t0
+        serving = time.perf_counter() - t0
+        services.wait_warm(1800)  # the full catalog banks (in the background once the app serves)
+        r[f"banks_{len(extra)}_{'restart' if 'startup_cold_s' in r else 'cold'}_s"] = time.perf_counter() - t0
+        return services, serving
 
     def query(services):
         t0 = time.perf_counter()
@@ -102,19 +105,23 @@ def run_app(base: str, tuned: str, image: Path, repeats: int, device: str | None
         return time.perf_counter() - t0
 
     r: dict = {}
-    services, r["startup_cold_s"] = startup()
+    services, cold = startup()
+    r["startup_cold_s"] = cold
     r["labels"] = len(services.concepts())
     r["first_s"] = query(services)
     r["warm_s"] = _median_s(lambda: query(services), repeats)
+    services.stop_background()
     del services
     services, r["startup_restart_s"] = startup()
     r["hashes_restart"], r["hash_s"] = len(hashes), statistics.median(hashes) if hashes else 0.0
     r["first_restart_s"] = query(services)
+    services.stop_background()
     del services
     if compare_cold:
         os.environ["CULTURECLIP_CACHE"] = str(cache) + "_empty"
         services, r["startup_no_warm_s"] = startup(["--no-warm-start"])
         r["first_no_warm_s"] = query(services)
+        services.stop_background()
         del services
     return r
 
@@ -367,8 +374,10 @@ def to_markdown(app: dict | None, r: dict | None, what: str, visitors: dict | No
             "",
             "| step | seconds |",
             "|---|---:|",
-            f"| startup, first boot (load 2 models + embed 2 x {app['labels']} labels, write the disk cache) | {app['startup_cold_s']:.1f} |",
-            f"| startup, restart (label banks read from the disk cache) | {app['startup_restart_s']:.1f} |",
+            f"| startup, first boot, until the app serves (load 2 models, a first bank of the examples' concepts, render the default dataset) | {app['startup_cold_s']:.1f} |",
+            f"| startup, first boot, until both models' full banks of {app['labels']} labels are embedded and on disk (background) | {app['banks_0_cold_s']:.1f} |",
+            f"| startup, restart, until the app serves (label banks read from the disk cache) | {app['startup_restart_s']:.1f} |",
+            f"| startup, restart, until the full banks are loaded | {app['banks_0_restart_s']:.1f} |",
             f"| first query after startup | {app['first_s']:.2f} |",
             f"| first query after a restart | {app['first_restart_s']:.2f} |",
             f"| warm query (median) | {app['warm_s']:.2f} |",

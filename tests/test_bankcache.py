@@ -78,7 +78,7 @@ def test_damaged_file_is_recomputed_and_folder_is_bounded(backbone, tmp_path):
 def test_warm_start_fills_both_models_banks(tiny_hf_clip_dir, tmp_path, caplog, monkeypatch):
     """After build_services, a first Recognize query over the whole catalog embeds no label."""
     from demo.app_config import build_services, parse_args
-    from demo.handlers import classify
+    from demo.handlers import build_candidates, classify
 
     caplog.set_level(logging.INFO)
     args = parse_args(["--base", str(tiny_hf_clip_dir), "--tuned", str(tiny_hf_clip_dir), "--device", "cpu"])
@@ -100,7 +100,11 @@ def test_warm_start_fills_both_models_banks(tiny_hf_clip_dir, tmp_path, caplog, 
 
     r = classify(services, Image.new("RGB", (40, 30), (10, 120, 40)), "", True, top_k=3)
     assert r.ok and f"{n:,} candidate labels" in r.message  # the whole catalog (more than the typed-label cap)
-    assert calls == [], [t for t in seen][:10]
+    warm = services.models.warm_labels
+    cand = build_candidates(services, "", True).prompts
+    # known flaky under CPU load (about 1 run in 6 with 3 busy processes): the world's flag prompts are embedded
+    # again although the warm label set equals the candidates; the message keeps what a diagnosis needs
+    assert calls == [], ([len(w) for w in warm], cand == (warm[0] if warm else None), len(cand), seen[:3])
 
 
 def _count_full_hashes(monkeypatch) -> dict[int, int]:

@@ -525,17 +525,24 @@ def generic_tartan(rng: np.random.Generator) -> tuple[S.TartanDesign, str]:
     return design, describe_sett(sett, palette, words=words)
 
 
+def generic_design_of(seed: int):
+    """(design, caption, rng) of `seed`: a culture-free design (flag-like, or a tartan with p=GENERIC_TARTAN_P;
+    the tartan draw uses its own stream, so flag samples keep the pixels they had before tartans existed) and
+    the seed's stream after drawing it (generic_sample renders with it). Shared by generic_sample (the rendered
+    probe) and synth.world.shift (the shifted domain's probe)."""
+    seed64 = int(seed) & 0xFFFFFFFFFFFFFFFF
+    rng = np.random.default_rng(seed64)
+    design, caption = (generic_tartan if np.random.default_rng([seed64, 7]).random() < GENERIC_TARTAN_P
+                       else generic_design)(rng)
+    return design, caption, rng
+
+
 def generic_sample(seed: int, width: int = 64, height: int = 64, difficulty: float = 0.5,
                    params: RenderParams | None = None) -> tuple[Image.Image, str]:
     """A random culture-free design (flag-like, or a tartan with p=GENERIC_TARTAN_P) rendered like
     a photo, with its generic caption. The tartan draw uses its own stream, so flag samples keep
     the pixels they had before tartans existed."""
-    seed64 = int(seed) & 0xFFFFFFFFFFFFFFFF
-    rng = np.random.default_rng(seed64)
-    if np.random.default_rng([seed64, 7]).random() < GENERIC_TARTAN_P:
-        design, caption = generic_tartan(rng)
-    else:
-        design, caption = generic_design(rng)
+    design, caption, rng = generic_design_of(seed)
     p = params if params is not None else RenderParams.from_difficulty(difficulty)
     tw = p.texture_width
     tex = rasterize(design, tw, max(2, round(tw / design.aspect)), supersample=2)

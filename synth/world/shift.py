@@ -24,14 +24,12 @@ from PIL import Image, ImageFilter
 
 from . import specs as S
 from .render import (
-    GENERIC_TARTAN_P,
     RenderParams,
     _grid,
     _homography,
     _smooth_noise,
     _texture,
-    generic_design,
-    generic_tartan,
+    generic_design_of,
     rasterize,
 )
 
@@ -212,13 +210,7 @@ def draw_concept(concept_id: str, seed: int, width: int, height: int, style: str
 def draw_generic(seed: int, width: int, height: int, style: str) -> tuple[Image.Image, str]:
     """A random culture-free design (as `render.generic_sample` draws them, same caption grammar) drawn
     in `style`, with its caption: the general probe of the shifted domain."""
-
-    seed64 = int(seed) & 0xFFFFFFFFFFFFFFFF
-    rng = np.random.default_rng(seed64)
-    if np.random.default_rng([seed64, 7]).random() < GENERIC_TARTAN_P:
-        design, caption = generic_tartan(rng)
-    else:
-        design, caption = generic_design(rng)
+    design, caption, _ = generic_design_of(seed)
     tw = RenderParams().texture_width
     tex = rasterize(design, tw, max(2, round(tw / design.aspect)), supersample=2)
     return draw(tex, design.aspect, seed, width, height, style), caption

@@ -114,6 +114,21 @@ def test_bootstrap_pairs_and_counts_seed_variance():
     assert W.mean_ci(nan, groups, 200)[0] == pytest.approx(np.nanmean(nan))
 
 
+def test_reference_fraction_is_a_paired_ratio_with_an_interval():
+    groups = np.repeat(np.arange(30), 4)
+    rng = np.random.default_rng(2)
+    ref = (rng.random((3, 120)) < 0.8).astype(float)
+    assert W.paired_ratio(ref, ref, groups, 500) == (1.0, 1.0, 1.0)  # a row against itself: exactly 1
+    half = ref.copy()
+    half[:, ::2] = 0.0  # the row gets right only some of what the reference gets right
+    r, lo, hi = W.paired_ratio(half, ref, groups, 2000)
+    assert r == pytest.approx(half.mean() / ref.mean()) and lo < r < hi
+    # pairing: the ratio's interval is much tighter than the ratio of two independent intervals' ends
+    _, alo, ahi = W.mean_ci(half, groups, 2000)
+    _, blo, bhi = W.mean_ci(ref, groups, 2000)
+    assert hi - lo < 0.6 * (ahi / blo - alo / bhi)
+
+
 def test_probe_difference_half_width_shrinks_with_size():
     rng = np.random.default_rng(1)
     widths = []

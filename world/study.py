@@ -875,7 +875,7 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
         except FigureExportError as e:
             logger.warning("PNG skipped: %s", e)
     summary = {"rows": dict(summaries["test"]), "rows_shifted": dict(summaries.get("shift", {})), "differences": diffs,
-               "domains": DOMAIN_NOTE, "choices": choices, "targets": targets(rows, summaries["test"], data, cfg,
+               "domains": DOMAIN_NOTE, "choices": choices, "choices_at_sweep_edge": choices_at_edge(choices, cfg), "targets": targets(rows, summaries["test"], data, cfg,
                                                                               summaries.get("shift")),
                "n_runs": len(recs),
                "phrasing_overlap": phrasing_overlap(data, Path(inputs.pretrain), Path(inputs.dataset)),
@@ -1086,6 +1086,18 @@ def choose_settings(out: Path, cfg: StudyConfig) -> dict[str, dict]:
     return choices
 
 
+def choices_at_edge(choices: dict[str, dict], cfg: StudyConfig) -> dict[str, list[str]]:
+    """Per family the settings val chose at the largest value of its sweep (`lr`, `epochs`): a choice
+    there says the sweep may be too narrow, so a larger value might score better on val still."""
+    t = cfg.tune
+    edge = {}
+    for fam, ch in choices.items():
+        at = [k for k in ("lr", "epochs") if len(t[k]) > 1 and float(ch[k]) >= max(map(float, t[k]))]
+        if at:
+            edge[fam] = at
+    return edge
+
+
 def grid_jobs(cfg: StudyConfig, choices: dict[str, dict], grids: list[str] | None = None) -> list[Job]:
     """(variant, seed) jobs of the grids, seed-major so a partial study has every variant's first seed."""
     jobs = []
@@ -1199,6 +1211,8 @@ def main(argv: list[str] | None = None) -> int:
     print((out / "results.md").read_text())
     print((out / "diffs.md").read_text())
     print(json.dumps(summary["targets"], indent=2))
+    for fam, at in summary.get("choices_at_sweep_edge", {}).items():
+        print(f"note: val chose {fam}'s largest {' and '.join(at)} of the sweep; a wider sweep may score higher")
     print(f"-> {out}", file=sys.stderr)
     return 0
 

@@ -211,6 +211,16 @@ def test_lr_and_epochs_chosen_on_val(tmp_path):
     assert next(j for j in jobs if j.name == "lora_r4_lr1e-3").choice[0] == 1e-3  # a variant's own lr wins
     # plain's lr is the sweep's largest: the report says the sweep may be too narrow there (epochs: one value)
     assert W.choices_at_edge(ch, cfg) == {"plain": ["lr"]}
+    # --widen: one step beyond that edge (lr x 3), on val, named like the sweep's runs; no choice changes
+    wide = W.widening_jobs(cfg, ch)
+    assert [(j.name, j.choice, j.kind) for j in wide] == [("plain_lr0.003_e4", (3e-3, 4), "tune")]
+    assert W.sweep_edge_report(tmp_path, cfg, ch)["plain"]["widened_val_twin_acc"] == {}
+    rec = {"kind": "tune", "val": {"twin": {cfg.headline: {"twin_correct": [1.0] * 80 + [0.0] * 20}}}}
+    W.record_path(tmp_path, wide[0]).parent.mkdir(parents=True)
+    W.record_path(tmp_path, wide[0]).write_text(json.dumps(rec))
+    edge = W.sweep_edge_report(tmp_path, cfg, ch)["plain"]
+    assert edge == {"at_largest": ["lr"], "chosen_val_twin_acc": 60.0, "widened_val_twin_acc": {"plain_lr0.003_e4": 80.0}}
+    assert W.choose_settings(tmp_path, cfg)["plain"]["lr"] == 1e-3  # the widening run is no candidate
 
 
 def test_plain_caption_dataset_is_a_valid_manifest(tmp_path):

@@ -875,7 +875,7 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
         except FigureExportError as e:
             logger.warning("PNG skipped: %s", e)
     summary = {"rows": dict(summaries["test"]), "rows_shifted": dict(summaries.get("shift", {})), "differences": diffs,
-               "domains": DOMAIN_NOTE, "choices": choices, "choices_at_sweep_edge": choices_at_edge(choices, cfg), "targets": targets(rows, summaries["test"], data, cfg,
+               "domains": DOMAIN_NOTE, "choices": choices, "choices_at_sweep_edge": sweep_edge_report(out, cfg, choices), "targets": targets(rows, summaries["test"], data, cfg,
                                                                               summaries.get("shift")),
                "n_runs": len(recs),
                "phrasing_overlap": phrasing_overlap(data, Path(inputs.pretrain), Path(inputs.dataset)),
@@ -1098,6 +1098,37 @@ def choices_at_edge(choices: dict[str, dict], cfg: StudyConfig) -> dict[str, lis
     return edge
 
 
+def widening_jobs(cfg: StudyConfig, choices: dict[str, dict]) -> list[Job]:
+    """For each family val chose at the edge of its sweep: the tuning runs one step beyond it (lr x 3,
+    epochs x 2, and both), same seed and variant as its sweep. Read on val only; they change no choice
+    (the grids keep what the configured sweep chose): they say whether that sweep was wide enough."""
+    t, jobs = cfg.tune, []
+    for fam, at in choices_at_edge(choices, cfg).items():
+        ch = choices[fam]
+        lrs = [float(ch["lr"])] + ([3 * max(map(float, t["lr"]))] if "lr" in at else [])
+        eps = [int(ch["epochs"])] + ([2 * max(map(int, t["epochs"]))] if "epochs" in at else [])
+        for lr, ep in itertools.product(lrs, eps):
+            if (lr, ep) != (float(ch["lr"]), int(ch["epochs"])):
+                jobs.append(Job("tune", "tune", f"{fam}_lr{lr:g}_e{ep}", int(t.get("seed", 0)),
+                                _variant_items(t["families"][fam]), (lr, ep)))
+    return jobs
+
+
+def sweep_edge_report(out: Path, cfg: StudyConfig, choices: dict[str, dict]) -> dict[str, dict]:
+    """Per family chosen at its sweep's edge: which edge, the chosen setting's val twin accuracy, and that
+    of each widening run finished so far (`--widen`): a higher one says the sweep was too narrow."""
+    rep = {}
+    for fam, at in choices_at_edge(choices, cfg).items():
+        widened = {}
+        for job in widening_jobs(cfg, {fam: choices[fam]}):
+            p = record_path(out, job)
+            if p.is_file():
+                rec = json.loads(p.read_text())
+                widened[job.name] = round(100 * float(np.nanmean(rec["val"]["twin"][cfg.headline]["twin_correct"])), 2)
+        rep[fam] = {"at_largest": at, "chosen_val_twin_acc": choices[fam]["val_twin_acc"], "widened_val_twin_acc": widened}
+    return rep
+
+
 def grid_jobs(cfg: StudyConfig, choices: dict[str, dict], grids: list[str] | None = None) -> list[Job]:
     """(variant, seed) jobs of the grids, seed-major so a partial study has every variant's first seed."""
     jobs = []
@@ -1141,9 +1172,9 @@ def _run_all(jobs: list[Job], out: Path, inputs: WorldInputs, cfg: StudyConfig, 
 
 
 def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, grids: list[str] | None = None,
-              progress: bool = False) -> dict[str, Any]:
+              progress: bool = False, widen: bool = False) -> dict[str, Any]:
     """Build (or reuse) the world's inputs; base, oracle and tuning runs; the choices on val; the grids;
-    the report."""
+    (`widen`: the tuning runs one step beyond a choice at its sweep's edge, on val); the report."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     inputs = world_inputs(world_dir, cfg.preset, 0, progress)
@@ -1159,6 +1190,8 @@ def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, gr
         if any(json.loads(dict(j.variant).get("captions", '"context"')) == "plain" for j in jobs):
             plain_caption_dataset(inputs, out)
         _run_all(jobs, out, inputs, cfg, pool, t0)
+        if widen:
+            _run_all(widening_jobs(cfg, choices), out, inputs, cfg, pool, t0)
     summary = build_report(out, inputs, cfg)
     summary["wall_seconds"] = round(time.time() - t0, 1)
     _write_json(out / "summary.json", summary)
@@ -1188,6 +1221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", action="append", default=None, help="run only this grid (repeatable)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
+    ap.add_argument("--widen", action="store_true", help="also run, on val only, the tuning settings one step "
+                                                         "beyond a choice at its sweep's edge (changes no choice)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("world", "synth", "cultureclip"):
@@ -1204,15 +1239,16 @@ def main(argv: list[str] | None = None) -> int:
             inputs = WorldInputs(**{k: str(out / v) if v else "" for k, v in json.loads((out / "inputs.json").read_text()).items()})
             summary = build_report(out, inputs, cfg)
         else:
-            summary = run_study(out, cfg, world_dir, args.workers, args.grid)
+            summary = run_study(out, cfg, world_dir, args.workers, args.grid, widen=args.widen)
     except (RuntimeError, FileNotFoundError, ValueError) as e:
         print(f"world study: {e}", file=sys.stderr)
         return 2
     print((out / "results.md").read_text())
     print((out / "diffs.md").read_text())
     print(json.dumps(summary["targets"], indent=2))
-    for fam, at in summary.get("choices_at_sweep_edge", {}).items():
-        print(f"note: val chose {fam}'s largest {' and '.join(at)} of the sweep; a wider sweep may score higher")
+    for fam, e in summary.get("choices_at_sweep_edge", {}).items():
+        print(f"note: val chose {fam}'s largest {' and '.join(e['at_largest'])} of the sweep (val twin "
+              f"{e['chosen_val_twin_acc']}); one step beyond, on val: {e['widened_val_twin_acc'] or 'not run (--widen)'}")
     print(f"-> {out}", file=sys.stderr)
     return 0
 

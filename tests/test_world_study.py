@@ -270,6 +270,9 @@ def test_constrained_target_is_chosen_on_val_and_compared_paired():
     assert t[0]["value"].startswith("ingredients/cultureclip:") and t[0]["met"]  # not generality/forgets
     assert "ingredients/cultureclip - ingredients/plain: 50.0" in t[1]["value"]
     assert t[2]["value"] == "100.0 [100.0, 100.0]" and t[2]["met"]  # fraction of the reference, paired interval
+    # the constrained rows against the base (one model, reused for every seed), paired over twin groups
+    assert t[3]["value"] == "ingredients/cultureclip - base: 50.0 [50.0, 50.0]" and t[3]["met"]
+    assert t[4]["value"] == "ingredients/plain - base: 0.0 [0.0, 0.0]" and not t[4]["met"]
     cfg.differences = [["ingredients/plain", "generality/forgets"], ["ingredients/plain", "no/such_row"]]
     diffs = {(d["difference"], d["metric"]): d for d in W.claimed_differences(rows, data, cfg)}
     assert diffs[("ingredients/plain - generality/forgets", "twin_acc")]["value"] == -50.0

@@ -1257,7 +1257,11 @@ def main(argv: list[str] | None = None) -> int:
             raise StudyConfigError(f"--grid {sorted(set(args.grid) - set(cfg.grids))}: grids are {sorted(cfg.grids)}")
         if args.report_only:
             inputs = WorldInputs(**{k: str(out / v) if v else "" for k, v in json.loads((out / "inputs.json").read_text()).items()})
+            before = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
             summary = build_report(out, inputs, cfg)
+            if "wall_seconds" in before:  # the measured time of the run that made these records is kept
+                summary["wall_seconds"] = before["wall_seconds"]
+                _write_json(out / "summary.json", summary)
         else:
             summary = run_study(out, cfg, world_dir, args.workers, args.grid, widen=args.widen)
     except (RuntimeError, FileNotFoundError, ValueError) as e:

@@ -298,6 +298,27 @@ def test_cli_hands_the_build_absolute_folders(tmp_path, monkeypatch):
     assert W.main(["--quick", "--out", "rel/study", "--world", "w"]) == 2 and seen["world"] == tmp_path / "w"
 
 
+def test_report_only_keeps_the_measured_wall_time(tmp_path, monkeypatch):
+    """--report-only rebuilds the tables from finished runs; the wall time measured by the run that made
+    them stays in summary.json (a rebuilt report takes seconds: it is no measurement of the study)."""
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "inputs.json").write_text(json.dumps({k: "" for k in W.WorldInputs.__dataclass_fields__}))
+    (out / "summary.json").write_text(json.dumps({"wall_seconds": 5178.3, "targets": []}))
+
+    def fake_report(o, inputs, cfg):
+        summary = {"targets": [], "rebuilt": True}
+        for name in ("results.md", "diffs.md"):
+            (o / name).write_text("|\n")
+        (o / "summary.json").write_text(json.dumps(summary))
+        return summary
+
+    monkeypatch.setattr(W, "build_report", fake_report)
+    assert W.main(["--quick", "--report-only", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rebuilt"] and summary["wall_seconds"] == 5178.3
+
+
 def test_a_run_is_skipped_only_when_its_marker_matches_its_settings(tmp_path):
     """A study run is keyed by what made it (the job, the study settings, the inputs' content), not by its name:
     before, any record.json of that name was reused, even one made with another lr or recipe."""

@@ -101,6 +101,7 @@ def test_report_reads_every_row_on_both_domains():
     data = W.EvalData({"test": _split(), "val": _split(), "shift": _split()}, {}, {}, [], [], np.zeros(0), {})
     df, summ = W.results_table(W.rows_of(recs), data, cfg)
     assert list(df.columns[:2]) == ["domain", "row"]
+    assert df.columns.is_unique and list(df.columns).count("twin_acc - base (paired)") == 1
     assert set(df[df["domain"] == "rendered"]["row"]) == {"base (web-like CLIP)", "ingredients/cultureclip",
                                                           "ingredients/plain", "ingredients/no_concept_term"}
     assert set(df[df["domain"] == "shifted"]["row"]) == {"base (web-like CLIP)", "ingredients/cultureclip",

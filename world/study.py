@@ -854,9 +854,10 @@ def results_table(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig)
             line["per seed"] = " / ".join(f"{x:.1f}" for x in per_seed)
             table.append(line)
     df = pd.DataFrame(table)
-    first = ["domain", "row", "seeds", "twin_acc"] + [c for c in df.columns if c.startswith("twin_acc ") and "/" not in c]
     last = ["twin_acc - base (paired)", "group_score", "concept_acc1", "probe_acc", "probe_diff_vs_base",
             "twin_acc / reference", "per seed"]
+    first = ["domain", "row", "seeds", "twin_acc"] + [c for c in df.columns if c.startswith("twin_acc ")
+                                                      and c not in last]
     df = df[[c for c in first + last if c in df.columns]].rename(columns={"twin_acc": f"twin_acc {cfg.headline} (headline)"})
     return df, summaries
 

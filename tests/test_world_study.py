@@ -276,6 +276,9 @@ def test_constrained_target_is_chosen_on_val_and_compared_paired():
     cfg.differences = [["ingredients/plain", "generality/forgets"], ["ingredients/plain", "no/such_row"]]
     diffs = {(d["difference"], d["metric"]): d for d in W.claimed_differences(rows, data, cfg)}
     assert diffs[("ingredients/plain - generality/forgets", "twin_acc")]["value"] == -50.0
+    # the general probe is compared paired too (over its images and the seeds): 30% against 20% right
+    p = diffs[("ingredients/plain - generality/forgets", "probe_acc")]
+    assert p["value"] == 10.0 and p["lo"] > 5 and p["hi"] < 15 and p["claimable"]
     assert not any("no/such_row" in k[0] for k in diffs)  # a pair without records is skipped
     d = diffs[("ingredients/cultureclip - ingredients/plain", "twin_acc")]
     assert d["seeds"] == 3 and d["value"] == 50.0 and (d["lo"], d["hi"]) == (50.0, 50.0) and d["claimable"]
@@ -306,8 +309,8 @@ def test_report_only_keeps_the_measured_wall_time(tmp_path, monkeypatch):
     (out / "inputs.json").write_text(json.dumps({k: "" for k in W.WorldInputs.__dataclass_fields__}))
     (out / "summary.json").write_text(json.dumps({"wall_seconds": 5178.3, "targets": []}))
 
-    def fake_report(o, inputs, cfg):
-        summary = {"targets": [], "rebuilt": True}
+    def fake_report(o, inputs, cfg, wall_seconds=None):
+        summary = {"targets": [], "rebuilt": True, "wall_seconds": wall_seconds}
         for name in ("results.md", "diffs.md"):
             (o / name).write_text("|\n")
         (o / "summary.json").write_text(json.dumps(summary))

@@ -775,25 +775,37 @@ def row_summary(recs: list[dict], data: EvalData, cfg: StudyConfig, split: str =
     return row
 
 
-def reference_fraction(rr: list[dict], oracle: list[dict], data: EvalData, cfg: StudyConfig,
-                       split: str = "test") -> tuple[float, float, float]:
-    """A row's headline twin accuracy as a fraction of the oracle reference's (percent), with a paired 95%
-    interval: both scored on the same images, seeds paired by number, twin groups and seeds resampled."""
-    seeds = sorted({r["seed"] for r in rr} & {r["seed"] for r in oracle}) or None
-    a = [r for r in rr if seeds is None or r["seed"] in seeds]
-    b = [r for r in oracle if seeds is None or r["seed"] in seeds]
-    va = np.array([_twin(r, split, cfg.headline)["twin_correct"] for r in a], dtype=float)
-    vb = np.array([_twin(r, split, cfg.headline)["twin_correct"] for r in b], dtype=float)
-    return tuple(100 * x for x in paired_ratio(va, vb, data.twin[split].groups, cfg.n_boot))
+METRIC_FIELDS = {"twin_acc": "twin_correct", "group_score": "pair_group"}  # per-item twin fields; "probe_acc": the probe
 
 
-def twin_diff_vs_base(rr: list[dict], base: dict, data: EvalData, cfg: StudyConfig,
-                      split: str = "test") -> tuple[float, float, float]:
-    """A row's twin accuracy (headline phrasing) minus the base's, in points, paired over twin groups and
-    the row's seeds (the base is one model, reused for every seed)."""
-    va = np.array([_twin(r, split, cfg.headline)["twin_correct"] for r in rr], dtype=float)
-    vb = np.array([_twin(base, split, cfg.headline)["twin_correct"]], dtype=float)
-    return tuple(100 * x for x in paired_diff(va, vb, data.twin[split].groups, cfg.n_boot))
+def _aligned(a: list[dict], b: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Two rows' records paired by seed: the seeds both have (the base is one model: reused for every seed
+    of the other row)."""
+    if any(r["kind"] == "base" for r in a + b):
+        return a, b
+    seeds = {r["seed"] for r in a} & {r["seed"] for r in b}
+    return [r for r in a if r["seed"] in seeds], [r for r in b if r["seed"] in seeds]
+
+
+def paired_rows(a: list[dict], b: list[dict], data: EvalData, cfg: StudyConfig, split: str = "test",
+                metric: str = "twin_acc", ratio: bool = False) -> tuple[float, float, float, int]:
+    """Row a minus row b (points; `ratio`: a / b in percent) with a paired 95% interval on one test domain:
+    the same seed draws for both (seeds paired by number) and the same item draws (twin groups for twin
+    accuracy, connected pair sets for the group score, images for the general probe). Also the number of
+    seeds paired (0: none in common, values NaN)."""
+    a, b = _aligned(a, b)
+    if not a or not b:
+        return math.nan, math.nan, math.nan, 0
+    if metric == "probe_acc":
+        va, vb = (np.array([r[split]["probe"] for r in rr], dtype=float) for rr in (a, b))
+        clusters = np.arange(va.shape[1])
+    else:
+        va, vb = (np.array([_twin(r, split, cfg.headline)[METRIC_FIELDS[metric]] for r in rr], dtype=float)
+                  for rr in (a, b))
+        sp = data.twin[split]
+        clusters = sp.pair_groups if metric == "group_score" else sp.groups
+    v = (paired_ratio if ratio else paired_diff)(va, vb, clusters, cfg.n_boot)
+    return (*(100 * x for x in v), max(len(a), len(b)))
 
 
 def _fmt(t, digits: int = 1) -> str:
@@ -845,10 +857,10 @@ def results_table(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig)
                     s["probe_diff_half_width"] = 50 * (d[2] - d[1])
                     line["probe_diff_vs_base"] = f"{_fmt(s['probe_diff'])} (±{s['probe_diff_half_width']:.1f})"
             if key not in ("base", "oracle"):
-                s["twin_diff_vs_base"] = twin_diff_vs_base(rr, rows["base"][0], data, cfg, split)
+                s["twin_diff_vs_base"] = paired_rows(rr, rows["base"], data, cfg, split)[:3]
                 line["twin_acc - base (paired)"] = _fmt(s["twin_diff_vs_base"])
             if ref and key != "oracle":
-                s["reference_fraction"] = reference_fraction(rr, rows["oracle"], data, cfg, split)
+                s["reference_fraction"] = paired_rows(rr, rows["oracle"], data, cfg, split, ratio=True)[:3]
                 line["twin_acc / reference"] = _fmt(s["reference_fraction"], 0)
             per_seed = s.get(f"twin_acc_per_seed[{cfg.headline}]") or s.get("twin_acc_per_seed[head]", [])
             line["per seed"] = " / ".join(f"{x:.1f}" for x in per_seed)
@@ -862,8 +874,9 @@ def results_table(rows: dict[str, list[dict]], data: EvalData, cfg: StudyConfig)
     return df, summaries
 
 
-def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, Any]:
-    """results.md/.csv, diffs.md/.csv, choices.json, pareto (val) and summary.json under `out`."""
+def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig, wall_seconds: float | None = None) -> dict[str, Any]:
+    """results.md/.csv, diffs.md/.csv, choices.json, pareto (val) and summary.json under `out`
+    (`wall_seconds`: the measured time of the run that made the records)."""
     import pandas as pd
 
     recs = load_records(out)
@@ -895,6 +908,8 @@ def build_report(out: Path, inputs: WorldInputs, cfg: StudyConfig) -> dict[str, 
                "phrasing_overlap": phrasing_overlap(data, Path(inputs.pretrain), Path(inputs.dataset)),
                "probe_test_images": int(len(data.probe_split["test"])),
                "shift_probe_images": int(len(data.shift_probe_images))}
+    if wall_seconds is not None:
+        summary["wall_seconds"] = round(wall_seconds, 1)
     _write_json(out / "summary.json", summary)
     return summary
 
@@ -904,28 +919,21 @@ def claimed_differences(rows: dict[str, list[dict]], data: EvalData, cfg: StudyC
     """CultureCLIP minus every other row, and each extra pair of the config (`differences`), on twin
     accuracy (headline) and group score, paired over twin groups and the seeds both rows have, on one
     test domain (`split`: "test" rendered, "shift" the second domain)."""
-    sp = data.twin[split]
     out = []
     cc_key = next((k for k in rows if k.endswith("/cultureclip")), None)
     pairs = [(cc_key, k) for k in rows if cc_key and k not in ("base", "oracle", cc_key)]
     pairs += [(a, b) for a, b in cfg.differences if a in rows and b in rows]
     for key_a, key in pairs:
-        a, b = rows[key_a], rows[key]
-        seeds = sorted({r["seed"] for r in a} & {r["seed"] for r in b})
-        if not seeds:
+        a, b = _aligned(rows[key_a], rows[key])
+        if not a or not b or not all(split in r for r in a + b):
             continue
-        a = [r for r in a if r["seed"] in seeds]
-        b = [r for r in b if r["seed"] in seeds]
-        if not all(split in r for r in a + b):
-            continue
-        for metric, field_, cl in (("twin_acc", "twin_correct", sp.groups), ("group_score", "pair_group", sp.pair_groups)):
-            va = np.array([_twin(r, split, cfg.headline)[field_] for r in a], dtype=float)
-            vb = np.array([_twin(r, split, cfg.headline)[field_] for r in b], dtype=float)
-            d, lo, hi = paired_diff(va, vb, cl, cfg.n_boot)
-            out.append({"domain": DOMAINS[split], "difference": f"{key_a} - {key}", "metric": metric, "seeds": len(seeds),
-                        "value": round(100 * d, 1), "lo": round(100 * lo, 1), "hi": round(100 * hi, 1),
+        metrics = ["twin_acc", "group_score"] + (["probe_acc"] if all("probe" in r[split] for r in a + b) else [])
+        for metric in metrics:
+            d, lo, hi, n = paired_rows(a, b, data, cfg, split, metric)
+            out.append({"domain": DOMAINS[split], "difference": f"{key_a} - {key}", "metric": metric, "seeds": n,
+                        "value": round(d, 1), "lo": round(lo, 1), "hi": round(hi, 1),
                         "significant": bool(lo > 0 or hi < 0),
-                        "claimable": bool(len(seeds) >= cfg.claim_seeds and (lo > 0 or hi < 0))})
+                        "claimable": bool(n >= cfg.claim_seeds and (lo > 0 or hi < 0))})
     return out
 
 
@@ -970,23 +978,17 @@ def targets(rows: dict[str, list[dict]], summaries: dict[str, dict], data: EvalD
                 "value": f"{best_cc[0]}: test twin {s['twin_acc'][0]:.1f}, probe diff "
                          f"{_fmt(s.get('probe_diff'))}", "met": bool(s.get("probe_diff") and s["probe_diff"][2] >= 0)})
     if best_plain:
-        sp = data.twin["test"]
-        a, b = rows[best_cc[0]], rows[best_plain[0]]
-        seeds = sorted({r["seed"] for r in a} & {r["seed"] for r in b})
-        va = np.array([_twin(r, "test", cfg.headline)["twin_correct"] for r in a if r["seed"] in seeds], dtype=float)
-        vb = np.array([_twin(r, "test", cfg.headline)["twin_correct"] for r in b if r["seed"] in seeds], dtype=float)
-        d, lo, hi = paired_diff(va, vb, sp.groups, cfg.n_boot)
+        d, lo, hi, _ = paired_rows(rows[best_cc[0]], rows[best_plain[0]], data, cfg)
         out.append({"target": "under the constraint, CultureCLIP beats plain CLIP fine-tuning (paired interval excludes 0)",
-                    "value": f"{best_cc[0]} - {best_plain[0]}: {100 * d:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]",
-                    "met": bool(lo > 0)})
+                    "value": f"{best_cc[0]} - {best_plain[0]}: {d:.1f} [{lo:.1f}, {hi:.1f}]", "met": bool(lo > 0)})
     if "oracle" in rows:
-        frac, lo, hi = reference_fraction(rows[best_cc[0]], rows["oracle"], data, cfg)
+        frac, lo, hi, _ = paired_rows(rows[best_cc[0]], rows["oracle"], data, cfg, ratio=True)
         out.append({"target": "moonshot: under the constraint, >= 90% of the converged reference's twin accuracy "
                               "(paired 95% interval; met when its lower end is >= 90)",
                     "value": f"{frac:.1f} [{lo:.1f}, {hi:.1f}]", "met": bool(lo >= 90)})
     for key in (best_cc[0], best_plain and best_plain[0]):
         if key:
-            d, lo, hi = summaries[key].get("twin_diff_vs_base") or twin_diff_vs_base(rows[key], rows["base"][0], data, cfg)
+            d, lo, hi, _ = paired_rows(rows[key], rows["base"], data, cfg)
             out.append({"target": f"under the constraint, the {family_of(cfg, key)} family's row gains twin accuracy "
                                   "over the base (paired interval excludes 0)",
                         "value": f"{key} - base: {d:.1f} [{lo:.1f}, {hi:.1f}]", "met": bool(lo > 0)})
@@ -1213,10 +1215,7 @@ def run_study(out: Path, cfg: StudyConfig, world_dir: Path, workers: int = 2, gr
         _run_all(jobs, out, inputs, cfg, pool, t0)
         if widen:
             _run_all(widening_jobs(cfg, choices), out, inputs, cfg, pool, t0)
-    summary = build_report(out, inputs, cfg)
-    summary["wall_seconds"] = round(time.time() - t0, 1)
-    _write_json(out / "summary.json", summary)
-    return summary
+    return build_report(out, inputs, cfg, time.time() - t0)
 
 
 def _relative(path: str, out: Path) -> str:
@@ -1259,10 +1258,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_only:
             inputs = WorldInputs(**{k: str(out / v) if v else "" for k, v in json.loads((out / "inputs.json").read_text()).items()})
             before = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
-            summary = build_report(out, inputs, cfg)
-            if "wall_seconds" in before:  # the measured time of the run that made these records is kept
-                summary["wall_seconds"] = before["wall_seconds"]
-                _write_json(out / "summary.json", summary)
+            # the measured time of the run that made these records is kept (a rebuilt report measures nothing)
+            summary = build_report(out, inputs, cfg, before.get("wall_seconds"))
         else:
             summary = run_study(out, cfg, world_dir, args.workers, args.grid, widen=args.widen)
     except (RuntimeError, FileNotFoundError, ValueError) as e:
